@@ -1,0 +1,8 @@
+"""ksdelete: safely delete an AWS KMS custom key store."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("ksdelete")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
+    __version__ = "0.0.0"

@@ -1,0 +1,3 @@
+from ksdelete.cli import main
+
+main()
