@@ -1,0 +1,392 @@
+"""Applies a Plan through the gateway, re-reading AWS before each step; journals every change."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+
+from ksdelete import discover, planner
+from ksdelete.errors import AwsError, KsdeleteError, RefusedError, StoreNotFoundError
+from ksdelete.gateway import Called, Gateway, key_from_metadata
+from ksdelete.journal import Journal
+from ksdelete.models import (
+    PENDING_DELETION,
+    Action,
+    ConnectionState,
+    Key,
+    KeyStore,
+    Plan,
+    PlanOptions,
+    Snapshot,
+    Status,
+    Step,
+    StepKind,
+    StoreResult,
+)
+from ksdelete.reporting import STEP_PHASE, Phase, PhaseState, Reporter
+from ksdelete.retry import poll_until
+
+# Connecting or disconnecting a store is awaited this long even without --wait: AWS documents
+# up to 20 minutes for a CloudHSM connect.
+TRANSITION_TIMEOUT = 30 * 60.0
+
+# confirm(snapshot, plan) -> True to go ahead
+Confirm = Callable[[Snapshot, Plan], bool]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    plan: PlanOptions = PlanOptions()
+    dry_run: bool = False
+    wait: bool = False
+    max_wait: float = 7 * 24 * 3600.0
+    missing_ok: bool = False
+    workers: int = 8
+
+
+class _Pending(Exception):
+    """The run went as far as AWS allows now; come back after `resume_after`."""
+
+    def __init__(self, resume_after: datetime | None, why: str) -> None:
+        super().__init__(why)
+        self.resume_after = resume_after
+
+
+class Executor:
+    def __init__(self, gateway: Gateway, journal: Journal, reporter: Reporter,
+                 options: RunOptions, confirm: Confirm) -> None:
+        self.gw = gateway
+        self.journal = journal
+        self.reporter = reporter
+        self.options = options
+        self.confirm = confirm
+        self._deadline = 0.0
+
+    # ---- one STORE argument -------------------------------------------------------------
+
+    def run(self, ref: str) -> StoreResult:
+        result = StoreResult(ref=ref)
+        self.reporter.store(ref)
+        try:
+            self._run(ref, result)
+        except StoreNotFoundError as exc:
+            result.status = Status.MISSING
+            if self.options.missing_ok:
+                result.warnings.append(f"{exc.what}; nothing to do (--missing-ok)")
+            else:
+                result.error = {"code": exc.code, "message": str(exc)}
+            self.reporter.phase(Phase.DISCOVER, PhaseState.FAILED, exc.what)
+        except _Pending as pending:
+            result.status = Status.PENDING
+            result.resume_after = pending.resume_after
+            self.reporter.note(str(pending))
+        except RefusedError as exc:
+            result.status = Status.REFUSED
+            result.error = {"code": exc.code, "message": str(exc)}
+            self.reporter.note(str(exc), level="error")
+        except KsdeleteError as exc:
+            result.status = Status.ERROR
+            result.error = {"code": getattr(exc, "aws_code", exc.code), "message": str(exc)}
+            self.reporter.note(str(exc), level="error")
+        except KeyboardInterrupt:
+            result.status = Status.INTERRUPTED
+            result.error = {"code": "interrupted", "message": "interrupted by the operator"}
+            raise
+        return result
+
+    def _run(self, ref: str, result: StoreResult) -> None:
+        snap = self._discover(ref, result)
+        now = self.gw.server_now()
+        plan = planner.plan(snap, self.options.plan, now)
+        result.plan = plan
+        result.warnings.extend(plan.warnings)
+        self.reporter.plan(snap, plan)
+        if plan.refusal:
+            self.reporter.phase(Phase.PLAN, PhaseState.FAILED, plan.refusal.reason)
+            raise RefusedError(plan.refusal.message, where=snap.store.id)
+        self.reporter.phase(Phase.PLAN, PhaseState.DONE, f"{len(plan.steps)} step(s)")
+        if self.options.dry_run:
+            result.status = Status.PLANNED
+            result.resume_after = plan.earliest_gone
+            return
+        if not self.confirm(snap, plan):
+            raise RefusedError("not confirmed; nothing was changed", where=snap.store.id)
+        self._deadline = time.monotonic() + (self.options.max_wait if self.options.wait else 0)
+        keys = {k.id: k for k in snap.keys}
+        for step in plan.steps:
+            phase = STEP_PHASE[step.kind]
+            self.reporter.phase(phase, PhaseState.RUNNING, step.detail)
+            detail = self._apply(step, snap, plan, keys, result)
+            result.keys = tuple(keys.values())
+            self.reporter.phase(phase, PhaseState.DONE, detail)
+        result.status = Status.DELETED
+        result.keys = tuple(keys.values())
+
+    def _discover(self, ref: str, result: StoreResult) -> Snapshot:
+        self.reporter.phase(Phase.DISCOVER, PhaseState.RUNNING, ref)
+        store, matched_by = discover.find_store(self.gw, ref)
+        result.store, result.matched_by = store, matched_by
+        self.reporter.note(f"{ref!r} matched the store {matched_by}: {store.id} ({store.name})")
+        snap = self.scan(store, matched_by)
+        result.keys = snap.keys
+        self.reporter.phase(
+            Phase.DISCOVER, PhaseState.DONE,
+            f"{len(snap.keys)} key(s) in the store, {snap.scanned} scanned",
+        )
+        return snap
+
+    def scan(self, store: KeyStore, matched_by: str = "id") -> Snapshot:
+        return discover.snapshot(
+            self.gw, store, matched_by=matched_by, workers=self.options.workers,
+            on_progress=lambda done, total, _: self.reporter.progress(Phase.DISCOVER, done, total),
+        )
+
+    # ---- steps ----------------------------------------------------------------------------
+
+    def _apply(self, step: Step, snap: Snapshot, plan: Plan, keys: dict[str, Key],
+               result: StoreResult) -> str:
+        store_id = snap.store.id
+        match step.kind:
+            case StepKind.CONNECT_STORE:
+                return self._connect(store_id, result)
+            case StepKind.AWAIT_CONNECTED:
+                store = self._await_state(store_id, ConnectionState.CONNECTED)
+                return f"store is {store.connection_state}"
+            case StepKind.SCHEDULE_KEY_DELETION:
+                return self._schedule(store_id, step.key_ids, keys, result)
+            case StepKind.AWAIT_KEYS_DELETED:
+                return self._await_keys(keys, result)
+            case StepKind.DISCONNECT_STORE:
+                return self._disconnect(store_id, result)
+            case StepKind.AWAIT_DISCONNECTED:
+                store = self._await_state(store_id, ConnectionState.DISCONNECTED)
+                return f"store is {store.connection_state}"
+            case StepKind.DELETE_STORE:
+                return self._delete(snap, result)
+            case StepKind.VERIFY_DELETED:
+                return self._verify(store_id)
+        raise AssertionError(step.kind)  # pragma: no cover
+
+    def _mutate(self, result: StoreResult, operation: str, call: Callable[[], Called],
+                *, key_id: str | None = None) -> Called:
+        assert result.store is not None
+        with self.journal.record(store_id=result.store.id, operation=operation,
+                                 key_id=key_id) as outcome:
+            try:
+                called = call()
+            except AwsError as exc:
+                result.actions.append(Action(operation, f"error:{exc.aws_code}", key_id,
+                                             exc.request_id, datetime.now(UTC)))
+                raise
+            outcome.request_id = called.request_id
+        result.actions.append(Action(operation, "ok", key_id, called.request_id,
+                                     datetime.now(UTC)))
+        return called
+
+    def _read_store(self, store_id: str) -> KeyStore:
+        store = self.gw.describe_store(store_id=store_id)
+        if store is None:
+            raise StoreNotFoundError(f"the store {store_id} disappeared during the run",
+                                     where="DescribeCustomKeyStores")
+        return store
+
+    def _transition_timeout(self) -> float:
+        if self.options.wait:
+            return max(0.0, self._deadline - time.monotonic())
+        return TRANSITION_TIMEOUT
+
+    def _await_state(self, store_id: str, target: ConnectionState) -> KeyStore:
+        def done(store: KeyStore) -> bool:
+            return store.connection_state is target or (
+                target is ConnectionState.CONNECTED
+                and store.connection_state is ConnectionState.FAILED
+            )
+
+        policy = self.gw.policy
+        store = poll_until(
+            lambda: self._read_store(store_id), done, call="DescribeCustomKeyStores",
+            timeout=self._transition_timeout(), initial=policy.poll_initial,
+            maximum=policy.poll_max, policy=policy, on_retry=self.reporter.retry,
+            describe=lambda s: f"store is {s.connection_state}",
+        )
+        if store.connection_state is ConnectionState.FAILED:
+            raise KsdeleteError(
+                f"connecting the store failed: {store.connection_error_code}",
+                where=store_id, hint="Fix the cluster or proxy, then run again with --connect",
+            )
+        if store.connection_state is not target:
+            raise _Pending(None, f"the store is still {store.connection_state}; run again later")
+        return store
+
+    def _connect(self, store_id: str, result: StoreResult) -> str:
+        store = self._read_store(store_id)
+        if store.connection_state is ConnectionState.FAILED:
+            self._mutate(result, "DisconnectCustomKeyStore",
+                         lambda: self.gw.disconnect_store(store_id))
+            store = self._await_state(store_id, ConnectionState.DISCONNECTED)
+        elif store.connection_state is ConnectionState.DISCONNECTING:
+            store = self._await_state(store_id, ConnectionState.DISCONNECTED)
+        if store.connection_state is ConnectionState.DISCONNECTED:
+            self._mutate(result, "ConnectCustomKeyStore", lambda: self.gw.connect_store(store_id))
+            return "connect requested"
+        return f"already {store.connection_state}"
+
+    def _schedule(self, store_id: str, key_ids: tuple[str, ...], keys: dict[str, Key],
+                  result: StoreResult) -> str:
+        days = self.options.plan.pending_window_days
+        total = len(key_ids)
+        done = 0
+        already = 0
+
+        def one(key_id: str) -> Key:
+            key = keys[key_id]
+            try:
+                called = self._mutate(
+                    result, "ScheduleKeyDeletion",
+                    lambda: self.gw.schedule_key_deletion(key.arn, days), key_id=key_id,
+                )
+                deletion = called.response.get("DeletionDate")
+            except AwsError as exc:
+                if not (exc.aws_code == "KMSInvalidStateException"
+                        and "pending deletion" in exc.what):
+                    raise
+                result.actions[-1] = replace(result.actions[-1], outcome="already-done")
+                deletion = None
+            return self._confirm_pending(replace(key, deletion_date=deletion or key.deletion_date))
+
+        with ThreadPoolExecutor(max_workers=4, thread_name_prefix="schedule") as pool:
+            for key in pool.map(one, key_ids):
+                done += 1
+                keys[key.id] = key
+                self.reporter.progress(Phase.SCHEDULE, done, total)
+        already = sum(1 for a in result.actions
+                      if a.operation == "ScheduleKeyDeletion" and a.outcome == "already-done")
+        return f"{total - already} scheduled, {already} already pending, {days}-day window"
+
+    def _confirm_pending(self, key: Key) -> Key:
+        """Read the key back until it shows PendingDeletion (eventual consistency)."""
+        policy = self.gw.policy
+        key = poll_until(
+            lambda: key_from_metadata(self.gw.describe_key(key.arn), key.aliases),
+            lambda k: k.state == PENDING_DELETION, call="DescribeKey",
+            timeout=policy.consistency_timeout, initial=policy.consistency_initial,
+            maximum=policy.consistency_max, policy=policy, on_retry=self.reporter.retry,
+            describe=lambda k: f"{k.id} still {k.state}",
+        )
+        if key.state != PENDING_DELETION:
+            raise KsdeleteError(f"key {key.id} does not read back as PendingDeletion "
+                                f"(it is {key.state})", where="ScheduleKeyDeletion")
+        return key
+
+    def _await_keys(self, keys: dict[str, Key], result: StoreResult) -> str:
+        total = len(keys)
+        remaining = list(keys.values())
+        policy = self.gw.policy
+        gone_ids: set[str] = set()
+
+        def check() -> list[Key]:
+            nonlocal remaining
+            gone, remaining = discover.recheck_keys(self.gw, remaining)
+            gone_ids.update(k.id for k in gone)
+            for key in remaining:
+                if key.state != PENDING_DELETION:
+                    raise RefusedError(
+                        f"key {key.id} is no longer pending deletion (it is {key.state}): "
+                        "someone cancelled it; nothing more was changed",
+                        where=key.arn, hint="Run `ksdelete status` to review, then run again",
+                    )
+            self.reporter.progress(Phase.WAIT, total - len(remaining), total)
+            self.reporter.waiting(_latest(remaining), len(remaining), total)
+            return remaining
+
+        if self.options.wait:
+            poll_until(check, lambda rest: not rest, call="DescribeKey",
+                       timeout=max(0.0, self._deadline - time.monotonic()),
+                       initial=policy.poll_initial, maximum=policy.poll_max, policy=policy,
+                       on_retry=self.reporter.retry,
+                       describe=lambda rest: f"{len(rest)} key(s) still pending")
+        else:
+            # Keys just read by discovery or just scheduled cannot have vanished since; only
+            # ask AWS again if some DeletionDate has passed.
+            now = self.gw.server_now()
+            if any(k.deletion_date and k.deletion_date <= now for k in remaining):
+                check()
+        for key_id in gone_ids:
+            keys.pop(key_id, None)
+        if remaining:
+            self.reporter.phase(Phase.WAIT, PhaseState.PENDING,
+                                f"{len(remaining)}/{total} key(s) still pending")
+            raise _Pending(_latest(remaining),
+                           f"{len(remaining)} key(s) still pending deletion; run again after "
+                           "the latest DeletionDate (AWS may take up to 24 h longer)")
+        return f"all {total} key(s) deleted"
+
+    def _disconnect(self, store_id: str, result: StoreResult) -> str:
+        store = self._read_store(store_id)
+        if store.connection_state in (ConnectionState.DISCONNECTED,
+                                      ConnectionState.DISCONNECTING):
+            return f"already {store.connection_state}"
+        self._mutate(result, "DisconnectCustomKeyStore",
+                     lambda: self.gw.disconnect_store(store_id))
+        return "disconnect requested"
+
+    def _delete(self, snap: Snapshot, result: StoreResult) -> str:
+        store = self._read_store(snap.store.id)
+        rescan = self.scan(store)
+        if rescan.undescribable:
+            raise RefusedError(
+                f"{len(rescan.undescribable)} key(s) could not be described during the re-scan; "
+                "membership is unknown, so the store was not deleted",
+                where=store.id, hint="Grant kms:DescribeKey on them and run again",
+            )
+        if rescan.keys:
+            unplanned = [k.id for k in rescan.keys if k.id not in snap.key_ids()]
+            if unplanned:
+                raise RefusedError(
+                    f"{len(unplanned)} key(s) appeared in the store that were not in the plan: "
+                    f"{', '.join(unplanned)}; the store was not deleted",
+                    where=store.id, hint="Review them; run ksdelete again to plan for them",
+                )
+            raise _Pending(None, f"{len(rescan.keys)} planned key(s) are still in the store")
+        policy = self.gw.policy
+
+        def attempt() -> AwsError | None:
+            try:
+                self._mutate(result, "DeleteCustomKeyStore",
+                             lambda: self.gw.delete_store(store.id))
+            except AwsError as exc:
+                if exc.aws_code in ("CustomKeyStoreHasCMKsException",
+                                    "CustomKeyStoreInvalidStateException"):
+                    return exc
+                raise
+            return None
+
+        error = poll_until(
+            attempt, lambda e: e is None, call="DeleteCustomKeyStore",
+            timeout=policy.consistency_timeout, initial=policy.consistency_initial,
+            maximum=policy.consistency_max, policy=policy, on_retry=self.reporter.retry,
+            describe=lambda e: e.aws_code if e else "ok",
+        )
+        if error is not None:
+            raise error
+        return "DeleteCustomKeyStore accepted"
+
+    def _verify(self, store_id: str) -> str:
+        policy = self.gw.policy
+        store = poll_until(
+            lambda: self.gw.describe_store(store_id=store_id), lambda s: s is None,
+            call="DescribeCustomKeyStores", timeout=policy.consistency_timeout,
+            initial=policy.consistency_initial, maximum=policy.consistency_max, policy=policy,
+            on_retry=self.reporter.retry, describe=lambda s: "store still listed",
+        )
+        if store is not None:
+            raise KsdeleteError("the store is still listed after DeleteCustomKeyStore",
+                                where=store_id, hint="Run again to re-check")
+        return "CustomKeyStoreNotFoundException: the store is gone"
+
+
+def _latest(keys: list[Key]) -> datetime | None:
+    return max((k.deletion_date for k in keys if k.deletion_date), default=None)

@@ -1,0 +1,349 @@
+"""The only module that imports boto3: typed KMS calls, paced under the KMS request quotas.
+
+AWS error codes become `AwsError` (carrying the code) at this boundary. The gateway is thread
+safe: one boto3 client (thread safe for calls), one token bucket per operation.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import boto3
+import botocore.config
+import botocore.exceptions
+
+from ksdelete import __version__
+from ksdelete.errors import AwsError, CredentialsError, UsageError
+from ksdelete.models import ConnectionState, Key, KeyStore, StoreType
+from ksdelete.retry import RetryObserver, RetryPolicy, call_with_retries
+
+# Requests per second ksdelete allows itself per operation: about 80 % of the AWS default
+# quota (kms-reference 6.1), because the quota is shared with every other caller in the account.
+PACE: dict[str, float] = {
+    "DescribeCustomKeyStores": 4,
+    "ConnectCustomKeyStore": 4,
+    "DisconnectCustomKeyStore": 4,
+    "DeleteCustomKeyStore": 4,
+    "ListKeys": 400,
+    "ListAliases": 400,
+    "DescribeKey": 1600,
+    "ScheduleKeyDeletion": 12,
+    "CancelKeyDeletion": 4,
+    "EnableKey": 4,
+    "DisableKey": 4,
+    "GetCallerIdentity": 10,
+}
+
+THROTTLING_CODES = frozenset(
+    {
+        "ThrottlingException",
+        "Throttling",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "LimitExceededException",
+    }
+)
+SERVER_ERROR_CODES = frozenset(
+    {"KMSInternalException", "DependencyTimeoutException", "KeyUnavailableException",
+     "InternalFailure", "ServiceUnavailable"}
+)
+
+# The IAM actions each gateway method needs; `ksdelete iam-policy` is built from this table.
+PERMISSIONS: dict[str, str] = {
+    "describe_store": "kms:DescribeCustomKeyStores",
+    "list_keys": "kms:ListKeys",
+    "describe_key": "kms:DescribeKey",
+    "list_aliases": "kms:ListAliases",
+    "schedule_key_deletion": "kms:ScheduleKeyDeletion",
+    "cancel_key_deletion": "kms:CancelKeyDeletion",
+    "enable_key": "kms:EnableKey",
+    "connect_store": "kms:ConnectCustomKeyStore",
+    "disconnect_store": "kms:DisconnectCustomKeyStore",
+    "delete_store": "kms:DeleteCustomKeyStore",
+}
+
+
+class TokenBucket:
+    """Thread-safe pacing: at most `rate` acquisitions per second, bursts up to `burst`."""
+
+    def __init__(self, rate: float, burst: float | None = None,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.rate = rate
+        self.capacity = burst if burst is not None else max(1.0, rate / 4)
+        self._tokens = self.capacity
+        self._clock = clock
+        self._sleep = sleep
+        self._last = clock()
+        self._lock = threading.Lock()
+
+    def acquire(self) -> float:
+        """Take one token, sleeping as needed; returns the seconds slept."""
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
+            self._last = now
+            self._tokens -= 1
+            wait = -self._tokens / self.rate if self._tokens < 0 else 0.0
+        if wait > 0:
+            self._sleep(wait)
+        return wait
+
+
+@dataclass(frozen=True)
+class Called:
+    """The outcome of a mutating call, for the journal and the report."""
+
+    response: dict[str, Any]
+    request_id: str | None
+
+
+@dataclass(frozen=True)
+class AwsTarget:
+    region: str | None = None
+    profile: str | None = None
+    endpoint_url: str | None = None
+
+
+def _error_code(exc: BaseException) -> str | None:
+    if isinstance(exc, botocore.exceptions.ClientError):
+        return str(exc.response.get("Error", {}).get("Code", "")) or None
+    return None
+
+
+def _retryable(exc: BaseException) -> bool:
+    if isinstance(exc, AwsError):
+        return exc.aws_code in THROTTLING_CODES or exc.aws_code in SERVER_ERROR_CODES or (
+            exc.aws_code == "ConnectionError"
+        )
+    return False
+
+
+class Gateway:
+    """Typed KMS operations for one account and Region."""
+
+    def __init__(
+        self,
+        target: AwsTarget,
+        *,
+        policy: RetryPolicy | None = None,
+        on_retry: RetryObserver | None = None,
+        pace: dict[str, float] | None = None,
+    ) -> None:
+        self.policy = policy or RetryPolicy()
+        self.on_retry: RetryObserver = on_retry or (lambda *_: None)
+        try:
+            session = boto3.session.Session(
+                profile_name=target.profile, region_name=target.region
+            )
+        except botocore.exceptions.ProfileNotFound as exc:
+            raise UsageError(
+                f"AWS profile {target.profile!r} not found", where="--profile",
+                hint="Check ~/.aws/config or AWS_PROFILE",
+            ) from exc
+        if not session.region_name:
+            raise UsageError(
+                "no AWS Region configured", where="--region",
+                hint="Pass --region or set AWS_REGION",
+            )
+        self.region: str = session.region_name
+        config = botocore.config.Config(
+            # ksdelete retries throttling and 5xx itself (see retry.py) so every retry is
+            # visible; botocore is set explicitly to make exactly one attempt.
+            retries={"mode": "standard", "total_max_attempts": 1},
+            connect_timeout=10,
+            read_timeout=60,
+            max_pool_connections=32,
+            user_agent_extra=f"ksdelete/{__version__}",
+        )
+        self._kms = session.client("kms", endpoint_url=target.endpoint_url, config=config)
+        self._sts = session.client(
+            "sts",
+            config=botocore.config.Config(
+                retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=5,
+                read_timeout=10,
+            ),
+        )
+        self._buckets = {op: TokenBucket(rate) for op, rate in (pace or PACE).items()}
+        self._clock_lock = threading.Lock()
+        self._server_offset: float | None = None
+
+    # ---- plumbing -------------------------------------------------------------------------
+
+    def _call(self, operation: str, client: Any = None, **params: Any) -> Called:
+        client = client or self._kms
+        method = getattr(client, _snake(operation))
+        bucket = self._buckets.get(operation)
+
+        def once() -> Called:
+            if bucket is not None:
+                bucket.acquire()
+            try:
+                response: dict[str, Any] = method(**params)
+            except botocore.exceptions.ClientError as exc:
+                meta = exc.response.get("ResponseMetadata", {})
+                code = _error_code(exc) or "Unknown"
+                raise AwsError(
+                    str(exc.response.get("Error", {}).get("Message") or code),
+                    operation=operation, aws_code=code, request_id=meta.get("RequestId"),
+                    where=operation,
+                ) from exc
+            except (
+                botocore.exceptions.EndpointConnectionError,
+                botocore.exceptions.ConnectionClosedError,
+                botocore.exceptions.ReadTimeoutError,
+                botocore.exceptions.ConnectTimeoutError,
+            ) as exc:
+                raise AwsError(
+                    f"cannot reach AWS: {exc}", operation=operation, aws_code="ConnectionError",
+                    where=operation, hint="Check the network, --region and --endpoint-url",
+                ) from exc
+            except botocore.exceptions.NoCredentialsError as exc:
+                raise CredentialsError(
+                    "no AWS credentials found", where=operation,
+                    hint="Set AWS_PROFILE / --profile or AWS_ACCESS_KEY_ID",
+                ) from exc
+            meta = response.get("ResponseMetadata", {})
+            self._note_server_date(meta.get("HTTPHeaders", {}).get("date"))
+            return Called(response, meta.get("RequestId"))
+
+        return call_with_retries(
+            once, call=operation, retryable=_retryable, policy=self.policy,
+            on_retry=self.on_retry,
+        )
+
+    def _note_server_date(self, header: str | None) -> None:
+        if not header:
+            return
+        try:
+            server = parsedate_to_datetime(header).timestamp()
+        except (TypeError, ValueError):
+            return
+        with self._clock_lock:
+            self._server_offset = server - time.time()
+
+    def server_now(self) -> datetime:
+        """AWS's idea of now, from the Date header of the latest response (1 s resolution)."""
+        with self._clock_lock:
+            offset = self._server_offset or 0.0
+        return datetime.fromtimestamp(time.time() + offset, UTC)
+
+    # ---- key stores -------------------------------------------------------------------------
+
+    def describe_store(self, *, store_id: str | None = None, name: str | None = None
+                       ) -> KeyStore | None:
+        """The store with this ID or name, or None if AWS says it does not exist."""
+        params = {"CustomKeyStoreId": store_id} if store_id else {"CustomKeyStoreName": name}
+        try:
+            called = self._call("DescribeCustomKeyStores", **params)
+        except AwsError as exc:
+            if exc.aws_code == "CustomKeyStoreNotFoundException":
+                return None
+            raise
+        entries = called.response.get("CustomKeyStores", [])
+        return _store(entries[0]) if entries else None
+
+    def connect_store(self, store_id: str) -> Called:
+        return self._call("ConnectCustomKeyStore", CustomKeyStoreId=store_id)
+
+    def disconnect_store(self, store_id: str) -> Called:
+        return self._call("DisconnectCustomKeyStore", CustomKeyStoreId=store_id)
+
+    def delete_store(self, store_id: str) -> Called:
+        return self._call("DeleteCustomKeyStore", CustomKeyStoreId=store_id)
+
+    # ---- keys -------------------------------------------------------------------------------
+
+    def list_keys(self) -> Iterator[list[tuple[str, str]]]:
+        """Every key in the account and Region, one page (up to 1000) at a time."""
+        marker: str | None = None
+        while True:
+            params: dict[str, Any] = {"Limit": 1000}
+            if marker:
+                params["Marker"] = marker
+            page = self._call("ListKeys", **params).response
+            yield [(k["KeyId"], k["KeyArn"]) for k in page.get("Keys", [])]
+            marker = page.get("NextMarker")
+            if not page.get("Truncated") or not marker:
+                return
+
+    def describe_key(self, key_id: str) -> dict[str, Any]:
+        """KeyMetadata of one key; raises AwsError (NotFoundException, AccessDeniedException...)."""
+        metadata: dict[str, Any] = self._call("DescribeKey", KeyId=key_id).response["KeyMetadata"]
+        return metadata
+
+    def list_aliases(self) -> dict[str, list[str]]:
+        """Alias names by target key ID, for the whole account and Region."""
+        aliases: dict[str, list[str]] = {}
+        marker: str | None = None
+        while True:
+            params: dict[str, Any] = {"Limit": 100}
+            if marker:
+                params["Marker"] = marker
+            page = self._call("ListAliases", **params).response
+            for alias in page.get("Aliases", []):
+                target = alias.get("TargetKeyId")
+                if target:
+                    aliases.setdefault(target, []).append(alias["AliasName"])
+            marker = page.get("NextMarker")
+            if not page.get("Truncated") or not marker:
+                return aliases
+
+    def schedule_key_deletion(self, key_id: str, days: int) -> Called:
+        return self._call("ScheduleKeyDeletion", KeyId=key_id, PendingWindowInDays=days)
+
+    def cancel_key_deletion(self, key_id: str) -> Called:
+        return self._call("CancelKeyDeletion", KeyId=key_id)
+
+    def enable_key(self, key_id: str) -> Called:
+        return self._call("EnableKey", KeyId=key_id)
+
+    # ---- identity ---------------------------------------------------------------------------
+
+    def caller_identity(self) -> tuple[str | None, str | None]:
+        """(account, caller ARN) for the journal; (None, None) if STS cannot be reached."""
+        try:
+            response = self._sts.get_caller_identity()
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError):
+            return None, None
+        return response.get("Account"), response.get("Arn")
+
+
+def _snake(operation: str) -> str:
+    out = []
+    for i, ch in enumerate(operation):
+        if ch.isupper() and i:
+            out.append("_")
+        out.append(ch.lower())
+    return "".join(out)
+
+
+def _store(entry: dict[str, Any]) -> KeyStore:
+    store_type = entry.get("CustomKeyStoreType") or StoreType.CLOUDHSM.value
+    return KeyStore(
+        id=entry["CustomKeyStoreId"],
+        name=entry.get("CustomKeyStoreName", ""),
+        type=StoreType(store_type),
+        connection_state=ConnectionState(entry["ConnectionState"]),
+        connection_error_code=entry.get("ConnectionErrorCode"),
+        cloudhsm_cluster_id=entry.get("CloudHsmClusterId"),
+        creation_date=entry.get("CreationDate"),
+    )
+
+
+def key_from_metadata(metadata: dict[str, Any], aliases: tuple[str, ...] = ()) -> Key:
+    return Key(
+        id=metadata["KeyId"],
+        arn=metadata.get("Arn", metadata["KeyId"]),
+        state=metadata.get("KeyState", "Unknown"),
+        custom_key_store_id=metadata.get("CustomKeyStoreId", ""),
+        deletion_date=metadata.get("DeletionDate"),
+        aliases=aliases,
+        external_key_id=(metadata.get("XksKeyConfiguration") or {}).get("Id"),
+    )

@@ -1,0 +1,202 @@
+"""How a run is shown. The pipeline talks to a Reporter; it never prints.
+
+- PlainReporter: timestamped lines on stderr, no ANSI codes (cron, CI, pipes).
+- RichReporter (ksdelete.live): the live checklist view on a terminal.
+- QuietReporter: only errors.
+The final result line and the JSON document are written by the CLI from StoreResult.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Protocol, TextIO
+
+from ksdelete.models import Plan, Snapshot, StepKind, StoreResult
+
+
+class Phase(StrEnum):
+    DISCOVER = "discover"
+    PLAN = "plan"
+    CONNECT = "connect"
+    SCHEDULE = "schedule"
+    WAIT = "wait"
+    DISCONNECT = "disconnect"
+    DELETE = "delete"
+    VERIFY = "verify"
+    CANCEL = "cancel"
+
+
+PIPELINE: tuple[Phase, ...] = (
+    Phase.DISCOVER, Phase.PLAN, Phase.SCHEDULE, Phase.WAIT, Phase.DISCONNECT, Phase.DELETE,
+    Phase.VERIFY,
+)
+
+STEP_PHASE: dict[StepKind, Phase] = {
+    StepKind.CONNECT_STORE: Phase.CONNECT,
+    StepKind.AWAIT_CONNECTED: Phase.CONNECT,
+    StepKind.SCHEDULE_KEY_DELETION: Phase.SCHEDULE,
+    StepKind.AWAIT_KEYS_DELETED: Phase.WAIT,
+    StepKind.DISCONNECT_STORE: Phase.DISCONNECT,
+    StepKind.AWAIT_DISCONNECTED: Phase.DISCONNECT,
+    StepKind.DELETE_STORE: Phase.DELETE,
+    StepKind.VERIFY_DELETED: Phase.VERIFY,
+}
+
+
+class PhaseState(StrEnum):
+    RUNNING = "running"
+    DONE = "done"
+    SKIPPED = "skipped"
+    PENDING = "pending"
+    FAILED = "failed"
+
+
+class Reporter(Protocol):
+    def start(self, *, command: str, dry_run: bool) -> None: ...
+    def store(self, ref: str) -> None: ...
+    def phase(self, phase: Phase, state: PhaseState, detail: str = "") -> None: ...
+    def progress(self, phase: Phase, done: int, total: int | None) -> None: ...
+    def retry(self, call: str, attempt: int, delay: float, reason: str) -> None: ...
+    def plan(self, snapshot: Snapshot, plan: Plan) -> None: ...
+    def note(self, text: str, *, level: str = "info") -> None: ...
+    def waiting(self, until: datetime | None, remaining: int, total: int) -> None: ...
+    def finish(self, results: Sequence[StoreResult]) -> None: ...
+
+
+def fmt_time(value: datetime | None) -> str:
+    if value is None:
+        return "-"
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def describe_step(kind: StepKind, key_count: int, detail: str) -> str:
+    text = {
+        StepKind.CONNECT_STORE: "ConnectCustomKeyStore",
+        StepKind.AWAIT_CONNECTED: "wait until the store is CONNECTED",
+        StepKind.SCHEDULE_KEY_DELETION: f"ScheduleKeyDeletion for {key_count} key(s)",
+        StepKind.AWAIT_KEYS_DELETED: f"wait until all {key_count} key(s) are really deleted",
+        StepKind.DISCONNECT_STORE: "DisconnectCustomKeyStore",
+        StepKind.AWAIT_DISCONNECTED: "wait until the store is DISCONNECTED",
+        StepKind.DELETE_STORE: "re-scan the store, then DeleteCustomKeyStore",
+        StepKind.VERIFY_DELETED: "verify DescribeCustomKeyStores says CustomKeyStoreNotFound",
+    }[kind]
+    return f"{text} ({detail})" if detail else text
+
+
+def plan_lines(snapshot: Snapshot, plan: Plan, *, window_days: int) -> list[str]:
+    """The plan as plain text lines (used by the plain reporter and the dry run)."""
+    store = snapshot.store
+    lines = [
+        f"store {store.id} ({store.name}), matched by {snapshot.matched_by}: "
+        f"type {store.type}, connection {store.connection_state}"
+        + (f" ({store.connection_error_code})" if store.connection_error_code else ""),
+        f"{len(snapshot.keys)} key(s) in the store ({snapshot.scanned} key(s) in the "
+        "account and Region scanned)",
+    ]
+    for key in snapshot.keys:
+        extra = f" deletes after {fmt_time(key.deletion_date)}" if key.deletion_date else ""
+        aliases = f" aliases {', '.join(key.aliases)}" if key.aliases else ""
+        external = f" external key {key.external_key_id}" if key.external_key_id else ""
+        lines.append(f"  key {key.id} {key.state}{extra}{aliases}{external}")
+    lines.extend(
+        f"  key {bad.id} cannot be described: {bad.error_code}" for bad in snapshot.undescribable
+    )
+    if plan.refusal:
+        lines.append(f"refused: {plan.refusal.message}")
+        return lines
+    lines.append("steps:")
+    for index, step in enumerate(plan.steps, 1):
+        detail = step.detail
+        if step.kind is StepKind.SCHEDULE_KEY_DELETION:
+            detail = f"{window_days}-day window" + (f", {detail}" if detail else "")
+        lines.append(f"  {index}. {describe_step(step.kind, len(step.key_ids), detail)}")
+    if plan.earliest_gone:
+        lines.append(
+            f"earliest the store can be gone: {fmt_time(plan.earliest_gone)} "
+            "(AWS may delete keys up to 24 h after their DeletionDate)"
+        )
+    lines.extend(f"warning: {w}" for w in plan.warnings)
+    return lines
+
+
+class PlainReporter:
+    """Timestamped plain lines, for anything that is not a terminal."""
+
+    def __init__(self, stream: TextIO, *, window_days: int = 30,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.stream = stream
+        self.window_days = window_days
+        self.clock = clock
+        self._ref = ""
+        self._last_progress: dict[Phase, int] = {}
+
+    def _line(self, text: str) -> None:
+        stamp = self.clock().astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        prefix = f"{self._ref}: " if self._ref else ""
+        self.stream.write(f"{stamp} {prefix}{text}\n")
+        self.stream.flush()
+
+    def start(self, *, command: str, dry_run: bool) -> None:
+        if dry_run:
+            self._line("DRY RUN: nothing will be changed")
+
+    def store(self, ref: str) -> None:
+        self._ref = ref
+        self._last_progress.clear()
+
+    def phase(self, phase: Phase, state: PhaseState, detail: str = "") -> None:
+        self._line(f"{phase}: {state}" + (f": {detail}" if detail else ""))
+
+    def progress(self, phase: Phase, done: int, total: int | None) -> None:
+        # One line per 10 % (or at the end), so logs stay short.
+        if total:
+            step = max(1, total // 10)
+            if done == total or done - self._last_progress.get(phase, 0) >= step:
+                self._last_progress[phase] = done
+                self._line(f"{phase}: {done}/{total}")
+
+    def retry(self, call: str, attempt: int, delay: float, reason: str) -> None:
+        self._line(f"retry: {call} attempt {attempt} failed ({reason}); next try in {delay:.1f}s")
+
+    def plan(self, snapshot: Snapshot, plan: Plan) -> None:
+        for line in plan_lines(snapshot, plan, window_days=self.window_days):
+            self._line(line)
+
+    def note(self, text: str, *, level: str = "info") -> None:
+        self._line(text if level == "info" else f"{level}: {text}")
+
+    def waiting(self, until: datetime | None, remaining: int, total: int) -> None:
+        self._line(f"wait: {remaining}/{total} key(s) still pending; next deletion after "
+                   f"{fmt_time(until)}")
+
+    def finish(self, results: Sequence[StoreResult]) -> None:
+        self._ref = ""
+        for line in summary_lines(results):
+            self._line(line)
+
+
+class QuietReporter(PlainReporter):
+    """--quiet: errors only (the CLI still prints the final result line)."""
+
+    def _line(self, text: str) -> None:
+        return None
+
+    def note(self, text: str, *, level: str = "info") -> None:
+        if level == "error":
+            super()._line(f"error: {text}")
+
+
+def summary_lines(results: Sequence[StoreResult]) -> list[str]:
+    lines = []
+    for r in results:
+        store = r.store.id if r.store else r.ref
+        done = sum(1 for a in r.actions if a.outcome == "ok")
+        text = f"{store}: {r.status}, {len(r.keys)} key(s), {done} change(s) made"
+        if r.resume_after:
+            text += f", run again after {fmt_time(r.resume_after)}"
+        if r.error:
+            text += f"; {r.error['message']}"
+        lines.append(text)
+    return lines
