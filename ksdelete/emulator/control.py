@@ -1,0 +1,243 @@
+"""The ``/_emulator/*`` control API (JSON in, JSON out; never throttled, faulted or delayed)."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+from urllib.parse import parse_qs
+
+from moto.core.models import DEFAULT_ACCOUNT_ID
+from moto.kms.models import kms_backends
+
+from .models import STORE_QUOTA, STORE_STATES, CustomKeyStore, EmulatorKmsBackend, KmsError
+from .realism import RUNTIME
+
+HSM_PASSWORD = "kmsPswd1"
+TRUST_ANCHOR = "-----BEGIN CERTIFICATE-----\nMIIEmulatorTrustAnchor\n-----END CERTIFICATE-----"
+_B32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+
+
+class ControlError(Exception):
+    """A bad control request (answered 400 ``{"error": ...}``)."""
+
+
+def backend_for(region: str) -> EmulatorKmsBackend:
+    backend = kms_backends[DEFAULT_ACCOUNT_ID][region]
+    assert isinstance(backend, EmulatorKmsBackend), "install() was not called"
+    return backend
+
+
+def _rand(alphabet: str, n: int) -> str:
+    return "".join(RUNTIME.rng.choice(alphabet) for _ in range(n))
+
+
+def _safe(text: str, allowed: str) -> str:
+    return re.sub(f"[^{allowed}]", "-", text)
+
+
+def clock(body: dict[str, Any] | None) -> dict[str, Any]:
+    if body and "advance" in body:
+        RUNTIME.clock.advance(float(body["advance"]))
+        with RUNTIME.lock:
+            for region_backend in list(kms_backends[DEFAULT_ACCOUNT_ID].values()):
+                if isinstance(region_backend, EmulatorKmsBackend):
+                    region_backend.tick()
+    return {"now": RUNTIME.clock.now().isoformat(), "time_scale": RUNTIME.clock.time_scale}
+
+
+def reset() -> dict[str, Any]:
+    with RUNTIME.lock:
+        kms_backends.reset()  # BackendDict.reset: every moto backend, ours included
+        RUNTIME.clear()
+    return {"reset": True}
+
+
+def seed(spec: dict[str, Any]) -> dict[str, Any]:
+    region = str(spec.get("region", "us-east-1"))
+    out: dict[str, Any] = {"stores": [], "plain_key_ids": []}
+    with RUNTIME.lock:
+        backend = backend_for(region)
+        backend.tick()
+        for raw in spec.get("stores", []):
+            out["stores"].append(_seed_store(backend, raw))
+        for _ in range(int(spec.get("plain_keys", 0))):
+            key = backend.new_key(
+                policy=None,
+                description="",
+                key_usage="ENCRYPT_DECRYPT",
+                key_spec="SYMMETRIC_DEFAULT",
+                tags=None,
+                multi_region=False,
+                origin="AWS_KMS",
+            )
+            out["plain_key_ids"].append(key.id)
+    return out
+
+
+def _deny_policy(account: str) -> str:
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Id": "key-emulator-deny-describe",
+            "Statement": [
+                {
+                    "Sid": "Enable IAM User Permissions",
+                    "Effect": "Allow",
+                    "Principal": {"AWS": f"arn:aws:iam::{account}:root"},
+                    "Action": "kms:*",
+                    "Resource": "*",
+                },
+                {
+                    "Sid": "Deny DescribeKey",
+                    "Effect": "Deny",
+                    "Principal": {"AWS": "*"},
+                    "Action": "kms:DescribeKey",
+                    "Resource": "*",
+                },
+            ],
+        }
+    )
+
+
+def _seed_store(backend: EmulatorKmsBackend, raw: dict[str, Any]) -> dict[str, Any]:
+    name = str(raw["name"])
+    kind = str(raw.get("type", "AWS_CLOUDHSM"))
+    if kind not in ("AWS_CLOUDHSM", "EXTERNAL_KEY_STORE"):
+        raise ControlError(f"unknown store type {kind!r}")
+    state = str(raw.get("connection_state", "CONNECTED"))
+    if state not in STORE_STATES:
+        raise ControlError(f"unknown connection_state {state!r}")
+    if backend.store_by_name(name) is not None:
+        raise ControlError(f"store name {name!r} already in use")
+    if len(backend.custom_key_stores) >= STORE_QUOTA:
+        raise ControlError(f"the {STORE_QUOTA}-store quota is reached")
+    store = CustomKeyStore(
+        id=backend.new_store_id(),
+        name=name,
+        type=kind,
+        creation_date=RUNTIME.clock.epoch(),
+        state="CONNECTED",
+    )
+    if kind == "AWS_CLOUDHSM":
+        store.cluster_id = "cluster-" + _rand("234567abcdefghijklmnopqrstuvwxyz", 11)
+        store.trust_anchor = TRUST_ANCHOR
+        store.password = HSM_PASSWORD
+    else:
+        host = _safe(name.lower(), "a-z0-9.-").strip("-.") or "xks"
+        store.xks = {
+            "Connectivity": "PUBLIC_ENDPOINT",
+            "AccessKeyId": _rand(_B32, 20),
+            "UriEndpoint": f"https://{host}-{_rand('abcdefghij', 6)}.xks.example.com",
+            "UriPath": "/example/kms/xks/v1",
+        }
+    backend.add_store(store)
+    n = int(raw.get("keys", 0))
+    pending = int(raw.get("pending_keys", 0))
+    disabled = int(raw.get("disabled_keys", 0))
+    denied = int(raw.get("undescribable_keys", 0))
+    if pending + disabled + denied > n:
+        raise ControlError("pending_keys + disabled_keys + undescribable_keys exceeds keys")
+    origin = "AWS_CLOUDHSM" if kind == "AWS_CLOUDHSM" else "EXTERNAL_KEY_STORE"
+    alias_base = _safe(name, "a-zA-Z0-9/_-")
+    key_ids = []
+    for i in range(n):
+        policy = _deny_policy(backend.account_id) if i >= n - denied else None
+        key = backend.new_key(
+            policy=policy,
+            description="",
+            key_usage="ENCRYPT_DECRYPT",
+            key_spec="SYMMETRIC_DEFAULT",
+            tags=None,
+            multi_region=False,
+            origin=origin,
+            store=store,
+            xks_key_id=_safe(f"{name}-ext-{i}", "a-zA-Z0-9_.-")
+            if origin == "EXTERNAL_KEY_STORE"
+            else None,
+        )
+        if i < pending:
+            backend.schedule(key, 30)
+        elif i < pending + disabled:
+            backend.set_enabled(key, False)
+        if raw.get("aliases"):
+            backend.create_alias(key.id, f"alias/{alias_base}-{i}")
+        key_ids.append(key.id)
+    store.state = state
+    if state == "CONNECTING":
+        store.pending = ("CONNECTED", RUNTIME.clock.epoch() + RUNTIME.config.connect_seconds, None)
+    elif state == "DISCONNECTING":
+        store.pending = (
+            "DISCONNECTED",
+            RUNTIME.clock.epoch() + RUNTIME.config.disconnect_seconds,
+            None,
+        )
+    if state == "FAILED":
+        default = "NETWORK_ERRORS" if kind == "AWS_CLOUDHSM" else "XKS_PROXY_NOT_REACHABLE"
+        store.error_code = str(raw.get("connection_error_code") or default)
+    return {"id": store.id, "name": name, "type": kind, "key_ids": key_ids}
+
+
+def store_state(body: dict[str, Any]) -> dict[str, Any]:
+    region = str(body.get("region", "us-east-1"))
+    state = str(body["connection_state"])
+    if state not in STORE_STATES:
+        raise ControlError(f"unknown connection_state {state!r}")
+    with RUNTIME.lock:
+        backend = backend_for(region)
+        backend.tick()
+        try:
+            store = backend.store_by_id(str(body["custom_key_store_id"]))
+        except KmsError as exc:
+            raise ControlError(str(body["custom_key_store_id"]) + " not found") from exc
+        error = body.get("connection_error_code")
+        if state == "FAILED" and not error:
+            error = "NETWORK_ERRORS" if store.type == "AWS_CLOUDHSM" else "XKS_PROXY_NOT_REACHABLE"
+        backend.force_state(store, state, error)
+        return {"store": store.entry()}
+
+
+def state(region: str) -> dict[str, Any]:
+    with RUNTIME.lock:
+        backend = backend_for(region)
+        backend.tick()
+        dump = backend.dump()
+    dump["region"] = region
+    dump["now"] = RUNTIME.clock.now().isoformat()
+    return dump
+
+
+def handle(method: str, path: str, query: str, body: bytes) -> tuple[int, dict[str, Any]]:
+    """Dispatch one control request; returns (HTTP status, JSON body)."""
+    try:
+        doc: Any = json.loads(body) if body.strip() else {}
+    except ValueError:
+        return 400, {"error": "body is not JSON"}
+    if not isinstance(doc, dict):
+        return 400, {"error": "body must be a JSON object"}
+    args = {k: v[-1] for k, v in parse_qs(query).items()}
+    route = path[len("/_emulator") :].strip("/")
+    try:
+        if route == "clock":
+            return 200, clock(doc if method == "POST" else None)
+        if route == "reset" and method == "POST":
+            return 200, reset()
+        if route == "config":
+            if method == "POST":
+                return 200, RUNTIME.apply_config(doc)
+            return 200, RUNTIME.config.to_dict()
+        if route == "seed" and method == "POST":
+            return 200, seed(doc)
+        if route == "state":
+            return 200, state(str(args.get("region") or doc.get("region") or "us-east-1"))
+        if route == "calls":
+            with RUNTIME.lock:
+                return 200, {"calls": list(RUNTIME.calls)}
+        if route == "problems":
+            with RUNTIME.lock:
+                return 200, {"problems": list(RUNTIME.problems)}
+        if route == "store-state" and method == "POST":
+            return 200, store_state(doc)
+    except (ControlError, ValueError, KeyError, TypeError) as exc:
+        return 400, {"error": f"{type(exc).__name__}: {exc}"}
+    return 404, {"error": f"no control endpoint {method} {path}"}

@@ -1,0 +1,616 @@
+"""``EmulatorKmsResponse``: KMS actions added to or replaced in moto's ``KmsResponse``.
+
+Every public method here is callable as a KMS action (moto maps ``TrentService.FooBar`` to
+``foo_bar``), so helpers are private. Each action runs under the runtime lock.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+from moto.kms.responses import KmsResponse
+from moto.kms.utils import RESERVED_ALIASES
+
+from .models import (
+    FAIL_CONNECT_MARKER,
+    HSM_ERROR_ON_FAIL,
+    STORE_QUOTA,
+    XKS_ERROR_ON_FAIL,
+    CustomKeyStore,
+    EmulatorKmsBackend,
+    KmsError,
+    policy_denies,
+)
+from .realism import RUNTIME
+
+_KEY_ID_RE = re.compile(
+    r"^(mrk-)?[A-F0-9]{8}-[A-F0-9]{4}-[A-F0-9]{4}-[A-F0-9]{4}-[A-F0-9]{12}$|^mrk-[a-f0-9]{32}$",
+    re.IGNORECASE,
+)
+
+
+def _encode_marker(kind: str, last: str) -> str:
+    return base64.urlsafe_b64encode(f"{kind}:{last}".encode()).decode()
+
+
+def _decode_marker(kind: str, marker: str) -> str:
+    try:
+        text = base64.urlsafe_b64decode(marker.encode()).decode()
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        text = ""
+    prefix = f"{kind}:"
+    if not text.startswith(prefix):
+        raise KmsError("InvalidMarkerException", "Invalid marker")
+    return text[len(prefix) :]
+
+
+def _page(
+    items: list[tuple[str, Any]],
+    kind: str,
+    limit: int,
+    marker: str | None,
+) -> tuple[list[Any], str | None]:
+    """Page over ``(sort_key, item)`` pairs sorted by sort_key; marker = last sort key served."""
+    if marker:
+        last = _decode_marker(kind, marker)
+        items = [pair for pair in items if pair[0] > last]
+    page = items[:limit]
+    more = len(items) > limit
+    return [item for _, item in page], (_encode_marker(kind, page[-1][0]) if more else None)
+
+
+def _listing(member: str, items: list[Any], next_marker: str | None) -> str:
+    body: dict[str, Any] = {member: items, "Truncated": next_marker is not None}
+    if next_marker is not None:
+        body["NextMarker"] = next_marker
+    return json.dumps(body)
+
+
+def _locked(fn: Callable[..., str]) -> Callable[..., str]:
+    def wrapper(self: EmulatorKmsResponse) -> str:
+        with RUNTIME.lock:
+            return fn(self)
+
+    wrapper.__name__ = fn.__name__
+    wrapper.__doc__ = fn.__doc__
+    return wrapper
+
+
+class EmulatorKmsResponse(KmsResponse):
+    """KMS JSON actions; unlisted ones fall through to moto."""
+
+    # ------------------------------------------------------------------ plumbing
+    @property
+    def kms_backend(self) -> EmulatorKmsBackend:
+        backend = super().kms_backend
+        assert isinstance(backend, EmulatorKmsBackend), "install() was not called"
+        backend.tick()
+        return backend
+
+    def _params(self) -> dict[str, Any]:
+        cached: dict[str, Any] | None = getattr(self, "_emu_params", None)
+        if cached is None:
+            try:
+                loaded = json.loads(self.body) if self.body else {}
+            except ValueError:
+                loaded = {}
+            cached = loaded if isinstance(loaded, dict) else {}
+            self._emu_params = cached
+        return cached
+
+    def _p(self, name: str, default: Any = None) -> Any:
+        return self._params().get(name, default)
+
+    def _key(self, backend: EmulatorKmsBackend, key_id: Any, *, aliases: bool = False) -> Any:
+        """Resolve a key ID / key ARN (and alias name / alias ARN if allowed) or raise NotFound."""
+        if not isinstance(key_id, str):
+            raise KmsError("ValidationException", "KeyId is required")
+        if aliases and (key_id.startswith("alias/") or ":alias/" in key_id):
+            name = backend.get_alias_name(key_id)
+            target = None
+            for key in list(backend.keys.values()):
+                if name in key.aliases:
+                    target = key
+                    break
+            if target is None:
+                raise KmsError(
+                    "NotFoundException", f"Alias {self._display_arn(key_id)} is not found."
+                )
+            return target
+        if key_id.startswith("arn:"):
+            if ":key/" not in key_id:
+                raise KmsError("InvalidArnException", f"Invalid ARN {key_id}")
+            raw = key_id.split(":key/", 1)[1]
+        else:
+            raw = key_id
+            if not _KEY_ID_RE.match(raw):
+                raise KmsError("NotFoundException", f"Invalid keyId '{key_id}'")
+        found = backend.keys.get(raw)
+        if found is None:
+            raise KmsError("NotFoundException", f"Key '{self._display_arn(key_id)}' does not exist")
+        return found
+
+    def _authorize(self, key: Any, operation: str) -> None:
+        action = f"kms:{operation}"
+        if policy_denies(key.policy, action, key.arn):
+            raise KmsError(
+                "AccessDeniedException",
+                f"User: arn:aws:iam::{self.current_account}:root is not authorized to perform: "
+                f"{action} on resource: {key.arn} with an explicit deny in a resource-based policy",
+            )
+
+    def _view_time(self) -> float | None:
+        """Monotonic time this read observes, or None when reads are consistent."""
+        lag = RUNTIME.staleness()
+        return time.monotonic() - lag if lag > 0 else None
+
+    # ------------------------------------------------------------------ keys
+    @_locked
+    def create_key(self) -> str:
+        backend = self.kms_backend
+        store_id = self._p("CustomKeyStoreId")
+        origin = self._p("Origin") or "AWS_KMS"
+        key_spec = self._p("KeySpec") or self._p("CustomerMasterKeySpec") or "SYMMETRIC_DEFAULT"
+        key_usage = self._p("KeyUsage") or "ENCRYPT_DECRYPT"
+        multi_region = bool(self._p("MultiRegion", False))
+        xks_key_id = self._p("XksKeyId")
+        store: CustomKeyStore | None = None
+        if store_id is not None:
+            store = backend.store_by_id(store_id)
+            wanted = "AWS_CLOUDHSM" if store.type == "AWS_CLOUDHSM" else "EXTERNAL_KEY_STORE"
+            if origin != wanted:
+                raise KmsError(
+                    "UnsupportedOperationException",
+                    f"To create a KMS key in custom key store {store.id}, Origin must be {wanted}.",
+                )
+            if key_spec != "SYMMETRIC_DEFAULT" or key_usage != "ENCRYPT_DECRYPT":
+                raise KmsError(
+                    "UnsupportedOperationException",
+                    "Custom key stores support only SYMMETRIC_DEFAULT encryption keys.",
+                )
+            if multi_region:
+                raise KmsError(
+                    "UnsupportedOperationException",
+                    "You cannot create a multi-Region key in a custom key store.",
+                )
+            if store.state != "CONNECTED":
+                raise KmsError(
+                    "CustomKeyStoreInvalidStateException",
+                    f"Custom key store {store.id} is not connected.",
+                )
+            if store.type == "EXTERNAL_KEY_STORE":
+                if not xks_key_id:
+                    raise KmsError(
+                        "ValidationException",
+                        "XksKeyId is required for a key in an external key store.",
+                    )
+                for other in backend.keys_in_store(store.id):
+                    if getattr(other, "xks_key_id", None) == xks_key_id:
+                        raise KmsError(
+                            "XksKeyAlreadyInUseException",
+                            f"External key {xks_key_id} is already associated with a KMS key "
+                            f"in custom key store {store.id}.",
+                        )
+            elif xks_key_id:
+                raise KmsError(
+                    "ValidationException",
+                    "XksKeyId is valid only for keys in an external key store.",
+                )
+        elif origin in ("AWS_CLOUDHSM", "EXTERNAL_KEY_STORE"):
+            raise KmsError(
+                "ValidationException", f"CustomKeyStoreId is required when Origin is {origin}."
+            )
+        elif xks_key_id:
+            raise KmsError(
+                "ValidationException", "XksKeyId is valid only for keys in an external key store."
+            )
+        key = backend.new_key(
+            policy=self._p("Policy"),
+            description=self._p("Description") or "",
+            key_usage=key_usage,
+            key_spec=key_spec,
+            tags=self._p("Tags"),
+            multi_region=multi_region,
+            origin=origin,
+            store=store,
+            xks_key_id=xks_key_id,
+        )
+        return json.dumps({"KeyMetadata": backend.key_metadata(key)})
+
+    @_locked
+    def describe_key(self) -> str:
+        backend = self.kms_backend
+        key_id = self._p("KeyId")
+        view = self._view_time()
+        if view is not None and backend.has_history():
+            try:
+                key = self._key(backend, key_id, aliases=True)
+                raw = key.id
+            except KmsError:
+                key, raw = None, backend.get_key_id(str(key_id))
+            live = None if key is None else {"meta": backend.key_metadata(key)}
+            seen = backend.as_of(f"key:{raw}", view, live)
+            if seen is None:
+                raise KmsError(
+                    "NotFoundException", f"Key '{self._display_arn(str(key_id))}' does not exist"
+                )
+            if key is not None:
+                self._authorize(key, "DescribeKey")
+            return json.dumps({"KeyMetadata": seen["meta"]})
+        key = self._key(backend, key_id, aliases=True)
+        self._authorize(key, "DescribeKey")
+        return json.dumps({"KeyMetadata": backend.key_metadata(key)})
+
+    @_locked
+    def list_keys(self) -> str:
+        backend = self.kms_backend
+        limit = int(self._p("Limit") or 100)
+        view = self._view_time()
+        live = list(backend.keys.values())
+        if view is not None and backend.has_history():
+            entries: dict[str, str] = {}
+            known = {k.id: k for k in live}
+            for kid in set(known) | set(backend.stale_names("key:")):
+                cur = known.get(kid)
+                seen = backend.as_of(f"key:{kid}", view, {} if cur is not None else None)
+                if seen is not None:
+                    entries[kid] = cur.arn if cur is not None else seen["meta"]["Arn"]
+            items = [(kid, {"KeyId": kid, "KeyArn": arn}) for kid, arn in sorted(entries.items())]
+        else:
+            ordered = sorted(live, key=lambda k: str(k.id))
+            items = [(k.id, {"KeyId": k.id, "KeyArn": k.arn}) for k in ordered]
+        page, marker = _page(items, "ListKeys", limit, self._p("Marker"))
+        return _listing("Keys", page, marker)
+
+    @_locked
+    def list_aliases(self) -> str:
+        backend = self.kms_backend
+        limit = int(self._p("Limit") or 50)
+        key_id = self._p("KeyId")
+        view = self._view_time()
+        only: str | None = None
+        if key_id is not None:
+            if key_id.startswith("alias/") or ":alias/" in key_id:
+                raise KmsError("InvalidArnException", f"Invalid key ID or ARN {key_id}")
+            only = self._key(backend, key_id).id
+        entries: list[dict[str, Any]] = []
+        stale = view is not None and backend.has_history()
+        keys = {k.id: k for k in list(backend.keys.values())}
+        ids = set(keys) | (set(backend.stale_names("key:")) if stale else set())
+        for kid in ids:
+            if only is not None and kid != only:
+                continue
+            cur = keys.get(kid)
+            if stale and view is not None:
+                live = None if cur is None else {"aliases": backend.alias_entries(cur)}
+                seen = backend.as_of(f"key:{kid}", view, live)
+                if seen is not None:
+                    entries.extend(seen["aliases"])
+            elif cur is not None and cur.aliases:
+                entries.extend(backend.alias_entries(cur))
+        if only is None:
+            taken = {e["AliasName"] for e in entries}
+            entries.extend(
+                {
+                    "AliasName": name,
+                    "AliasArn": f"arn:aws:kms:{self.region}:{self.current_account}:{name}",
+                }
+                for name in RESERVED_ALIASES
+                if name not in taken
+            )
+        items = sorted(((e["AliasName"], e) for e in entries), key=lambda pair: pair[0])
+        page, marker = _page(items, "ListAliases", limit, self._p("Marker"))
+        return _listing("Aliases", page, marker)
+
+    @_locked
+    def schedule_key_deletion(self) -> str:
+        backend = self.kms_backend
+        key = self._key(backend, self._p("KeyId"))
+        days = self._p("PendingWindowInDays")
+        days = 30 if days is None else days
+        if not isinstance(days, int) or not 7 <= days <= 30:
+            raise KmsError("ValidationException", "PendingWindowInDays must be between 7 and 30")
+        self._authorize(key, "ScheduleKeyDeletion")
+        if key.key_state == "PendingDeletion":
+            raise KmsError("KMSInvalidStateException", f"{key.arn} is pending deletion.")
+        backend.schedule(key, days)
+        return json.dumps(
+            {
+                "KeyId": key.arn,
+                "DeletionDate": key.deletion_date.timestamp(),
+                "KeyState": "PendingDeletion",
+                "PendingWindowInDays": days,
+            }
+        )
+
+    @_locked
+    def cancel_key_deletion(self) -> str:
+        backend = self.kms_backend
+        key = self._key(backend, self._p("KeyId"))
+        self._authorize(key, "CancelKeyDeletion")
+        if key.key_state != "PendingDeletion":
+            raise KmsError("KMSInvalidStateException", f"{key.arn} is not pending deletion.")
+        backend.cancel(key)
+        return json.dumps({"KeyId": key.arn})
+
+    def _set_enabled(self, enabled: bool) -> str:
+        backend = self.kms_backend
+        key = self._key(backend, self._p("KeyId"))
+        self._authorize(key, "EnableKey" if enabled else "DisableKey")
+        if key.key_state == "PendingDeletion":
+            raise KmsError("KMSInvalidStateException", f"{key.arn} is pending deletion.")
+        # On an Unavailable key this changes only the hidden state (shown after reconnect).
+        backend.set_enabled(key, enabled)
+        return ""
+
+    @_locked
+    def enable_key(self) -> str:
+        return self._set_enabled(True)
+
+    @_locked
+    def disable_key(self) -> str:
+        return self._set_enabled(False)
+
+    # ------------------------------------------------------------------ custom key stores
+    @_locked
+    def create_custom_key_store(self) -> str:
+        backend = self.kms_backend
+        name = self._p("CustomKeyStoreName")
+        kind = self._p("CustomKeyStoreType") or "AWS_CLOUDHSM"
+        if backend.store_by_name(name) is not None:
+            raise KmsError(
+                "CustomKeyStoreNameInUseException",
+                f"Custom key store name '{name}' is already in use.",
+            )
+        if len(backend.custom_key_stores) >= STORE_QUOTA:
+            raise KmsError(
+                "LimitExceededException",
+                f"You have reached the limit of {STORE_QUOTA} custom key stores "
+                "in this account and Region.",
+            )
+        store = CustomKeyStore(
+            id=backend.new_store_id(), name=name, type=kind, creation_date=RUNTIME.clock.epoch()
+        )
+        if kind == "AWS_CLOUDHSM":
+            self._forbid(kind, [p for p in self._params() if p.startswith("XksProxy")])
+            cluster = self._require(kind, "CloudHsmClusterId")
+            for other in list(backend.custom_key_stores.values()):
+                if other.cluster_id == cluster:
+                    raise KmsError(
+                        "CloudHsmClusterInUseException",
+                        f"Cluster {cluster} is already associated with a custom key store.",
+                    )
+            store.cluster_id = cluster
+            store.trust_anchor = self._require(kind, "TrustAnchorCertificate")
+            store.password = self._require(kind, "KeyStorePassword")
+        else:
+            self._forbid(
+                kind,
+                [
+                    p
+                    for p in ("CloudHsmClusterId", "TrustAnchorCertificate", "KeyStorePassword")
+                    if p in self._params()
+                ],
+            )
+            connectivity = self._require(kind, "XksProxyConnectivity")
+            cred = self._require(kind, "XksProxyAuthenticationCredential")
+            store.xks = {
+                "Connectivity": connectivity,
+                "AccessKeyId": cred.get("AccessKeyId"),
+                "UriEndpoint": self._require(kind, "XksProxyUriEndpoint"),
+                "UriPath": self._require(kind, "XksProxyUriPath"),
+            }
+            if connectivity == "VPC_ENDPOINT_SERVICE":
+                store.xks["VpcEndpointServiceName"] = self._require(
+                    kind, "XksProxyVpcEndpointServiceName"
+                )
+                owner = self._p("XksProxyVpcEndpointServiceOwner")
+                if owner:
+                    store.xks["VpcEndpointServiceOwner"] = owner
+            self._check_xks_uri(backend, store, store.xks["UriEndpoint"], store.xks["UriPath"])
+        backend.add_store(store)
+        return json.dumps({"CustomKeyStoreId": store.id})
+
+    def _require(self, kind: str, name: str) -> Any:
+        value = self._p(name)
+        if value in (None, "", {}):
+            raise KmsError("ValidationException", f"{name} is required for a {kind} key store.")
+        return value
+
+    def _forbid(self, kind: str, present: list[str]) -> None:
+        if present:
+            raise KmsError(
+                "ValidationException",
+                f"{', '.join(sorted(present))} is not valid for a {kind} key store.",
+            )
+
+    def _check_xks_uri(
+        self, backend: EmulatorKmsBackend, store: CustomKeyStore, endpoint: str, path: str
+    ) -> None:
+        for other in list(backend.custom_key_stores.values()):
+            if other.id == store.id or other.type != "EXTERNAL_KEY_STORE":
+                continue
+            if other.xks.get("UriEndpoint") == endpoint and other.xks.get("UriPath") == path:
+                raise KmsError(
+                    "XksProxyUriInUseException",
+                    f"The URI {endpoint}{path} is already used by another external "
+                    "key store in this Region.",
+                )
+
+    @_locked
+    def describe_custom_key_stores(self) -> str:
+        backend = self.kms_backend
+        store_id = self._p("CustomKeyStoreId")
+        name = self._p("CustomKeyStoreName")
+        if store_id is not None and name is not None:
+            raise KmsError(
+                "ValidationException",
+                "Specify either CustomKeyStoreId or CustomKeyStoreName, but not both.",
+            )
+        view = self._view_time()
+        stale = view is not None and backend.has_history()
+        current = {s.id: s.entry() for s in list(backend.custom_key_stores.values())}
+        order = {s.id: (s.creation_date, s.id) for s in list(backend.custom_key_stores.values())}
+        if stale and view is not None:
+            seen: dict[str, dict[str, Any]] = {}
+            for sid in set(current) | set(backend.stale_names("store:")):
+                entry = backend.as_of(f"store:{sid}", view, current.get(sid))
+                if entry is not None:
+                    seen[sid] = entry
+                    order.setdefault(sid, (entry["CreationDate"], sid))
+            current = seen
+        entries = list(current.values())
+        if store_id is not None:
+            entries = [e for e in entries if e["CustomKeyStoreId"] == store_id]
+            if not entries:
+                raise KmsError(
+                    "CustomKeyStoreNotFoundException",
+                    f"Custom key store '{store_id}' does not exist.",
+                )
+        elif name is not None:
+            entries = [e for e in entries if e["CustomKeyStoreName"] == name]
+            if not entries:
+                raise KmsError(
+                    "CustomKeyStoreNotFoundException", f"Custom key store '{name}' does not exist."
+                )
+        items = sorted(
+            (
+                (f"{order[e['CustomKeyStoreId']][0]:020.6f}/{e['CustomKeyStoreId']}", e)
+                for e in entries
+            ),
+            key=lambda pair: pair[0],
+        )
+        limit = int(self._p("Limit") or 1000)
+        page, marker = _page(items, "DescribeCustomKeyStores", limit, self._p("Marker"))
+        return _listing("CustomKeyStores", page, marker)
+
+    @_locked
+    def connect_custom_key_store(self) -> str:
+        backend = self.kms_backend
+        store = backend.store_by_id(self._p("CustomKeyStoreId"))
+        if store.state in ("DISCONNECTING", "FAILED"):
+            raise KmsError(
+                "CustomKeyStoreInvalidStateException",
+                f"Custom key store {store.id} is {store.state}; "
+                + (
+                    "disconnect it before connecting it again."
+                    if store.state == "FAILED"
+                    else "wait until it is DISCONNECTED."
+                ),
+            )
+        if store.state in ("CONNECTED", "CONNECTING"):
+            return "{}"  # allowed by the exception doc; no effect
+        if FAIL_CONNECT_MARKER in store.name:
+            err = HSM_ERROR_ON_FAIL if store.type == "AWS_CLOUDHSM" else XKS_ERROR_ON_FAIL
+            backend.start_transition(
+                store, "CONNECTING", "FAILED", RUNTIME.config.connect_seconds, err
+            )
+        else:
+            backend.start_transition(
+                store, "CONNECTING", "CONNECTED", RUNTIME.config.connect_seconds
+            )
+        return "{}"
+
+    @_locked
+    def disconnect_custom_key_store(self) -> str:
+        backend = self.kms_backend
+        store = backend.store_by_id(self._p("CustomKeyStoreId"))
+        if store.state in ("DISCONNECTING", "DISCONNECTED"):
+            raise KmsError(
+                "CustomKeyStoreInvalidStateException",
+                f"Custom key store {store.id} is already {store.state}.",
+            )
+        backend.start_transition(
+            store, "DISCONNECTING", "DISCONNECTED", RUNTIME.config.disconnect_seconds
+        )
+        return "{}"
+
+    @_locked
+    def delete_custom_key_store(self) -> str:
+        backend = self.kms_backend
+        store = backend.store_by_id(self._p("CustomKeyStoreId"))
+        if store.state != "DISCONNECTED":
+            raise KmsError(
+                "CustomKeyStoreInvalidStateException",
+                f"Custom key store {store.id} must be DISCONNECTED to be deleted; "
+                f"it is {store.state}.",
+            )
+        if backend.keys_in_store(store.id):
+            raise KmsError(
+                "CustomKeyStoreHasCMKsException",
+                f"Custom key store {store.id} contains KMS keys. Schedule their "
+                "deletion and wait until they are deleted.",
+            )
+        backend.remove_store(store)
+        return "{}"
+
+    @_locked
+    def update_custom_key_store(self) -> str:
+        backend = self.kms_backend
+        params = self._params()
+        store = backend.store_by_id(str(params.get("CustomKeyStoreId")))
+        changes = [p for p in params if p != "CustomKeyStoreId"]
+        hsm_only = {"KeyStorePassword", "CloudHsmClusterId"}
+        if store.type == "AWS_CLOUDHSM":
+            self._forbid(store.type, [p for p in changes if p.startswith("XksProxy")])
+        else:
+            self._forbid(store.type, [p for p in changes if p in hsm_only])
+        while_connected = {
+            "NewCustomKeyStoreName",
+            "XksProxyAuthenticationCredential",
+            "XksProxyUriPath",
+        }
+        if store.state == "CONNECTED":
+            blocked = [p for p in changes if p not in while_connected]
+            if blocked:
+                raise KmsError(
+                    "CustomKeyStoreInvalidStateException",
+                    f"Custom key store {store.id} must be DISCONNECTED to change "
+                    f"{', '.join(sorted(blocked))}.",
+                )
+        elif store.state != "DISCONNECTED":
+            raise KmsError(
+                "CustomKeyStoreInvalidStateException",
+                f"Custom key store {store.id} is {store.state}; it must be "
+                "CONNECTED or DISCONNECTED to be updated.",
+            )
+        new_name = params.get("NewCustomKeyStoreName")
+        if (
+            new_name is not None
+            and new_name != store.name
+            and backend.store_by_name(new_name) is not None
+        ):
+            raise KmsError(
+                "CustomKeyStoreNameInUseException",
+                f"Custom key store name '{new_name}' is already in use.",
+            )
+        if store.type == "EXTERNAL_KEY_STORE":
+            endpoint = str(params.get("XksProxyUriEndpoint", store.xks.get("UriEndpoint")))
+            path = str(params.get("XksProxyUriPath", store.xks.get("UriPath")))
+            self._check_xks_uri(backend, store, endpoint, path)
+        backend._remember_store(store)
+        if new_name is not None:
+            store.name = new_name
+        if "CloudHsmClusterId" in params:
+            store.cluster_id = params["CloudHsmClusterId"]
+        if "KeyStorePassword" in params:
+            store.password = params["KeyStorePassword"]
+        mapping = {
+            "XksProxyUriEndpoint": "UriEndpoint",
+            "XksProxyUriPath": "UriPath",
+            "XksProxyConnectivity": "Connectivity",
+            "XksProxyVpcEndpointServiceName": "VpcEndpointServiceName",
+            "XksProxyVpcEndpointServiceOwner": "VpcEndpointServiceOwner",
+        }
+        for param, member in mapping.items():
+            if param in params:
+                store.xks[member] = params[param]
+        if "XksProxyAuthenticationCredential" in params:
+            store.xks["AccessKeyId"] = params["XksProxyAuthenticationCredential"]["AccessKeyId"]
+        return "{}"
