@@ -64,11 +64,13 @@ class Executor:
         self.options = options
         self.confirm = confirm
         self._deadline = 0.0
+        self._result: StoreResult | None = None
 
     # ---- one STORE argument -------------------------------------------------------------
 
     def run(self, ref: str) -> StoreResult:
         result = StoreResult(ref=ref)
+        self._result = result
         self.reporter.store(ref)
         try:
             self._run(ref, result)
@@ -92,9 +94,9 @@ class Executor:
             result.error = {"code": getattr(exc, "aws_code", exc.code), "message": str(exc)}
             self.reporter.note(str(exc), level="error")
         except KeyboardInterrupt:
+            # Stop here; the summary still tells exactly what was done (and the journal too).
             result.status = Status.INTERRUPTED
             result.error = {"code": "interrupted", "message": "interrupted by the operator"}
-            raise
         return result
 
     def _run(self, ref: str, result: StoreResult) -> None:
@@ -151,7 +153,7 @@ class Executor:
         store_id = snap.store.id
         match step.kind:
             case StepKind.CONNECT_STORE:
-                return self._connect(store_id, result)
+                return self.connect(store_id, result)
             case StepKind.AWAIT_CONNECTED:
                 store = self._await_state(store_id, ConnectionState.CONNECTED)
                 return f"store is {store.connection_state}"
@@ -170,11 +172,11 @@ class Executor:
                 return self._verify(store_id)
         raise AssertionError(step.kind)  # pragma: no cover
 
-    def _mutate(self, result: StoreResult, operation: str, call: Callable[[], Called],
+    def mutate(self, result: StoreResult, operation: str, call: Callable[[], Called],
                 *, key_id: str | None = None) -> Called:
         assert result.store is not None
-        with self.journal.record(store_id=result.store.id, operation=operation,
-                                 key_id=key_id) as outcome:
+        with self.journal.record(store_id=result.store.id, store_name=result.store.name,
+                                 operation=operation, key_id=key_id) as outcome:
             try:
                 called = call()
             except AwsError as exc:
@@ -191,6 +193,8 @@ class Executor:
         if store is None:
             raise StoreNotFoundError(f"the store {store_id} disappeared during the run",
                                      where="DescribeCustomKeyStores")
+        if self._result is not None and self._result.store is not None:
+            self._result.store = store  # the report shows the latest state seen
         return store
 
     def _transition_timeout(self) -> float:
@@ -221,16 +225,16 @@ class Executor:
             raise _Pending(None, f"the store is still {store.connection_state}; run again later")
         return store
 
-    def _connect(self, store_id: str, result: StoreResult) -> str:
+    def connect(self, store_id: str, result: StoreResult) -> str:
         store = self._read_store(store_id)
         if store.connection_state is ConnectionState.FAILED:
-            self._mutate(result, "DisconnectCustomKeyStore",
+            self.mutate(result, "DisconnectCustomKeyStore",
                          lambda: self.gw.disconnect_store(store_id))
             store = self._await_state(store_id, ConnectionState.DISCONNECTED)
         elif store.connection_state is ConnectionState.DISCONNECTING:
             store = self._await_state(store_id, ConnectionState.DISCONNECTED)
         if store.connection_state is ConnectionState.DISCONNECTED:
-            self._mutate(result, "ConnectCustomKeyStore", lambda: self.gw.connect_store(store_id))
+            self.mutate(result, "ConnectCustomKeyStore", lambda: self.gw.connect_store(store_id))
             return "connect requested"
         return f"already {store.connection_state}"
 
@@ -244,7 +248,7 @@ class Executor:
         def one(key_id: str) -> Key:
             key = keys[key_id]
             try:
-                called = self._mutate(
+                called = self.mutate(
                     result, "ScheduleKeyDeletion",
                     lambda: self.gw.schedule_key_deletion(key.arn, days), key_id=key_id,
                 )
@@ -329,7 +333,7 @@ class Executor:
         if store.connection_state in (ConnectionState.DISCONNECTED,
                                       ConnectionState.DISCONNECTING):
             return f"already {store.connection_state}"
-        self._mutate(result, "DisconnectCustomKeyStore",
+        self.mutate(result, "DisconnectCustomKeyStore",
                      lambda: self.gw.disconnect_store(store_id))
         return "disconnect requested"
 
@@ -355,7 +359,7 @@ class Executor:
 
         def attempt() -> AwsError | None:
             try:
-                self._mutate(result, "DeleteCustomKeyStore",
+                self.mutate(result, "DeleteCustomKeyStore",
                              lambda: self.gw.delete_store(store.id))
             except AwsError as exc:
                 if exc.aws_code in ("CustomKeyStoreHasCMKsException",

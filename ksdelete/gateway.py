@@ -6,6 +6,7 @@ safe: one boto3 client (thread safe for calls), one token bucket per operation.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -140,7 +141,9 @@ class Gateway:
         self.on_retry: RetryObserver = on_retry or (lambda *_: None)
         try:
             session = boto3.session.Session(
-                profile_name=target.profile, region_name=target.region
+                profile_name=target.profile,
+                # botocore reads AWS_DEFAULT_REGION; AWS_REGION is what most tools set.
+                region_name=target.region or os.environ.get("AWS_REGION") or None,
             )
         except botocore.exceptions.ProfileNotFound as exc:
             raise UsageError(

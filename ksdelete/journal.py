@@ -79,8 +79,8 @@ class Journal:
             os.fsync(self._fd)
 
     @contextmanager
-    def record(self, *, store_id: str, operation: str, key_id: str | None = None
-               ) -> Iterator[Outcome]:
+    def record(self, *, store_id: str, operation: str, key_id: str | None = None,
+               store_name: str | None = None) -> Iterator[Outcome]:
         """Journal an intent line, run the body, then journal its outcome (ok or the error)."""
         base = {
             "run_id": self.run_id,
@@ -88,6 +88,7 @@ class Journal:
             "caller_arn": self.caller_arn,
             "region": self.region,
             "store_id": store_id,
+            "store_name": store_name,
             "operation": operation,
             "key_id": key_id,
         }

@@ -130,7 +130,7 @@ class PlainReporter:
         self.window_days = window_days
         self.clock = clock
         self._ref = ""
-        self._last_progress: dict[Phase, int] = {}
+        self._last_progress: dict[Phase, float] = {}
 
     def _line(self, text: str) -> None:
         stamp = self.clock().astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -150,12 +150,12 @@ class PlainReporter:
         self._line(f"{phase}: {state}" + (f": {detail}" if detail else ""))
 
     def progress(self, phase: Phase, done: int, total: int | None) -> None:
-        # One line per 10 % (or at the end), so logs stay short.
-        if total:
-            step = max(1, total // 10)
-            if done == total or done - self._last_progress.get(phase, 0) >= step:
-                self._last_progress[phase] = done
-                self._line(f"{phase}: {done}/{total}")
+        # At most one line every 5 seconds per phase (and the last one), so logs stay short.
+        now = self.clock().timestamp()
+        last = self._last_progress.get(phase)
+        if done == total or last is None or now - last >= 5:
+            self._last_progress[phase] = now
+            self._line(f"{phase}: {done}/{total if total is not None else '?'}")
 
     def retry(self, call: str, attempt: int, delay: float, reason: str) -> None:
         self._line(f"retry: {call} attempt {attempt} failed ({reason}); next try in {delay:.1f}s")
@@ -172,9 +172,8 @@ class PlainReporter:
                    f"{fmt_time(until)}")
 
     def finish(self, results: Sequence[StoreResult]) -> None:
+        # The CLI prints the result lines themselves (stdout, or stderr in JSON mode).
         self._ref = ""
-        for line in summary_lines(results):
-            self._line(line)
 
 
 class QuietReporter(PlainReporter):

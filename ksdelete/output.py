@@ -1,0 +1,98 @@
+"""The JSON result document (stdout, exactly one object per invocation) and exit-code folding."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from ksdelete.errors import ExitStatus
+from ksdelete.models import Key, Status, StoreResult
+
+SCHEMA_VERSION = 1
+
+_EXIT: dict[Status, ExitStatus] = {
+    Status.DELETED: ExitStatus.OK,
+    Status.PLANNED: ExitStatus.OK,
+    Status.CANCELLED: ExitStatus.OK,
+    Status.STATUS: ExitStatus.OK,
+    Status.PENDING: ExitStatus.PENDING,
+    Status.REFUSED: ExitStatus.REFUSED,
+    Status.ERROR: ExitStatus.ERROR,
+    Status.INTERRUPTED: ExitStatus.INTERRUPTED,
+}
+
+# Most severe first: the exit code of a run over several stores is the most severe one.
+SEVERITY = (ExitStatus.INTERRUPTED, ExitStatus.ERROR, ExitStatus.REFUSED, ExitStatus.USAGE,
+            ExitStatus.PENDING, ExitStatus.OK)
+
+
+def exit_status(result: StoreResult, *, missing_ok: bool = False) -> ExitStatus:
+    if result.status is Status.MISSING:
+        return ExitStatus.OK if missing_ok else ExitStatus.ERROR
+    return _EXIT[result.status]
+
+
+def most_severe(codes: Sequence[ExitStatus]) -> ExitStatus:
+    for code in SEVERITY:
+        if code in codes:
+            return code
+    return ExitStatus.OK
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def key_json(key: Key) -> dict[str, Any]:
+    return {
+        "id": key.id,
+        "arn": key.arn,
+        "state": key.state,
+        "deletion_date": _iso(key.deletion_date),
+        "aliases": list(key.aliases),
+        "external_key_id": key.external_key_id,
+    }
+
+
+def store_json(result: StoreResult) -> dict[str, Any]:
+    store = result.store
+    plan = result.plan
+    return {
+        "ref": result.ref,
+        "matched_by": result.matched_by,
+        "id": store.id if store else None,
+        "name": store.name if store else None,
+        "type": store.type.value if store else None,
+        "connection_state": store.connection_state.value if store else None,
+        "connection_error_code": store.connection_error_code if store else None,
+        "status": result.status.value,
+        "phase": result.phase,
+        "keys": [key_json(k) for k in result.keys],
+        "plan": [
+            {"step": s.kind.value, "keys": len(s.key_ids), "detail": s.detail}
+            for s in (plan.steps if plan else ())
+        ],
+        "actions": [
+            {"operation": a.operation, "key_id": a.key_id, "outcome": a.outcome,
+             "request_id": a.request_id, "time": _iso(a.time)}
+            for a in result.actions
+        ],
+        "earliest_gone": _iso(plan.earliest_gone) if plan else None,
+        "resume_after": _iso(result.resume_after),
+        "external_key_ids": list(plan.external_key_ids) if plan else [],
+        "warnings": list(result.warnings),
+        "error": result.error,
+    }
+
+
+def document(command: str, results: Sequence[StoreResult], exit_code: int, *,
+             dry_run: bool = False, error: dict[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "command": command,
+        "dry_run": dry_run,
+        "exit_code": exit_code,
+        "stores": [store_json(r) for r in results],
+        "error": error,
+    }

@@ -1,0 +1,45 @@
+"""The IAM actions each part of ksdelete needs, and the least-privilege policy built from them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ksdelete.gateway import PERMISSIONS
+from ksdelete.models import StepKind
+
+# Gateway methods each piece of work calls. Tests check these against the gateway's table.
+DISCOVERY = ("describe_store", "list_keys", "describe_key", "list_aliases")
+STEP_CALLS: dict[StepKind, tuple[str, ...]] = {
+    StepKind.CONNECT_STORE: ("describe_store", "disconnect_store", "connect_store"),
+    StepKind.AWAIT_CONNECTED: ("describe_store",),
+    StepKind.SCHEDULE_KEY_DELETION: ("schedule_key_deletion", "describe_key"),
+    StepKind.AWAIT_KEYS_DELETED: ("describe_key",),
+    StepKind.DISCONNECT_STORE: ("describe_store", "disconnect_store"),
+    StepKind.AWAIT_DISCONNECTED: ("describe_store",),
+    StepKind.DELETE_STORE: ("delete_store", *DISCOVERY),
+    StepKind.VERIFY_DELETED: ("describe_store",),
+}
+CANCEL_CALLS = ("cancel_key_deletion", "enable_key", "connect_store", "disconnect_store",
+                "describe_store")
+
+
+def actions(*, read_only: bool) -> list[str]:
+    calls = set(DISCOVERY)
+    if not read_only:
+        for step_calls in STEP_CALLS.values():
+            calls.update(step_calls)
+        calls.update(CANCEL_CALLS)
+    return sorted({PERMISSIONS[c] for c in calls})
+
+
+def policy(*, read_only: bool) -> dict[str, Any]:
+    read = actions(read_only=True)
+    statements: list[dict[str, Any]] = [
+        {"Sid": "KsdeleteDiscover", "Effect": "Allow", "Action": read, "Resource": "*"}
+    ]
+    if not read_only:
+        write = [a for a in actions(read_only=False) if a not in read]
+        statements.append(
+            {"Sid": "KsdeleteDeleteAndUndo", "Effect": "Allow", "Action": write, "Resource": "*"}
+        )
+    return {"Version": "2012-10-17", "Statement": statements}
