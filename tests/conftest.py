@@ -1,0 +1,60 @@
+"""Shared fixtures: no test can reach a real AWS account; one emulator per session (per worker)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from ksdelete.emulator import Emulator, EmulatorConfig
+
+TEST_CONFIG = EmulatorConfig()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Blank every AWS_* variable and point config/credentials at files that do not exist."""
+    for name in list(os.environ):
+        if name.startswith("AWS_"):
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+
+
+@pytest.fixture(scope="session")
+def emulator_server() -> Iterator[Emulator]:
+    """One child-process emulator per test session (per xdist worker)."""
+    with Emulator(EmulatorConfig()) as emu:
+        yield emu
+
+
+@pytest.fixture
+def emulator(emulator_server: Emulator) -> Iterator[Emulator]:
+    """The session emulator, reset to empty state and default knobs; no shape problems allowed."""
+    emulator_server.reset()
+    emulator_server.configure(**TEST_CONFIG.to_dict())
+    yield emulator_server
+    problems = emulator_server.problems()
+    assert problems == [], f"emulator recorded response shape problems: {problems}"
+
+
+@pytest.fixture
+def kms(emulator: Emulator) -> Any:
+    """A boto3 KMS client for the emulator: us-east-1, one attempt (no retries)."""
+    return boto3.client(
+        "kms",
+        endpoint_url=emulator.endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=Config(retries={"mode": "standard", "total_max_attempts": 1}),
+    )
