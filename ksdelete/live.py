@@ -1,0 +1,540 @@
+"""The live view on a terminal (rich, on stderr): a checklist of the pipeline's phases.
+
+What stays in the scrollback: the dry-run banners, the plan, notes, retries, each store's final
+checklist and the summary table. What is live (and erased when it stops): the checklist of the
+store being worked on, with a spinner on the current phase, a progress bar with rate and ETA while
+keys are described or scheduled, and a countdown while keys wait out their deletion window.
+
+The Live display is started lazily (on the first running phase or progress report), paused after
+the plan (so a confirmation prompt reads cleanly), and always stopped by `finish()` or `close()`;
+an `atexit` hook stops it too if an exception escapes the pipeline.
+
+Data from AWS (aliases, names, messages) is always wrapped in `Text`, never parsed as markup.
+"""
+
+from __future__ import annotations
+
+import atexit
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import TextIO
+
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.panel import Panel
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.spinner import Spinner
+from rich.table import Table
+from rich.text import Text
+
+from ksdelete.models import PENDING_DELETION, Plan, Snapshot, Status, StepKind, StoreResult
+from ksdelete.reporting import PIPELINE, Phase, PhaseState, describe_step, fmt_time
+
+PHASE_ORDER: tuple[Phase, ...] = tuple(Phase)
+COMMAND_PHASES: dict[str, tuple[Phase, ...]] = {
+    "delete": PIPELINE,
+    "cancel": (Phase.DISCOVER, Phase.CANCEL),
+}
+# Phases whose progress is shown as a bar (the wait shows a countdown instead).
+BAR_UNITS: dict[Phase, str] = {
+    Phase.DISCOVER: "keys",
+    Phase.SCHEDULE: "keys",
+    Phase.CANCEL: "keys",
+}
+DRY_RUN_BANNER = "DRY RUN — nothing will be changed"
+
+STATUS_STYLE: dict[Status, str] = {
+    Status.DELETED: "bold green",
+    Status.PENDING: "bold yellow",
+    Status.PLANNED: "bold cyan",
+    Status.REFUSED: "bold red",
+    Status.ERROR: "bold red",
+    Status.MISSING: "yellow",
+    Status.INTERRUPTED: "bold red",
+    Status.CANCELLED: "bold green",
+    Status.STATUS: "bold",
+}
+ICONS: dict[PhaseState, tuple[str, str]] = {
+    PhaseState.DONE: ("✔", "green"),
+    PhaseState.SKIPPED: ("↷", "dim"),
+    PhaseState.PENDING: ("…", "yellow"),
+    PhaseState.FAILED: ("✖", "bold red"),
+}
+NOT_REACHED = ("○", "dim")
+
+
+def terminal_console(file: TextIO | None = None, *, force_terminal: bool | None = None,
+                     width: int | None = None) -> Console:
+    """The stderr console of the live view (a `file` and `force_terminal` are for tests).
+
+    Colour is left to rich's own detection, so NO_COLOR, FORCE_COLOR and TERM are honoured.
+    """
+    if file is None:
+        return Console(stderr=True, highlight=False, force_terminal=force_terminal, width=width)
+    return Console(file=file, highlight=False, force_terminal=force_terminal, width=width)
+
+
+def fmt_delta(seconds: float) -> str:
+    """A short countdown: `45 s`, `12 min`, `3 h 20 min`, `29 d 23 h`."""
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, _ = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {minutes} min"
+    return f"{minutes} min"
+
+
+class RateColumn(ProgressColumn):
+    """Items per second (rich's own speed columns are for bytes)."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        if speed is None:
+            return Text("–/s", style="progress.data.speed")
+        return Text(f"{speed:.1f}/s", style="progress.data.speed")
+
+
+@dataclass
+class _Row:
+    phase: Phase
+    state: PhaseState | None = None  # None: not reached yet
+    detail: str = ""
+    task: TaskID | None = None
+    spinner: Spinner = field(default_factory=lambda: Spinner("dots", style="cyan"))
+
+
+@dataclass
+class _Retry:
+    call: str
+    attempt: int
+    delay: float
+    at: float  # get_time() when announced
+
+
+@dataclass
+class _Section:
+    """One STORE argument's checklist."""
+
+    ref: str
+    rows: dict[Phase, _Row]
+    title: str = ""
+    waiting: tuple[datetime | None, int, int] | None = None
+    retry: _Retry | None = None
+    retries: int = 0
+
+    def row(self, phase: Phase) -> _Row:
+        if phase not in self.rows:
+            self.rows[phase] = _Row(phase)
+            self.rows = dict(sorted(self.rows.items(), key=lambda kv: PHASE_ORDER.index(kv[0])))
+        return self.rows[phase]
+
+
+class RichReporter:
+    """The Reporter for a terminal: a live checklist on a rich Console (stderr)."""
+
+    shows_summary = True  # the CLI need not repeat the summary lines on stderr
+
+    def __init__(self, console: Console, *, window_days: int = 30,
+                 get_time: Callable[[], float] | None = None,
+                 clock: Callable[[], datetime] | None = None,
+                 auto_refresh: bool = True) -> None:
+        self.console = console
+        self.window_days = window_days
+        self._get_time: Callable[[], float] = get_time or console.get_time
+        self._clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
+        self.auto_refresh = auto_refresh
+        self.command = ""
+        self.dry_run = False
+        self._bars = Progress(
+            BarColumn(bar_width=20),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[unit]}"),
+            RateColumn(),
+            TextColumn("ETA", style="progress.remaining"),
+            TimeRemainingColumn(),
+            console=console, get_time=self._get_time, auto_refresh=False,
+        )
+        self._lock = threading.RLock()
+        self._section: _Section | None = None
+        self._live: Live | None = None
+        self._shown: set[str] = set()  # error texts already printed (not repeated in finish)
+
+    @classmethod
+    def for_terminal(cls, *, window_days: int = 30) -> RichReporter:
+        return cls(terminal_console(), window_days=window_days)
+
+    # ---- Reporter protocol ---------------------------------------------------------------
+
+    def start(self, *, command: str, dry_run: bool) -> None:
+        self.command, self.dry_run = command, dry_run
+        if dry_run:
+            self._banner()
+
+    def store(self, ref: str) -> None:
+        self._end_section()
+        with self._lock:
+            phases = COMMAND_PHASES.get(self.command, ())
+            self._section = _Section(ref=ref, rows={p: _Row(p) for p in phases}, title=ref)
+
+    def phase(self, phase: Phase, state: PhaseState, detail: str = "") -> None:
+        with self._lock:
+            row = self._current().row(phase)
+            row.state, row.detail = state, detail
+            if state is not PhaseState.RUNNING and row.task is not None:
+                self._bars.update(row.task, visible=False)
+            if phase is Phase.WAIT and state is not PhaseState.RUNNING:
+                self._current().waiting = None
+            self._current().retry = None
+        if phase is Phase.PLAN and state is not PhaseState.RUNNING:
+            # Pause so that a confirmation prompt (or the end of a dry run) reads cleanly; the
+            # next running phase starts the live view again.
+            self._stop_live()
+        elif state is PhaseState.RUNNING:
+            self._start_live()
+        self._refresh(force=True)
+
+    def progress(self, phase: Phase, done: int, total: int | None) -> None:
+        with self._lock:
+            section = self._current()
+            row = section.row(phase)
+            if row.state is None:
+                row.state = PhaseState.RUNNING
+            if phase not in BAR_UNITS:
+                return
+            if row.task is None:
+                row.task = self._bars.add_task(phase.value, total=total, completed=done,
+                                                  unit=BAR_UNITS[phase])
+            else:
+                # Set the total directly: Progress.update(total=...) would reset the speed
+                # samples, and the total grows with every ListKeys page.
+                task = next(t for t in self._bars.tasks if t.id == row.task)
+                task.total = float(total) if total is not None else None
+                self._bars.update(row.task, completed=done)
+        self._start_live()
+        self._refresh()
+
+    def retry(self, call: str, attempt: int, delay: float, reason: str) -> None:
+        with self._lock:
+            section = self._section
+            if section is not None:
+                section.retry = _Retry(call, attempt, delay, self._get_time())
+                section.retries += 1
+        what = (f"attempt {attempt} failed ({reason})" if " " not in reason
+                else f"attempt {attempt}: {reason}")
+        text = Text.assemble(
+            ("↻ ", "yellow"), (call, "bold"), f" {what}; next try in {delay:.1f} s",
+        )
+        self._print_line(text, style="yellow")
+
+    def plan(self, snapshot: Snapshot, plan: Plan) -> None:
+        with self._lock:
+            store = snapshot.store
+            self._current().title = f"{store.id} ({store.name})" if store.name else store.id
+        self.console.print(self._plan_panel(snapshot, plan))
+
+    def note(self, text: str, *, level: str = "info") -> None:
+        if level == "error":
+            self._shown.add(text)
+            self._print_line(Text.assemble(("error: ", "bold red"), (text, "red")))
+        elif level == "warning":
+            self._print_line(Text.assemble(("warning: ", "bold yellow"), (text, "yellow")))
+        else:
+            self._print_line(Text(text))
+
+    def waiting(self, until: datetime | None, remaining: int, total: int) -> None:
+        with self._lock:
+            self._current().waiting = (until, remaining, total)
+        self._start_live()
+        self._refresh()
+
+    def finish(self, results: Sequence[StoreResult]) -> None:
+        try:
+            self._end_section()
+            if results:
+                self.console.print(self._summary(results))
+                for r in results:
+                    message = r.error["message"] if r.error else ""
+                    if message and message not in self._shown:
+                        where = r.store.id if r.store else r.ref
+                        self.console.print(Text.assemble((f"{where}: ", "bold"),
+                                                         (message, "red")))
+            if self.dry_run:
+                self._banner()
+        finally:
+            self.close()
+
+    # The protocol method is `progress`, but `self._bars` is the rich Progress; bind here.
+    def __getattr__(self, name: str) -> object:
+        raise AttributeError(name)
+
+    # ---- lifecycle -----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop the live view (idempotent); safe to call from an exception handler."""
+        self._stop_live()
+
+    def __enter__(self) -> RichReporter:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def refresh(self) -> None:
+        """Redraw the live view now (tests drive this with auto_refresh=False)."""
+        live = self._live
+        if live is not None:
+            live.refresh()
+
+    # ---- internals -----------------------------------------------------------------------
+
+    def _current(self) -> _Section:
+        if self._section is None:
+            phases = COMMAND_PHASES.get(self.command, ())
+            self._section = _Section(ref="", rows={p: _Row(p) for p in phases})
+        return self._section
+
+    def _start_live(self) -> None:
+        if self._live is not None or not self.console.is_interactive:
+            return
+        live = Live(console=self.console, get_renderable=self._live_view, transient=True,
+                    auto_refresh=self.auto_refresh, refresh_per_second=8,
+                    redirect_stdout=False, redirect_stderr=True)
+        self._live = live
+        atexit.register(self.close)
+        live.start(refresh=True)
+
+    def _stop_live(self) -> None:
+        live, self._live = self._live, None
+        if live is not None:
+            live.stop()
+            atexit.unregister(self.close)
+
+    def _refresh(self, *, force: bool = False) -> None:
+        if force or not self.auto_refresh:
+            self.refresh()
+
+    def _end_section(self) -> None:
+        """Stop the live view and leave the store's final checklist in the scrollback."""
+        self._stop_live()
+        with self._lock:
+            section, self._section = self._section, None
+        if section is not None and section.rows:
+            self.console.print(self._checklist(section, live=False))
+
+    def _banner(self) -> None:
+        self.console.rule(Text(DRY_RUN_BANNER, style="bold yellow"), style="yellow")
+
+    def _print_line(self, text: Text, style: str = "") -> None:
+        stamp = self._clock().astimezone(UTC).strftime("%H:%M:%S")
+        line = Text.assemble((stamp + " ", "dim"), text)
+        if style:
+            line.stylize(style, len(stamp) + 1)
+        self.console.print(line)
+
+    # ---- rendering -----------------------------------------------------------------------
+
+    def _live_view(self) -> RenderableType:
+        with self._lock:
+            section = self._current()
+            return self._checklist(section, live=True)
+
+    def _checklist(self, section: _Section, *, live: bool) -> RenderableType:
+        now = self._get_time()
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(width=1, no_wrap=True)
+        grid.add_column(min_width=10, no_wrap=True)
+        grid.add_column(ratio=1)
+        reached_pending = any(r.state is PhaseState.PENDING for r in section.rows.values())
+        for row in section.rows.values():
+            name_style = "bold" if row.state is PhaseState.RUNNING else ""
+            icon: RenderableType
+            detail: RenderableType
+            if row.state is PhaseState.RUNNING:
+                icon = row.spinner.render(now) if live else Text("▸", style="cyan")
+                detail = self._running_detail(section, row, live=live)
+            elif row.state is None:
+                icon = Text(NOT_REACHED[0], style=NOT_REACHED[1])
+                name_style = "dim"
+                if live:
+                    text = ""
+                elif self.dry_run:
+                    text = "not run (dry run)"
+                else:
+                    text = "not yet" if reached_pending else "not run"
+                detail = Text(text, style="dim")
+            else:
+                glyph, style = ICONS[row.state]
+                icon = Text(glyph, style=style)
+                label = "" if row.state is PhaseState.DONE else f"{row.state}"
+                detail = Text.assemble(
+                    (label, style), (": " if label and row.detail else "", style),
+                    (row.detail, "" if row.state is PhaseState.DONE else style),
+                )
+            grid.add_row(icon, Text(row.phase.value, style=name_style), detail)
+        title = Text.assemble(("store ", "dim"), (section.title or section.ref or "-", "bold"))
+        subtitle = None
+        if section.retries and not live:
+            subtitle = Text(f"{section.retries} retr{'y' if section.retries == 1 else 'ies'}",
+                            style="dim")
+        if self.dry_run:
+            subtitle = Text("dry run", style="bold yellow")
+        return Panel(grid, title=title, title_align="left", subtitle=subtitle,
+                     subtitle_align="right", border_style="yellow" if self.dry_run else "blue",
+                     expand=False, padding=(0, 1))
+
+    def _running_detail(self, section: _Section, row: _Row, *, live: bool) -> RenderableType:
+        parts: list[RenderableType] = []
+        if row.detail:
+            parts.append(Text(row.detail))
+        if row.phase is Phase.WAIT and section.waiting is not None:
+            parts.append(self._countdown(*section.waiting))
+        if live and row.task is not None:
+            task = next((t for t in self._bars.tasks if t.id == row.task), None)
+            if task is not None:
+                parts.append(self._bars.make_tasks_table([task]))
+        retry = section.retry
+        if live and retry is not None:
+            left = retry.delay - (self._get_time() - retry.at)
+            if left > 0:
+                parts.append(Text(f"↻ {retry.call} attempt {retry.attempt + 1} in {left:.1f} s",
+                                  style="yellow"))
+        if not parts:
+            return Text("")
+        return Group(*parts) if len(parts) > 1 else parts[0]
+
+    def _countdown(self, until: datetime | None, remaining: int, total: int) -> Text:
+        text = Text.assemble((f"{remaining}/{total}", "bold"), " key(s) still pending")
+        if until is None:
+            return text
+        left = (until - self._clock()).total_seconds()
+        text.append(f"; next deletion after {fmt_time(until)} ")
+        if left > 0:
+            text.append(f"(in {fmt_delta(left)})", style="bold yellow")
+        else:
+            text.append("(due now; AWS may take up to 24 h)", style="yellow")
+        return text
+
+    def _plan_panel(self, snapshot: Snapshot, plan: Plan) -> Panel:
+        store = snapshot.store
+        parts: list[RenderableType] = []
+        head = Text.assemble(
+            ("store ", "dim"), (store.id, "bold"), f" ({store.name})",
+            ("  matched by ", "dim"), snapshot.matched_by,
+            ("\ntype ", "dim"), str(store.type), ("  connection ", "dim"),
+            (str(store.connection_state),
+             "red" if store.connection_error_code or store.connection_state == "FAILED" else ""),
+        )
+        if store.connection_error_code:
+            head.append(f" ({store.connection_error_code})", style="red")
+        head.append(f"\n{len(snapshot.keys)} key(s) in the store ", style="bold")
+        head.append(f"({snapshot.scanned} key(s) in the account and Region scanned)", style="dim")
+        parts.append(head)
+        if snapshot.keys:
+            keys = Table(box=None, padding=(0, 1), header_style="bold dim", show_edge=False)
+            keys.add_column("Key ID", no_wrap=True)
+            keys.add_column("Aliases", overflow="fold")
+            keys.add_column("State", no_wrap=True)
+            keys.add_column("Deletion date", no_wrap=True)
+            keys.add_column("External key ID", overflow="fold")
+            for key in snapshot.keys:
+                keys.add_row(
+                    key.id, Text(", ".join(key.aliases) or "-"),
+                    Text(key.state, style="yellow" if key.state == PENDING_DELETION else ""),
+                    fmt_time(key.deletion_date) if key.deletion_date else "-",
+                    Text(key.external_key_id or "-"),
+                )
+            parts.append(keys)
+        parts.extend(Text(f"key {bad.id} cannot be described: {bad.error_code}", style="red")
+                     for bad in snapshot.undescribable)
+        if plan.refusal:
+            parts.append(Text.assemble(("refused: ", "bold red"), (plan.refusal.message, "red")))
+        else:
+            steps = Text("Steps", style="bold")
+            for index, step in enumerate(plan.steps, 1):
+                detail = step.detail
+                if step.kind is StepKind.SCHEDULE_KEY_DELETION:
+                    detail = f"{self.window_days}-day window" + (f", {detail}" if detail else "")
+                steps.append(f"\n {index:>2}. ", style="dim")
+                steps.append(describe_step(step.kind, len(step.key_ids), detail))
+            parts.append(steps)
+            if plan.earliest_gone:
+                parts.append(Text.assemble(
+                    ("Earliest the store can be gone: ", "bold"), fmt_time(plan.earliest_gone),
+                    (" (AWS may delete keys up to 24 h after their DeletionDate)", "dim"),
+                ))
+        parts.extend(Text.assemble(("warning: ", "bold yellow"), (w, "yellow"))
+                     for w in plan.warnings)
+        title = Text("Plan" + (" (dry run)" if self.dry_run else ""), style="bold")
+        return Panel(Group(*_spaced(parts)), title=title, title_align="left",
+                     border_style="yellow" if self.dry_run else "cyan", padding=(0, 1))
+
+    def _summary(self, results: Sequence[StoreResult]) -> Table:
+        table = Table(title="Summary", title_style="bold", title_justify="left",
+                      header_style="bold", expand=False)
+        table.add_column("Store", no_wrap=True)
+        table.add_column("Status", no_wrap=True)
+        table.add_column("Keys", justify="right")
+        table.add_column("Done", justify="right")
+        table.add_column("Remaining", overflow="fold")
+        table.add_column("Run again after", no_wrap=True)
+        for r in results:
+            store = r.store.id if r.store else r.ref
+            done = sum(1 for a in r.actions if a.outcome == "ok")
+            table.add_row(
+                Text(store), Text(str(r.status), style=STATUS_STYLE.get(r.status, "")),
+                str(len(r.keys)), f"{done} change(s)", Text(_remaining(r)),
+                fmt_time(r.resume_after) if r.resume_after else "-",
+            )
+        return table
+
+
+def _remaining(r: StoreResult) -> str:
+    """What is left to do, in a few words."""
+    pending = sum(1 for k in r.keys if k.pending)
+    match r.status:
+        case Status.DELETED | Status.CANCELLED:
+            return "nothing"
+        case Status.PENDING:
+            return (f"{pending} key(s) pending deletion; then disconnect, delete, verify"
+                    if pending else "run again to continue")
+        case Status.PLANNED:
+            steps = len(r.plan.steps) if r.plan else 0
+            return f"{steps} step(s), when run without --dry-run"
+        case Status.REFUSED:
+            return "review the refusal; nothing was changed"
+        case Status.MISSING:
+            return "nothing (the store does not exist)"
+        case Status.INTERRUPTED:
+            return "run again to continue"
+        case Status.STATUS:
+            return r.phase or "-"
+        case _:
+            return "fix the error, then run again"
+
+
+def _spaced(parts: list[RenderableType]) -> list[RenderableType]:
+    """Blank lines between the plan's blocks."""
+    out: list[RenderableType] = []
+    for index, part in enumerate(parts):
+        if index:
+            out.append(Text(""))
+        out.append(part)
+    return out
