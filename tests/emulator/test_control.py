@@ -51,16 +51,29 @@ def test_config_endpoint(emulator: Emulator) -> None:
 
 
 def test_seed_state_calls_reset(kms: Any, emulator: Emulator) -> None:
-    out = emulator.seed({
-        "region": "us-east-1",
-        "stores": [
-            {"name": "hsm", "type": "AWS_CLOUDHSM", "connection_state": "CONNECTED", "keys": 5,
-             "pending_keys": 2, "disabled_keys": 1, "aliases": True},
-            {"name": "xks", "type": "EXTERNAL_KEY_STORE", "connection_state": "FAILED",
-             "keys": 1},
-        ],
-        "plain_keys": 2,
-    })
+    out = emulator.seed(
+        {
+            "region": "us-east-1",
+            "stores": [
+                {
+                    "name": "hsm",
+                    "type": "AWS_CLOUDHSM",
+                    "connection_state": "CONNECTED",
+                    "keys": 5,
+                    "pending_keys": 2,
+                    "disabled_keys": 1,
+                    "aliases": True,
+                },
+                {
+                    "name": "xks",
+                    "type": "EXTERNAL_KEY_STORE",
+                    "connection_state": "FAILED",
+                    "keys": 1,
+                },
+            ],
+            "plain_keys": 2,
+        }
+    )
     hsm, xks = out["stores"]
     assert (hsm["name"], hsm["type"], len(hsm["key_ids"])) == ("hsm", "AWS_CLOUDHSM", 5)
     assert len(out["plain_key_ids"]) == 2
@@ -81,8 +94,13 @@ def test_seed_state_calls_reset(kms: Any, emulator: Emulator) -> None:
     assert emulator.state("eu-west-1")["keys"] == []
 
     calls = emulator.calls()
-    assert calls[0] == {"operation": "DescribeKey", "region": "us-east-1", "status": 200,
-                        "error": None, "key_id": hsm["key_ids"][0]}
+    assert calls[0] == {
+        "operation": "DescribeKey",
+        "region": "us-east-1",
+        "status": 200,
+        "error": None,
+        "key_id": hsm["key_ids"][0],
+    }
     assert calls[-1]["custom_key_store_id"] == xks["id"]
 
     with pytest.raises(EmulatorError):
@@ -113,8 +131,9 @@ def test_problems_endpoint_records_server_side_violations(emulator: Emulator) ->
 
 def test_seed_10k_keys_fast(kms: Any, emulator: Emulator) -> None:
     start = time.perf_counter()
-    out = emulator.seed({"stores": [{"name": "big", "type": "AWS_CLOUDHSM", "keys": 10_000,
-                                     "pending_keys": 100}]})
+    out = emulator.seed(
+        {"stores": [{"name": "big", "type": "AWS_CLOUDHSM", "keys": 10_000, "pending_keys": 100}]}
+    )
     elapsed = time.perf_counter() - start
     assert len(out["stores"][0]["key_ids"]) == 10_000
     assert elapsed < 10.0, f"seeding 10k keys took {elapsed:.1f} s"
@@ -140,9 +159,21 @@ def test_in_process_mode_and_sts(emulator_server: Emulator) -> None:
 def test_module_entry_point_prints_url_and_stops_on_sigterm() -> None:
     env = dict(os.environ, PYTHONPATH=os.getcwd())
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ksdelete.emulator", "--port", "0", "--quotas", "aws",
-         "--time-scale", "2"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        [
+            sys.executable,
+            "-m",
+            "ksdelete.emulator",
+            "--port",
+            "0",
+            "--quotas",
+            "aws",
+            "--time-scale",
+            "2",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     try:
         assert proc.stdout is not None

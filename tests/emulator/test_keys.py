@@ -55,7 +55,9 @@ def test_describe_key_member_set_matches_documented_example(kms: Any) -> None:
     assert set(raw) == set(documented["output"]["KeyMetadata"])
 
 
-def test_unavailable_while_disconnected_and_restored(kms: Any, emulator: Emulator, store: str) -> None:
+def test_unavailable_while_disconnected_and_restored(
+    kms: Any, emulator: Emulator, store: str
+) -> None:
     keys = [
         kms.create_key(CustomKeyStoreId=store, Origin="AWS_CLOUDHSM")["KeyMetadata"]["KeyId"]
         for _ in range(4)
@@ -83,7 +85,12 @@ def test_unavailable_while_disconnected_and_restored(kms: Any, emulator: Emulato
     assert key_state(kms, enabled) == "PendingDeletion"
     # FAILED behaves like disconnected for key state
     connect(kms, emulator, store)
-    assert [key_state(kms, k) for k in keys] == ["PendingDeletion", "Enabled", "Disabled", "Disabled"]
+    assert [key_state(kms, k) for k in keys] == [
+        "PendingDeletion",
+        "Enabled",
+        "Disabled",
+        "Disabled",
+    ]
     emulator.set_store_state(store, "FAILED")
     assert key_state(kms, disabled) == "Unavailable"
 
@@ -96,7 +103,9 @@ def test_schedule_key_deletion_rules(kms: Any, emulator: Emulator) -> None:
             kms.schedule_key_deletion(KeyId=key_id, PendingWindowInDays=days)
         code, status, message = error_of(bad)
         assert (code, status, message) == (
-            "ValidationException", 400, "PendingWindowInDays must be between 7 and 30"
+            "ValidationException",
+            400,
+            "PendingWindowInDays must be between 7 and 30",
         )
     now = emulator.now()
     resp = kms.schedule_key_deletion(KeyId=arn)  # by ARN, default window
@@ -201,8 +210,9 @@ def test_list_keys_paging(kms: Any, emulator: Emulator) -> None:
 
 
 def test_list_aliases_paging_and_by_key(kms: Any, emulator: Emulator) -> None:
-    seeded = emulator.seed({"stores": [{"name": "s", "type": "AWS_CLOUDHSM", "keys": 60,
-                                        "aliases": True}]})
+    seeded = emulator.seed(
+        {"stores": [{"name": "s", "type": "AWS_CLOUDHSM", "keys": 60, "aliases": True}]}
+    )
     keys = seeded["stores"][0]["key_ids"]
     names: list[str] = []
     for page in kms.get_paginator("list_aliases").paginate(PaginationConfig={"PageSize": 25}):
@@ -216,8 +226,13 @@ def test_list_aliases_paging_and_by_key(kms: Any, emulator: Emulator) -> None:
 
 
 def test_access_denied_by_key_policy(kms: Any, emulator: Emulator) -> None:
-    seeded = emulator.seed({"stores": [{"name": "s", "type": "EXTERNAL_KEY_STORE", "keys": 3,
-                                        "undescribable_keys": 1}]})
+    seeded = emulator.seed(
+        {
+            "stores": [
+                {"name": "s", "type": "EXTERNAL_KEY_STORE", "keys": 3, "undescribable_keys": 1}
+            ]
+        }
+    )
     *fine, denied = seeded["stores"][0]["key_ids"]
     for key_id in fine:
         assert key_state(kms, key_id) == "Enabled"
@@ -225,8 +240,10 @@ def test_access_denied_by_key_policy(kms: Any, emulator: Emulator) -> None:
         kms.describe_key(KeyId=denied)
     code, status, message = error_of(excinfo)
     assert (code, status) == ("AccessDeniedException", 400) and "kms:DescribeKey" in message
-    policy = {"Version": "2012-10-17", "Statement": [
-        {"Effect": "Deny", "Principal": "*", "Action": "kms:*", "Resource": "*"}]}
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Deny", "Principal": "*", "Action": "kms:*", "Resource": "*"}],
+    }
     wild = kms.create_key(Policy=json.dumps(policy), BypassPolicyLockoutSafetyCheck=True)
     with pytest.raises(ClientError) as star:
         kms.describe_key(KeyId=wild["KeyMetadata"]["KeyId"])

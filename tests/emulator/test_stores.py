@@ -1,4 +1,4 @@
-"""Custom key store operations: creation rules, the connection state machine, describe and delete."""
+"""Custom key store operations: creation rules, connection state machine, describe, delete."""
 
 from __future__ import annotations
 
@@ -157,7 +157,9 @@ def test_update_name_in_use_and_xks_uri_in_use(kms: Any) -> None:
     with pytest.raises(kms.exceptions.CustomKeyStoreNameInUseException):
         kms.update_custom_key_store(CustomKeyStoreId=a, NewCustomKeyStoreName="b")
     with pytest.raises(kms.exceptions.XksProxyUriInUseException):
-        kms.update_custom_key_store(CustomKeyStoreId=a, XksProxyUriEndpoint="https://two.example.com")
+        kms.update_custom_key_store(
+            CustomKeyStoreId=a, XksProxyUriEndpoint="https://two.example.com"
+        )
     with pytest.raises(ClientError) as wrong_type:
         kms.update_custom_key_store(CustomKeyStoreId=a, KeyStorePassword="newPassword1")
     assert error_of(wrong_type)[0] == "ValidationException"
