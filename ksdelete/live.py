@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import TextIO
 
+from rich import box
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.panel import Panel
@@ -53,6 +54,7 @@ BAR_UNITS: dict[Phase, str] = {
     Phase.SCHEDULE: "keys",
     Phase.CANCEL: "keys",
 }
+MAX_WIDTH = 120  # panels stay readable (and do not jump) on wide terminals
 DRY_RUN_BANNER = "DRY RUN — nothing will be changed"
 
 STATUS_STYLE: dict[Status, str] = {
@@ -219,8 +221,10 @@ class RichReporter:
             if phase not in BAR_UNITS:
                 return
             if row.task is None:
-                row.task = self._bars.add_task(phase.value, total=total, completed=done,
+                # Start at 0 so that the first report already counts towards the rate.
+                row.task = self._bars.add_task(phase.value, total=total, completed=0,
                                                   unit=BAR_UNITS[phase])
+                self._bars.update(row.task, completed=done)
             else:
                 # Set the total directly: Progress.update(total=...) would reset the speed
                 # samples, and the total grows with every ListKeys page.
@@ -398,7 +402,7 @@ class RichReporter:
             subtitle = Text("dry run", style="bold yellow")
         return Panel(grid, title=title, title_align="left", subtitle=subtitle,
                      subtitle_align="right", border_style="yellow" if self.dry_run else "blue",
-                     expand=False, padding=(0, 1))
+                     width=self._width(), padding=(0, 1))
 
     def _running_detail(self, section: _Section, row: _Row, *, live: bool) -> RenderableType:
         parts: list[RenderableType] = []
@@ -425,7 +429,7 @@ class RichReporter:
         if until is None:
             return text
         left = (until - self._clock()).total_seconds()
-        text.append(f"; next deletion after {fmt_time(until)} ")
+        text.append(f"; all gone after {fmt_time(until)} ")
         if left > 0:
             text.append(f"(in {fmt_delta(left)})", style="bold yellow")
         else:
@@ -448,20 +452,7 @@ class RichReporter:
         head.append(f"({snapshot.scanned} key(s) in the account and Region scanned)", style="dim")
         parts.append(head)
         if snapshot.keys:
-            keys = Table(box=None, padding=(0, 1), header_style="bold dim", show_edge=False)
-            keys.add_column("Key ID", no_wrap=True)
-            keys.add_column("Aliases", overflow="fold")
-            keys.add_column("State", no_wrap=True)
-            keys.add_column("Deletion date", no_wrap=True)
-            keys.add_column("External key ID", overflow="fold")
-            for key in snapshot.keys:
-                keys.add_row(
-                    key.id, Text(", ".join(key.aliases) or "-"),
-                    Text(key.state, style="yellow" if key.state == PENDING_DELETION else ""),
-                    fmt_time(key.deletion_date) if key.deletion_date else "-",
-                    Text(key.external_key_id or "-"),
-                )
-            parts.append(keys)
+            parts.append(self._keys_table(snapshot))
         parts.extend(Text(f"key {bad.id} cannot be described: {bad.error_code}", style="red")
                      for bad in snapshot.undescribable)
         if plan.refusal:
@@ -484,26 +475,68 @@ class RichReporter:
                      for w in plan.warnings)
         title = Text("Plan" + (" (dry run)" if self.dry_run else ""), style="bold")
         return Panel(Group(*_spaced(parts)), title=title, title_align="left",
-                     border_style="yellow" if self.dry_run else "cyan", padding=(0, 1))
+                     border_style="yellow" if self.dry_run else "cyan", padding=(0, 1),
+                     width=self._width())
 
-    def _summary(self, results: Sequence[StoreResult]) -> Table:
+    def _keys_table(self, snapshot: Snapshot) -> Table:
+        """One row per key; on narrow terminals aliases and dates go under the ID and state."""
+        wide = self._width() >= MAX_WIDTH
+        keys = Table(box=None, padding=(0, 1), header_style="bold dim", show_edge=False)
+        keys.add_column("Key ID" if wide else "Key ID / aliases", no_wrap=True)
+        if wide:
+            keys.add_column("Aliases", overflow="fold")
+        keys.add_column("State" if wide else "State / deletion date", no_wrap=True)
+        if wide:
+            keys.add_column("Deletion date", no_wrap=True)
+        keys.add_column("External key ID", overflow="fold")
+        for key in snapshot.keys:
+            aliases = Text(", ".join(key.aliases) or "-", style="" if wide else "dim")
+            state = Text(key.state, style="yellow" if key.state == PENDING_DELETION else "")
+            date = Text(fmt_time(key.deletion_date) if key.deletion_date else "-",
+                        style="" if wide else "dim")
+            external = Text(key.external_key_id or "-")
+            if wide:
+                keys.add_row(key.id, aliases, state, date, external)
+            else:
+                aliases.overflow = "fold"
+                keys.add_row(Text("\n").join([Text(key.id), aliases]),
+                             Text("\n").join([state, date]) if key.deletion_date else state,
+                             external)
+        return keys
+
+    def _width(self) -> int:
+        return min(self.console.width, MAX_WIDTH)
+
+    def _summary(self, results: Sequence[StoreResult]) -> RenderableType:
+        """The summary table; on narrow terminals "what remains" goes under it."""
+        wide = self._width() >= MAX_WIDTH
         table = Table(title="Summary", title_style="bold", title_justify="left",
-                      header_style="bold", expand=False)
+                      header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False,
+                      width=self._width() if wide else None)
         table.add_column("Store", no_wrap=True)
         table.add_column("Status", no_wrap=True)
-        table.add_column("Keys", justify="right")
-        table.add_column("Done", justify="right")
-        table.add_column("Remaining", overflow="fold")
+        table.add_column("Keys", justify="right", no_wrap=True)
+        table.add_column("Changes", justify="right", no_wrap=True)
         table.add_column("Run again after", no_wrap=True)
+        if wide:
+            table.add_column("Remaining", ratio=1, min_width=20)
+        below: list[RenderableType] = []
         for r in results:
             store = r.store.id if r.store else r.ref
             done = sum(1 for a in r.actions if a.outcome == "ok")
-            table.add_row(
+            cells: list[RenderableType] = [
                 Text(store), Text(str(r.status), style=STATUS_STYLE.get(r.status, "")),
-                str(len(r.keys)), f"{done} change(s)", Text(_remaining(r)),
-                fmt_time(r.resume_after) if r.resume_after else "-",
-            )
-        return table
+                str(len(r.keys)), str(done),
+                fmt_time(r.resume_after) if r.resume_after and r.status != Status.PLANNED else "-",
+            ]
+            if wide:
+                cells.append(Text(_remaining(r)))
+            else:
+                below.append(Text.assemble(
+                    ("Remaining: ", "bold"), (f"{store}: " if len(results) > 1 else "", "bold"),
+                    _remaining(r)))
+            table.add_row(*cells)
+        return Group(table, *below) if below else table
 
 
 def _remaining(r: StoreResult) -> str:
@@ -513,11 +546,12 @@ def _remaining(r: StoreResult) -> str:
         case Status.DELETED | Status.CANCELLED:
             return "nothing"
         case Status.PENDING:
-            return (f"{pending} key(s) pending deletion; then disconnect, delete, verify"
-                    if pending else "run again to continue")
+            return (f"wait for {pending} key(s) to be deleted, then run again" if pending
+                    else "run again to continue")
         case Status.PLANNED:
             steps = len(r.plan.steps) if r.plan else 0
-            return f"{steps} step(s), when run without --dry-run"
+            gone = f"; gone at the earliest {fmt_time(r.resume_after)}" if r.resume_after else ""
+            return f"{steps} step(s): run without --dry-run{gone}"
         case Status.REFUSED:
             return "review the refusal; nothing was changed"
         case Status.MISSING:
