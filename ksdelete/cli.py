@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import sys
 import traceback
@@ -18,7 +17,7 @@ from ksdelete import __version__
 from ksdelete.errors import ExitStatus, KsdeleteError, UsageError
 from ksdelete.models import Plan, PlanOptions, Snapshot, Status, StoreResult
 from ksdelete.output import document, exit_status, most_severe
-from ksdelete.reporting import PlainReporter, QuietReporter, Reporter, summary_lines
+from ksdelete.reporting import Reporter, make_reporter, summary_lines
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -66,18 +65,6 @@ def aws_options(fn: F) -> F:
     ]):
         fn = option(fn)
     return fn
-
-
-def _reporter(quiet: bool, window_days: int = 30) -> Reporter:
-    stream = sys.stderr
-    if quiet:
-        return QuietReporter(stream)
-    if stream.isatty() and os.environ.get("TERM") != "dumb":
-        from ksdelete.live import RichReporter
-
-        live: Reporter = RichReporter.for_terminal(window_days=window_days)
-        return live
-    return PlainReporter(stream, window_days=window_days)
 
 
 def _setup_logging(debug: bool) -> None:
@@ -217,7 +204,7 @@ def delete(stores: tuple[str, ...], region: str | None, profile: str | None,
       ksdelete my-xks-store --wait --max-wait 45d --yes --output json
     """
     _setup_logging(debug)
-    reporter = _reporter(quiet, pending_window_days)
+    reporter = make_reporter(quiet, pending_window_days)
 
     def body() -> None:
         from ksdelete.executor import Executor, RunOptions
@@ -267,7 +254,7 @@ def status(stores: tuple[str, ...], region: str | None, profile: str | None,
       ksdelete status cks-1234567890abcdef0 --output json
     """
     _setup_logging(debug)
-    reporter = _reporter(quiet)
+    reporter = make_reporter(quiet)
 
     def body() -> None:
         from ksdelete.status import status as read_status
@@ -300,7 +287,7 @@ def cancel(stores: tuple[str, ...], region: str | None, profile: str | None,
       ksdelete cancel cks-1234567890abcdef0 --enable --connect
     """
     _setup_logging(debug)
-    reporter = _reporter(quiet)
+    reporter = make_reporter(quiet)
 
     def body() -> None:
         from ksdelete.cancel import cancel as undo

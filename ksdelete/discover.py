@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -15,6 +16,30 @@ KEY_GONE = "NotFoundException"
 
 # on_progress(described, known_total, listing_done)
 ProgressObserver = Callable[[int, int, bool], None]
+
+
+class MembershipCache:
+    """key ID -> the custom key store it was created in ("" for none). Thread safe.
+
+    KMS fixes a key's CustomKeyStoreId at CreateKey and never changes it, and key IDs are
+    never reused, so an entry stays true for as long as the key exists.
+    """
+
+    def __init__(self) -> None:
+        self._stores: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key_id: str) -> str | None:
+        with self._lock:
+            return self._stores.get(key_id)
+
+    def put(self, key_id: str, store_id: str) -> None:
+        with self._lock:
+            self._stores[key_id] = store_id
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._stores)
 
 
 def find_store(gateway: Gateway, ref: str) -> tuple[KeyStore, str]:
@@ -40,6 +65,7 @@ def snapshot(
     matched_by: str = "id",
     workers: int = 8,
     on_progress: ProgressObserver | None = None,
+    cache: MembershipCache | None = None,
 ) -> Snapshot:
     """Every key of `store`, with aliases. Keys that cannot be described are reported."""
     members: list[Key] = []
@@ -64,8 +90,12 @@ def snapshot(
                     undescribable.append(
                         UndescribableKey(key_id, arn, result.aws_code, result.what)
                     )
-            elif result.get("CustomKeyStoreId") == store.id:
-                members.append(key_from_metadata(result))
+            else:
+                owner = str(result.get("CustomKeyStoreId") or "")
+                if cache is not None:
+                    cache.put(key_id, owner)
+                if owner == store.id:
+                    members.append(key_from_metadata(result))
             if on_progress:
                 on_progress(described, total, listing_done)
 
@@ -73,7 +103,12 @@ def snapshot(
         pending: list[Future[tuple[str, str, dict[str, object] | AwsError]]] = []
         for page in gateway.list_keys():
             total += len(page)
-            pending.extend(pool.submit(describe, key_id, arn) for key_id, arn in page)
+            for key_id, arn in page:
+                owner = cache.get(key_id) if cache is not None else None
+                if owner is not None and owner != store.id:
+                    described += 1  # known to belong elsewhere: no need to ask again
+                else:
+                    pending.append(pool.submit(describe, key_id, arn))
             done = [f for f in pending if f.done()]
             pending = [f for f in pending if not f.done()]
             collect(done, False)

@@ -57,7 +57,8 @@ class _Pending(Exception):
 
 class Executor:
     def __init__(self, gateway: Gateway, journal: Journal, reporter: Reporter,
-                 options: RunOptions, confirm: Confirm) -> None:
+                 options: RunOptions, confirm: Confirm,
+                 membership: discover.MembershipCache | None = None) -> None:
         self.gw = gateway
         self.journal = journal
         self.reporter = reporter
@@ -65,6 +66,9 @@ class Executor:
         self.confirm = confirm
         self._deadline = 0.0
         self._result: StoreResult | None = None
+        # Which store each key belongs to never changes, so a key seen once outside the
+        # target store need not be described again by later scans in this process.
+        self.membership = membership if membership is not None else discover.MembershipCache()
 
     # ---- one STORE argument -------------------------------------------------------------
 
@@ -143,6 +147,7 @@ class Executor:
     def scan(self, store: KeyStore, matched_by: str = "id") -> Snapshot:
         return discover.snapshot(
             self.gw, store, matched_by=matched_by, workers=self.options.workers,
+            cache=self.membership,
             on_progress=lambda done, total, _: self.reporter.progress(Phase.DISCOVER, done, total),
         )
 
@@ -214,7 +219,7 @@ class Executor:
             lambda: self._read_store(store_id), done, call="DescribeCustomKeyStores",
             timeout=self._transition_timeout(), initial=policy.poll_initial,
             maximum=policy.poll_max, policy=policy, on_retry=self.reporter.retry,
-            describe=lambda s: f"store is {s.connection_state}",
+            on_poll=self._poll_note, describe=lambda s: f"store is {s.connection_state}",
         )
         if store.connection_state is ConnectionState.FAILED:
             raise KsdeleteError(
@@ -224,6 +229,9 @@ class Executor:
         if store.connection_state is not target:
             raise _Pending(None, f"the store is still {store.connection_state}; run again later")
         return store
+
+    def _poll_note(self, call: str, attempt: int, delay: float, why: str) -> None:
+        self.reporter.note(f"{why}; checking again in {delay:.1f}s")
 
     def connect(self, store_id: str, result: StoreResult) -> str:
         store = self._read_store(store_id)

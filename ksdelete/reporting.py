@@ -8,6 +8,8 @@ The final result line and the JSON document are written by the CLI from StoreRes
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -131,6 +133,7 @@ class PlainReporter:
         self.clock = clock
         self._ref = ""
         self._last_progress: dict[Phase, float] = {}
+        self._last_wait: tuple[tuple[int, int], float] = ((-1, -1), 0.0)
 
     def _line(self, text: str) -> None:
         stamp = self.clock().astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -168,8 +171,12 @@ class PlainReporter:
         self._line(text if level == "info" else f"{level}: {text}")
 
     def waiting(self, until: datetime | None, remaining: int, total: int) -> None:
-        self._line(f"wait: {remaining}/{total} key(s) still pending; next deletion after "
-                   f"{fmt_time(until)}")
+        # A line when the count changes, else at most every 10 minutes: --wait can run weeks.
+        now = self.clock().timestamp()
+        if (remaining, total) != self._last_wait[0] or now - self._last_wait[1] >= 600:
+            self._last_wait = ((remaining, total), now)
+            self._line(f"wait: {remaining}/{total} key(s) still pending; latest deletion "
+                       f"after {fmt_time(until)}")
 
     def finish(self, results: Sequence[StoreResult]) -> None:
         # The CLI prints the result lines themselves (stdout, or stderr in JSON mode).
@@ -199,3 +206,16 @@ def summary_lines(results: Sequence[StoreResult]) -> list[str]:
             text += f"; {r.error['message']}"
         lines.append(text)
     return lines
+
+
+def make_reporter(quiet: bool = False, window_days: int = 30) -> Reporter:
+    """The live view on a terminal, plain lines otherwise, errors only with --quiet."""
+    stream = sys.stderr
+    if quiet:
+        return QuietReporter(stream)
+    if stream.isatty() and os.environ.get("TERM") != "dumb":
+        from ksdelete.live import RichReporter
+
+        live: Reporter = RichReporter.for_terminal(window_days=window_days)
+        return live
+    return PlainReporter(stream, window_days=window_days)

@@ -92,17 +92,22 @@ def poll_until(
     maximum: float,
     policy: RetryPolicy,
     on_retry: RetryObserver = _ignore,
+    on_poll: RetryObserver = _ignore,
     describe: Callable[[T], str] = str,
 ) -> T:
     """Call `read` until `done(result)` or `timeout` seconds pass; return the last result.
 
     The caller decides what a last result that is not done means (usually: still pending).
+    A read that raised is reported to `on_retry`; a read that is simply not done yet to
+    `on_poll`.
     """
 
-    def reason(state: RetryCallState) -> str:
+    def before_sleep(state: RetryCallState) -> None:
+        delay = state.next_action.sleep if state.next_action else 0.0
         if state.outcome is None or state.outcome.failed:
-            return _exception_reason(state)
-        return describe(state.outcome.result())
+            on_retry(call, state.attempt_number, delay, _exception_reason(state))
+        else:
+            on_poll(call, state.attempt_number, delay, describe(state.outcome.result()))
 
     retrying = Retrying(
         retry=retry_if_result(lambda r: not done(r)),
@@ -110,6 +115,6 @@ def poll_until(
         wait=wait_exponential_jitter(initial=initial, max=maximum),
         sleep=policy.sleep,
         retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
-        before_sleep=_before_sleep(call, on_retry, reason),
+        before_sleep=before_sleep,
     )
     return retrying(read)

@@ -1,0 +1,118 @@
+"""`ksdelete demo`: the real pipeline against an embedded emulator with a fast clock."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+
+from ksdelete.errors import ExitStatus
+from ksdelete.models import Plan, PlanOptions, Snapshot, Status, StoreResult
+from ksdelete.reporting import make_reporter, summary_lines
+from ksdelete.retry import RetryPolicy
+
+# Emulated seconds per real second: a 7-day window passes in about 3 s, 30 days in 13 s.
+TIME_SCALE = 200_000.0
+WINDOW_DAYS = 7
+
+ACCOUNT = {
+    "region": "us-east-1",
+    "stores": [
+        {"name": "payments-hsm", "type": "AWS_CLOUDHSM", "connection_state": "CONNECTED",
+         "keys": 12, "pending_keys": 2, "disabled_keys": 3, "aliases": True},
+        {"name": "partner-xks", "type": "EXTERNAL_KEY_STORE", "connection_state": "CONNECTED",
+         "keys": 3, "aliases": True},
+        {"name": "analytics-hsm", "type": "AWS_CLOUDHSM", "connection_state": "CONNECTED",
+         "keys": 4},
+    ],
+    "plain_keys": 3000,
+}
+
+
+@contextmanager
+def _demo_environment(endpoint_url: str) -> Iterator[None]:
+    """Dummy credentials and the emulator endpoint for this process only; restored after."""
+    names = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+             "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_KMS", "AWS_ENDPOINT_URL_STS")
+    saved = {name: os.environ.get(name) for name in names}
+    for name in names:
+        os.environ.pop(name, None)
+    os.environ.update(AWS_ACCESS_KEY_ID="demo", AWS_SECRET_ACCESS_KEY="demo",
+                      AWS_ENDPOINT_URL=endpoint_url)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def run_demo(*, quiet: bool = False) -> int:
+    try:
+        from ksdelete.emulator import Emulator, EmulatorConfig
+    except ImportError as exc:
+        click.echo(f"ksdelete: error: the demo needs the emulator extra ({exc}). "
+                   "pip install 'ksdelete[emulator]'", err=True)
+        return int(ExitStatus.USAGE)
+    from ksdelete.executor import Executor, RunOptions
+    from ksdelete.gateway import AwsTarget, Gateway
+    from ksdelete.journal import Journal
+
+    config = EmulatorConfig(time_scale=TIME_SCALE, deletion_lateness=6 * 3600.0, seed=2026)
+    with Emulator(config, in_process=True) as emulator, \
+            _demo_environment(emulator.endpoint_url):
+        seeded = emulator.seed(ACCOUNT)
+        targets = [s["name"] for s in seeded["stores"][:2]]  # analytics-hsm stays untouched
+        journal_path = Path(tempfile.mkdtemp(prefix="ksdelete-demo-")) / "journal.jsonl"
+        policy = RetryPolicy(poll_initial=0.25, poll_max=1.0)
+        plan_options = PlanOptions(pending_window_days=WINDOW_DAYS)
+
+        click.echo(
+            f"ksdelete demo: an emulated AWS account at {emulator.endpoint_url} with "
+            f"{len(seeded['stores'])} custom key stores and {ACCOUNT['plain_keys']} unrelated "
+            f"keys; the emulator's clock runs {TIME_SCALE:,.0f}x fast, so a {WINDOW_DAYS}-day "
+            "waiting period passes in seconds. No AWS account is used.", err=True)
+
+        # 1. The dry run an operator starts with: nothing changes.
+        reporter = make_reporter(quiet, WINDOW_DAYS)
+        gateway = Gateway(AwsTarget(region="us-east-1"), policy=policy, on_retry=reporter.retry)
+        dry = Executor(gateway, Journal(None, region=gateway.region), reporter,
+                       RunOptions(plan=plan_options, dry_run=True), lambda s, p: False)
+        membership = dry.membership  # what the dry run learnt about unrelated keys stays true
+        reporter.start(command="delete", dry_run=True)
+        dry_results = [dry.run(ref) for ref in targets]
+        reporter.finish(dry_results)
+
+        # 2. The real run, confirmation answered by the demo, blocking with --wait.
+        reporter = make_reporter(quiet, WINDOW_DAYS)
+        gateway = Gateway(AwsTarget(region="us-east-1"), policy=policy, on_retry=reporter.retry)
+        account, caller = gateway.caller_identity()
+
+        def confirm(snap: Snapshot, plan: Plan) -> bool:
+            reporter.note(f"Type the store ID ({snap.store.id}) or name to delete it: "
+                          f"{snap.store.id}   <- answered by the demo")
+            return True
+
+        journal = Journal(journal_path, region=gateway.region, account=account,
+                          caller_arn=caller)
+        live = Executor(gateway, journal, reporter,
+                        RunOptions(plan=plan_options, wait=True, max_wait=300.0), confirm,
+                        membership)
+        reporter.start(command="delete", dry_run=False)
+        results: list[StoreResult] = []
+        try:
+            results = [live.run(ref) for ref in targets]
+        finally:
+            journal.close()
+        reporter.finish(results)
+        for line in summary_lines(results):
+            click.echo(line)
+        click.echo(f"journal of every change: {journal_path}", err=True)
+        ok = all(r.status is Status.DELETED for r in results)
+        return int(ExitStatus.OK if ok else ExitStatus.ERROR)
