@@ -1,6 +1,26 @@
 """KMS emulator for ksdelete: moto's KMS plus custom key stores, a clock and realism knobs.
 
-(The full description is in docs/emulator.md; this docstring is the short reference.)
+Full reference: docs/emulator.md. In short:
+
+* ``serve(host, port, config, ready)`` runs the server (``python -m ksdelete.emulator`` /
+  ``ksdelete emulator``); ``Emulator`` starts one as a child process (or a thread with
+  ``in_process=True``) and drives its control API over HTTP.
+* Knobs (``EmulatorConfig``; ``Emulator.configure`` / ``POST /_emulator/config`` at run time):
+  ``latency_ms``, ``quotas`` ("aws": per-operation token buckets -> ThrottlingException 400),
+  ``consistency_lag`` (stale reads of DescribeKey/ListKeys/ListAliases/DescribeCustomKeyStores),
+  ``fault_rate`` (KMSInternalException 500), ``time_scale``, ``deletion_lateness``,
+  ``connect_seconds``, ``disconnect_seconds``, ``validate`` (botocore-model shape checks), ``seed``.
+* Control API under ``/_emulator/``: ``clock``, ``reset``, ``config``, ``seed``, ``state``,
+  ``calls``, ``problems``, ``store-state``; never delayed, throttled or faulted.
+* Modelled: the six custom key store operations with the state machine (CONNECTING/DISCONNECTING
+  take emulated time; a store named ``*fail-connect*`` ends FAILED), keys in stores (Unavailable
+  unless the store is CONNECTED, except PendingDeletion; hidden Enabled/Disabled restored on
+  connect), AWS-exact ScheduleKeyDeletion/CancelKeyDeletion, real deletion when the emulated clock
+  passes DeletionDate (+ lateness), ListKeys/ListAliases/DescribeCustomKeyStores paging, explicit
+  Deny key policies -> AccessDeniedException.
+* Not modelled: CloudTrail DeleteKey ``backingKeysDeletionStatus`` and orphaned HSM key handles,
+  hot-key and per-store crypto throttling, Unavailable for cryptographic operations, stale writes,
+  CloudHSM cluster / XKS proxy health checks beyond cluster and URI reuse.
 """
 
 from __future__ import annotations
