@@ -148,13 +148,16 @@ class EmulatorApp:
             captured["status"] = int(status.split(" ", 1)[0])
             return lambda data: None
 
-        chunks = self._moto(environ, capture)
-        try:
-            payload = b"".join(chunks)
-        finally:
-            close = getattr(chunks, "close", None)
-            if close is not None:
-                close()
+        # One lock around the whole KMS action: moto's own actions (aliases, tags, ...) iterate
+        # the key dict, which clock-driven deletion mutates.
+        with RUNTIME.lock:
+            chunks = self._moto(environ, capture)
+            try:
+                payload = b"".join(chunks)
+            finally:
+                close = getattr(chunks, "close", None)
+                if close is not None:
+                    close()
         return int(captured.get("status", 500)), payload
 
 
