@@ -531,7 +531,7 @@ class RichReporter:
             ]
             if wide:
                 cells.append(Text(_remaining(r)))
-            else:
+            elif r.status not in (Status.DELETED, Status.CANCELLED):
                 below.append(Text.assemble(
                     ("Remaining: ", "bold"), (f"{store}: " if len(results) > 1 else "", "bold"),
                     _remaining(r)))
