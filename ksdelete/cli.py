@@ -102,6 +102,15 @@ def _confirmer(yes: bool, action: str) -> Callable[[Snapshot, Plan], bool]:
     return confirm
 
 
+def _require_confirmation_channel(yes: bool, command: str) -> None:
+    """Fail before touching AWS if a change would need a confirmation nobody can type."""
+    if not yes and not sys.stdin.isatty():
+        raise UsageError(
+            f"refusing to {command} without confirmation: there is no terminal",
+            where="stdin", hint="Pass --yes for unattended runs (after a --dry-run)",
+        )
+
+
 def _finish(command: str, results: Sequence[StoreResult], *, output: str, quiet: bool,
             reporter: Reporter, missing_ok: bool = False, dry_run: bool = False) -> None:
     codes = [exit_status(r, missing_ok=missing_ok) for r in results]
@@ -146,10 +155,13 @@ def _run_guarded(command: str, output: str, debug: bool, body: Callable[[], None
 
 
 def _gateway(region: str | None, profile: str | None, endpoint_url: str | None,
-             reporter: Reporter) -> Any:
+             reporter: Reporter, poll_interval: float = 60.0) -> Any:
     from ksdelete.gateway import AwsTarget, Gateway
+    from ksdelete.retry import RetryPolicy
 
-    return Gateway(AwsTarget(region, profile, endpoint_url), on_retry=reporter.retry)
+    policy = RetryPolicy(poll_initial=min(1.0, poll_interval), poll_max=max(poll_interval, 0.01))
+    return Gateway(AwsTarget(region, profile, endpoint_url), on_retry=reporter.retry,
+                   policy=policy)
 
 
 @click.group(cls=DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -181,6 +193,8 @@ def cli() -> None:
               help="Block until the store is deleted (or --max-wait) instead of exiting 3.")
 @click.option("--max-wait", callback=parse_duration, default="31d", show_default=True,
               help="With --wait: give up (exit 3) after this long, e.g. 45m, 12h, 31d.")
+@click.option("--poll-interval", callback=parse_duration, default="60s", show_default=True,
+              help="Longest pause between checks while waiting for AWS.")
 @click.option("--missing-ok", is_flag=True, help="A store that does not exist is not an error.")
 @click.option("--connect", is_flag=True,
               help="Connect a disconnected CloudHSM store first (it must stay CONNECTED).")
@@ -189,7 +203,7 @@ def cli() -> None:
 def delete(stores: tuple[str, ...], region: str | None, profile: str | None,
            endpoint_url: str | None, output: str, quiet: bool, debug: bool,
            journal: Path | None, dry_run: bool, yes: bool, pending_window_days: int,
-           wait: bool, max_wait: float, missing_ok: bool, connect: bool,
+           wait: bool, max_wait: float, poll_interval: float, missing_ok: bool, connect: bool,
            allow_orphaned_key_material: bool) -> None:
     """Delete custom key store(s) STORE (ID or name), as far as AWS allows now.
 
@@ -210,7 +224,9 @@ def delete(stores: tuple[str, ...], region: str | None, profile: str | None,
         from ksdelete.executor import Executor, RunOptions
         from ksdelete.journal import Journal
 
-        gateway = _gateway(region, profile, endpoint_url, reporter)
+        if not dry_run:
+            _require_confirmation_channel(yes, "delete")
+        gateway = _gateway(region, profile, endpoint_url, reporter, poll_interval)
         account, caller = (None, None) if dry_run else gateway.caller_identity()
         path = None if dry_run else _journal_path(journal)
         log = Journal(path, region=gateway.region, account=account, caller_arn=caller)
@@ -294,6 +310,7 @@ def cancel(stores: tuple[str, ...], region: str | None, profile: str | None,
         from ksdelete.executor import Executor, RunOptions
         from ksdelete.journal import Journal
 
+        _require_confirmation_channel(yes, "cancel")
         gateway = _gateway(region, profile, endpoint_url, reporter)
         account, caller = gateway.caller_identity()
         path = _journal_path(journal)

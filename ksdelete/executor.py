@@ -9,7 +9,13 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from ksdelete import discover, planner
-from ksdelete.errors import AwsError, KsdeleteError, RefusedError, StoreNotFoundError
+from ksdelete.errors import (
+    AwsError,
+    KsdeleteError,
+    RefusedError,
+    StoreNotFoundError,
+    UsageError,
+)
 from ksdelete.gateway import Called, Gateway, key_from_metadata
 from ksdelete.journal import Journal
 from ksdelete.models import (
@@ -89,6 +95,8 @@ class Executor:
             result.status = Status.PENDING
             result.resume_after = pending.resume_after
             self.reporter.note(str(pending))
+        except UsageError:
+            raise  # the whole invocation is wrong, not this store: the CLI exits 2
         except RefusedError as exc:
             result.status = Status.REFUSED
             result.error = {"code": exc.code, "message": str(exc)}

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 import botocore.config
@@ -168,6 +169,7 @@ class Gateway:
         self._kms = session.client("kms", endpoint_url=target.endpoint_url, config=config)
         self._sts = session.client(
             "sts",
+            endpoint_url=_sts_endpoint(target.endpoint_url),
             config=botocore.config.Config(
                 retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=5,
                 read_timeout=10,
@@ -316,6 +318,20 @@ class Gateway:
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError):
             return None, None
         return response.get("Account"), response.get("Arn")
+
+
+def _sts_endpoint(kms_endpoint: str | None) -> str | None:
+    """STS normally follows boto3's own settings (AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL).
+
+    A KMS --endpoint-url on this machine (the emulator) serves STS too; any other
+    --endpoint-url (a VPC endpoint, say) is for KMS only.
+    """
+    if not kms_endpoint or os.environ.get("AWS_ENDPOINT_URL_STS"):
+        return None
+    host = urlsplit(kms_endpoint).hostname or ""
+    if host == "localhost" or host == "::1" or host.startswith("127."):
+        return kms_endpoint
+    return None
 
 
 def _snake(operation: str) -> str:

@@ -20,7 +20,7 @@ from tenacity import (
     retry_if_result,
     stop_after_attempt,
     stop_after_delay,
-    wait_exponential_jitter,
+    wait_random_exponential,
 )
 
 T = TypeVar("T")
@@ -74,7 +74,7 @@ def call_with_retries(
     retrying = Retrying(
         retry=retry_if_exception(retryable),
         stop=stop_after_attempt(policy.call_attempts),
-        wait=wait_exponential_jitter(initial=policy.call_initial, max=policy.call_max),
+        wait=wait_random_exponential(multiplier=policy.call_initial, max=policy.call_max),
         sleep=policy.sleep,
         reraise=True,
         before_sleep=_before_sleep(call, on_retry, _exception_reason),
@@ -112,7 +112,7 @@ def poll_until(
     retrying = Retrying(
         retry=retry_if_result(lambda r: not done(r)),
         stop=stop_after_delay(timeout),
-        wait=wait_exponential_jitter(initial=initial, max=maximum),
+        wait=wait_random_exponential(multiplier=initial, max=maximum),
         sleep=policy.sleep,
         retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
         before_sleep=before_sleep,

@@ -1,0 +1,64 @@
+"""Run the real CLI (in-process, real boto3 over real HTTP) against the emulator."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from click.testing import CliRunner
+
+from ksdelete.cli import cli
+from ksdelete.emulator import Emulator
+
+DAY = 86400.0
+MUTATING = {"ScheduleKeyDeletion", "CancelKeyDeletion", "EnableKey", "DisableKey",
+            "ConnectCustomKeyStore", "DisconnectCustomKeyStore", "DeleteCustomKeyStore",
+            "UpdateCustomKeyStore", "CreateKey", "CreateCustomKeyStore"}
+
+
+@dataclass
+class Run:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = json.loads(self.stdout)
+        return doc
+
+    def store(self, index: int = 0) -> dict[str, Any]:
+        result: dict[str, Any] = self.json()["stores"][index]
+        return result
+
+
+def ksdelete(emulator: Emulator, *args: str, input: str | None = None) -> Run:
+    result = CliRunner().invoke(
+        cli, [*args, "--endpoint-url", emulator.endpoint_url, "--region", "us-east-1"],
+        input=input, catch_exceptions=False,
+    )
+    return Run(result.exit_code, result.stdout, result.stderr)
+
+
+def seed_one(emulator: Emulator, *, type: str = "AWS_CLOUDHSM", state: str = "CONNECTED",
+             keys: int = 3, plain: int = 5, other: int = 2, **extra: Any) -> dict[str, Any]:
+    """A target store 'target', another store 'other' and some plain keys."""
+    spec = {
+        "region": "us-east-1",
+        "stores": [
+            {"name": "target", "type": type, "connection_state": state, "keys": keys,
+             "aliases": True, **extra},
+            {"name": "other", "type": "AWS_CLOUDHSM", "connection_state": "CONNECTED",
+             "keys": other},
+        ],
+        "plain_keys": plain,
+    }
+    return emulator.seed(spec)
+
+
+def mutations(emulator: Emulator) -> list[dict[str, Any]]:
+    return [c for c in emulator.calls() if c["operation"] in MUTATING and c["status"] == 200]
+
+
+def keys_by_id(emulator: Emulator) -> dict[str, dict[str, Any]]:
+    return {k["KeyId"]: k for k in emulator.state()["keys"]}

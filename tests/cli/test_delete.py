@@ -1,0 +1,264 @@
+"""`ksdelete delete` end to end: the real CLI, real boto3, real HTTP, the emulator's clock."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import boto3
+import pytest
+
+from ksdelete.emulator import Emulator
+from ksdelete.journal import read_entries
+
+from .helpers import DAY, keys_by_id, ksdelete, mutations, seed_one
+
+
+def test_dry_run_changes_nothing(emulator: Emulator) -> None:
+    seeded = seed_one(emulator, pending_keys=1)
+    before = emulator.state()
+    run = ksdelete(emulator, "target", "--dry-run", "--output", "json")
+    assert run.exit_code == 0, run.stderr
+    assert emulator.state() == before
+    assert mutations(emulator) == []
+    doc = run.json()
+    assert doc["schema_version"] == 1 and doc["dry_run"] is True
+    store = run.store()
+    assert store["status"] == "planned"
+    assert store["id"] == seeded["stores"][0]["id"]
+    assert store["matched_by"] == "name"
+    assert sorted(k["id"] for k in store["keys"]) == sorted(seeded["stores"][0]["key_ids"])
+    assert [s["step"] for s in store["plan"]][:2] == ["ScheduleKeyDeletion", "AwaitKeysDeleted"]
+    assert "DRY RUN" in run.stderr
+    assert not (Path(os.environ["XDG_STATE_HOME"]) / "ksdelete" / "journal.jsonl").exists()
+
+
+@pytest.mark.parametrize("store_type", ["AWS_CLOUDHSM", "EXTERNAL_KEY_STORE"])
+def test_full_run_converges_to_a_deleted_store(emulator: Emulator, store_type: str) -> None:
+    seeded = seed_one(emulator, type=store_type, keys=4, pending_keys=1)
+    target = seeded["stores"][0]
+    untouched = {k: v for k, v in keys_by_id(emulator).items() if k not in target["key_ids"]}
+
+    first = ksdelete(emulator, target["id"], "--yes", "--pending-window-days", "7",
+                     "--output", "json")
+    assert first.exit_code == 3, first.stderr
+    store = first.store()
+    assert store["status"] == "pending"
+    assert store["matched_by"] == "id"
+    scheduled = [a["key_id"] for a in store["actions"] if a["operation"] == "ScheduleKeyDeletion"]
+    assert len(scheduled) == 3  # the already-pending key was skipped
+    assert store["resume_after"] is not None
+    assert all(k["state"] == "PendingDeletion" for k in store["keys"])
+    emulator_keys = keys_by_id(emulator)
+    assert {k["id"]: k["state"] for k in store["keys"]} == {
+        k: emulator_keys[k]["KeyState"] for k in target["key_ids"]}
+    if store_type == "EXTERNAL_KEY_STORE":
+        assert len(store["external_key_ids"]) == 4
+        assert all(k["external_key_id"] for k in store["keys"])
+
+    # Nothing to do until the window passes: the second run changes nothing and exits 3.
+    again = ksdelete(emulator, target["id"], "--yes", "--output", "json")
+    assert again.exit_code == 3
+    assert again.store()["actions"] == []
+
+    emulator.advance(31 * DAY)
+    emulator.configure(disconnect_seconds=0.5)  # wall seconds at time scale 1
+    done = ksdelete(emulator, target["id"], "--yes", "--output", "json", "--poll-interval", "0.2s")
+    assert done.exit_code == 0, done.stderr
+    assert done.store()["status"] == "deleted"
+    operations = [a["operation"] for a in done.store()["actions"]]
+    assert operations == ["DisconnectCustomKeyStore", "DeleteCustomKeyStore"]
+    state = emulator.state()
+    assert target["id"] not in {s["CustomKeyStoreId"] for s in state["stores"]}
+    # Keys of the other store and plain keys were never touched.
+    assert {k: v for k, v in keys_by_id(emulator).items() if k in untouched} == untouched
+    touched = {str(c["key_id"]).rsplit("/", 1)[-1] for c in mutations(emulator) if c.get("key_id")}
+    assert touched <= set(target["key_ids"])
+
+
+def test_wait_blocks_until_deleted(emulator: Emulator) -> None:
+    emulator.configure(time_scale=400_000.0, disconnect_seconds=5.0)
+    seed_one(emulator, keys=2)
+    run = ksdelete(emulator, "target", "--yes", "--wait", "--max-wait", "2m",
+                   "--pending-window-days", "7", "--poll-interval", "0.2s")
+    assert run.exit_code == 0, run.stderr
+    assert "deleted" in run.stdout
+    assert "target" not in {s["CustomKeyStoreName"] for s in emulator.state()["stores"]}
+
+
+def test_wait_gives_up_after_max_wait_with_pending(emulator: Emulator) -> None:
+    seed_one(emulator, keys=1)
+    run = ksdelete(emulator, "target", "--yes", "--wait", "--max-wait", "1s",
+                   "--poll-interval", "0.2s", "--output", "json")
+    assert run.exit_code == 3
+    assert run.store()["status"] == "pending"
+
+
+def test_disconnected_cloudhsm_store_is_refused_without_connect(emulator: Emulator) -> None:
+    seed_one(emulator, state="DISCONNECTED")
+    before = emulator.state()
+    run = ksdelete(emulator, "target", "--yes", "--output", "json")
+    assert run.exit_code == 4
+    assert run.store()["status"] == "refused"
+    assert "--connect" in run.store()["error"]["message"]
+    assert emulator.state() == before
+    assert mutations(emulator) == []
+
+
+def test_connect_brings_a_disconnected_cloudhsm_store_up_first(emulator: Emulator) -> None:
+    emulator.configure(connect_seconds=0.5)
+    seed_one(emulator, state="DISCONNECTED", keys=2)
+    run = ksdelete(emulator, "target", "--yes", "--connect", "--poll-interval", "0.2s",
+                   "--output", "json")
+    assert run.exit_code == 3, run.stderr
+    operations = [a["operation"] for a in run.store()["actions"]]
+    assert operations[0] == "ConnectCustomKeyStore"
+    assert operations.count("ScheduleKeyDeletion") == 2
+    store = next(s for s in emulator.state()["stores"] if s["CustomKeyStoreName"] == "target")
+    assert store["ConnectionState"] == "CONNECTED"
+
+
+def test_allow_orphaned_key_material_schedules_while_disconnected(emulator: Emulator) -> None:
+    seed_one(emulator, state="DISCONNECTED", keys=2)
+    run = ksdelete(emulator, "target", "--yes", "--allow-orphaned-key-material",
+                   "--output", "json")
+    assert run.exit_code == 3, run.stderr
+    assert any("orphaned" in w for w in run.store()["warnings"])
+    assert all(k["state"] == "PendingDeletion" for k in run.store()["keys"])
+
+
+def test_an_undescribable_key_refuses_the_run(emulator: Emulator) -> None:
+    seeded = seed_one(emulator, keys=2, plain=3)
+    emulator.seed({"region": "us-east-1", "stores": [
+        {"name": "locked", "type": "EXTERNAL_KEY_STORE", "connection_state": "CONNECTED",
+         "keys": 1, "undescribable_keys": 1}]})
+    locked = emulator.state()
+    run = ksdelete(emulator, seeded["stores"][0]["id"], "--yes", "--output", "json")
+    assert run.exit_code == 4
+    store = run.store()
+    assert store["status"] == "refused"
+    assert "could not be described" in store["error"]["message"]
+    assert "AccessDenied" in run.stderr
+    assert mutations(emulator) == []
+    assert emulator.state() == locked
+
+
+def test_keys_appearing_during_the_window_refuse_the_delete(emulator: Emulator) -> None:
+    seeded = seed_one(emulator, keys=1)
+    target = seeded["stores"][0]
+    first = ksdelete(emulator, "target", "--yes", "--pending-window-days", "7")
+    assert first.exit_code == 3
+    # Someone creates a key in the store while it waits; then the window passes.
+    kms = boto3.client("kms", endpoint_url=emulator.endpoint_url, region_name="us-east-1")
+    new = kms.create_key(CustomKeyStoreId=target["id"], Origin="AWS_CLOUDHSM")
+    emulator.advance(9 * DAY)
+    second = ksdelete(emulator, "target", "--yes", "--output", "json")
+    # The new key is in this run's plan (shown before confirmation), so it gets scheduled,
+    # and the store is not deleted before it is gone too.
+    assert second.exit_code == 3
+    assert [a["key_id"] for a in second.store()["actions"]] == [new["KeyMetadata"]["KeyId"]]
+
+
+def test_a_key_created_after_the_plan_stops_the_delete(emulator: Emulator) -> None:
+    """Within one --wait run: a key that appears after the plan was shown refuses the delete."""
+    import threading
+
+    emulator.configure(disconnect_seconds=0.5)
+    seeded = seed_one(emulator, keys=1)
+    target = seeded["stores"][0]
+    kms = boto3.client("kms", endpoint_url=emulator.endpoint_url, region_name="us-east-1")
+    created: list[str] = []
+
+    def intruder() -> None:
+        import time
+
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            meta = kms.describe_key(KeyId=target["key_ids"][0])["KeyMetadata"]
+            if meta["KeyState"] == "PendingDeletion":
+                break
+            time.sleep(0.05)
+        created.append(kms.create_key(CustomKeyStoreId=target["id"],
+                                      Origin="AWS_CLOUDHSM")["KeyMetadata"]["KeyId"])
+        emulator.advance(8 * DAY)
+
+    thread = threading.Thread(target=intruder)
+    thread.start()
+    run = ksdelete(emulator, "target", "--yes", "--wait", "--max-wait", "60s",
+                   "--pending-window-days", "7", "--poll-interval", "0.2s", "--output", "json")
+    thread.join()
+    assert run.exit_code == 4, run.stderr
+    assert run.store()["status"] == "refused"
+    assert created[0] in run.store()["error"]["message"]
+    assert target["id"] in {s["CustomKeyStoreId"] for s in emulator.state()["stores"]}
+    assert "DeleteCustomKeyStore" not in [c["operation"] for c in mutations(emulator)]
+
+
+def test_missing_store_is_an_error_unless_missing_ok(emulator: Emulator) -> None:
+    run = ksdelete(emulator, "cks-0000000000000000a", "--yes", "--output", "json")
+    assert run.exit_code == 1
+    assert run.store()["status"] == "missing"
+    assert "no custom key store" in run.store()["error"]["message"]
+    ok = ksdelete(emulator, "cks-0000000000000000a", "--yes", "--missing-ok")
+    assert ok.exit_code == 0
+
+
+def test_several_stores_exit_with_the_most_severe_code(emulator: Emulator) -> None:
+    seed_one(emulator, keys=1)
+    emulator.seed({"region": "us-east-1", "stores": [
+        {"name": "offline", "type": "AWS_CLOUDHSM", "connection_state": "DISCONNECTED",
+         "keys": 1}]})
+    run = ksdelete(emulator, "target", "offline", "--yes", "--output", "json")
+    assert [s["status"] for s in run.json()["stores"]] == ["pending", "refused"]
+    assert run.exit_code == 4
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["target", "--pending-window-days", "3"], "--pending-window-days"),
+        (["target", "--max-wait", "soon"], "not a duration"),
+        (["target"], "--yes"),  # destructive, no terminal, no --yes
+    ],
+)
+def test_usage_errors_exit_2(emulator: Emulator, args: list[str], message: str) -> None:
+    seed_one(emulator, keys=1)
+    run = ksdelete(emulator, *args)
+    assert run.exit_code == 2
+    assert message in run.stderr
+    assert "Traceback" not in run.stderr
+    assert mutations(emulator) == []
+
+
+def test_journal_records_every_mutating_call(emulator: Emulator, tmp_path: Path) -> None:
+    seed_one(emulator, keys=2)
+    journal = tmp_path / "audit" / "journal.jsonl"
+    run = ksdelete(emulator, "target", "--yes", "--journal", str(journal))
+    assert run.exit_code == 3
+    entries = read_entries(journal)
+    assert stat.S_IMODE(journal.stat().st_mode) == 0o600
+    schedule = [e for e in entries if e["operation"] == "ScheduleKeyDeletion"]
+    assert [e["phase"] for e in schedule].count("intent") == 2
+    results = [e for e in schedule if e["phase"] == "result"]
+    assert len(results) == 2 and all(e["outcome"] == "ok" and e["request_id"] for e in results)
+    assert all(e["account"] == "123456789012" and e["caller_arn"] for e in entries)
+    assert all(e["region"] == "us-east-1" and e["store_id"].startswith("cks-") for e in entries)
+
+
+def test_retries_are_visible_and_the_run_still_converges(emulator: Emulator) -> None:
+    seed_one(emulator, keys=3, plain=10)
+    emulator.configure(fault_rate=0.2, seed=7)
+    run = ksdelete(emulator, "target", "--yes", "--output", "json")
+    emulator.configure(fault_rate=0.0)
+    assert run.exit_code == 3, run.stderr
+    assert "retry:" in run.stderr and "KMSInternalException" in run.stderr
+    assert all(k["state"] == "PendingDeletion" for k in run.store()["keys"])
+
+
+def test_emulator_throttling_is_absorbed_by_pacing(emulator: Emulator) -> None:
+    seed_one(emulator, keys=30, plain=0, other=0)
+    emulator.configure(quotas="aws")
+    run = ksdelete(emulator, "target", "--yes", "--output", "json")
+    assert run.exit_code == 3, run.stderr
+    assert len([a for a in run.store()["actions"] if a["outcome"] == "ok"]) == 30

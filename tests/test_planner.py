@@ -1,0 +1,177 @@
+"""The planner is a pure function: table-driven cases and hypothesis invariants."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ksdelete.models import (
+    ConnectionState,
+    Key,
+    KeyStore,
+    PlanOptions,
+    RefusalReason,
+    Snapshot,
+    StepKind,
+    StoreType,
+    UndescribableKey,
+)
+from ksdelete.planner import plan
+
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+STORE = "cks-1234567890abcdef0"
+
+
+def store(kind: StoreType = StoreType.CLOUDHSM,
+          state: ConnectionState = ConnectionState.CONNECTED) -> KeyStore:
+    return KeyStore(STORE, "payments", kind, state)
+
+
+def key(n: int, state: str = "Enabled", days: int | None = None) -> Key:
+    return Key(
+        id=f"k{n}", arn=f"arn:aws:kms:us-east-1:111122223333:key/k{n}", state=state,
+        custom_key_store_id=STORE,
+        deletion_date=NOW + timedelta(days=days) if days is not None else None,
+        external_key_id=f"ext-{n}",
+    )
+
+
+def kinds(snapshot: Snapshot, **options: object) -> list[StepKind]:
+    return [s.kind for s in plan(snapshot, PlanOptions(**options), NOW).steps]  # type: ignore[arg-type]
+
+
+FULL = [StepKind.SCHEDULE_KEY_DELETION, StepKind.AWAIT_KEYS_DELETED, StepKind.DISCONNECT_STORE,
+        StepKind.AWAIT_DISCONNECTED, StepKind.DELETE_STORE, StepKind.VERIFY_DELETED]
+
+
+@pytest.mark.parametrize(
+    ("snapshot", "options", "expected"),
+    [
+        (Snapshot(store(), (key(1), key(2))), {}, FULL),
+        (Snapshot(store(), (key(1, "PendingDeletion", 5),)), {}, FULL[1:]),
+        (Snapshot(store(), ()), {}, FULL[2:]),
+        (Snapshot(store(state=ConnectionState.DISCONNECTED), ()), {}, FULL[4:]),
+        (Snapshot(store(state=ConnectionState.DISCONNECTING), ()), {},
+         [StepKind.AWAIT_DISCONNECTED, *FULL[4:]]),
+        (Snapshot(store(state=ConnectionState.FAILED), ()), {}, FULL[2:]),
+        # External key stores need not stay connected during the window.
+        (Snapshot(store(StoreType.EXTERNAL, ConnectionState.DISCONNECTED), (key(1),)), {},
+         [StepKind.SCHEDULE_KEY_DELETION, StepKind.AWAIT_KEYS_DELETED, *FULL[4:]]),
+        (Snapshot(store(state=ConnectionState.DISCONNECTED), (key(1, "Unavailable"),)),
+         {"connect": True},
+         [StepKind.CONNECT_STORE, StepKind.AWAIT_CONNECTED, *FULL]),
+        (Snapshot(store(state=ConnectionState.CONNECTING), (key(1),)), {"connect": True},
+         [StepKind.AWAIT_CONNECTED, *FULL]),
+        (Snapshot(store(state=ConnectionState.DISCONNECTED), (key(1, "Unavailable"),)),
+         {"allow_orphaned_key_material": True},
+         [StepKind.SCHEDULE_KEY_DELETION, StepKind.AWAIT_KEYS_DELETED, *FULL[4:]]),
+    ],
+)
+def test_steps(snapshot: Snapshot, options: dict[str, bool], expected: list[StepKind]) -> None:
+    assert kinds(snapshot, **options) == expected
+
+
+def test_disconnected_cloudhsm_store_with_keys_is_refused() -> None:
+    result = plan(Snapshot(store(state=ConnectionState.DISCONNECTED), (key(1, "Unavailable"),)),
+                  PlanOptions(), NOW)
+    assert result.steps == ()
+    assert result.refusal is not None
+    assert result.refusal.reason is RefusalReason.ORPHANED_KEY_MATERIAL
+    assert "--connect" in result.refusal.message
+
+
+def test_undescribable_keys_refuse_everything() -> None:
+    bad = UndescribableKey("kx", "arn:kx", "AccessDeniedException", "denied")
+    result = plan(Snapshot(store(), (key(1),), (bad,)), PlanOptions(), NOW)
+    assert result.steps == ()
+    assert result.refusal is not None
+    assert result.refusal.reason is RefusalReason.UNKNOWN_MEMBERSHIP
+    assert result.refusal.key_ids == ("kx",)
+
+
+def test_only_keys_not_yet_pending_are_scheduled() -> None:
+    result = plan(Snapshot(store(), (key(1), key(2, "PendingDeletion", 3), key(3, "Disabled"))),
+                  PlanOptions(pending_window_days=7), NOW)
+    assert result.to_schedule == ("k1", "k3")
+
+
+def test_earliest_gone_is_the_latest_deletion_date_or_the_new_window() -> None:
+    pending = Snapshot(store(), (key(1, "PendingDeletion", 3), key(2, "PendingDeletion", 20)))
+    assert plan(pending, PlanOptions(), NOW).earliest_gone == NOW + timedelta(days=20)
+    mixed = Snapshot(store(), (key(1, "PendingDeletion", 3), key(2)))
+    assert plan(mixed, PlanOptions(pending_window_days=7), NOW).earliest_gone == \
+        NOW + timedelta(days=7)
+
+
+def test_external_key_ids_are_listed_for_external_stores() -> None:
+    result = plan(Snapshot(store(StoreType.EXTERNAL), (key(1), key(2))), PlanOptions(), NOW)
+    assert result.external_key_ids == ("ext-1", "ext-2")
+    assert any("external" in w for w in result.warnings)
+
+
+@pytest.mark.parametrize("days", [6, 31])
+def test_window_out_of_range_is_rejected(days: int) -> None:
+    with pytest.raises(ValueError):
+        plan(Snapshot(store(), ()), PlanOptions(pending_window_days=days), NOW)
+
+
+# ---- invariants ------------------------------------------------------------------------------
+
+STATES = ["Enabled", "Disabled", "PendingDeletion", "Unavailable"]
+
+
+@st.composite
+def snapshots(draw: st.DrawFn) -> Snapshot:
+    kind = draw(st.sampled_from(list(StoreType)))
+    state = draw(st.sampled_from(list(ConnectionState)))
+    n = draw(st.integers(0, 6))
+    keys = tuple(
+        key(i, s, draw(st.integers(1, 30)) if s == "PendingDeletion" else None)
+        for i, s in enumerate(draw(st.lists(st.sampled_from(STATES), min_size=n, max_size=n)))
+    )
+    return Snapshot(store(kind, state), keys)
+
+
+@given(snapshots(), st.booleans(), st.booleans(), st.integers(7, 30))
+@settings(max_examples=300)
+def test_a_plan_never_touches_a_key_outside_the_snapshot(
+    snapshot: Snapshot, connect: bool, allow: bool, days: int
+) -> None:
+    result = plan(snapshot, PlanOptions(days, connect, allow), NOW)
+    for step in result.steps:
+        assert set(step.key_ids) <= snapshot.key_ids()
+    pending = {k.id for k in snapshot.keys if k.pending}
+    assert not set(result.to_schedule) & pending
+
+
+@given(snapshots(), st.booleans(), st.integers(7, 30))
+@settings(max_examples=300)
+def test_applying_a_plan_and_replanning_converges(
+    snapshot: Snapshot, connect: bool, days: int
+) -> None:
+    """Simulate AWS doing what each step asks; re-planning must reach 'delete' in few rounds."""
+    options = PlanOptions(days, connect, allow_orphaned_key_material=False)
+    current = snapshot
+    for _ in range(4):
+        result = plan(current, options, NOW)
+        if result.refusal:
+            # Only a disconnected CloudHSM store with keys and no --connect is refused here.
+            assert not connect and current.store.type is StoreType.CLOUDHSM and current.keys
+            return
+        steps = [s.kind for s in result.steps]
+        assert steps[-2:] == [StepKind.DELETE_STORE, StepKind.VERIFY_DELETED]
+        if steps == [StepKind.DELETE_STORE, StepKind.VERIFY_DELETED]:
+            return
+        state = current.store.connection_state
+        keys = current.keys
+        if StepKind.AWAIT_CONNECTED in steps:
+            state = ConnectionState.CONNECTED
+        if StepKind.AWAIT_KEYS_DELETED in steps:
+            keys = ()  # the window passed and KMS deleted them
+        if StepKind.AWAIT_DISCONNECTED in steps:
+            state = ConnectionState.DISCONNECTED
+        current = Snapshot(KeyStore(STORE, "payments", current.store.type, state), keys)
+    raise AssertionError(f"no convergence from {snapshot}")
