@@ -69,7 +69,7 @@ def aws_options(fn: F) -> F:
 
 def _setup_logging(debug: bool) -> None:
     if debug:
-        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr,
+        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr, force=True,
                             format="%(asctime)s %(name)s %(levelname)s %(message)s")
         for noisy in ("urllib3", "botocore.hooks", "botocore.loaders", "botocore.parsers",
                       "botocore.endpoint", "botocore.auth", "botocore.utils",
@@ -192,7 +192,8 @@ def cli() -> None:
 @click.option("--wait/--no-wait", default=False, show_default=True,
               help="Block until the store is deleted (or --max-wait) instead of exiting 3.")
 @click.option("--max-wait", callback=parse_duration, default="31d", show_default=True,
-              help="With --wait: give up (exit 3) after this long, e.g. 45m, 12h, 31d.")
+              help="Longest wait for AWS (then exit 3): the whole deletion with --wait, else "
+                   "a connect/disconnect (at most 30m). E.g. 45m, 12h, 31d.")
 @click.option("--poll-interval", callback=parse_duration, default="60s", show_default=True,
               help="Longest pause between checks while waiting for AWS.")
 @click.option("--missing-ok", is_flag=True, help="A store that does not exist is not an error.")

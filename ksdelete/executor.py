@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -35,8 +36,10 @@ from ksdelete.models import (
 from ksdelete.reporting import STEP_PHASE, Phase, PhaseState, Reporter
 from ksdelete.retry import poll_until
 
-# Connecting or disconnecting a store is awaited this long even without --wait: AWS documents
-# up to 20 minutes for a CloudHSM connect.
+log = logging.getLogger("ksdelete")
+
+# Connecting or disconnecting a store is awaited this long (or --max-wait, if shorter) even
+# without --wait: AWS documents up to 20 minutes for a CloudHSM connect.
 TRANSITION_TIMEOUT = 30 * 60.0
 
 # confirm(snapshot, plan) -> True to go ahead
@@ -105,6 +108,7 @@ class Executor:
             result.status = Status.ERROR
             result.error = {"code": getattr(exc, "aws_code", exc.code), "message": str(exc)}
             self.reporter.note(str(exc), level="error")
+            log.debug("%s failed", ref, exc_info=True)  # the traceback, with --debug
         except KeyboardInterrupt:
             # Stop here; the summary still tells exactly what was done (and the journal too).
             result.status = Status.INTERRUPTED
@@ -213,7 +217,7 @@ class Executor:
     def _transition_timeout(self) -> float:
         if self.options.wait:
             return max(0.0, self._deadline - time.monotonic())
-        return TRANSITION_TIMEOUT
+        return min(TRANSITION_TIMEOUT, self.options.max_wait)
 
     def _await_state(self, store_id: str, target: ConnectionState) -> KeyStore:
         def done(store: KeyStore) -> bool:

@@ -221,6 +221,7 @@ class Gateway:
         return call_with_retries(
             once, call=operation, retryable=_retryable, policy=self.policy,
             on_retry=self.on_retry,
+            unreachable=lambda exc: getattr(exc, "aws_code", "") == "ConnectionError",
         )
 
     def _note_server_date(self, header: str | None) -> None:

@@ -18,7 +18,6 @@ from tenacity import (
     Retrying,
     retry_if_exception,
     retry_if_result,
-    stop_after_attempt,
     stop_after_delay,
     wait_random_exponential,
 )
@@ -37,7 +36,8 @@ def _ignore(call: str, attempt: int, delay: float, reason: str) -> None:
 class RetryPolicy:
     """Tunable numbers for every retry and wait ksdelete does."""
 
-    call_attempts: int = 8  # per AWS call, for throttling / 5xx / connection errors
+    call_attempts: int = 8  # per AWS call, for throttling and 5xx answers
+    connection_attempts: int = 4  # per AWS call, when the endpoint cannot be reached
     call_initial: float = 0.5
     call_max: float = 20.0
     consistency_timeout: float = 120.0  # eventual consistency: how long a read may lag a write
@@ -69,11 +69,19 @@ def call_with_retries(
     retryable: Callable[[BaseException], bool],
     policy: RetryPolicy,
     on_retry: RetryObserver = _ignore,
+    unreachable: Callable[[BaseException], bool] = lambda exc: False,
 ) -> T:
     """Run one AWS call, retrying transient failures with exponential backoff and jitter."""
+
+    def stop(state: RetryCallState) -> bool:
+        exc = state.outcome.exception() if state.outcome else None
+        limit = policy.connection_attempts if exc is not None and unreachable(exc) \
+            else policy.call_attempts
+        return state.attempt_number >= limit
+
     retrying = Retrying(
         retry=retry_if_exception(retryable),
-        stop=stop_after_attempt(policy.call_attempts),
+        stop=stop,
         wait=wait_random_exponential(multiplier=policy.call_initial, max=policy.call_max),
         sleep=policy.sleep,
         reraise=True,

@@ -10,7 +10,9 @@ import re
 import signal
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable
+from email.utils import formatdate
 from typing import Any
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
@@ -186,7 +188,7 @@ def _respond(
         [
             ("Content-Type", content_type),
             ("Content-Length", str(len(payload))),
-            ("x-amzn-RequestId", "emulator"),
+            ("x-amzn-RequestId", str(uuid.uuid4())),
         ],
     )
     return [payload]
@@ -195,6 +197,12 @@ def _respond(
 class _QuietHandler(WSGIRequestHandler):
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         pass
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        # Like AWS, every answer's Date header carries the service's clock: here the emulated
+        # one, so clients that read server time (ksdelete does) follow advance() and time_scale.
+        return formatdate(RUNTIME.clock.epoch() if timestamp is None else timestamp,
+                          usegmt=True)
 
 
 def build_server(host: str, port: int, config: EmulatorConfig | None = None) -> BaseWSGIServer:

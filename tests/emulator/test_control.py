@@ -190,3 +190,17 @@ def test_module_entry_point_prints_url_and_stops_on_sigterm() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_responses_carry_the_emulated_clock_and_unique_request_ids(emulator: Emulator) -> None:
+    from email.utils import parsedate_to_datetime
+
+    import boto3
+
+    emulator.advance(10 * 86400)
+    kms = boto3.client("kms", endpoint_url=emulator.endpoint_url, region_name="us-east-1")
+    first = kms.list_keys()["ResponseMetadata"]
+    second = kms.list_keys()["ResponseMetadata"]
+    served = parsedate_to_datetime(first["HTTPHeaders"]["date"])
+    assert abs((served - emulator.now()).total_seconds()) < 5
+    assert first["RequestId"] != second["RequestId"]

@@ -1,0 +1,106 @@
+"""The installed entry point, the demo, iam-policy, interrupts and error formatting."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from ksdelete import gateway, permissions
+from ksdelete.cli import cli
+from ksdelete.emulator import Emulator
+
+from .helpers import seed_one
+
+KSDELETE = str(Path(sys.executable).parent / "ksdelete")
+
+
+def env_for(emulator: Emulator) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(AWS_ENDPOINT_URL=emulator.endpoint_url, AWS_REGION="us-east-1")
+    return env
+
+
+def test_installed_entry_point_with_aws_endpoint_url(emulator: Emulator) -> None:
+    seed_one(emulator, keys=1)
+    proc = subprocess.run([KSDELETE, "target", "--dry-run", "--output", "json"],
+                          env=env_for(emulator), capture_output=True, text=True, timeout=120,
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["stores"][0]["status"] == "planned"
+    assert "\x1b[" not in proc.stderr  # not a terminal: plain lines
+
+
+def test_version_and_help() -> None:
+    proc = subprocess.run([KSDELETE, "--version"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.startswith("ksdelete, version ")
+    assert "cks-1234567890abcdef0 --dry-run" in CliRunner().invoke(cli, ["--help"]).stdout
+
+
+def test_sigint_during_wait_exits_130_with_a_summary(emulator: Emulator) -> None:
+    seed_one(emulator, keys=1)
+    proc = subprocess.Popen([KSDELETE, "target", "--yes", "--wait", "--poll-interval", "0.2s",
+                             "--output", "json"], env=env_for(emulator),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            stdin=subprocess.DEVNULL)
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 60
+    for line in proc.stderr:
+        if "wait: running" in line or time.monotonic() > deadline:
+            break
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    store = json.loads(out)["stores"][0]
+    assert store["status"] == "interrupted"
+    assert [a["operation"] for a in store["actions"]] == ["ScheduleKeyDeletion"]
+
+
+def test_demo_runs_every_phase() -> None:
+    proc = subprocess.run([KSDELETE, "demo"], capture_output=True, text=True, timeout=300,
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for phase in ("DRY RUN", "discover:", "plan:", "schedule:", "wait:", "disconnect:",
+                  "delete:", "verify:", "answered by the demo"):
+        assert phase in proc.stderr, phase
+    assert proc.stdout.count(": deleted") == 2
+
+
+@pytest.mark.parametrize("read_only", [True, False])
+def test_iam_policy_is_derived_from_the_code(read_only: bool) -> None:
+    args = ["iam-policy", "--read-only"] if read_only else ["iam-policy"]
+    doc = json.loads(CliRunner().invoke(cli, args).stdout)
+    actions = {a for s in doc["Statement"] for a in s["Action"]}
+    assert actions == set(permissions.actions(read_only=read_only))
+    assert "kms:ListKeys" in actions and "kms:DescribeKey" in actions
+    assert ("kms:ScheduleKeyDeletion" in actions) is not read_only
+
+
+def test_every_gateway_operation_has_a_declared_permission() -> None:
+    public = {name for name in vars(gateway.Gateway) if not name.startswith("_")}
+    assert public - {"server_now", "caller_identity"} == set(gateway.PERMISSIONS)
+    used = set(permissions.DISCOVERY) | set(permissions.CANCEL_CALLS)
+    for calls in permissions.STEP_CALLS.values():
+        used |= set(calls)
+    assert used == set(gateway.PERMISSIONS)
+
+
+def test_errors_are_one_line_without_traceback_unless_debug(emulator: Emulator) -> None:
+    result = CliRunner().invoke(cli, ["target", "--dry-run", "--region", "us-east-1",
+                                      "--endpoint-url", "http://127.0.0.1:9"])
+    assert result.exit_code == 1
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "cannot reach AWS" in errors[0], result.stderr
+    assert "--endpoint-url" in errors[0]  # what to do about it
+    assert "Traceback" not in result.stderr
+    assert "cannot reach AWS" in result.stdout  # the summary says it too
+    debug = CliRunner().invoke(cli, ["target", "--dry-run", "--region", "us-east-1",
+                                     "--endpoint-url", "http://127.0.0.1:9", "--debug"])
+    assert "Traceback" in debug.stderr

@@ -1,0 +1,110 @@
+"""`ksdelete status` at every phase and `ksdelete cancel` (including while disconnected)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ksdelete.emulator import Emulator
+
+from .helpers import DAY, keys_by_id, ksdelete, mutations, seed_one
+
+
+def phase(emulator: Emulator, ref: str = "target", *extra: str) -> tuple[int, str]:
+    run = ksdelete(emulator, "status", ref, "--output", "json", *extra)
+    return run.exit_code, str(run.store()["phase"])
+
+
+def test_status_follows_every_phase(emulator: Emulator, tmp_path: Path) -> None:
+    emulator.configure(disconnect_seconds=3600.0)
+    journal = str(tmp_path / "journal.jsonl")
+    seed_one(emulator, keys=3)
+    before = emulator.state()
+    assert phase(emulator) == (3, "keys-not-scheduled 3/3")
+    assert emulator.state() == before and mutations(emulator) == []  # read-only
+
+    assert ksdelete(emulator, "target", "--yes", "--pending-window-days", "7",
+                    "--journal", journal).exit_code == 3
+    code, text = phase(emulator)
+    assert code == 3 and text.startswith("keys-pending 3/3, earliest deletion 20")
+
+    emulator.advance(8 * DAY)
+    assert phase(emulator) == (3, "ready-to-disconnect")
+
+    run = ksdelete(emulator, "target", "--yes", "--journal", journal, "--max-wait", "1s")
+    assert run.exit_code == 3  # disconnecting takes an emulated hour: not awaited forever
+    assert phase(emulator) == (3, "disconnecting")
+
+    emulator.advance(2 * 3600)
+    assert phase(emulator) == (3, "ready-to-delete")
+
+    assert ksdelete(emulator, "target", "--yes", "--journal", journal).exit_code == 0
+    assert phase(emulator, "target", "--journal", journal) == (0, "deleted")
+
+
+def test_status_of_an_unknown_store_and_unknown_membership(emulator: Emulator) -> None:
+    assert phase(emulator, "nope") == (1, "not-found")
+    seed_one(emulator, keys=1)
+    emulator.seed({"region": "us-east-1", "stores": [
+        {"name": "locked", "type": "AWS_CLOUDHSM", "connection_state": "CONNECTED", "keys": 1,
+         "undescribable_keys": 1}]})
+    code, text = phase(emulator)
+    assert code == 4 and text.startswith("membership-unknown")
+
+
+def test_cancel_while_disconnected_then_enable_and_reconnect(emulator: Emulator) -> None:
+    emulator.configure(connect_seconds=0.3, disconnect_seconds=0.0)
+    seeded = seed_one(emulator, type="EXTERNAL_KEY_STORE", keys=3)
+    target = seeded["stores"][0]
+    assert ksdelete(emulator, "target", "--yes").exit_code == 3
+    emulator.set_store_state(target["id"], "DISCONNECTED")
+    assert {keys_by_id(emulator)[k]["KeyState"] for k in target["key_ids"]} == {"PendingDeletion"}
+
+    run = ksdelete(emulator, "cancel", "target", "--yes", "--output", "json")
+    assert run.exit_code == 0, run.stderr
+    store = run.store()
+    assert store["status"] == "cancelled"
+    assert sorted(a["key_id"] for a in store["actions"]) == sorted(target["key_ids"])
+    keys = keys_by_id(emulator)
+    # While the store is disconnected the keys show Unavailable; underneath they are Disabled.
+    assert {keys[k]["KeyState"] for k in target["key_ids"]} == {"Unavailable"}
+    assert {keys[k]["UnderlyingState"] for k in target["key_ids"]} == {"Disabled"}
+
+    again = ksdelete(emulator, "cancel", "target", "--yes", "--enable", "--connect",
+                     "--output", "json")
+    assert again.exit_code == 0, again.stderr
+    assert [a["operation"] for a in again.store()["actions"]] == ["ConnectCustomKeyStore"]
+    emulator.advance(60)
+    run = ksdelete(emulator, "status", "target", "--output", "json")
+    assert run.store()["connection_state"] == "CONNECTED"
+    assert {k["state"] for k in run.store()["keys"]} == {"Disabled"}
+
+
+def test_cancel_enable_reenables_the_keys(emulator: Emulator) -> None:
+    seeded = seed_one(emulator, keys=2)
+    target = seeded["stores"][0]
+    assert ksdelete(emulator, "target", "--yes").exit_code == 3
+    run = ksdelete(emulator, "cancel", target["id"], "--yes", "--enable", "--output", "json")
+    assert run.exit_code == 0, run.stderr
+    operations = sorted(a["operation"] for a in run.store()["actions"])
+    assert operations == ["CancelKeyDeletion"] * 2 + ["EnableKey"] * 2
+    assert {k["state"] for k in run.store()["keys"]} == {"Enabled"}
+
+
+def test_cancel_reports_keys_already_deleted(emulator: Emulator, tmp_path: Path) -> None:
+    journal = str(tmp_path / "journal.jsonl")
+    seeded = seed_one(emulator, keys=2)
+    assert ksdelete(emulator, "target", "--yes", "--pending-window-days", "7",
+                    "--journal", journal).exit_code == 3
+    emulator.advance(8 * DAY)
+    run = ksdelete(emulator, "cancel", "target", "--yes", "--journal", journal,
+                   "--output", "json")
+    assert run.exit_code == 0
+    warning = " ".join(run.store()["warnings"])
+    assert "cannot be recovered" in warning
+    assert all(k in warning for k in seeded["stores"][0]["key_ids"])
+
+
+def test_cancel_without_terminal_or_yes_is_a_usage_error(emulator: Emulator) -> None:
+    seed_one(emulator, keys=1)
+    run = ksdelete(emulator, "cancel", "target")
+    assert run.exit_code == 2 and "--yes" in run.stderr
