@@ -64,7 +64,8 @@ def run_demo(*, quiet: bool = False) -> int:
     from ksdelete.gateway import AwsTarget, Gateway
     from ksdelete.journal import Journal
 
-    config = EmulatorConfig(time_scale=TIME_SCALE, deletion_lateness=6 * 3600.0, seed=2026)
+    # Real time while the operator looks at the dry run; the fast clock from the real run on.
+    config = EmulatorConfig(time_scale=1.0, deletion_lateness=6 * 3600.0, seed=2026)
     with Emulator(config, in_process=True) as emulator, \
             _demo_environment(emulator.endpoint_url):
         seeded = emulator.seed(ACCOUNT)
@@ -76,8 +77,9 @@ def run_demo(*, quiet: bool = False) -> int:
         click.echo(
             f"ksdelete demo: an emulated AWS account at {emulator.endpoint_url} with "
             f"{len(seeded['stores'])} custom key stores and {ACCOUNT['plain_keys']} unrelated "
-            f"keys; the emulator's clock runs {TIME_SCALE:,.0f}x fast, so a {WINDOW_DAYS}-day "
-            "waiting period passes in seconds. No AWS account is used.", err=True)
+            f"keys. After the dry run the emulator's clock runs {TIME_SCALE:,.0f}x fast, so "
+            f"a {WINDOW_DAYS}-day waiting period passes in seconds. No AWS account is used.",
+            err=True)
 
         # 1. The dry run an operator starts with: nothing changes.
         reporter = make_reporter(quiet, WINDOW_DAYS)
@@ -90,6 +92,7 @@ def run_demo(*, quiet: bool = False) -> int:
         reporter.finish(dry_results)
 
         # 2. The real run, confirmation answered by the demo, blocking with --wait.
+        emulator.configure(time_scale=TIME_SCALE)
         reporter = make_reporter(quiet, WINDOW_DAYS)
         gateway = Gateway(AwsTarget(region="us-east-1"), policy=policy, on_retry=reporter.retry)
         account, caller = gateway.caller_identity()
