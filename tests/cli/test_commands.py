@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -104,3 +105,50 @@ def test_errors_are_one_line_without_traceback_unless_debug(emulator: Emulator) 
     debug = CliRunner().invoke(cli, ["target", "--dry-run", "--region", "us-east-1",
                                      "--endpoint-url", "http://127.0.0.1:9", "--debug"])
     assert "Traceback" in debug.stderr
+
+
+def _interactive(emulator: Emulator, answer: str) -> tuple[int, str]:
+    """Run `ksdelete target` with a terminal on stdin and type `answer` at the prompt."""
+    import pty
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([KSDELETE, "target", "--output", "json"], env=env_for(emulator),
+                            stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    os.close(slave)
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 60
+    for line in proc.stderr:
+        if "plan: done" in line or time.monotonic() > deadline:
+            break
+    os.write(master, f"{answer}\n".encode())
+    out, _ = proc.communicate(timeout=60)
+    os.close(master)
+    return proc.returncode, out
+
+
+def test_interactive_confirmation_needs_the_store_id_or_name(emulator: Emulator) -> None:
+    seed_one(emulator, keys=1)
+    code, out = _interactive(emulator, "something else")
+    assert code == 4
+    assert json.loads(out)["stores"][0]["status"] == "refused"
+    code, out = _interactive(emulator, "target")
+    assert code == 3
+    actions = json.loads(out)["stores"][0]["actions"]
+    assert [a["operation"] for a in actions] == ["ScheduleKeyDeletion"]
+
+
+def test_ksdelete_emulator_serves_until_sigterm() -> None:
+    proc = subprocess.Popen([KSDELETE, "emulator", "--port", "0", "--quotas", "aws",
+                             "--time-scale", "60"], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    try:
+        assert line.startswith("KMS emulator listening on http://127.0.0.1:")
+        url = line.rsplit(" ", 1)[1].strip()
+        with urllib.request.urlopen(f"{url}/_emulator/config", timeout=30) as response:
+            config = json.loads(response.read())
+        assert config["quotas"] == "aws" and config["time_scale"] == 60.0
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
