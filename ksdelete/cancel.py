@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -12,6 +11,11 @@ from ksdelete.executor import Confirm, Executor
 from ksdelete.journal import read_entries
 from ksdelete.models import ConnectionState, Plan, Status, Step, StepKind, StoreResult
 from ksdelete.reporting import Phase, PhaseState
+
+
+def _not_pending(exc: AwsError) -> str | None:
+    """CancelKeyDeletion on a key that is no longer pending: someone cancelled it already."""
+    return "already-done" if exc.aws_code == "KMSInvalidStateException" else None
 
 
 def scheduled_by_journal(journal: Path | None, store_id: str) -> set[str]:
@@ -62,14 +66,9 @@ def cancel(executor: Executor, ref: str, *, enable: bool, connect: bool,
         reporter.phase(Phase.CANCEL, PhaseState.RUNNING)
         keys = {k.id: k for k in snap.keys}
         for done, key_id in enumerate(pending, 1):
-            key = keys[key_id]
-            try:
-                executor.mutate(result, "CancelKeyDeletion",
-                                partial(gw.cancel_key_deletion, key.arn), key_id=key_id)
-            except AwsError as exc:
-                if exc.aws_code != "KMSInvalidStateException":
-                    raise
-                result.actions[-1] = replace(result.actions[-1], outcome="already-done")
+            executor.mutate(result, "CancelKeyDeletion",
+                            partial(gw.cancel_key_deletion, keys[key_id].arn), key_id=key_id,
+                            already=_not_pending)
             reporter.progress(Phase.CANCEL, done, len(pending))
         if enable:
             for key_id in pending:

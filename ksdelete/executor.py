@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -190,16 +190,24 @@ class Executor:
         raise AssertionError(step.kind)  # pragma: no cover
 
     def mutate(self, result: StoreResult, operation: str, call: Callable[[], Called],
-                *, key_id: str | None = None) -> Called:
+               *, key_id: str | None = None,
+               already: Callable[[AwsError], str | None] = lambda exc: None) -> Called | None:
+        """Journal and record one mutating call. An error that `already` names (e.g. a key
+        already pending deletion) is recorded with that outcome and returns None."""
         assert result.store is not None
         with self.journal.record(store_id=result.store.id, store_name=result.store.name,
                                  operation=operation, key_id=key_id) as outcome:
             try:
                 called = call()
             except AwsError as exc:
-                result.actions.append(Action(operation, f"error:{exc.aws_code}", key_id,
-                                             exc.request_id, datetime.now(UTC)))
-                raise
+                label = already(exc)
+                result.actions.append(Action(operation, label or f"error:{exc.aws_code}",
+                                             key_id, exc.request_id, datetime.now(UTC)))
+                if label is None:
+                    raise
+                outcome.request_id = exc.request_id
+                outcome.detail["already"] = label
+                return None
             outcome.request_id = called.request_id
         result.actions.append(Action(operation, "ok", key_id, called.request_id,
                                      datetime.now(UTC)))
@@ -265,30 +273,35 @@ class Executor:
         done = 0
         already = 0
 
-        def one(key_id: str) -> Key:
+        def one(key_id: str) -> Key | None:
             key = keys[key_id]
-            try:
-                called = self.mutate(
-                    result, "ScheduleKeyDeletion",
-                    lambda: self.gw.schedule_key_deletion(key.arn, days), key_id=key_id,
-                )
-                deletion = called.response.get("DeletionDate")
-            except AwsError as exc:
-                if not (exc.aws_code == "KMSInvalidStateException"
-                        and "pending deletion" in exc.what):
-                    raise
-                result.actions[-1] = replace(result.actions[-1], outcome="already-done")
-                deletion = None
+            called = self.mutate(
+                result, "ScheduleKeyDeletion",
+                lambda: self.gw.schedule_key_deletion(key.arn, days), key_id=key_id,
+                already=_already_scheduled,
+            )
+            if called is None and result_outcome(result, key_id) == "already-gone":
+                return None
+            deletion = called.response.get("DeletionDate") if called else None
             return self._confirm_pending(replace(key, deletion_date=deletion or key.deletion_date))
 
-        with ThreadPoolExecutor(max_workers=4, thread_name_prefix="schedule") as pool:
-            for key in pool.map(one, key_ids):
+        pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="schedule")
+        try:
+            futures = {pool.submit(one, key_id): key_id for key_id in key_ids}
+            for future in as_completed(futures):
+                key = future.result()
                 done += 1
-                keys[key.id] = key
+                if key is None:
+                    keys.pop(futures[future], None)
+                else:
+                    keys[key.id] = key
                 self.reporter.progress(Phase.SCHEDULE, done, total)
-        already = sum(1 for a in result.actions
-                      if a.operation == "ScheduleKeyDeletion" and a.outcome == "already-done")
-        return f"{total - already} scheduled, {already} already pending, {days}-day window"
+        finally:
+            # On Ctrl-C or an error, keys not yet started are not scheduled at all.
+            pool.shutdown(wait=True, cancel_futures=True)
+        outcomes = [a.outcome for a in result.actions if a.operation == "ScheduleKeyDeletion"]
+        already = outcomes.count("already-done") + outcomes.count("already-gone")
+        return f"{total - already} scheduled, {already} already pending or gone, {days}-day window"
 
     def _confirm_pending(self, key: Key) -> Key:
         """Read the key back until it shows PendingDeletion (eventual consistency)."""
@@ -410,6 +423,19 @@ class Executor:
             raise KsdeleteError("the store is still listed after DeleteCustomKeyStore",
                                 where=store_id, hint="Run again to re-check")
         return "CustomKeyStoreNotFoundException: the store is gone"
+
+
+def _already_scheduled(exc: AwsError) -> str | None:
+    """ScheduleKeyDeletion errors that mean the work is already done (as Terraform does)."""
+    if exc.aws_code == "KMSInvalidStateException" and "pending deletion" in exc.what:
+        return "already-done"
+    if exc.aws_code == "NotFoundException":
+        return "already-gone"
+    return None
+
+
+def result_outcome(result: StoreResult, key_id: str) -> str | None:
+    return next((a.outcome for a in reversed(result.actions) if a.key_id == key_id), None)
 
 
 def _latest(keys: list[Key]) -> datetime | None:
