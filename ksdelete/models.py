@@ -146,7 +146,6 @@ class Status(StrEnum):
     MISSING = "missing"  # the store does not exist (exit 0 with --missing-ok, else 1)
     INTERRUPTED = "interrupted"
     CANCELLED = "cancelled"  # `ksdelete cancel` undid the pending deletions
-    STATUS = "status"  # `ksdelete status` reading only
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ _EXIT: dict[Status, ExitStatus] = {
     Status.DELETED: ExitStatus.OK,
     Status.PLANNED: ExitStatus.OK,
     Status.CANCELLED: ExitStatus.OK,
-    Status.STATUS: ExitStatus.OK,
     Status.PENDING: ExitStatus.PENDING,
     Status.REFUSED: ExitStatus.REFUSED,
     Status.ERROR: ExitStatus.ERROR,

@@ -31,16 +31,12 @@ def plan(snapshot: Snapshot, options: PlanOptions, now: datetime) -> Plan:
     store = snapshot.store
     if snapshot.undescribable:
         ids = tuple(k.id for k in snapshot.undescribable)
-        return Plan(
-            store_id=store.id,
-            steps=(),
-            refusal=Refusal(
-                RefusalReason.UNKNOWN_MEMBERSHIP,
-                f"{len(ids)} KMS key(s) in this account and Region could not be described, so "
-                f"whether they belong to {store.id} is unknown; nothing was changed. Grant "
-                "kms:DescribeKey on them (key policy) and run again",
-                ids,
-            ),
+        return _refused(
+            store.id, RefusalReason.UNKNOWN_MEMBERSHIP,
+            f"{len(ids)} KMS key(s) in this account and Region could not be described, so "
+            f"whether they belong to {store.id} is unknown; nothing was changed. Grant "
+            "kms:DescribeKey on them (key policy) and run again",
+            ids,
         )
 
     keys = snapshot.keys
@@ -63,17 +59,13 @@ def plan(snapshot: Snapshot, options: PlanOptions, now: datetime) -> Plan:
                 "(--allow-orphaned-key-material)"
             )
         else:
-            return Plan(
-                store_id=store.id,
-                steps=(),
-                refusal=Refusal(
-                    RefusalReason.ORPHANED_KEY_MATERIAL,
-                    f"the CloudHSM key store is {state} but still holds {len(keys)} key(s); "
-                    "KMS can only delete their HSM key material if the store stays CONNECTED "
-                    "through the waiting period. Pass --connect to connect it first, or "
-                    "--allow-orphaned-key-material to accept orphaned material",
-                    tuple(k.id for k in keys),
-                ),
+            return _refused(
+                store.id, RefusalReason.ORPHANED_KEY_MATERIAL,
+                f"the CloudHSM key store is {state} but still holds {len(keys)} key(s); "
+                "KMS can only delete their HSM key material if the store stays CONNECTED "
+                "through the waiting period. Pass --connect to connect it first, or "
+                "--allow-orphaned-key-material to accept orphaned material",
+                tuple(k.id for k in keys),
             )
 
     if to_schedule:
@@ -110,6 +102,11 @@ def plan(snapshot: Snapshot, options: PlanOptions, now: datetime) -> Plan:
         earliest_gone=_earliest_gone(snapshot, options, now, bool(to_schedule)),
         external_key_ids=external_ids,
     )
+
+
+def _refused(store_id: str, reason: RefusalReason, message: str, key_ids: tuple[str, ...]
+             ) -> Plan:
+    return Plan(store_id=store_id, steps=(), refusal=Refusal(reason, message, key_ids))
 
 
 def _earliest_gone(

@@ -262,3 +262,35 @@ def test_emulator_throttling_is_absorbed_by_pacing(emulator: Emulator) -> None:
     run = ksdelete(emulator, "target", "--yes", "--output", "json")
     assert run.exit_code == 3, run.stderr
     assert len([a for a in run.store()["actions"] if a["outcome"] == "ok"]) == 30
+
+
+def test_converges_under_lag_faults_quotas_and_latency(emulator: Emulator) -> None:
+    """Every realism knob at once: the run still ends deleted and touches only its keys."""
+    seeded = seed_one(emulator, keys=6, plain=40, other=3, pending_keys=1)
+    target = seeded["stores"][0]
+    emulator.configure(consistency_lag=1.0, fault_rate=0.05, quotas="aws", latency_ms=5.0,
+                       time_scale=200_000.0, disconnect_seconds=30.0, seed=11)
+    run = ksdelete(emulator, "target", "--yes", "--wait", "--max-wait", "5m",
+                   "--pending-window-days", "7", "--poll-interval", "0.5s", "--output", "json")
+    emulator.configure(consistency_lag=0.0, fault_rate=0.0, quotas="off", latency_ms=0.0)
+    assert run.exit_code == 0, run.stderr[-3000:]
+    assert run.store()["status"] == "deleted"
+    assert target["id"] not in {s["CustomKeyStoreId"] for s in emulator.state()["stores"]}
+    touched = {str(c["key_id"]).rsplit("/", 1)[-1] for c in mutations(emulator) if c.get("key_id")}
+    assert touched <= set(target["key_ids"])
+
+
+def test_connect_recovers_a_failed_cloudhsm_store_by_disconnecting_first(
+    emulator: Emulator,
+) -> None:
+    emulator.configure(connect_seconds=0.3, disconnect_seconds=0.3)
+    seed_one(emulator, state="FAILED", keys=1, connection_error_code="NETWORK_ERRORS")
+    refused = ksdelete(emulator, "target", "--yes", "--output", "json")
+    assert refused.exit_code == 4
+    assert refused.store()["connection_error_code"] == "NETWORK_ERRORS"
+    run = ksdelete(emulator, "target", "--yes", "--connect", "--poll-interval", "0.2s",
+                   "--output", "json")
+    assert run.exit_code == 3, run.stderr
+    operations = [a["operation"] for a in run.store()["actions"]]
+    assert operations == ["DisconnectCustomKeyStore", "ConnectCustomKeyStore",
+                          "ScheduleKeyDeletion"]
