@@ -66,7 +66,6 @@ STATUS_STYLE: dict[Status, str] = {
     Status.MISSING: "yellow",
     Status.INTERRUPTED: "bold red",
     Status.CANCELLED: "bold green",
-    Status.STATUS: "bold",
 }
 ICONS: dict[PhaseState, tuple[str, str]] = {
     PhaseState.DONE: ("✔", "green"),
@@ -558,8 +557,6 @@ def _remaining(r: StoreResult) -> str:
             return "nothing (the store does not exist)"
         case Status.INTERRUPTED:
             return "run again to continue"
-        case Status.STATUS:
-            return r.phase or "-"
         case _:
             return "fix the error, then run again"
 
