@@ -544,6 +544,8 @@ def _remaining(r: StoreResult) -> str:
     match r.status:
         case Status.DELETED | Status.CANCELLED:
             return "nothing"
+        case Status.PENDING if pending < len(r.keys):
+            return f"{len(r.keys) - pending} key(s) not scheduled yet: run ksdelete delete"
         case Status.PENDING:
             return (f"wait for {pending} key(s) to be deleted, then run again" if pending
                     else "run again to continue")

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ksdelete import discover
+from ksdelete import discover, planner
 from ksdelete.errors import StoreNotFoundError
 from ksdelete.gateway import Gateway
 from ksdelete.journal import read_entries
-from ksdelete.models import ConnectionState, Snapshot, Status, StoreResult, StoreType
+from ksdelete.models import (
+    ConnectionState,
+    PlanOptions,
+    Snapshot,
+    Status,
+    StoreResult,
+    StoreType,
+)
 from ksdelete.reporting import Phase, PhaseState, Reporter, fmt_time
 
 
@@ -74,9 +81,12 @@ def status(gateway: Gateway, ref: str, reporter: Reporter, *, journal: Path | No
         on_progress=lambda done, total, _: reporter.progress(Phase.DISCOVER, done, total),
     )
     result.keys = snap.keys
+    # The plan of what is left (default options) doubles as the per-key table.
+    result.plan = planner.plan(snap, PlanOptions(), gateway.server_now())
+    reporter.plan(snap, result.plan)
     result.status, result.phase, warnings = phase_of(snap)
     result.warnings.extend(warnings)
-    if result.status is Status.PENDING and snap.keys:
+    if result.status is Status.PENDING and snap.keys and all(k.pending for k in snap.keys):
         result.resume_after = max((k.deletion_date for k in snap.keys if k.deletion_date),
                                   default=None)
     reporter.phase(Phase.DISCOVER, PhaseState.DONE, result.phase)
