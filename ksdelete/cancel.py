@@ -79,6 +79,8 @@ def cancel(executor: Executor, ref: str, *, enable: bool, connect: bool,
             if current and current.connection_state in (ConnectionState.DISCONNECTED,
                                                         ConnectionState.FAILED):
                 executor.connect(store.id, result)
+        executor.journal.decision("CancelPlan", store_id=store.id, store_name=store.name,
+                                  key_ids=list(pending))
         reporter.phase(Phase.CANCEL, PhaseState.DONE, f"{len(pending)} key(s) cancelled")
         result.status = Status.CANCELLED
         result.keys = executor.scan(store, matched_by).keys

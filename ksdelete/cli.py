@@ -201,11 +201,13 @@ def cli() -> None:
               help="Connect a disconnected CloudHSM store first (it must stay CONNECTED).")
 @click.option("--allow-orphaned-key-material", is_flag=True,
               help="Schedule keys of a disconnected CloudHSM store anyway (material orphaned).")
+@click.option("--include-new-keys", is_flag=True,
+              help="Also delete keys created in the store after an earlier run's confirmation.")
 def delete(stores: tuple[str, ...], region: str | None, profile: str | None,
            endpoint_url: str | None, output: str, quiet: bool, debug: bool,
            journal: Path | None, dry_run: bool, yes: bool, pending_window_days: int,
            wait: bool, max_wait: float, poll_interval: float, missing_ok: bool, connect: bool,
-           allow_orphaned_key_material: bool) -> None:
+           allow_orphaned_key_material: bool, include_new_keys: bool) -> None:
     """Delete custom key store(s) STORE (ID or name), as far as AWS allows now.
 
     \b
@@ -229,10 +231,11 @@ def delete(stores: tuple[str, ...], region: str | None, profile: str | None,
             _require_confirmation_channel(yes, "delete")
         gateway = _gateway(region, profile, endpoint_url, reporter, poll_interval)
         account, caller = (None, None) if dry_run else gateway.caller_identity()
-        path = None if dry_run else _journal_path(journal)
-        log = Journal(path, region=gateway.region, account=account, caller_arn=caller)
+        log = Journal(_journal_path(journal), region=gateway.region, account=account,
+                      caller_arn=caller, read_only=dry_run)
         options = RunOptions(
-            plan=PlanOptions(pending_window_days, connect, allow_orphaned_key_material),
+            plan=PlanOptions(pending_window_days, connect, allow_orphaned_key_material,
+                             include_new_keys),
             dry_run=dry_run, wait=wait, max_wait=max_wait, missing_ok=missing_ok,
         )
         executor = Executor(gateway, log, reporter, options, _confirmer(yes, "delete it"))
@@ -398,4 +401,26 @@ def demo(quiet: bool) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    cli.main(args=list(argv) if argv is not None else None, prog_name="ksdelete")
+    """Entry point: click's own usage errors become one line (and a JSON object with
+    --output json), exit code 2."""
+    args = list(argv) if argv is not None else sys.argv[1:]
+    try:
+        cli.main(args=args, prog_name="ksdelete", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("ksdelete: interrupted", err=True)
+        sys.exit(int(ExitStatus.INTERRUPTED))
+    except click.ClickException as exc:
+        ctx = getattr(exc, "ctx", None)
+        where = ctx.command_path if ctx is not None else "ksdelete"
+        message = f"{exc.format_message().rstrip('.')} ({where}). Run '{where} --help' for usage"
+        click.echo(f"ksdelete: error: {message}", err=True)
+        if _wants_json(args):
+            click.echo(json.dumps(document(where.split()[-1], [], int(ExitStatus.USAGE),
+                                           error={"code": "usage", "message": message})))
+        sys.exit(int(ExitStatus.USAGE) if isinstance(exc, click.UsageError) else exc.exit_code)
+    sys.exit(0)
+
+
+def _wants_json(args: Sequence[str]) -> bool:
+    pairs = zip(args, [*args[1:], ""], strict=True)
+    return any(a == "--output=json" or (a == "--output" and b == "json") for a, b in pairs)

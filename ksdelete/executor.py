@@ -117,6 +117,7 @@ class Executor:
 
     def _run(self, ref: str, result: StoreResult) -> None:
         snap = self._discover(ref, result)
+        snap = replace(snap, confirmed_before=self.journal.confirmed_keys(snap.store.id))
         now = self.gw.server_now()
         plan = planner.plan(snap, self.options.plan, now)
         result.plan = plan
@@ -132,6 +133,8 @@ class Executor:
             return
         if not self.confirm(snap, plan):
             raise RefusedError("not confirmed; nothing was changed", where=snap.store.id)
+        self.journal.decision("ConfirmPlan", store_id=snap.store.id, store_name=snap.store.name,
+                              key_ids=sorted(snap.key_ids()))
         self._deadline = time.monotonic() + (self.options.max_wait if self.options.wait else 0)
         keys = {k.id: k for k in snap.keys}
         for step in plan.steps:

@@ -40,8 +40,10 @@ class Outcome:
 class Journal:
     def __init__(self, path: Path | None, *, region: str, account: str | None = None,
                  caller_arn: str | None = None, run_id: str | None = None,
-                 now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 read_only: bool = False) -> None:
         self.path = path
+        self.read_only = read_only  # a dry run reads the journal but never writes it
         self.region = region
         self.account = account
         self.caller_arn = caller_arn
@@ -69,7 +71,7 @@ class Journal:
             self._fd = None
 
     def _write(self, entry: dict[str, Any]) -> None:
-        if self.path is None:
+        if self.path is None or self.read_only:
             return
         self.open()
         line = (json.dumps(entry, sort_keys=True, default=str) + "\n").encode()
@@ -77,6 +79,29 @@ class Journal:
             assert self._fd is not None
             os.write(self._fd, line)
             os.fsync(self._fd)
+
+    def decision(self, operation: str, *, store_id: str, store_name: str,
+                 key_ids: list[str]) -> None:
+        """Journal an operator's decision: ConfirmPlan (these keys may be deleted) or
+        CancelPlan (the deletion of this store was undone)."""
+        self._write({"time": self._now().isoformat(), "phase": "decision", "run_id": self.run_id,
+                     "account": self.account, "caller_arn": self.caller_arn,
+                     "region": self.region, "store_id": store_id, "store_name": store_name,
+                     "operation": operation, "key_ids": key_ids})
+
+    def confirmed_keys(self, store_id: str) -> frozenset[str] | None:
+        """Keys confirmed for deletion in this store since its last cancel; None if none."""
+        if self.path is None:
+            return None
+        confirmed: set[str] | None = None
+        for entry in read_entries(self.path):
+            if entry.get("store_id") != store_id or entry.get("phase") != "decision":
+                continue
+            if entry.get("operation") == "ConfirmPlan":
+                confirmed = (confirmed or set()) | set(entry.get("key_ids") or ())
+            elif entry.get("operation") == "CancelPlan":
+                confirmed = None
+        return frozenset(confirmed) if confirmed is not None else None
 
     @contextmanager
     def record(self, *, store_id: str, operation: str, key_id: str | None = None,

@@ -71,6 +71,9 @@ class Snapshot:
     undescribable: tuple[UndescribableKey, ...] = ()
     scanned: int = 0  # keys in the account and Region that were looked at
     matched_by: str = "id"  # how the operator's STORE argument matched: "id" or "name"
+    # Key IDs an operator already confirmed for deletion in an earlier run (from the journal);
+    # None when no earlier confirmation is known.
+    confirmed_before: frozenset[str] | None = None
 
     def key_ids(self) -> frozenset[str]:
         return frozenset(k.id for k in self.keys)
@@ -115,6 +118,7 @@ class PlanOptions:
     pending_window_days: int = 30
     connect: bool = False
     allow_orphaned_key_material: bool = False
+    include_new_keys: bool = False
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,17 @@ def plan(snapshot: Snapshot, options: PlanOptions, now: datetime) -> Plan:
         )
 
     keys = snapshot.keys
+    if snapshot.confirmed_before is not None and not options.include_new_keys:
+        new = tuple(k.id for k in keys if not k.pending and k.id not in snapshot.confirmed_before)
+        if new:
+            return _refused(
+                store.id, RefusalReason.UNPLANNED_KEYS,
+                f"{len(new)} key(s) appeared in {store.id} after its deletion was confirmed in "
+                f"an earlier run: {', '.join(new)}. They may be in use; nothing was changed. "
+                "Review them, then run again with --include-new-keys to delete them too (or "
+                "`ksdelete cancel` to stop)",
+                new,
+            )
     to_schedule = tuple(k.id for k in keys if not k.pending)
     state = store.connection_state
     steps: list[Step] = []

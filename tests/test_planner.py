@@ -175,3 +175,17 @@ def test_applying_a_plan_and_replanning_converges(
             state = ConnectionState.DISCONNECTED
         current = Snapshot(KeyStore(STORE, "payments", current.store.type, state), keys)
     raise AssertionError(f"no convergence from {snapshot}")
+
+
+def test_keys_not_covered_by_an_earlier_confirmation_are_refused() -> None:
+    snapshot = Snapshot(store(), (key(1, "PendingDeletion", 5), key(2)),
+                        confirmed_before=frozenset({"k1"}))
+    refused = plan(snapshot, PlanOptions(), NOW)
+    assert refused.refusal is not None
+    assert refused.refusal.reason is RefusalReason.UNPLANNED_KEYS
+    assert refused.refusal.key_ids == ("k2",)
+    assert plan(snapshot, PlanOptions(include_new_keys=True), NOW).to_schedule == ("k2",)
+    # Keys of the confirmed plan that were not scheduled yet (an interrupted run) are fine.
+    resumed = Snapshot(store(), (key(1, "PendingDeletion", 5), key(2)),
+                       confirmed_before=frozenset({"k1", "k2"}))
+    assert plan(resumed, PlanOptions(), NOW).to_schedule == ("k2",)

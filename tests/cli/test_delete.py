@@ -152,12 +152,34 @@ def test_keys_appearing_during_the_window_refuse_the_delete(emulator: Emulator) 
     # Someone creates a key in the store while it waits; then the window passes.
     kms = boto3.client("kms", endpoint_url=emulator.endpoint_url, region_name="us-east-1")
     new = kms.create_key(CustomKeyStoreId=target["id"], Origin="AWS_CLOUDHSM")
+    new_id = new["KeyMetadata"]["KeyId"]
     emulator.advance(9 * DAY)
+    before = emulator.state()
     second = ksdelete(emulator, "target", "--yes", "--output", "json")
-    # The new key is in this run's plan (shown before confirmation), so it gets scheduled,
-    # and the store is not deleted before it is gone too.
-    assert second.exit_code == 3
-    assert [a["key_id"] for a in second.store()["actions"]] == [new["KeyMetadata"]["KeyId"]]
+    # Nobody confirmed the new key: the run refuses and changes nothing, not even the store.
+    assert second.exit_code == 4
+    assert second.store()["status"] == "refused"
+    assert new_id in second.store()["error"]["message"]
+    assert "--include-new-keys" in second.store()["error"]["message"]
+    assert emulator.state() == before
+    dry = ksdelete(emulator, "target", "--dry-run", "--output", "json")
+    assert dry.exit_code == 4  # the dry run shows the same refusal
+    third = ksdelete(emulator, "target", "--yes", "--include-new-keys", "--output", "json")
+    assert third.exit_code == 3
+    assert [a["key_id"] for a in third.store()["actions"]] == [new_id]
+
+
+def test_cancel_clears_the_earlier_confirmation(emulator: Emulator) -> None:
+    seeded = seed_one(emulator, keys=1)
+    target = seeded["stores"][0]
+    assert ksdelete(emulator, "target", "--yes").exit_code == 3
+    assert ksdelete(emulator, "cancel", "target", "--yes").exit_code == 0
+    kms = boto3.client("kms", endpoint_url=emulator.endpoint_url, region_name="us-east-1")
+    kms.create_key(CustomKeyStoreId=target["id"], Origin="AWS_CLOUDHSM")
+    # A new decision after the undo: the operator's fresh confirmation covers every key.
+    run = ksdelete(emulator, "target", "--yes", "--output", "json")
+    assert run.exit_code == 3, run.stderr
+    assert len(run.store()["actions"]) == 2
 
 
 def test_a_key_created_after_the_plan_stops_the_delete(emulator: Emulator) -> None:
