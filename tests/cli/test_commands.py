@@ -152,3 +152,13 @@ def test_ksdelete_emulator_serves_until_sigterm() -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
+
+
+def test_click_usage_errors_are_one_line_and_json_when_asked() -> None:
+    proc = subprocess.run([KSDELETE, "cks-1", "--pending-window-days", "3", "--output", "json"],
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("ksdelete: error: ")
+    assert "--pending-window-days" in proc.stderr and "--help" in proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["exit_code"] == 2 and doc["error"]["code"] == "usage"
