@@ -32,6 +32,7 @@ from ksdelete.models import (
     Step,
     StepKind,
     StoreResult,
+    StoreType,
 )
 from ksdelete.reporting import STEP_PHASE, Phase, PhaseState, Reporter
 from ksdelete.retry import poll_until
@@ -327,8 +328,21 @@ class Executor:
         policy = self.gw.policy
         gone_ids: set[str] = set()
 
+        store = result.store
+        warned = False
+
         def check() -> list[Key]:
-            nonlocal remaining
+            nonlocal remaining, warned
+            if store is not None and store.type is StoreType.CLOUDHSM and not warned:
+                current = self._read_store(store.id)
+                if current.connection_state is not ConnectionState.CONNECTED:
+                    warned = True
+                    warning = (f"the CloudHSM key store became {current.connection_state} "
+                               "during the waiting period: HSM key material of keys deleted "
+                               "from now on is orphaned. Reconnect it now "
+                               "(aws kms connect-custom-key-store)")
+                    result.warnings.append(warning)
+                    self.reporter.note(warning, level="warning")
             gone, remaining = discover.recheck_keys(self.gw, remaining)
             gone_ids.update(k.id for k in gone)
             for key in remaining:
@@ -388,7 +402,8 @@ class Executor:
                 raise RefusedError(
                     f"{len(unplanned)} key(s) appeared in the store that were not in the plan: "
                     f"{', '.join(unplanned)}; the store was not deleted",
-                    where=store.id, hint="Review them; run ksdelete again to plan for them",
+                    where=store.id,
+                    hint="Review them; run again with --include-new-keys to delete them too",
                 )
             raise _Pending(None, f"{len(rescan.keys)} planned key(s) are still in the store")
         policy = self.gw.policy

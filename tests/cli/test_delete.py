@@ -316,3 +316,32 @@ def test_connect_recovers_a_failed_cloudhsm_store_by_disconnecting_first(
     operations = [a["operation"] for a in run.store()["actions"]]
     assert operations == ["DisconnectCustomKeyStore", "ConnectCustomKeyStore",
                           "ScheduleKeyDeletion"]
+
+
+def test_a_cloudhsm_store_disconnected_during_the_wait_is_flagged(emulator: Emulator) -> None:
+    import threading
+    import time
+
+    emulator.configure(disconnect_seconds=0.0)
+    seeded = seed_one(emulator, keys=1)
+    target = seeded["stores"][0]
+    kms = boto3.client("kms", endpoint_url=emulator.endpoint_url, region_name="us-east-1")
+
+    def saboteur() -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            meta = kms.describe_key(KeyId=target["key_ids"][0])["KeyMetadata"]
+            if meta["KeyState"] == "PendingDeletion":
+                break
+            time.sleep(0.05)
+        kms.disconnect_custom_key_store(CustomKeyStoreId=target["id"])
+        time.sleep(1.0)
+        emulator.advance(8 * DAY)
+
+    thread = threading.Thread(target=saboteur)
+    thread.start()
+    run = ksdelete(emulator, "target", "--yes", "--wait", "--max-wait", "60s",
+                   "--pending-window-days", "7", "--poll-interval", "0.2s", "--output", "json")
+    thread.join()
+    assert run.exit_code == 0, run.stderr
+    assert any("became DISCONNECTED" in w for w in run.store()["warnings"])
