@@ -221,7 +221,7 @@ def delete(stores: tuple[str, ...], region: str | None, profile: str | None,
       ksdelete my-xks-store --wait --max-wait 45d --yes --output json
     """
     _setup_logging(debug)
-    reporter = make_reporter(quiet, pending_window_days)
+    reporter = make_reporter(quiet, pending_window_days, debug=debug)
 
     def body() -> None:
         from ksdelete.executor import Executor, RunOptions
@@ -274,7 +274,7 @@ def status(stores: tuple[str, ...], region: str | None, profile: str | None,
       ksdelete status cks-1234567890abcdef0 --output json
     """
     _setup_logging(debug)
-    reporter = make_reporter(quiet)
+    reporter = make_reporter(quiet, debug=debug)
 
     def body() -> None:
         from ksdelete.status import status as read_status
@@ -307,7 +307,7 @@ def cancel(stores: tuple[str, ...], region: str | None, profile: str | None,
       ksdelete cancel cks-1234567890abcdef0 --enable --connect
     """
     _setup_logging(debug)
-    reporter = make_reporter(quiet)
+    reporter = make_reporter(quiet, debug=debug)
 
     def body() -> None:
         from ksdelete.cancel import cancel as undo

@@ -92,9 +92,10 @@ class Executor:
             result.status = Status.MISSING
             if self.options.missing_ok:
                 result.warnings.append(f"{exc.what}; nothing to do (--missing-ok)")
-            else:
-                result.error = {"code": exc.code, "message": str(exc)}
             self.reporter.phase(Phase.DISCOVER, PhaseState.FAILED, exc.what)
+            if not self.options.missing_ok:
+                result.error = {"code": exc.code, "message": str(exc)}
+                self.reporter.note(str(exc), level="error")
         except _Pending as pending:
             result.status = Status.PENDING
             result.resume_after = pending.resume_after

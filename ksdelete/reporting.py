@@ -208,12 +208,16 @@ def summary_lines(results: Sequence[StoreResult]) -> list[str]:
     return lines
 
 
-def make_reporter(quiet: bool = False, window_days: int = 30) -> Reporter:
-    """The live view on a terminal, plain lines otherwise, errors only with --quiet."""
+def make_reporter(quiet: bool = False, window_days: int = 30, *, debug: bool = False
+                  ) -> Reporter:
+    """The live view on a terminal, plain lines otherwise, errors only with --quiet.
+
+    --debug logs to stderr as well, which would tear a live view apart: it gets plain lines.
+    """
     stream = sys.stderr
     if quiet:
         return QuietReporter(stream)
-    if stream.isatty() and os.environ.get("TERM") != "dumb":
+    if stream.isatty() and os.environ.get("TERM") != "dumb" and not debug:
         from ksdelete.live import RichReporter
 
         live: Reporter = RichReporter.for_terminal(window_days=window_days)

@@ -345,3 +345,14 @@ def test_a_cloudhsm_store_disconnected_during_the_wait_is_flagged(emulator: Emul
     thread.join()
     assert run.exit_code == 0, run.stderr
     assert any("became DISCONNECTED" in w for w in run.store()["warnings"])
+
+
+def test_quiet_prints_only_the_result_line(emulator: Emulator) -> None:
+    seed_one(emulator, keys=1)
+    run = ksdelete(emulator, "target", "--yes", "--quiet")
+    assert run.exit_code == 3
+    assert run.stderr == ""
+    assert run.stdout.count("\n") == 1 and "pending" in run.stdout
+    refused = ksdelete(emulator, "nope", "--yes", "--quiet")
+    assert refused.exit_code == 1
+    assert refused.stderr.count("\n") == 1 and "error:" in refused.stderr
