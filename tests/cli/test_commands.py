@@ -162,3 +162,33 @@ def test_click_usage_errors_are_one_line_and_json_when_asked() -> None:
     assert "--pending-window-days" in proc.stderr and "--help" in proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["exit_code"] == 2 and doc["error"]["code"] == "usage"
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "words"),
+    [
+        (["--profile", "nope"], 2, ["profile 'nope' not found", "--profile"]),
+        (["--journal", "/proc/ksdelete/journal.jsonl"], 2, ["cannot open the journal",
+                                                           "--journal"]),
+    ],
+)
+def test_bad_input_is_one_line_with_where_and_what_to_do(
+    emulator: Emulator, args: list[str], code: int, words: list[str]
+) -> None:
+    seed_one(emulator, keys=1)
+    result = CliRunner().invoke(cli, ["target", "--yes", "--endpoint-url",
+                                      emulator.endpoint_url, *args])
+    assert result.exit_code == code, result.output
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1, result.stderr
+    assert all(w in errors[0] for w in words), errors[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_no_region_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    result = CliRunner().invoke(cli, ["status", "cks-1"])
+    assert result.exit_code == 2
+    assert "no AWS Region configured (--region). Pass --region or set AWS_REGION" in \
+        result.stderr
