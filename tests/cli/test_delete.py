@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -12,7 +16,7 @@ import pytest
 from ksdelete.emulator import Emulator
 from ksdelete.journal import read_entries
 
-from .helpers import DAY, keys_by_id, ksdelete, mutations, seed_one
+from .helpers import DAY, Run, keys_by_id, ksdelete, mutations, seed_one
 
 
 def test_dry_run_changes_nothing(emulator: Emulator) -> None:
@@ -184,37 +188,44 @@ def test_cancel_clears_the_earlier_confirmation(emulator: Emulator) -> None:
 
 def test_a_key_created_after_the_plan_stops_the_delete(emulator: Emulator) -> None:
     """Within one --wait run: a key that appears after the plan was shown refuses the delete."""
-    import threading
-
     emulator.configure(disconnect_seconds=0.5)
-    seeded = seed_one(emulator, keys=1)
-    target = seeded["stores"][0]
-    kms = boto3.client("kms", endpoint_url=emulator.endpoint_url, region_name="us-east-1")
+    target = seed_one(emulator, keys=1)["stores"][0]
     created: list[str] = []
 
-    def intruder() -> None:
-        import time
-
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            meta = kms.describe_key(KeyId=target["key_ids"][0])["KeyMetadata"]
-            if meta["KeyState"] == "PendingDeletion":
-                break
-            time.sleep(0.05)
+    def intruder(kms: Any) -> None:
         created.append(kms.create_key(CustomKeyStoreId=target["id"],
                                       Origin="AWS_CLOUDHSM")["KeyMetadata"]["KeyId"])
-        emulator.advance(8 * DAY)
 
-    thread = threading.Thread(target=intruder)
-    thread.start()
-    run = ksdelete(emulator, "target", "--yes", "--wait", "--max-wait", "60s",
-                   "--pending-window-days", "7", "--poll-interval", "0.2s", "--output", "json")
-    thread.join()
+    run = wait_run_while(emulator, target["key_ids"][0], intruder)
     assert run.exit_code == 4, run.stderr
     assert run.store()["status"] == "refused"
     assert created[0] in run.store()["error"]["message"]
     assert target["id"] in {s["CustomKeyStoreId"] for s in emulator.state()["stores"]}
     assert "DeleteCustomKeyStore" not in [c["operation"] for c in mutations(emulator)]
+
+
+def wait_run_while(emulator: Emulator, key_id: str, act: Callable[[Any], None]) -> Run:
+    """`ksdelete target --wait` while another client, once `key_id` is PendingDeletion, does
+    `act(kms)` and then moves the clock past the 7-day window."""
+    kms = boto3.client("kms", endpoint_url=emulator.endpoint_url, region_name="us-east-1")
+
+    def meddle() -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if kms.describe_key(KeyId=key_id)["KeyMetadata"]["KeyState"] == "PendingDeletion":
+                break
+            time.sleep(0.05)
+        act(kms)
+        emulator.advance(8 * DAY)
+
+    thread = threading.Thread(target=meddle)
+    thread.start()
+    try:
+        return ksdelete(emulator, "target", "--yes", "--wait", "--max-wait", "60s",
+                        "--pending-window-days", "7", "--poll-interval", "0.2s",
+                        "--output", "json")
+    finally:
+        thread.join()
 
 
 def test_missing_store_is_an_error_unless_missing_ok(emulator: Emulator) -> None:
@@ -319,30 +330,14 @@ def test_connect_recovers_a_failed_cloudhsm_store_by_disconnecting_first(
 
 
 def test_a_cloudhsm_store_disconnected_during_the_wait_is_flagged(emulator: Emulator) -> None:
-    import threading
-    import time
-
     emulator.configure(disconnect_seconds=0.0)
-    seeded = seed_one(emulator, keys=1)
-    target = seeded["stores"][0]
-    kms = boto3.client("kms", endpoint_url=emulator.endpoint_url, region_name="us-east-1")
+    target = seed_one(emulator, keys=1)["stores"][0]
 
-    def saboteur() -> None:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            meta = kms.describe_key(KeyId=target["key_ids"][0])["KeyMetadata"]
-            if meta["KeyState"] == "PendingDeletion":
-                break
-            time.sleep(0.05)
+    def saboteur(kms: Any) -> None:
         kms.disconnect_custom_key_store(CustomKeyStoreId=target["id"])
-        time.sleep(1.0)
-        emulator.advance(8 * DAY)
+        time.sleep(1.0)  # a few polls of the waiting run see the store DISCONNECTED
 
-    thread = threading.Thread(target=saboteur)
-    thread.start()
-    run = ksdelete(emulator, "target", "--yes", "--wait", "--max-wait", "60s",
-                   "--pending-window-days", "7", "--poll-interval", "0.2s", "--output", "json")
-    thread.join()
+    run = wait_run_while(emulator, target["key_ids"][0], saboteur)
     assert run.exit_code == 0, run.stderr
     assert any("became DISCONNECTED" in w for w in run.store()["warnings"])
 
