@@ -362,8 +362,16 @@ def iam_policy(read_only: bool) -> None:
               metavar="FRACTION", help="Answer this fraction of requests KMSInternalException.")
 @click.option("--time-scale", default=1.0, type=click.FloatRange(min=0, min_open=True),
               show_default=True, metavar="FACTOR", help="Emulated seconds per real second.")
+@click.option("--deletion-lateness", default=0.0, type=click.FloatRange(0), show_default=True,
+              metavar="SECONDS", help="Keys vanish up to this long after DeletionDate (AWS: 1d).")
+@click.option("--connect-seconds", default=300.0, type=click.FloatRange(0), show_default=True,
+              metavar="SECONDS", help="Emulated duration of CONNECTING.")
+@click.option("--disconnect-seconds", default=60.0, type=click.FloatRange(0), show_default=True,
+              metavar="SECONDS", help="Emulated duration of DISCONNECTING.")
+@click.option("--seed", type=int, default=None, help="Deterministic IDs and randomness.")
 def emulator(host: str, port: int, latency_ms: float, quotas: str, consistency_lag: float,
-             fault_rate: float, time_scale: float) -> None:
+             fault_rate: float, time_scale: float, deletion_lateness: float,
+             connect_seconds: float, disconnect_seconds: float, seed: int | None) -> None:
     """Serve the KMS emulator (moto + custom key stores) over HTTP until Ctrl-C.
 
     Any Region and any credentials are accepted. Control API: POST /_emulator/clock
@@ -381,9 +389,10 @@ def emulator(host: str, port: int, latency_ms: float, quotas: str, consistency_l
                          hint="pip install 'ksdelete[emulator]'"),
               command="emulator", output="text", debug=False)
         return
-    serve(host, port, EmulatorConfig(latency_ms=latency_ms, quotas=quotas,
-                                     consistency_lag=consistency_lag, fault_rate=fault_rate,
-                                     time_scale=time_scale))
+    serve(host, port, EmulatorConfig(
+        latency_ms=latency_ms, quotas=quotas, consistency_lag=consistency_lag,
+        fault_rate=fault_rate, time_scale=time_scale, deletion_lateness=deletion_lateness,
+        connect_seconds=connect_seconds, disconnect_seconds=disconnect_seconds, seed=seed))
 
 
 @cli.command()
