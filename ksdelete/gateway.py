@@ -6,6 +6,7 @@ safe: one boto3 client (thread safe for calls), one token bucket per operation.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -24,6 +25,8 @@ from ksdelete import __version__
 from ksdelete.errors import AwsError, CredentialsError, UsageError
 from ksdelete.models import ConnectionState, Key, KeyStore, StoreType
 from ksdelete.retry import RetryObserver, RetryPolicy, call_with_retries
+
+log = logging.getLogger("ksdelete.gateway")
 
 # Requests per second ksdelete allows itself per operation: about 80 % of the AWS default
 # quota (kms-reference 6.1), because the quota is shared with every other caller in the account.
@@ -189,11 +192,13 @@ class Gateway:
         def once() -> Called:
             if bucket is not None:
                 bucket.acquire()
+            log.debug("call %s %s", operation, params)
             try:
                 response: dict[str, Any] = method(**params)
             except botocore.exceptions.ClientError as exc:
                 meta = exc.response.get("ResponseMetadata", {})
                 code = _error_code(exc) or "Unknown"
+                log.debug("%s answered %s (request %s)", operation, code, meta.get("RequestId"))
                 raise AwsError(
                     str(exc.response.get("Error", {}).get("Message") or code),
                     operation=operation, aws_code=code, request_id=meta.get("RequestId"),
@@ -215,6 +220,7 @@ class Gateway:
                     hint="Set AWS_PROFILE / --profile or AWS_ACCESS_KEY_ID",
                 ) from exc
             meta = response.get("ResponseMetadata", {})
+            log.debug("%s ok (request %s)", operation, meta.get("RequestId"))
             self._note_server_date(meta.get("HTTPHeaders", {}).get("date"))
             return Called(response, meta.get("RequestId"))
 

@@ -8,6 +8,7 @@ Every retry is announced through `on_retry`, which the reporter turns into a vis
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from tenacity import (
 )
 
 T = TypeVar("T")
+log = logging.getLogger("ksdelete.retry")
 
 # on_retry(call, attempt, delay_seconds, reason)
 RetryObserver = Callable[[str, int, float, str], None]
@@ -52,6 +54,8 @@ def _before_sleep(call: str, on_retry: RetryObserver, reason_of: Callable[[Retry
                   ) -> Callable[[RetryCallState], None]:
     def hook(state: RetryCallState) -> None:
         delay = state.next_action.sleep if state.next_action else 0.0
+        log.debug("retry %s after attempt %d (%s) in %.2fs", call, state.attempt_number,
+                  reason_of(state), delay)
         on_retry(call, state.attempt_number, delay, reason_of(state))
 
     return hook

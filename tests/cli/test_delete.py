@@ -351,3 +351,13 @@ def test_quiet_prints_only_the_result_line(emulator: Emulator) -> None:
     refused = ksdelete(emulator, "nope", "--yes", "--quiet")
     assert refused.exit_code == 1
     assert refused.stderr.count("\n") == 1 and "error:" in refused.stderr
+
+
+def test_debug_logs_every_aws_call_and_retry(emulator: Emulator) -> None:
+    seed_one(emulator, keys=1, plain=2)
+    emulator.configure(fault_rate=0.3, seed=3)
+    run = ksdelete(emulator, "target", "--dry-run", "--debug")
+    emulator.configure(fault_rate=0.0)
+    assert run.exit_code == 0, run.stderr
+    assert "call DescribeCustomKeyStores" in run.stderr and "call ListKeys" in run.stderr
+    assert "retry " in run.stderr and "KMSInternalException" in run.stderr
