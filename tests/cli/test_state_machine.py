@@ -1,0 +1,95 @@
+"""Property: whatever operators, other clients and the clock do, ksdelete only ever changes the
+target store and its keys, and it deletes the store only once every key in it is gone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+from hypothesis import HealthCheck, event, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+
+from ksdelete.emulator import Emulator
+
+from .helpers import DAY, ksdelete, mutations
+
+
+def test_pipeline_state_machine(emulator: Emulator) -> None:
+    emulator.configure(connect_seconds=0.0, disconnect_seconds=0.0)
+
+    class Pipeline(RuleBasedStateMachine):
+        def __init__(self) -> None:
+            super().__init__()
+            emulator.reset()
+            emulator.configure(connect_seconds=0.0, disconnect_seconds=0.0)
+            seeded = emulator.seed({"region": "us-east-1", "plain_keys": 3, "stores": [
+                {"name": "target", "type": "AWS_CLOUDHSM", "connection_state": "CONNECTED",
+                 "keys": 2},
+                {"name": "bystander", "type": "AWS_CLOUDHSM", "connection_state": "CONNECTED",
+                 "keys": 2}]})
+            self.store_id = seeded["stores"][0]["id"]
+            self.members = set(seeded["stores"][0]["key_ids"])
+            keys = {k["KeyId"]: k for k in emulator.state()["keys"]}
+            self.bystanders = {k: v for k, v in keys.items() if k not in self.members}
+            self.kms: Any = boto3.client("kms", endpoint_url=emulator.endpoint_url,
+                                         region_name="us-east-1")
+            self.deleted = False
+
+        def _store(self) -> dict[str, Any] | None:
+            return next((s for s in emulator.state()["stores"]
+                         if s["CustomKeyStoreId"] == self.store_id), None)
+
+        @rule(window=st.sampled_from(["7", "30"]), connect=st.booleans(),
+              days_later=st.integers(0, 35))
+        def delete(self, window: str, connect: bool, days_later: int) -> None:
+            emulator.advance(days_later * DAY)
+            args = ["target", "--yes", "--pending-window-days", window, "--output", "json"]
+            run = ksdelete(emulator, *args, *(["--connect"] if connect else []))
+            assert run.exit_code in (0, 1, 3, 4), run.stderr
+            event(f"delete exit {run.exit_code}")
+            if run.exit_code == 0:
+                assert run.store()["status"] in ("deleted", "missing")
+                self.deleted = True
+            if run.exit_code == 1:
+                assert self.deleted and run.store()["status"] == "missing"
+
+        @rule()
+        def cancel(self) -> None:
+            run = ksdelete(emulator, "cancel", "target", "--yes", "--output", "json")
+            assert run.exit_code in (0, 1), run.stderr
+
+        @rule()
+        def someone_disconnects(self) -> None:
+            store = self._store()
+            if store and store["ConnectionState"] == "CONNECTED":
+                self.kms.disconnect_custom_key_store(CustomKeyStoreId=self.store_id)
+
+        @rule()
+        def someone_adds_a_key(self) -> None:
+            store = self._store()
+            if store and store["ConnectionState"] == "CONNECTED":
+                new = self.kms.create_key(CustomKeyStoreId=self.store_id, Origin="AWS_CLOUDHSM")
+                self.members.add(new["KeyMetadata"]["KeyId"])
+
+        @invariant()
+        def only_the_target_is_ever_changed(self) -> None:
+            for call in mutations(emulator):
+                key = call.get("key_id")
+                if key is not None:
+                    assert str(key).rsplit("/", 1)[-1] in self.members, call
+                store = call.get("custom_key_store_id")
+                if call["operation"].endswith("CustomKeyStore") and store is not None:
+                    assert store == self.store_id, call
+            keys = {k["KeyId"]: k for k in emulator.state()["keys"]}
+            assert {k: keys.get(k) for k in self.bystanders} == self.bystanders
+
+        @invariant()
+        def the_store_goes_only_after_its_keys(self) -> None:
+            if self._store() is None:
+                remaining = {k["KeyId"] for k in emulator.state()["keys"]} & self.members
+                assert remaining == set()
+
+    run_state_machine_as_test(Pipeline, settings=settings(
+        max_examples=10, stateful_step_count=10, deadline=None,
+        suppress_health_check=[HealthCheck.too_slow]))
