@@ -89,6 +89,14 @@ class Executor:
         try:
             self._run(ref, result)
         except StoreNotFoundError as exc:
+            deleted_at = self.journal.deleted_at(ref)
+            if deleted_at and result.store is None:
+                # Already gone, with evidence: our own journal saw it deleted. Not an error.
+                result.status = Status.DELETED
+                result.warnings.append(f"already deleted at {deleted_at} (per the journal)")
+                self.reporter.phase(Phase.DISCOVER, PhaseState.DONE,
+                                    f"already deleted at {deleted_at} (per the journal)")
+                return result
             result.status = Status.MISSING
             if self.options.missing_ok:
                 result.warnings.append(f"{exc.what}; nothing to do (--missing-ok)")

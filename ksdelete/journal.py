@@ -103,6 +103,17 @@ class Journal:
                 confirmed = None
         return frozenset(confirmed) if confirmed is not None else None
 
+    def deleted_at(self, ref: str) -> str | None:
+        """When this journal saw DeleteCustomKeyStore succeed for `ref` (ID or name), if ever."""
+        if self.path is None:
+            return None
+        return next(
+            (str(e.get("time")) for e in reversed(read_entries(self.path))
+             if e.get("operation") == "DeleteCustomKeyStore" and e.get("phase") == "result"
+             and e.get("outcome") == "ok" and ref in (e.get("store_id"), e.get("store_name"))),
+            None,
+        )
+
     @contextmanager
     def record(self, *, store_id: str, operation: str, key_id: str | None = None,
                store_name: str | None = None) -> Iterator[Outcome]:

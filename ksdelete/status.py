@@ -7,7 +7,7 @@ from pathlib import Path
 from ksdelete import discover, planner
 from ksdelete.errors import StoreNotFoundError
 from ksdelete.gateway import Gateway
-from ksdelete.journal import read_entries
+from ksdelete.journal import Journal
 from ksdelete.models import (
     ConnectionState,
     PlanOptions,
@@ -17,17 +17,6 @@ from ksdelete.models import (
     StoreType,
 )
 from ksdelete.reporting import Phase, PhaseState, Reporter, fmt_time
-
-
-def journal_deleted(journal: Path | None, ref: str) -> bool:
-    """True if this journal records a successful DeleteCustomKeyStore of `ref` (ID or name)."""
-    if journal is None:
-        return False
-    return any(
-        e.get("operation") == "DeleteCustomKeyStore" and e.get("phase") == "result"
-        and e.get("outcome") == "ok" and ref in (e.get("store_id"), e.get("store_name"))
-        for e in read_entries(journal)
-    )
 
 
 def phase_of(snap: Snapshot) -> tuple[Status, str, list[str]]:
@@ -67,9 +56,11 @@ def status(gateway: Gateway, ref: str, reporter: Reporter, *, journal: Path | No
     try:
         store, matched_by = discover.find_store(gateway, ref)
     except StoreNotFoundError as exc:
-        if journal_deleted(journal, ref):
+        deleted_at = Journal(journal, region=gateway.region, read_only=True).deleted_at(ref)
+        if deleted_at:
             result.status, result.phase = Status.DELETED, "deleted"
-            reporter.phase(Phase.DISCOVER, PhaseState.DONE, "deleted (per the journal)")
+            reporter.phase(Phase.DISCOVER, PhaseState.DONE,
+                           f"deleted at {deleted_at} (per the journal)")
         else:
             result.status, result.phase = Status.MISSING, "not-found"
             result.error = {"code": exc.code, "message": str(exc)}

@@ -75,6 +75,10 @@ def test_full_run_converges_to_a_deleted_store(emulator: Emulator, store_type: s
     assert operations == ["DisconnectCustomKeyStore", "DeleteCustomKeyStore"]
     state = emulator.state()
     assert target["id"] not in {s["CustomKeyStoreId"] for s in state["stores"]}
+    # Running again is safe: the journal is evidence that the store is already gone.
+    after = ksdelete(emulator, target["id"], "--yes", "--output", "json")
+    assert after.exit_code == 0 and after.store()["status"] == "deleted"
+    assert "already deleted" in after.store()["warnings"][0]
     # Keys of the other store and plain keys were never touched.
     assert {k: v for k, v in keys_by_id(emulator).items() if k in untouched} == untouched
     touched = {str(c["key_id"]).rsplit("/", 1)[-1] for c in mutations(emulator) if c.get("key_id")}
