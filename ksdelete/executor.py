@@ -316,16 +316,20 @@ class Executor:
         already = outcomes.count("already-done") + outcomes.count("already-gone")
         return f"{total - already} scheduled, {already} already pending or gone, {days}-day window"
 
-    def _confirm_pending(self, key: Key) -> Key:
-        """Read the key back until it shows PendingDeletion (eventual consistency)."""
+    def _settle(self, key: Key) -> Key:
+        """Read the key until it shows PendingDeletion or the consistency window has passed."""
         policy = self.gw.policy
-        key = poll_until(
+        return poll_until(
             lambda: key_from_metadata(self.gw.describe_key(key.arn), key.aliases),
             lambda k: k.state == PENDING_DELETION, call="DescribeKey",
             timeout=policy.consistency_timeout, initial=policy.consistency_initial,
             maximum=policy.consistency_max, policy=policy, on_retry=self.reporter.retry,
             describe=lambda k: f"{k.id} still {k.state}",
         )
+
+    def _confirm_pending(self, key: Key) -> Key:
+        """Read the key back until it shows PendingDeletion (eventual consistency)."""
+        key = self._settle(key)
         if key.state != PENDING_DELETION:
             raise KsdeleteError(f"key {key.id} does not read back as PendingDeletion "
                                 f"(it is {key.state})", where="ScheduleKeyDeletion")
@@ -354,13 +358,26 @@ class Executor:
                     self.reporter.note(warning, level="warning")
             gone, remaining = discover.recheck_keys(self.gw, remaining)
             gone_ids.update(k.id for k in gone)
+            settled: list[Key] = []
             for key in remaining:
+                if key.state != PENDING_DELETION:
+                    # A read just after ScheduleKeyDeletion may be stale: only a state that
+                    # stays other than PendingDeletion means someone cancelled the deletion.
+                    try:
+                        key = self._settle(key)
+                    except AwsError as exc:
+                        if exc.aws_code != discover.KEY_GONE:
+                            raise
+                        gone_ids.add(key.id)
+                        continue
+                settled.append(key)
                 if key.state != PENDING_DELETION:
                     raise RefusedError(
                         f"key {key.id} is no longer pending deletion (it is {key.state}): "
                         "someone cancelled it; nothing more was changed",
                         where=key.arn, hint="Run `ksdelete status` to review, then run again",
                     )
+            remaining = settled
             self.reporter.progress(Phase.WAIT, total - len(remaining), total)
             self.reporter.waiting(_latest(remaining), len(remaining), total)
             return remaining

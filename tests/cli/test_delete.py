@@ -365,3 +365,15 @@ def test_debug_logs_every_aws_call_and_retry(emulator: Emulator) -> None:
     assert run.exit_code == 0, run.stderr
     assert "call DescribeCustomKeyStores" in run.stderr and "call ListKeys" in run.stderr
     assert "retry " in run.stderr and "KMSInternalException" in run.stderr
+
+
+def test_a_stale_read_during_the_wait_is_not_taken_for_a_cancel(emulator: Emulator) -> None:
+    """Reads may lag writes (and not monotonically): a key that still reads Enabled right after
+    it was scheduled must not be mistaken for one somebody cancelled."""
+    seed_one(emulator, keys=3, plain=0, other=0)
+    emulator.configure(consistency_lag=3.0, seed=5)
+    run = ksdelete(emulator, "target", "--yes", "--wait", "--max-wait", "2s",
+                   "--poll-interval", "0.2s", "--output", "json")
+    emulator.configure(consistency_lag=0.0)
+    assert run.exit_code == 3, run.stderr
+    assert run.store()["status"] == "pending"
