@@ -270,12 +270,13 @@ class Executor:
         store = self._read_store(store_id)
         if store.connection_state is ConnectionState.FAILED:
             self.mutate(result, "DisconnectCustomKeyStore",
-                         lambda: self.gw.disconnect_store(store_id))
+                        lambda: self.gw.disconnect_store(store_id), already=_store_moved_on)
             store = self._await_state(store_id, ConnectionState.DISCONNECTED)
         elif store.connection_state is ConnectionState.DISCONNECTING:
             store = self._await_state(store_id, ConnectionState.DISCONNECTED)
         if store.connection_state is ConnectionState.DISCONNECTED:
-            self.mutate(result, "ConnectCustomKeyStore", lambda: self.gw.connect_store(store_id))
+            self.mutate(result, "ConnectCustomKeyStore", lambda: self.gw.connect_store(store_id),
+                        already=_store_moved_on)
             return "connect requested"
         return f"already {store.connection_state}"
 
@@ -410,12 +411,22 @@ class Executor:
                                       ConnectionState.DISCONNECTING):
             return f"already {store.connection_state}"
         self.mutate(result, "DisconnectCustomKeyStore",
-                     lambda: self.gw.disconnect_store(store_id))
+                    lambda: self.gw.disconnect_store(store_id), already=_store_moved_on)
         return "disconnect requested"
 
     def _delete(self, snap: Snapshot, result: StoreResult) -> str:
         store = self._read_store(snap.store.id)
-        rescan = self.scan(store)
+        policy = self.gw.policy
+        # Planned keys that still show up right after they were seen gone are stale reads:
+        # re-scan for a while before concluding anything.
+        rescan = poll_until(
+            lambda: self.scan(store),
+            lambda r: bool(r.undescribable) or not r.keys
+            or any(k.id not in snap.key_ids() for k in r.keys),
+            call="ListKeys", timeout=policy.consistency_timeout,
+            initial=policy.consistency_initial, maximum=policy.consistency_max, policy=policy,
+            on_retry=self.reporter.retry, describe=lambda r: f"{len(r.keys)} key(s) still seen",
+        )
         if rescan.undescribable:
             raise RefusedError(
                 f"{len(rescan.undescribable)} key(s) could not be described during the re-scan; "
@@ -432,7 +443,6 @@ class Executor:
                     hint="Review them; run again with --include-new-keys to delete them too",
                 )
             raise _Pending(None, f"{len(rescan.keys)} planned key(s) are still in the store")
-        policy = self.gw.policy
 
         def attempt() -> AwsError | None:
             try:
@@ -467,6 +477,12 @@ class Executor:
             raise KsdeleteError("the store is still listed after DeleteCustomKeyStore",
                                 where=store_id, hint="Run again to re-check")
         return "CustomKeyStoreNotFoundException: the store is gone"
+
+
+def _store_moved_on(exc: AwsError) -> str | None:
+    """Connect/Disconnect refused for the store's state: a stale read showed an older state and
+    the transition is already under way. The await step that follows reads the truth."""
+    return "already-done" if exc.aws_code == "CustomKeyStoreInvalidStateException" else None
 
 
 def _already_scheduled(exc: AwsError) -> str | None:
