@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Protocol, TextIO
 
-from ksdelete.models import Plan, Snapshot, StepKind, StoreResult
+from ksdelete.models import Plan, Snapshot, Status, StepKind, StoreResult
 
 
 class Phase(StrEnum):
@@ -200,7 +200,9 @@ def summary_lines(results: Sequence[StoreResult]) -> list[str]:
         store = r.store.id if r.store else r.ref
         done = sum(1 for a in r.actions if a.outcome == "ok")
         text = f"{store}: {r.status}, {len(r.keys)} key(s), {done} change(s) made"
-        if r.resume_after:
+        if r.resume_after and r.status is Status.PLANNED:
+            text += f", gone at the earliest {fmt_time(r.resume_after)}"
+        elif r.resume_after:
             text += f", run again after {fmt_time(r.resume_after)}"
         if r.error:
             text += f"; {r.error['message']}"
