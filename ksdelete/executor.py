@@ -380,7 +380,8 @@ class Executor:
                     )
             remaining = settled
             self.reporter.progress(Phase.WAIT, total - len(remaining), total)
-            self.reporter.waiting(_latest(remaining), len(remaining), total)
+            self.reporter.waiting(_latest(remaining), len(remaining), total,
+                                  now=self.gw.server_now())
             return remaining
 
         if self.options.wait:

@@ -18,7 +18,7 @@ import atexit
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import TextIO
 
@@ -136,7 +136,7 @@ class _Section:
     ref: str
     rows: dict[Phase, _Row]
     title: str = ""
-    waiting: tuple[datetime | None, int, int] | None = None
+    waiting: tuple[datetime | None, int, int, timedelta] | None = None
     retry: _Retry | None = None
     retries: int = 0
 
@@ -261,9 +261,12 @@ class RichReporter:
         else:
             self._print_line(Text(text))
 
-    def waiting(self, until: datetime | None, remaining: int, total: int) -> None:
+    def waiting(self, until: datetime | None, remaining: int, total: int,
+                now: datetime | None = None) -> None:
+        # AWS's clock (`now`) may differ from ours; the countdown follows AWS's.
+        skew = now - self._clock() if now is not None else timedelta(0)
         with self._lock:
-            self._current().waiting = (until, remaining, total)
+            self._current().waiting = (until, remaining, total, skew)
         self._start_live()
         self._refresh()
 
@@ -282,10 +285,6 @@ class RichReporter:
                 self._banner()
         finally:
             self.close()
-
-    # The protocol method is `progress`, but `self._bars` is the rich Progress; bind here.
-    def __getattr__(self, name: str) -> object:
-        raise AttributeError(name)
 
     # ---- lifecycle -----------------------------------------------------------------------
 
@@ -423,11 +422,12 @@ class RichReporter:
             return Text("")
         return Group(*parts) if len(parts) > 1 else parts[0]
 
-    def _countdown(self, until: datetime | None, remaining: int, total: int) -> Text:
+    def _countdown(self, until: datetime | None, remaining: int, total: int,
+                   skew: timedelta) -> Text:
         text = Text.assemble((f"{remaining}/{total}", "bold"), " key(s) still pending")
         if until is None:
             return text
-        left = (until - self._clock()).total_seconds()
+        left = (until - (self._clock() + skew)).total_seconds()
         text.append(f"; all gone after {fmt_time(until)} ")
         if left > 0:
             text.append(f"(in {fmt_delta(left)})", style="bold yellow")

@@ -63,7 +63,8 @@ class Reporter(Protocol):
     def retry(self, call: str, attempt: int, delay: float, reason: str) -> None: ...
     def plan(self, snapshot: Snapshot, plan: Plan) -> None: ...
     def note(self, text: str, *, level: str = "info") -> None: ...
-    def waiting(self, until: datetime | None, remaining: int, total: int) -> None: ...
+    def waiting(self, until: datetime | None, remaining: int, total: int,
+                now: datetime | None = None) -> None: ...
     def finish(self, results: Sequence[StoreResult]) -> None: ...
 
 
@@ -170,11 +171,12 @@ class PlainReporter:
     def note(self, text: str, *, level: str = "info") -> None:
         self._line(text if level == "info" else f"{level}: {text}")
 
-    def waiting(self, until: datetime | None, remaining: int, total: int) -> None:
+    def waiting(self, until: datetime | None, remaining: int, total: int,
+                now: datetime | None = None) -> None:
         # A line when the count changes, else at most every 10 minutes: --wait can run weeks.
-        now = self.clock().timestamp()
-        if (remaining, total) != self._last_wait[0] or now - self._last_wait[1] >= 600:
-            self._last_wait = ((remaining, total), now)
+        stamp = self.clock().timestamp()
+        if (remaining, total) != self._last_wait[0] or stamp - self._last_wait[1] >= 600:
+            self._last_wait = ((remaining, total), stamp)
             self._line(f"wait: {remaining}/{total} key(s) still pending; latest deletion "
                        f"after {fmt_time(until)}")
 
