@@ -302,3 +302,18 @@ def test_close_stops_the_live_view_when_the_pipeline_breaks() -> None:
     raw = console.file.getvalue()
     assert "\x1b[?25h" in raw[raw.rfind("\x1b[?25l"):]  # the cursor is back
     assert screen(raw) == []  # and the live area is gone
+
+
+def test_the_countdown_follows_the_service_clock() -> None:
+    """The emulator (or a skewed host) may disagree with our clock: AWS's `now` wins."""
+    clock = FakeClock()
+    console = Console(file=io.StringIO(), force_terminal=True, width=100, color_system=None)
+    reporter = RichReporter(console, get_time=clock.time, clock=clock.now, auto_refresh=False)
+    reporter.start(command="delete", dry_run=False)
+    reporter.store(STORE.id)
+    reporter.phase(Phase.WAIT, PhaseState.RUNNING)
+    reporter.waiting(DELETION, 3, 3, now=DELETION - timedelta(days=2, hours=3))
+    reporter.refresh()
+    text = plain(console.file.getvalue())  # type: ignore[attr-defined]
+    reporter.close()
+    assert "(in 2 d 3 h)" in text
