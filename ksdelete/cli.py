@@ -182,8 +182,18 @@ def cli() -> None:
     """
 
 
+def check_stores(ctx: click.Context | None, param: click.Parameter | None,
+                 value: tuple[str, ...]) -> tuple[str, ...]:
+    """A STORE is a custom key store ID or name: 1 to 256 characters (the KMS limits)."""
+    for ref in value:
+        if not 1 <= len(ref) <= 256:
+            raise click.BadParameter(
+                f"{ref!r} is not a custom key store ID or name (1-256 characters)", ctx, param)
+    return value
+
+
 @cli.command()
-@click.argument("stores", nargs=-1, required=True, metavar="STORE...")
+@click.argument("stores", nargs=-1, required=True, metavar="STORE...", callback=check_stores)
 @aws_options
 @click.option("--dry-run", is_flag=True, help="Show the plan; make no change at all.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
@@ -255,7 +265,7 @@ def delete(stores: tuple[str, ...], region: str | None, profile: str | None,
 
 
 @cli.command()
-@click.argument("stores", nargs=-1, required=True, metavar="STORE...")
+@click.argument("stores", nargs=-1, required=True, metavar="STORE...", callback=check_stores)
 @aws_options
 @click.option("--missing-ok", is_flag=True, help="A store that does not exist is not an error.")
 def status(stores: tuple[str, ...], region: str | None, profile: str | None,
@@ -289,7 +299,7 @@ def status(stores: tuple[str, ...], region: str | None, profile: str | None,
 
 
 @cli.command()
-@click.argument("stores", nargs=-1, required=True, metavar="STORE...")
+@click.argument("stores", nargs=-1, required=True, metavar="STORE...", callback=check_stores)
 @aws_options
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--enable", is_flag=True, help="Re-enable the keys after cancelling.")

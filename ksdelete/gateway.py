@@ -214,6 +214,10 @@ class Gateway:
                     f"cannot reach AWS: {exc}", operation=operation, aws_code="ConnectionError",
                     where=operation, hint="Check the network, --region and --endpoint-url",
                 ) from exc
+            except botocore.exceptions.ParamValidationError as exc:
+                detail = " ".join(str(exc).split())
+                raise UsageError(f"invalid input for {operation}: {detail}", where=operation,
+                                 hint="Check the values given on the command line") from exc
             except botocore.exceptions.NoCredentialsError as exc:
                 raise CredentialsError(
                     "no AWS credentials found", where=operation,

@@ -192,3 +192,11 @@ def test_no_region_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
     assert result.exit_code == 2
     assert "no AWS Region configured (--region). Pass --region or set AWS_REGION" in \
         result.stderr
+
+
+@pytest.mark.parametrize("ref", ["", "x" * 257])
+def test_a_store_argument_that_cannot_be_an_id_or_name_is_a_usage_error(ref: str) -> None:
+    proc = subprocess.run([KSDELETE, ref, "--dry-run", "--region", "us-east-1"],
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "1-256 characters" in proc.stderr
