@@ -339,7 +339,7 @@ def test_a_cloudhsm_store_disconnected_during_the_wait_is_flagged(emulator: Emul
 
     def saboteur(kms: Any) -> None:
         kms.disconnect_custom_key_store(CustomKeyStoreId=target["id"])
-        time.sleep(1.0)  # a few polls of the waiting run see the store DISCONNECTED
+        time.sleep(3.0)  # several polls of the waiting run see the store DISCONNECTED
 
     run = wait_run_while(emulator, target["key_ids"][0], saboteur)
     assert run.exit_code == 0, run.stderr
