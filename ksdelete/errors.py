@@ -77,10 +77,3 @@ class RefusedError(KsdeleteError):
 
     exit_status = ExitStatus.REFUSED
     code = "refused"
-
-
-class TimedOutError(KsdeleteError):
-    """A wait did not finish within --max-wait; the run may be resumed later."""
-
-    exit_status = ExitStatus.PENDING
-    code = "timeout"

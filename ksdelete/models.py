@@ -82,7 +82,6 @@ class Snapshot:
 class StepKind(StrEnum):
     """Imperative steps; each is a no-op when AWS shows its work already done."""
 
-    DISCONNECT_FAILED_STORE = "DisconnectFailedKeyStore"
     CONNECT_STORE = "ConnectKeyStore"
     AWAIT_CONNECTED = "AwaitConnected"
     SCHEDULE_KEY_DELETION = "ScheduleKeyDeletion"
