@@ -514,7 +514,7 @@ class RichReporter:
                       width=self._width() if wide else None)
         table.add_column("Store", no_wrap=True)
         table.add_column("Status", no_wrap=True)
-        table.add_column("Keys", justify="right", no_wrap=True)
+        table.add_column("Keys left", justify="right", no_wrap=True)
         table.add_column("Changes", justify="right", no_wrap=True)
         table.add_column("Run again after", no_wrap=True)
         if wide:

@@ -201,7 +201,7 @@ def summary_lines(results: Sequence[StoreResult]) -> list[str]:
     for r in results:
         store = r.store.id if r.store else r.ref
         done = sum(1 for a in r.actions if a.outcome == "ok")
-        text = f"{store}: {r.status}, {len(r.keys)} key(s), {done} change(s) made"
+        text = f"{store}: {r.status}, {len(r.keys)} key(s) in the store, {done} change(s) made"
         if r.resume_after and r.status is Status.PLANNED:
             text += f", gone at the earliest {fmt_time(r.resume_after)}"
         elif r.resume_after:
