@@ -149,12 +149,16 @@ class Journal:
 def read_entries(path: Path) -> list[dict[str, Any]]:
     """Every entry of a journal (skipping a torn last line after a crash)."""
     entries: list[dict[str, Any]] = []
-    if not path.exists():
+    try:
+        with path.open(encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                try:
+                    entries.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue
+    except FileNotFoundError:
         return entries
-    with path.open(encoding="utf-8") as handle:
-        for line in handle:
-            try:
-                entries.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
+    except OSError as exc:
+        raise UsageError(f"cannot read the journal: {exc.strerror}", where=str(path),
+                         hint="Pass --journal PATH to a readable file") from exc
     return entries

@@ -189,3 +189,4 @@ def test_keys_not_covered_by_an_earlier_confirmation_are_refused() -> None:
     resumed = Snapshot(store(), (key(1, "PendingDeletion", 5), key(2)),
                        confirmed_before=frozenset({"k1", "k2"}))
     assert plan(resumed, PlanOptions(), NOW).to_schedule == ("k2",)
+
