@@ -36,6 +36,7 @@ from ksdelete.models import (
 )
 from ksdelete.reporting import STEP_PHASE, Phase, PhaseState, Reporter
 from ksdelete.retry import poll_until
+from ksdelete.status import phase_of
 
 log = logging.getLogger("ksdelete")
 
@@ -123,6 +124,10 @@ class Executor:
             # Stop here; the summary still tells exactly what was done (and the journal too).
             result.status = Status.INTERRUPTED
             result.error = {"code": "interrupted", "message": "interrupted by the operator"}
+        if result.status is Status.DELETED:
+            result.phase = "deleted"
+        elif result.status in (Status.PENDING, Status.PLANNED) and result.store is not None:
+            result.phase = phase_of(Snapshot(result.store, result.keys))[1]
         return result
 
     def _run(self, ref: str, result: StoreResult) -> None:
