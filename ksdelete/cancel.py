@@ -5,8 +5,7 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 
-from ksdelete import discover
-from ksdelete.errors import AwsError, KsdeleteError, RefusedError, StoreNotFoundError
+from ksdelete.errors import AwsError, RefusedError
 from ksdelete.executor import Confirm, Executor
 from ksdelete.journal import read_entries
 from ksdelete.models import ConnectionState, Plan, Status, Step, StepKind, StoreResult
@@ -33,66 +32,57 @@ def cancel(executor: Executor, ref: str, *, enable: bool, connect: bool,
            journal: Path | None, confirm: Confirm) -> StoreResult:
     """CancelKeyDeletion for every pending key proven to be in the store; optionally re-enable
     them and reconnect the store. Reports what can no longer be undone."""
+
+    def body(ref: str, result: StoreResult) -> None:
+        _cancel(executor, ref, result, enable=enable, connect=connect, journal=journal,
+                confirm=confirm)
+
+    return executor.guarded(ref, body, gone_is_done=False)
+
+
+def _cancel(executor: Executor, ref: str, result: StoreResult, *, enable: bool, connect: bool,
+            journal: Path | None, confirm: Confirm) -> None:
     gw, reporter = executor.gw, executor.reporter
-    result = StoreResult(ref=ref)
-    reporter.store(ref)
-    try:
-        reporter.phase(Phase.DISCOVER, PhaseState.RUNNING, ref)
-        store, matched_by = discover.find_store(gw, ref)
-        result.store, result.matched_by = store, matched_by
-        snap = executor.scan(store, matched_by)
-        result.keys = snap.keys
-        reporter.phase(Phase.DISCOVER, PhaseState.DONE, f"{len(snap.keys)} key(s) in the store")
-        if snap.undescribable:
-            result.warnings.append(
-                f"{len(snap.undescribable)} key(s) could not be described; any of them in this "
-                "store was not cancelled")
-        pending = tuple(k.id for k in snap.keys if k.pending)
-        lost = sorted(scheduled_by_journal(journal, store.id) - snap.key_ids())
-        if lost:
-            result.warnings.append(
-                f"{len(lost)} key(s) scheduled by ksdelete are already deleted and cannot be "
-                f"recovered: {', '.join(lost)}")
-        steps = [Step(StepKind.SCHEDULE_KEY_DELETION, key_ids=pending, detail="cancel")]
-        plan = Plan(store_id=store.id, steps=tuple(steps), warnings=tuple(result.warnings))
-        result.plan = plan
-        for line in [f"{len(pending)} pending key(s) to cancel", *result.warnings]:
-            reporter.note(line)
-        if not pending and not connect:
-            result.status = Status.CANCELLED
-            return result
-        if not confirm(snap, plan):
-            raise RefusedError("not confirmed; nothing was changed", where=store.id)
-        reporter.phase(Phase.CANCEL, PhaseState.RUNNING)
-        keys = {k.id: k for k in snap.keys}
-        for done, key_id in enumerate(pending, 1):
-            executor.mutate(result, "CancelKeyDeletion",
-                            partial(gw.cancel_key_deletion, keys[key_id].arn), key_id=key_id,
-                            already=_not_pending)
-            reporter.progress(Phase.CANCEL, done, len(pending))
-        if enable:
-            for key_id in pending:
-                executor.mutate(result, "EnableKey", partial(gw.enable_key, keys[key_id].arn),
-                                key_id=key_id)
-        if connect:
-            current = gw.describe_store(store_id=store.id)
-            if current and current.connection_state in (ConnectionState.DISCONNECTED,
-                                                        ConnectionState.FAILED):
-                executor.connect(store.id, result)
-        executor.journal.decision("CancelPlan", store_id=store.id, store_name=store.name,
-                                  key_ids=list(pending))
-        reporter.phase(Phase.CANCEL, PhaseState.DONE, f"{len(pending)} key(s) cancelled")
-        result.status = Status.CANCELLED
-        result.keys = executor.scan(store, matched_by).keys
-    except StoreNotFoundError as exc:
-        result.status = Status.MISSING
-        result.error = {"code": exc.code, "message": str(exc)}
-    except RefusedError as exc:
-        result.status = Status.REFUSED
-        result.error = {"code": exc.code, "message": str(exc)}
-        reporter.note(str(exc), level="error")
-    except KsdeleteError as exc:
-        result.status = Status.ERROR
-        result.error = {"code": getattr(exc, "aws_code", exc.code), "message": str(exc)}
-        reporter.note(str(exc), level="error")
-    return result
+    snap = executor.discover(ref, result)
+    store = snap.store
+    if snap.undescribable:
+        result.warnings.append(
+            f"{len(snap.undescribable)} key(s) could not be described; any of them in this "
+            "store was not cancelled")
+    pending = tuple(k.id for k in snap.keys if k.pending)
+    lost = sorted(scheduled_by_journal(journal, store.id) - snap.key_ids())
+    if lost:
+        result.warnings.append(
+            f"{len(lost)} key(s) scheduled by ksdelete are already deleted and cannot be "
+            f"recovered: {', '.join(lost)}")
+    plan = Plan(store_id=store.id,
+                steps=(Step(StepKind.CANCEL_KEY_DELETION, key_ids=pending),),
+                warnings=tuple(result.warnings))
+    result.plan = plan
+    for line in [f"{len(pending)} pending key(s) to cancel", *result.warnings]:
+        reporter.note(line)
+    result.status = Status.CANCELLED
+    if not pending and not connect:
+        return
+    if not confirm(snap, plan):
+        raise RefusedError("not confirmed; nothing was changed", where=store.id)
+    reporter.phase(Phase.CANCEL, PhaseState.RUNNING)
+    keys = {k.id: k for k in snap.keys}
+    for done, key_id in enumerate(pending, 1):
+        executor.mutate(result, "CancelKeyDeletion",
+                        partial(gw.cancel_key_deletion, keys[key_id].arn), key_id=key_id,
+                        already=_not_pending)
+        reporter.progress(Phase.CANCEL, done, len(pending))
+    if enable:
+        for key_id in pending:
+            executor.mutate(result, "EnableKey", partial(gw.enable_key, keys[key_id].arn),
+                            key_id=key_id)
+    if connect:
+        current = gw.describe_store(store_id=store.id)
+        if current and current.connection_state in (ConnectionState.DISCONNECTED,
+                                                    ConnectionState.FAILED):
+            executor.connect(store.id, result)
+    executor.journal.decision("CancelPlan", store_id=store.id, store_name=store.name,
+                              key_ids=list(pending))
+    reporter.phase(Phase.CANCEL, PhaseState.DONE, f"{len(pending)} key(s) cancelled")
+    result.keys = executor.scan(store, snap.matched_by).keys

@@ -84,27 +84,37 @@ class Executor:
     # ---- one STORE argument -------------------------------------------------------------
 
     def run(self, ref: str) -> StoreResult:
+        """The deletion pipeline for one STORE argument, as far as AWS allows now."""
+        return self.guarded(ref, self._run, gone_is_done=True)
+
+    def guarded(self, ref: str, body: Callable[[str, StoreResult], None], *,
+                gone_is_done: bool) -> StoreResult:
+        """Run `body` for one STORE argument; every outcome, error included, becomes the
+        StoreResult the summary and the JSON are built from. With `gone_is_done`, a store the
+        journal saw deleted counts as deleted rather than missing."""
         result = StoreResult(ref=ref)
         self._result = result
         self.reporter.store(ref)
         try:
-            self._run(ref, result)
+            body(ref, result)
         except StoreNotFoundError as exc:
-            deleted_at = self.journal.deleted_at(ref)
-            if deleted_at and result.store is None:
+            deleted_at = self.journal.deleted_at(ref) if result.store is None else None
+            if deleted_at and gone_is_done:
                 # Already gone, with evidence: our own journal saw it deleted. Not an error.
                 result.status = Status.DELETED
                 result.warnings.append(f"already deleted at {deleted_at} (per the journal)")
                 self.reporter.phase(Phase.DISCOVER, PhaseState.DONE,
                                     f"already deleted at {deleted_at} (per the journal)")
-                return result
-            result.status = Status.MISSING
-            if self.options.missing_ok:
-                result.warnings.append(f"{exc.what}; nothing to do (--missing-ok)")
-            self.reporter.phase(Phase.DISCOVER, PhaseState.FAILED, exc.what)
-            if not self.options.missing_ok:
-                result.error = {"code": exc.code, "message": str(exc)}
-                self.reporter.note(str(exc), level="error")
+            else:
+                result.status = Status.MISSING
+                self.reporter.phase(Phase.DISCOVER, PhaseState.FAILED, exc.what)
+                if deleted_at:
+                    exc.what += f"; it was deleted at {deleted_at} (per the journal)"
+                if self.options.missing_ok:
+                    result.warnings.append(f"{exc.what}; nothing to do (--missing-ok)")
+                else:
+                    result.error = {"code": exc.code, "message": str(exc)}
+                    self.reporter.note(str(exc), level="error")
         except _Pending as pending:
             result.status = Status.PENDING
             result.resume_after = pending.resume_after
@@ -131,7 +141,7 @@ class Executor:
         return result
 
     def _run(self, ref: str, result: StoreResult) -> None:
-        snap = self._discover(ref, result)
+        snap = self.discover(ref, result)
         snap = replace(snap, confirmed_before=self.journal.confirmed_keys(snap.store.id))
         now = self.gw.server_now()
         plan = planner.plan(snap, self.options.plan, now)
@@ -161,7 +171,7 @@ class Executor:
         result.status = Status.DELETED
         result.keys = tuple(keys.values())
 
-    def _discover(self, ref: str, result: StoreResult) -> Snapshot:
+    def discover(self, ref: str, result: StoreResult) -> Snapshot:
         self.reporter.phase(Phase.DISCOVER, PhaseState.RUNNING, ref)
         store, matched_by = discover.find_store(self.gw, ref)
         result.store, result.matched_by = store, matched_by

@@ -90,6 +90,7 @@ class StepKind(StrEnum):
     AWAIT_DISCONNECTED = "AwaitDisconnected"
     DELETE_STORE = "DeleteKeyStore"
     VERIFY_DELETED = "VerifyDeleted"
+    CANCEL_KEY_DELETION = "CancelKeyDeletion"  # `ksdelete cancel`
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,10 @@ STEP_CALLS: dict[StepKind, tuple[str, ...]] = {
     StepKind.AWAIT_DISCONNECTED: ("describe_store",),
     StepKind.DELETE_STORE: ("delete_store", *DISCOVERY),
     StepKind.VERIFY_DELETED: ("describe_store",),
+    # `ksdelete cancel`: the undo path, with --enable and --connect.
+    StepKind.CANCEL_KEY_DELETION: ("cancel_key_deletion", "enable_key", "connect_store",
+                                   "disconnect_store", "describe_store"),
 }
-CANCEL_CALLS = ("cancel_key_deletion", "enable_key", "connect_store", "disconnect_store",
-                "describe_store")
 
 
 def actions(*, read_only: bool) -> list[str]:
@@ -28,7 +29,6 @@ def actions(*, read_only: bool) -> list[str]:
     if not read_only:
         for step_calls in STEP_CALLS.values():
             calls.update(step_calls)
-        calls.update(CANCEL_CALLS)
     return sorted({PERMISSIONS[c] for c in calls})
 
 

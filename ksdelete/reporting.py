@@ -44,6 +44,7 @@ STEP_PHASE: dict[StepKind, Phase] = {
     StepKind.AWAIT_DISCONNECTED: Phase.DISCONNECT,
     StepKind.DELETE_STORE: Phase.DELETE,
     StepKind.VERIFY_DELETED: Phase.VERIFY,
+    StepKind.CANCEL_KEY_DELETION: Phase.CANCEL,
 }
 
 
@@ -84,6 +85,7 @@ def describe_step(kind: StepKind, key_count: int, detail: str) -> str:
         StepKind.AWAIT_DISCONNECTED: "wait until the store is DISCONNECTED",
         StepKind.DELETE_STORE: "re-scan the store, then DeleteCustomKeyStore",
         StepKind.VERIFY_DELETED: "verify DescribeCustomKeyStores says CustomKeyStoreNotFound",
+        StepKind.CANCEL_KEY_DELETION: f"CancelKeyDeletion for {key_count} key(s)",
     }[kind]
     return f"{text} ({detail})" if detail else text
 

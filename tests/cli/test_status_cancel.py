@@ -108,3 +108,26 @@ def test_cancel_without_terminal_or_yes_is_a_usage_error(emulator: Emulator) -> 
     seed_one(emulator, keys=1)
     run = ksdelete(emulator, "cancel", "target")
     assert run.exit_code == 2 and "--yes" in run.stderr
+
+
+def test_cancel_of_a_deleted_store_says_nothing_can_be_undone(emulator: Emulator,
+                                                              tmp_path: Path) -> None:
+    emulator.configure(disconnect_seconds=0.0)
+    journal = str(tmp_path / "journal.jsonl")
+    seed_one(emulator, keys=1)
+    assert ksdelete(emulator, "target", "--yes", "--pending-window-days", "7",
+                    "--journal", journal).exit_code == 3
+    emulator.advance(8 * DAY)
+    assert ksdelete(emulator, "target", "--yes", "--journal", journal).exit_code == 0
+    run = ksdelete(emulator, "cancel", "target", "--yes", "--journal", journal,
+                   "--output", "json")
+    assert run.exit_code == 1
+    assert run.store()["status"] == "missing"
+    assert "was deleted at" in run.store()["error"]["message"]
+
+
+def test_cancel_plan_in_json_names_the_cancel_step(emulator: Emulator) -> None:
+    seed_one(emulator, keys=2)
+    assert ksdelete(emulator, "target", "--yes").exit_code == 3
+    run = ksdelete(emulator, "cancel", "target", "--yes", "--output", "json")
+    assert run.store()["plan"] == [{"step": "CancelKeyDeletion", "keys": 2, "detail": ""}]
