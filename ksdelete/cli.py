@@ -287,11 +287,15 @@ def status(stores: tuple[str, ...], region: str | None, profile: str | None,
     reporter = make_reporter(quiet, debug=debug)
 
     def body() -> None:
+        from ksdelete.executor import Executor, RunOptions
+        from ksdelete.journal import Journal
         from ksdelete.status import status as read_status
 
         gateway = _gateway(region, profile, endpoint_url, reporter)
-        path = _journal_path(journal)
-        results = [read_status(gateway, ref, reporter, journal=path) for ref in stores]
+        log = Journal(_journal_path(journal), region=gateway.region, read_only=True)
+        executor = Executor(gateway, log, reporter, RunOptions(missing_ok=missing_ok),
+                            lambda snap, plan: False)  # reads only: never asks to confirm
+        results = [read_status(executor, ref) for ref in stores]
         _finish("status", results, output=output, quiet=quiet, reporter=reporter,
                 missing_ok=missing_ok)
 

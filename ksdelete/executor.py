@@ -106,7 +106,7 @@ class Executor:
                 self.reporter.phase(Phase.DISCOVER, PhaseState.DONE,
                                     f"already deleted at {deleted_at} (per the journal)")
             else:
-                result.status = Status.MISSING
+                result.status, result.phase = Status.MISSING, "not-found"
                 self.reporter.phase(Phase.DISCOVER, PhaseState.FAILED, exc.what)
                 if deleted_at:
                     exc.what += f"; it was deleted at {deleted_at} (per the journal)"

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ksdelete import discover, planner
-from ksdelete.errors import StoreNotFoundError
-from ksdelete.gateway import Gateway
-from ksdelete.journal import Journal
+from ksdelete import planner
 from ksdelete.models import (
     ConnectionState,
     PlanOptions,
@@ -16,7 +13,10 @@ from ksdelete.models import (
     StoreResult,
     StoreType,
 )
-from ksdelete.reporting import Phase, PhaseState, Reporter, fmt_time
+from ksdelete.reporting import fmt_time
+
+if TYPE_CHECKING:  # executor imports phase_of from here
+    from ksdelete.executor import Executor
 
 
 def phase_of(snap: Snapshot) -> tuple[Status, str, list[str]]:
@@ -48,39 +48,22 @@ def phase_of(snap: Snapshot) -> tuple[Status, str, list[str]]:
     return Status.PENDING, "ready-to-disconnect", warnings
 
 
-def status(gateway: Gateway, ref: str, reporter: Reporter, *, journal: Path | None,
-           workers: int = 8) -> StoreResult:
-    result = StoreResult(ref=ref)
-    reporter.store(ref)
-    reporter.phase(Phase.DISCOVER, PhaseState.RUNNING, ref)
-    try:
-        store, matched_by = discover.find_store(gateway, ref)
-    except StoreNotFoundError as exc:
-        deleted_at = Journal(journal, region=gateway.region, read_only=True).deleted_at(ref)
-        if deleted_at:
-            result.status, result.phase = Status.DELETED, "deleted"
-            reporter.phase(Phase.DISCOVER, PhaseState.DONE,
-                           f"deleted at {deleted_at} (per the journal)")
-        else:
-            result.status, result.phase = Status.MISSING, "not-found"
-            result.error = {"code": exc.code, "message": str(exc)}
-            reporter.phase(Phase.DISCOVER, PhaseState.FAILED, exc.what)
-        return result
-    result.store, result.matched_by = store, matched_by
-    snap = discover.snapshot(
-        gateway, store, matched_by=matched_by, workers=workers,
-        on_progress=lambda done, total, _: reporter.progress(Phase.DISCOVER, done, total),
-    )
-    result.keys = snap.keys
-    # The plan of what is left (default options) doubles as the per-key table.
-    result.plan = planner.plan(snap, PlanOptions(), gateway.server_now())
-    reporter.plan(snap, result.plan)
-    result.status, result.phase, warnings = phase_of(snap)
-    result.warnings.extend(warnings)
-    if result.status is Status.PENDING and snap.keys and all(k.pending for k in snap.keys):
-        result.resume_after = max((k.deletion_date for k in snap.keys if k.deletion_date),
-                                  default=None)
-    reporter.phase(Phase.DISCOVER, PhaseState.DONE, result.phase)
-    for warning in warnings:
-        reporter.note(warning, level="warning")
-    return result
+def status(executor: Executor, ref: str) -> StoreResult:
+    """Where one store stands; reads only. Discovery, error mapping and exit codes are the
+    delete pipeline's own (Executor.guarded), so both commands report a store the same way."""
+
+    def body(ref: str, result: StoreResult) -> None:
+        snap = executor.discover(ref, result)
+        # The plan of what is left (default options) doubles as the per-key table.
+        result.plan = planner.plan(snap, PlanOptions(), executor.gw.server_now())
+        executor.reporter.plan(snap, result.plan)
+        result.status, result.phase, warnings = phase_of(snap)
+        result.warnings.extend(warnings)
+        if result.status is Status.PENDING and snap.keys and all(k.pending for k in snap.keys):
+            result.resume_after = max((k.deletion_date for k in snap.keys if k.deletion_date),
+                                      default=None)
+        executor.reporter.note(f"phase: {result.phase}")
+        for warning in warnings:
+            executor.reporter.note(warning, level="warning")
+
+    return executor.guarded(ref, body, gone_is_done=True)
