@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
+import os
 import re
+import signal
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -14,10 +17,10 @@ from typing import Any, TypeVar
 import click
 
 from ksdelete import __version__
-from ksdelete.errors import ExitStatus, KsdeleteError, UsageError
-from ksdelete.models import Plan, PlanOptions, Snapshot, Status, StoreResult
+from ksdelete.errors import ExitStatus, KsdeleteError, Terminated, UsageError
+from ksdelete.models import STORE_ID, Identity, Plan, PlanOptions, Snapshot, Status, StoreResult
 from ksdelete.output import document, exit_status, most_severe
-from ksdelete.reporting import Reporter, make_reporter, summary_lines
+from ksdelete.reporting import Reporter, summary_lines
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -37,16 +40,64 @@ def parse_duration(ctx: click.Context | None, param: click.Parameter | None, val
     return float(match.group(1)) * UNITS[match.group(2)]
 
 
+# Options every AWS-facing command takes; accepted before the subcommand too, as the AWS
+# CLI's habit has it (`ksdelete --region eu-west-1 status STORE`). True: takes a value.
+GLOBAL_OPTIONS: dict[str, bool] = {
+    "--region": True, "--profile": True, "--endpoint-url": True, "--output": True,
+    "--journal": True, "--account-id": True, "--debug": False, "--quiet": False, "-q": False,
+}
+
+
 class DefaultGroup(click.Group):
-    """A group whose default command is `delete`: `ksdelete cks-123 --dry-run` works."""
+    """A group whose default command is `delete`: `ksdelete cks-123 --dry-run` works.
+
+    A first word that looks like a mistyped command (or `help`) is a usage error, never a
+    STORE: `ksdelete cancle STORE --yes` must not delete STORE.
+    """
 
     default_command = "delete"
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if args and args[0] not in self.commands and args[0] not in ("--help", "-h",
-                                                                      "--version"):
-            args = [self.default_command, *args]
-        return super().parse_args(ctx, args)
+        leading, rest = _split_leading_options(args)
+        if rest and rest[0] in ("--help", "-h", "--version") and not leading:
+            return super().parse_args(ctx, args)
+        word = rest[0] if rest else None
+        if word is None or word.startswith("-"):
+            command, rest = self.default_command, rest
+        elif word in self.commands:
+            command, rest = word, rest[1:]
+        else:
+            self._refuse_near_miss(ctx, word)
+            command = self.default_command
+        return super().parse_args(ctx, [command, *leading, *rest])
+
+    def _refuse_near_miss(self, ctx: click.Context, word: str) -> None:
+        if word == "help":
+            raise click.UsageError("'help' is not a command; did you mean 'ksdelete --help'? "
+                                   "To act on a store named 'help', use 'ksdelete delete help'",
+                                   ctx)
+        if STORE_ID.match(word):
+            return
+        close = difflib.get_close_matches(word.lower(), list(self.commands), n=1, cutoff=0.6)
+        if close:
+            raise click.UsageError(
+                f"{word!r} is not a command; did you mean {close[0]!r}? To act on a store "
+                f"named {word!r}, use 'ksdelete delete {word}'", ctx)
+
+
+def _split_leading_options(args: list[str]) -> tuple[list[str], list[str]]:
+    """Global options given before the subcommand, and everything from the subcommand on."""
+    leading: list[str] = []
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        name = arg.split("=", 1)[0]
+        if name not in GLOBAL_OPTIONS:
+            break
+        takes_value = GLOBAL_OPTIONS[name] and "=" not in arg
+        leading.extend(args[index:index + (2 if takes_value else 1)])
+        index += 2 if takes_value else 1
+    return leading, args[index:]
 
 
 def aws_options(fn: F) -> F:
@@ -55,16 +106,47 @@ def aws_options(fn: F) -> F:
         click.option("--profile", help="AWS profile from ~/.aws/config (default: AWS_PROFILE)."),
         click.option("--endpoint-url", metavar="URL",
                      help="KMS endpoint (e.g. the emulator). AWS_ENDPOINT_URL_KMS also works."),
+        click.option("--account-id", "account_ids", multiple=True, callback=check_accounts,
+                     metavar="ID",
+                     help="Refuse to run unless the credentials are for this account "
+                          "(repeatable); checked before any other AWS call."),
         click.option("--output", "output", type=click.Choice(["text", "json"]), default="text",
                      show_default=True,
                      help="json: exactly one JSON object on stdout; messages stay on stderr."),
         click.option("--quiet", "-q", is_flag=True, help="Print only errors and the result."),
         click.option("--debug", is_flag=True, help="Log AWS calls and retries; show tracebacks."),
         click.option("--journal", type=click.Path(dir_okay=False, path_type=Path),
-                     help="Audit journal file (default: $XDG_STATE_HOME/ksdelete/journal.jsonl)."),
+                     help="Audit journal file (default: $XDG_STATE_HOME/ksdelete/journal.jsonl);"
+                          " per-store locks live beside it."),
     ]):
         fn = option(fn)
     return fn
+
+
+def plan_options(fn: F) -> F:
+    """What the planner's gates may waive; `status` takes them too, to answer as `delete`."""
+    for option in reversed([
+        click.option("--pending-window-days", type=click.IntRange(7, 30), default=30,
+                     show_default=True, help="Waiting period for ScheduleKeyDeletion."),
+        click.option("--connect", is_flag=True,
+                     help="Connect a disconnected CloudHSM store first, and again if it drops "
+                          "during --wait (it must stay CONNECTED)."),
+        click.option("--allow-orphaned-key-material", is_flag=True,
+                     help="Go on with a disconnected CloudHSM store (material orphaned)."),
+        click.option("--include-new-keys", is_flag=True,
+                     help="Also delete keys created in the store after an earlier run's "
+                          "confirmation."),
+    ]):
+        fn = option(fn)
+    return fn
+
+
+def check_accounts(ctx: click.Context | None, param: click.Parameter | None,
+                   value: tuple[str, ...]) -> frozenset[str]:
+    for account in value:
+        if not re.fullmatch(r"\d{12}", account):
+            raise click.BadParameter(f"{account!r} is not a 12-digit AWS account ID", ctx, param)
+    return frozenset(value)
 
 
 def _setup_logging(debug: bool) -> None:
@@ -77,13 +159,8 @@ def _setup_logging(debug: bool) -> None:
             logging.getLogger(noisy).setLevel(logging.INFO)
 
 
-def _journal_path(journal: Path | None) -> Path:
-    from ksdelete.journal import default_path
-
-    return journal or default_path()
-
-
-def _confirmer(yes: bool, action: str) -> Callable[[Snapshot, Plan], bool]:
+def _confirmer(yes: bool, action: str, identity: Callable[[], Identity | None]
+               ) -> Callable[[Snapshot, Plan], bool]:
     def confirm(snap: Snapshot, plan: Plan) -> bool:
         if yes:
             return True
@@ -93,11 +170,16 @@ def _confirmer(yes: bool, action: str) -> Callable[[Snapshot, Plan], bool]:
                 where=snap.store.id, hint="Pass --yes for unattended runs (after a --dry-run)",
             )
         store = snap.store
-        answer = click.prompt(
-            f"Type the store ID ({store.id}) or name to {action}", default="",
-            show_default=False, err=True,
-        )
-        return answer.strip() in (store.id, store.name) and answer.strip() != ""
+        who = identity()
+        place = f" in account {who.account}, {who.region}" if who else ""
+        sys.stderr.write(f"Type the store ID ({store.id}) or name to {action}{place}: ")
+        sys.stderr.flush()
+        answer = sys.stdin.readline()  # Ctrl-C raises KeyboardInterrupt: exit 130
+        if not answer:  # end of input (Ctrl-D): not confirmed
+            sys.stderr.write("\n")
+            return False
+        typed = answer.strip()
+        return typed != "" and typed in (store.id, store.name)
 
     return confirm
 
@@ -111,57 +193,114 @@ def _require_confirmation_channel(yes: bool, command: str) -> None:
         )
 
 
-def _finish(command: str, results: Sequence[StoreResult], *, output: str, quiet: bool,
-            reporter: Reporter, missing_ok: bool = False, dry_run: bool = False) -> None:
-    codes = [exit_status(r, missing_ok=missing_ok) for r in results]
-    code = most_severe(codes)
-    reporter.finish(results)
-    if output == "json":
-        click.echo(json.dumps(document(command, results, int(code), dry_run=dry_run),
-                              default=str))
-        if not quiet and not getattr(reporter, "shows_summary", False):
-            for line in summary_lines(results):
-                click.echo(line, err=True)
-    else:
-        for line in summary_lines(results):
-            click.echo(line)
-    sys.exit(int(code))
+class Invocation:
+    """One command's results so far: whatever stops it (an error, Ctrl-C, SIGTERM), the
+    summary and the JSON document list every store and every action taken."""
+
+    def __init__(self, command: str, *, output: str, quiet: bool, debug: bool,
+                 dry_run: bool = False, missing_ok: bool = False) -> None:
+        self.command = command
+        self.output = output
+        self.quiet = quiet
+        self.debug = debug
+        self.dry_run = dry_run
+        self.missing_ok = missing_ok
+        self.results: list[StoreResult] = []
+        self.identity: Identity | None = None
+        self.reporter: Reporter | None = None
+
+    def run(self, body: Callable[[Invocation], None]) -> None:
+        try:
+            body(self)
+        except KeyboardInterrupt as exc:
+            code = ExitStatus.TERMINATED if isinstance(exc, Terminated) \
+                else ExitStatus.INTERRUPTED
+            click.echo("ksdelete: stopped by " + ("SIGTERM" if code is ExitStatus.TERMINATED
+                                                   else "Ctrl-C")
+                       + "; every change made is listed below and in the journal", err=True)
+            self.finish(code)
+        except (KsdeleteError, Exception) as exc:  # noqa: BLE001 - the CLI boundary
+            self.fail(exc)
+        self.finish()
+
+    def finish(self, code: ExitStatus | None = None) -> None:
+        results = self.results
+        if code is None:
+            code = most_severe([exit_status(r, missing_ok=self.missing_ok) for r in results])
+        if self.reporter is not None:
+            self.reporter.finish(results)
+        lines = summary_lines(results, self.identity)
+        if self.output == "json":
+            _emit(json.dumps(document(self.command, results, int(code), dry_run=self.dry_run,
+                                      identity=self.identity), default=str), code)
+            if not self.quiet and not getattr(self.reporter, "shows_summary", False):
+                for line in lines:
+                    click.echo(line, err=True)
+        else:
+            for line in lines:
+                _emit(line, code)
+        sys.exit(int(code))
+
+    def fail(self, exc: BaseException) -> None:
+        """One line on stderr (a traceback only with --debug); JSON mode still prints one
+        object, with every store that had already run."""
+        if isinstance(exc, KsdeleteError):
+            code, message, error_code = exc.exit_status, str(exc), exc.code
+        else:
+            code, message, error_code = ExitStatus.ERROR, \
+                f"unexpected {type(exc).__name__}: {exc}", "internal"
+        if self.debug:
+            traceback.print_exception(exc, file=sys.stderr)
+        click.echo(f"ksdelete: error: {message}", err=True)
+        if self.output == "json":
+            _emit(json.dumps(document(self.command, self.results, int(code),
+                                      dry_run=self.dry_run, identity=self.identity,
+                                      error={"code": error_code, "message": message}),
+                             default=str), code)
+        else:
+            for line in summary_lines(self.results, self.identity):
+                _emit(line, code)
+        sys.exit(int(code))
 
 
-def _fail(exc: BaseException, *, command: str, output: str, debug: bool) -> None:
-    """One line on stderr (a traceback only with --debug); JSON mode still prints one object."""
-    if isinstance(exc, KsdeleteError):
-        code, message, error_code = exc.exit_status, str(exc), exc.code
-    else:
-        code, message, error_code = ExitStatus.ERROR, f"unexpected {type(exc).__name__}: {exc}", \
-            "internal"
-    if debug:
-        traceback.print_exception(exc, file=sys.stderr)
-    click.echo(f"ksdelete: error: {message}", err=True)
-    if output == "json":
-        click.echo(json.dumps(document(command, [], int(code),
-                                       error={"code": error_code, "message": message})))
-    sys.exit(int(code))
-
-
-def _run_guarded(command: str, output: str, debug: bool, body: Callable[[], None]) -> None:
+def _emit(line: str, code: ExitStatus) -> None:
+    """stdout, for the result; a reader that went away (`| head`) ends the run quietly."""
     try:
-        body()
-    except KeyboardInterrupt:
-        click.echo("ksdelete: interrupted; everything done so far is in the journal", err=True)
-        sys.exit(int(ExitStatus.INTERRUPTED))
-    except (KsdeleteError, Exception) as exc:  # noqa: BLE001 - the CLI boundary
-        _fail(exc, command=command, output=output, debug=debug)
+        click.echo(line)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(int(code))
 
 
-def _gateway(region: str | None, profile: str | None, endpoint_url: str | None,
-             reporter: Reporter, poll_interval: float = 60.0) -> Any:
-    from ksdelete.gateway import AwsTarget, Gateway
-    from ksdelete.retry import RetryPolicy
+def _settings(region: str | None, profile: str | None, endpoint_url: str | None,
+              journal: Path | None, poll_interval: float = 60.0) -> Any:
+    from ksdelete.app import Settings
 
-    policy = RetryPolicy(poll_initial=min(1.0, poll_interval), poll_max=max(poll_interval, 0.01))
-    return Gateway(AwsTarget(region, profile, endpoint_url), on_retry=reporter.retry,
-                   policy=policy)
+    return Settings(region, profile, endpoint_url, journal, poll_interval)
+
+
+def _resolve_all(executor: Any, stores: Sequence[str], *, stop_on_unresolved: bool,
+                 missing_ok: bool) -> tuple[list[Any], list[StoreResult | None]]:
+    """Resolve every STORE before any change. A STORE that cannot be resolved (and is not
+    missing with --missing-ok, or proven deleted by the journal) stops a changing run
+    before it starts: the others are reported `skipped`, nothing changed."""
+    targets = [executor.resolve(ref) for ref in stores]
+    early: list[StoreResult | None] = [executor.run(t) if t.error else None for t in targets]
+    blocking = [r for r in early if r is not None and r.status is not Status.DELETED
+                and not (r.status is Status.MISSING and missing_ok)]
+    if blocking and stop_on_unresolved:
+        names = ", ".join(repr(r.ref) for r in blocking)
+        for index, target in enumerate(targets):
+            if early[index] is None:
+                early[index] = StoreResult(
+                    ref=target.ref, status=Status.SKIPPED, store=target.store,
+                    matched_by=target.matched_by,
+                    error={"code": "skipped", "message": f"not started: {names} could not be "
+                           "resolved, so this invocation changed nothing. Fix or remove it "
+                           "(or pass --missing-ok) and run again"})
+    return targets, early
 
 
 @click.group(cls=DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -197,109 +336,119 @@ def check_stores(ctx: click.Context | None, param: click.Parameter | None,
 @aws_options
 @click.option("--dry-run", is_flag=True, help="Show the plan; make no change at all.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
-@click.option("--pending-window-days", type=click.IntRange(7, 30), default=30, show_default=True,
-              help="Waiting period for ScheduleKeyDeletion.")
+@plan_options
 @click.option("--wait/--no-wait", default=False, show_default=True,
               help="Block until the store is deleted (or --max-wait) instead of exiting 3.")
 @click.option("--max-wait", callback=parse_duration, default="31d", show_default=True,
-              help="Longest wait for AWS (then exit 3): the whole deletion with --wait, else "
-                   "a connect/disconnect (at most 30m). E.g. 45m, 12h, 31d.")
+              help="Longest wait for AWS or for another run's lock (then exit 3): the whole "
+                   "deletion with --wait, else at most 30m. E.g. 45m, 12h, 31d.")
 @click.option("--poll-interval", callback=parse_duration, default="60s", show_default=True,
-              help="Longest pause between checks while waiting for AWS.")
+              help="Longest pause between checks while waiting for AWS (1s or more against "
+                   "AWS).")
 @click.option("--missing-ok", is_flag=True, help="A store that does not exist is not an error.")
-@click.option("--connect", is_flag=True,
-              help="Connect a disconnected CloudHSM store first (it must stay CONNECTED).")
-@click.option("--allow-orphaned-key-material", is_flag=True,
-              help="Schedule keys of a disconnected CloudHSM store anyway (material orphaned).")
-@click.option("--include-new-keys", is_flag=True,
-              help="Also delete keys created in the store after an earlier run's confirmation.")
 def delete(stores: tuple[str, ...], region: str | None, profile: str | None,
-           endpoint_url: str | None, output: str, quiet: bool, debug: bool,
-           journal: Path | None, dry_run: bool, yes: bool, pending_window_days: int,
-           wait: bool, max_wait: float, poll_interval: float, missing_ok: bool, connect: bool,
-           allow_orphaned_key_material: bool, include_new_keys: bool) -> None:
+           endpoint_url: str | None, account_ids: frozenset[str], output: str, quiet: bool,
+           debug: bool, journal: Path | None, dry_run: bool, yes: bool,
+           pending_window_days: int, connect: bool, allow_orphaned_key_material: bool,
+           include_new_keys: bool, wait: bool, max_wait: float, poll_interval: float,
+           missing_ok: bool) -> None:
     """Delete custom key store(s) STORE (ID or name), as far as AWS allows now.
+
+    Every STORE is resolved before anything changes; one that cannot be stops the whole
+    run. A STORE that looks like a key store ID (cks-...) is only looked up as an ID.
 
     \b
     Exit codes: 0 deleted (or --dry-run planned), 1 error, 2 usage,
-    3 pending (run again after resume_after), 4 refused by a safety check, 130 interrupted.
+    3 pending (run again after resume_after), 4 refused by a safety check,
+    130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
 
     \b
     Examples:
       ksdelete cks-1234567890abcdef0 --dry-run
       ksdelete cks-1234567890abcdef0 --pending-window-days 7 --yes
-      ksdelete my-xks-store --wait --max-wait 45d --yes --output json
+      ksdelete my-xks-store --wait --max-wait 45d --yes --account-id 111122223333 \\
+        --output json
     """
     _setup_logging(debug)
-    reporter = make_reporter(quiet, pending_window_days, debug=debug)
+    inv = Invocation("delete", output=output, quiet=quiet, debug=debug, dry_run=dry_run,
+                     missing_ok=missing_ok)
 
-    def body() -> None:
-        from ksdelete.executor import Executor, RunOptions
-        from ksdelete.journal import Journal
+    def body(inv: Invocation) -> None:
+        from ksdelete.app import build, make_reporter
+        from ksdelete.executor import RunOptions
 
         if not dry_run:
             _require_confirmation_channel(yes, "delete")
-        gateway = _gateway(region, profile, endpoint_url, reporter, poll_interval)
-        account, caller = (None, None) if dry_run else gateway.caller_identity()
-        log = Journal(_journal_path(journal), region=gateway.region, account=account,
-                      caller_arn=caller, read_only=dry_run)
+        inv.reporter = reporter = make_reporter(quiet, pending_window_days, debug=debug)
         options = RunOptions(
             plan=PlanOptions(pending_window_days, connect, allow_orphaned_key_material,
                              include_new_keys),
             dry_run=dry_run, wait=wait, max_wait=max_wait, missing_ok=missing_ok,
+            allowed_accounts=account_ids,
         )
-        executor = Executor(gateway, log, reporter, options, _confirmer(yes, "delete it"))
+        app = build(_settings(region, profile, endpoint_url, journal, poll_interval), options,
+                    reporter, _confirmer(yes, "delete it", lambda: inv.identity),
+                    read_only=dry_run)
+        inv.identity = app.identity
         reporter.start(command="delete", dry_run=dry_run)
-        results: list[StoreResult] = []
         try:
-            for ref in stores:
-                results.append(executor.run(ref))
-                if results[-1].status is Status.INTERRUPTED:
+            targets, early = _resolve_all(app.executor, stores, stop_on_unresolved=not dry_run,
+                                          missing_ok=missing_ok)
+            for target, done in zip(targets, early, strict=True):
+                if app.executor.stopped or (inv.results and inv.results[-1].status in (
+                        Status.INTERRUPTED, Status.TERMINATED)):
                     break
+                inv.results.append(done or app.executor.run(target))
         finally:
-            log.close()
-        _finish("delete", results, output=output, quiet=quiet, reporter=reporter,
-                missing_ok=missing_ok, dry_run=dry_run)
+            app.journal.close()
 
-    _run_guarded("delete", output, debug, body)
+    inv.run(body)
 
 
 @cli.command()
 @click.argument("stores", nargs=-1, required=True, metavar="STORE...", callback=check_stores)
 @aws_options
+@plan_options
 @click.option("--missing-ok", is_flag=True, help="A store that does not exist is not an error.")
 def status(stores: tuple[str, ...], region: str | None, profile: str | None,
-           endpoint_url: str | None, output: str, quiet: bool, debug: bool,
-           journal: Path | None, missing_ok: bool) -> None:
+           endpoint_url: str | None, account_ids: frozenset[str], output: str, quiet: bool,
+           debug: bool, journal: Path | None, pending_window_days: int, connect: bool,
+           allow_orphaned_key_material: bool, include_new_keys: bool, missing_ok: bool) -> None:
     """Show where each STORE stands; read-only.
+
+    The phase and the exit code come from the same planner and gates as `delete` (with the
+    same options), so the two cannot disagree.
 
     \b
     Phases: keys-not-scheduled N/M, keys-pending N/M (earliest deletion),
     ready-to-disconnect, disconnecting, ready-to-delete, deleted (from the journal),
-    membership-unknown. Exit codes as for delete: 0 deleted, 3 pending, 4 membership
-    unknown, 1 error / not found.
+    membership-unknown, refused (REASON), not-found. Exit codes as for delete:
+    0 deleted, 3 pending, 4 refused, 1 error / not found.
 
     \b
     Example:
       ksdelete status cks-1234567890abcdef0 --output json
     """
     _setup_logging(debug)
-    reporter = make_reporter(quiet, debug=debug)
+    inv = Invocation("status", output=output, quiet=quiet, debug=debug, missing_ok=missing_ok)
 
-    def body() -> None:
-        from ksdelete.executor import Executor, RunOptions
-        from ksdelete.journal import Journal
+    def body(inv: Invocation) -> None:
+        from ksdelete.app import build, make_reporter
+        from ksdelete.executor import RunOptions
         from ksdelete.status import status as read_status
 
-        gateway = _gateway(region, profile, endpoint_url, reporter)
-        log = Journal(_journal_path(journal), region=gateway.region, read_only=True)
-        executor = Executor(gateway, log, reporter, RunOptions(missing_ok=missing_ok),
-                            lambda snap, plan: False)  # reads only: never asks to confirm
-        results = [read_status(executor, ref) for ref in stores]
-        _finish("status", results, output=output, quiet=quiet, reporter=reporter,
-                missing_ok=missing_ok)
+        inv.reporter = reporter = make_reporter(quiet, debug=debug)
+        options = RunOptions(
+            plan=PlanOptions(pending_window_days, connect, allow_orphaned_key_material,
+                             include_new_keys),
+            dry_run=True, missing_ok=missing_ok, allowed_accounts=account_ids)
+        app = build(_settings(region, profile, endpoint_url, journal), options, reporter,
+                    lambda snap, plan: False, read_only=True)  # reads only: never confirms
+        inv.identity = app.identity
+        for ref in stores:
+            inv.results.append(read_status(app.executor, app.executor.resolve(ref)))
 
-    _run_guarded("status", output, debug, body)
+    inv.run(body)
 
 
 @cli.command()
@@ -309,41 +458,45 @@ def status(stores: tuple[str, ...], region: str | None, profile: str | None,
 @click.option("--enable", is_flag=True, help="Re-enable the keys after cancelling.")
 @click.option("--connect", is_flag=True, help="Reconnect the store afterwards.")
 def cancel(stores: tuple[str, ...], region: str | None, profile: str | None,
-           endpoint_url: str | None, output: str, quiet: bool, debug: bool,
-           journal: Path | None, yes: bool, enable: bool, connect: bool) -> None:
+           endpoint_url: str | None, account_ids: frozenset[str], output: str, quiet: bool,
+           debug: bool, journal: Path | None, yes: bool, enable: bool, connect: bool) -> None:
     """Undo: cancel the pending deletion of every key in STORE (works while disconnected).
 
     Keys come back Disabled (AWS's rule); --enable re-enables them, --connect reconnects
-    the store. Keys already deleted cannot be recovered; they are listed.
+    the store. Keys already deleted cannot be recovered; they are listed. Cancel never
+    waits for another run's lock: a --wait run in progress sees the cancel and stops.
 
     \b
     Example:
       ksdelete cancel cks-1234567890abcdef0 --enable --connect
     """
     _setup_logging(debug)
-    reporter = make_reporter(quiet, debug=debug)
+    inv = Invocation("cancel", output=output, quiet=quiet, debug=debug)
 
-    def body() -> None:
+    def body(inv: Invocation) -> None:
+        from ksdelete.app import build, make_reporter
         from ksdelete.cancel import cancel as undo
-        from ksdelete.executor import Executor, RunOptions
-        from ksdelete.journal import Journal
+        from ksdelete.executor import RunOptions
 
         _require_confirmation_channel(yes, "cancel")
-        gateway = _gateway(region, profile, endpoint_url, reporter)
-        account, caller = gateway.caller_identity()
-        path = _journal_path(journal)
-        log = Journal(path, region=gateway.region, account=account, caller_arn=caller)
-        confirm = _confirmer(yes, "cancel its key deletions")
-        executor = Executor(gateway, log, reporter, RunOptions(), confirm)
+        inv.reporter = reporter = make_reporter(quiet, debug=debug)
+        confirm = _confirmer(yes, "cancel its key deletions", lambda: inv.identity)
+        app = build(_settings(region, profile, endpoint_url, journal),
+                    RunOptions(allowed_accounts=account_ids), reporter, confirm,
+                    read_only=False)
+        inv.identity = app.identity
         reporter.start(command="cancel", dry_run=False)
         try:
-            results = [undo(executor, ref, enable=enable, connect=connect, journal=path,
-                            confirm=confirm) for ref in stores]
+            for ref in stores:
+                inv.results.append(undo(app.executor, app.executor.resolve(ref),
+                                        enable=enable, connect=connect, confirm=confirm))
+                if app.executor.stopped or inv.results[-1].status in (Status.INTERRUPTED,
+                                                                      Status.TERMINATED):
+                    break
         finally:
-            log.close()
-        _finish("cancel", results, output=output, quiet=quiet, reporter=reporter)
+            app.journal.close()
 
-    _run_guarded("cancel", output, debug, body)
+    inv.run(body)
 
 
 @cli.command(name="iam-policy")
@@ -399,9 +552,9 @@ def emulator(host: str, port: int, latency_ms: float, quotas: str, consistency_l
     try:
         from ksdelete.emulator import EmulatorConfig, serve
     except ImportError as exc:  # moto is an optional extra
-        _fail(UsageError(f"the emulator needs moto: {exc}", where="ksdelete emulator",
-                         hint="pip install 'ksdelete[emulator]'"),
-              command="emulator", output="text", debug=False)
+        Invocation("emulator", output="text", quiet=False, debug=False).fail(
+            UsageError(f"the emulator needs moto: {exc}", where="ksdelete emulator",
+                       hint="pip install 'ksdelete[emulator]'"))
         return
     serve(host, port, EmulatorConfig(
         latency_ms=latency_ms, quotas=quotas, consistency_lag=consistency_lag,
@@ -425,23 +578,38 @@ def demo(quiet: bool) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point: click's own usage errors become one line (and a JSON object with
-    --output json), exit code 2."""
+    --output json), exit code 2; SIGTERM stops a run as cleanly as Ctrl-C (exit 143)."""
     args = list(argv) if argv is not None else sys.argv[1:]
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         cli.main(args=args, prog_name="ksdelete", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("ksdelete: interrupted", err=True)
         sys.exit(int(ExitStatus.INTERRUPTED))
+    except KeyboardInterrupt as exc:  # before a command took over (e.g. while parsing)
+        sys.exit(int(ExitStatus.TERMINATED if isinstance(exc, Terminated)
+                     else ExitStatus.INTERRUPTED))
     except click.ClickException as exc:
         ctx = getattr(exc, "ctx", None)
         where = ctx.command_path if ctx is not None else "ksdelete"
         message = f"{exc.format_message().rstrip('.')} ({where}). Run '{where} --help' for usage"
         click.echo(f"ksdelete: error: {message}", err=True)
         if _wants_json(args):
-            click.echo(json.dumps(document(where.split()[-1], [], int(ExitStatus.USAGE),
-                                           error={"code": "usage", "message": message})))
+            _emit(json.dumps(document(where.split()[-1], [], int(ExitStatus.USAGE),
+                                      error={"code": "usage", "message": message})),
+                  ExitStatus.USAGE)
         sys.exit(int(ExitStatus.USAGE) if isinstance(exc, click.UsageError) else exc.exit_code)
+    except BrokenPipeError:  # --help or --version into a closed pipe
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(int(ExitStatus.ERROR))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     sys.exit(0)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated()
 
 
 def _wants_json(args: Sequence[str]) -> bool:

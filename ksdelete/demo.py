@@ -12,7 +12,7 @@ import click
 
 from ksdelete.errors import ExitStatus
 from ksdelete.models import Plan, PlanOptions, Snapshot, Status, StoreResult
-from ksdelete.reporting import make_reporter, summary_lines
+from ksdelete.reporting import summary_lines
 from ksdelete.retry import RetryPolicy
 
 # Emulated seconds per real second: a 7-day window passes in about 1.5 s, 30 days in 6.5 s.
@@ -60,17 +60,17 @@ def run_demo(*, quiet: bool = False) -> int:
         click.echo(f"ksdelete: error: the demo needs the emulator extra ({exc}). "
                    "pip install 'ksdelete[emulator]'", err=True)
         return int(ExitStatus.USAGE)
-    from ksdelete.executor import Executor, RunOptions
-    from ksdelete.gateway import AwsTarget, Gateway
-    from ksdelete.journal import Journal
+    from ksdelete.app import Settings, build, make_reporter
+    from ksdelete.executor import RunOptions
 
     # Real time while the operator looks at the dry run; the fast clock from the real run on.
     config = EmulatorConfig(time_scale=1.0, deletion_lateness=6 * 3600.0, seed=2026)
     with Emulator(config, in_process=True) as emulator, \
             _demo_environment(emulator.endpoint_url):
         seeded = emulator.seed(ACCOUNT)
-        targets = [s["name"] for s in seeded["stores"][:2]]  # analytics-hsm stays untouched
-        journal_path = Path(tempfile.mkdtemp(prefix="ksdelete-demo-")) / "journal.jsonl"
+        refs = [s["name"] for s in seeded["stores"][:2]]  # analytics-hsm stays untouched
+        settings = Settings(region="us-east-1", journal=Path(
+            tempfile.mkdtemp(prefix="ksdelete-demo-")) / "journal.jsonl")
         policy = RetryPolicy(poll_initial=0.25, poll_max=1.0)
         plan_options = PlanOptions(pending_window_days=WINDOW_DAYS)
 
@@ -83,39 +83,34 @@ def run_demo(*, quiet: bool = False) -> int:
 
         # 1. The dry run an operator starts with: nothing changes.
         reporter = make_reporter(quiet, WINDOW_DAYS)
-        gateway = Gateway(AwsTarget(region="us-east-1"), policy=policy, on_retry=reporter.retry)
-        dry = Executor(gateway, Journal(None, region=gateway.region), reporter,
-                       RunOptions(plan=plan_options, dry_run=True), lambda s, p: False)
-        membership = dry.membership  # what the dry run learnt about unrelated keys stays true
+        dry = build(settings, RunOptions(plan=plan_options, dry_run=True), reporter,
+                    lambda s, p: False, read_only=True, policy=policy)
         reporter.start(command="delete", dry_run=True)
-        dry_results = [dry.run(ref) for ref in targets]
+        dry_results = [dry.executor.run(dry.executor.resolve(ref)) for ref in refs]
         reporter.finish(dry_results)
 
         # 2. The real run, confirmation answered by the demo, blocking with --wait.
         emulator.configure(time_scale=TIME_SCALE)
         reporter = make_reporter(quiet, WINDOW_DAYS)
-        gateway = Gateway(AwsTarget(region="us-east-1"), policy=policy, on_retry=reporter.retry)
-        account, caller = gateway.caller_identity()
 
         def confirm(snap: Snapshot, plan: Plan) -> bool:
             reporter.note(f"Type the store ID ({snap.store.id}) or name to delete it: "
                           f"{snap.store.id}   <- answered by the demo")
             return True
 
-        journal = Journal(journal_path, region=gateway.region, account=account,
-                          caller_arn=caller)
-        live = Executor(gateway, journal, reporter,
-                        RunOptions(plan=plan_options, wait=True, max_wait=300.0), confirm,
-                        membership)
+        # What the dry run learnt about unrelated keys stays true: the real run reuses it.
+        live = build(settings, RunOptions(plan=plan_options, wait=True, max_wait=300.0),
+                     reporter, confirm, read_only=False, policy=policy,
+                     membership=dry.executor.membership)
         reporter.start(command="delete", dry_run=False)
         results: list[StoreResult] = []
         try:
-            results = [live.run(ref) for ref in targets]
+            results = [live.executor.run(live.executor.resolve(ref)) for ref in refs]
         finally:
-            journal.close()
+            live.journal.close()
         reporter.finish(results)
-        for line in summary_lines(results):
+        for line in summary_lines(results, live.identity):
             click.echo(line)
-        click.echo(f"journal of every change: {journal_path}", err=True)
+        click.echo(f"journal of every change: {settings.journal}", err=True)
         ok = all(r.status is Status.DELETED for r in results)
         return int(ExitStatus.OK if ok else ExitStatus.ERROR)

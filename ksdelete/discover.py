@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from ksdelete.errors import AwsError, StoreNotFoundError
+from ksdelete.errors import AccessDenied, AwsError, StoreNotFoundError
 from ksdelete.gateway import Gateway, key_from_metadata
-from ksdelete.models import Key, KeyStore, Snapshot, UndescribableKey
+from ksdelete.models import STORE_ID, Key, KeyStore, Snapshot, UndescribableKey
 
-STORE_ID = re.compile(r"^cks-[0-9a-z]+$")
 KEY_GONE = "NotFoundException"
 
 # on_progress(described, known_total, listing_done)
@@ -88,7 +86,8 @@ def snapshot(
             if isinstance(result, AwsError):
                 if result.aws_code != KEY_GONE:  # deleted between ListKeys and DescribeKey
                     undescribable.append(
-                        UndescribableKey(key_id, arn, result.aws_code, result.what)
+                        UndescribableKey(key_id, arn, result.aws_code, result.what,
+                                         access_denied=isinstance(result, AccessDenied))
                     )
             else:
                 owner = str(result.get("CustomKeyStoreId") or "")

@@ -14,7 +14,8 @@ class ExitStatus(IntEnum):
     USAGE = 2
     PENDING = 3
     REFUSED = 4
-    INTERRUPTED = 130
+    INTERRUPTED = 130  # SIGINT (Ctrl-C)
+    TERMINATED = 143  # SIGTERM (systemd, Kubernetes, timeout)
 
 
 class KsdeleteError(Exception):
@@ -68,12 +69,47 @@ class AwsError(KsdeleteError):
         self.request_id = request_id
 
 
+# Typed AWS errors: the gateway raises these, so nothing above it matches AWS error-code strings.
+
+
+class KeyNotFound(AwsError):
+    """NotFoundException: the key does not exist (any more). Key IDs are never reused."""
+
+
+class KeyInvalidState(AwsError):
+    """KMSInvalidStateException on a key operation."""
+
+
+class KeyAlreadyPendingDeletion(KeyInvalidState):
+    """ScheduleKeyDeletion on a key that is already pending deletion: the work is done."""
+
+
+class StoreInvalidState(AwsError):
+    """CustomKeyStoreInvalidStateException: the store is not in the state the call needs."""
+
+
+class StoreHasKeys(AwsError):
+    """CustomKeyStoreHasCMKsException: DeleteCustomKeyStore while keys remain in the store."""
+
+
+class AccessDenied(AwsError):
+    """AccessDeniedException: IAM or the key policy denies the call."""
+
+
+class Throttled(AwsError):
+    """ThrottlingException and friends, after every retry."""
+
+
 class CredentialsError(KsdeleteError):
     code = "credentials"
 
 
 class RefusedError(KsdeleteError):
-    """A safety check stopped the run before anything was changed."""
+    """A safety check (a planner gate) stopped the run before its next point of no return."""
 
     exit_status = ExitStatus.REFUSED
     code = "refused"
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM: stop like Ctrl-C (clean summary, JSON), but exit 143."""

@@ -1,48 +1,69 @@
-"""Applies a Plan through the gateway, re-reading AWS before each step; journals every change."""
+"""Applies plans through the gateway: a plain interpreter of the planner's steps.
+
+Before every point of no return (scheduling, disconnecting, deleting) it takes a fresh
+snapshot and re-plans, so every gate is checked again on what AWS shows at that moment; a
+refusal there stops the run and says what was already done. Every change is journalled.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from pathlib import Path
 
 from ksdelete import discover, planner
 from ksdelete.errors import (
     AwsError,
+    JournalError,
+    KeyAlreadyPendingDeletion,
+    KeyNotFound,
     KsdeleteError,
     RefusedError,
+    StoreHasKeys,
+    StoreInvalidState,
     StoreNotFoundError,
+    Terminated,
     UsageError,
 )
 from ksdelete.gateway import Called, Gateway, key_from_metadata
 from ksdelete.journal import Journal
 from ksdelete.models import (
     PENDING_DELETION,
+    POINTS_OF_NO_RETURN,
+    STORE_ID,
     Action,
     ConnectionState,
+    Context,
+    Identity,
     Key,
     KeyStore,
+    Pin,
     Plan,
     PlanOptions,
+    Refusal,
     Snapshot,
     Status,
     Step,
     StepKind,
     StoreResult,
-    StoreType,
 )
 from ksdelete.reporting import STEP_PHASE, Phase, PhaseState, Reporter
 from ksdelete.retry import poll_until
-from ksdelete.status import phase_of
 
 log = logging.getLogger("ksdelete")
 
-# Connecting or disconnecting a store is awaited this long (or --max-wait, if shorter) even
-# without --wait: AWS documents up to 20 minutes for a CloudHSM connect.
+# Connecting or disconnecting a store (and waiting for another run's lock) is awaited this
+# long (or --max-wait, if shorter) even without --wait: AWS documents up to 20 minutes for a
+# CloudHSM connect.
 TRANSITION_TIMEOUT = 30 * 60.0
+# A run re-plans before each point of no return; this many re-plans without reaching the
+# end means AWS keeps changing under it (someone else is at work): stop and say so.
+MAX_REPLANS = 50
 
 # confirm(snapshot, plan) -> True to go ahead
 Confirm = Callable[[Snapshot, Plan], bool]
@@ -56,6 +77,18 @@ class RunOptions:
     max_wait: float = 7 * 24 * 3600.0
     missing_ok: bool = False
     workers: int = 8
+    allowed_accounts: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Target:
+    """A STORE argument, resolved before anything changes."""
+
+    ref: str
+    store: KeyStore | None = None
+    matched_by: str | None = None  # "id" or "name"
+    pin: Pin | None = None  # what the journal says this name was confirmed as
+    error: KsdeleteError | None = None  # why it could not be resolved
 
 
 class _Pending(Exception):
@@ -68,53 +101,85 @@ class _Pending(Exception):
 
 class Executor:
     def __init__(self, gateway: Gateway, journal: Journal, reporter: Reporter,
-                 options: RunOptions, confirm: Confirm,
-                 membership: discover.MembershipCache | None = None) -> None:
+                 options: RunOptions, confirm: Confirm, identity: Identity,
+                 membership: discover.MembershipCache | None = None,
+                 lock_dir: Path | None = None) -> None:
         self.gw = gateway
         self.journal = journal
         self.reporter = reporter
         self.options = options
         self.confirm = confirm
+        self.identity = identity
+        self.lock_dir = lock_dir
+        self.stopped = False  # a journal failure stops the whole invocation
         self._deadline = 0.0
         self._result: StoreResult | None = None
+        self._context = Context()
+        self._gone: set[str] = set()  # keys this run saw NotFound: they never come back
         # Which store each key belongs to never changes, so a key seen once outside the
         # target store need not be described again by later scans in this process.
         self.membership = membership if membership is not None else discover.MembershipCache()
 
+    # ---- resolving STORE arguments ------------------------------------------------------
+
+    def resolve(self, ref: str) -> Target:
+        """Which store `ref` means. An ID-shaped ref is looked up as an ID only; a ref that
+        is one store's ID and another's name is ambiguous and refused."""
+        try:
+            if STORE_ID.match(ref):
+                by_id = self.gw.describe_store(store_id=ref)
+                by_name = self.gw.describe_store(name=ref)
+                if by_id and by_name and by_name.id != by_id.id:
+                    return Target(ref, error=RefusedError(
+                        f"{ref!r} is the ID of {by_id.id} and the name of {by_name.id}",
+                        where=self._where(), hint=f"Pass {by_name.id} to mean the store "
+                        f"named {ref!r}; nothing was changed"))
+                if by_id:
+                    return Target(ref, by_id, "id")
+                hint = "Check the ID and --region; `aws kms describe-custom-key-stores` " \
+                    "lists them"
+                if by_name:
+                    hint = (f"A store named {ref!r} exists ({by_name.id}); an ID-shaped "
+                            "STORE is only looked up as an ID: pass that ID to act on it")
+                return Target(ref, error=StoreNotFoundError(
+                    f"no custom key store with ID {ref!r}", where=self._where(), hint=hint))
+            pin = self.journal.pinned(ref)
+            store = self.gw.describe_store(name=ref)
+            if store:
+                return Target(ref, store, "name", pin)
+            return Target(ref, matched_by="name", pin=pin, error=StoreNotFoundError(
+                f"no custom key store named {ref!r}", where=self._where(),
+                hint="Check the name and --region; `aws kms describe-custom-key-stores` "
+                     "lists them"))
+        except KsdeleteError as exc:
+            if isinstance(exc, UsageError):
+                raise
+            return Target(ref, error=exc)
+
+    def _where(self) -> str:
+        return f"account {self.identity.account}, {self.identity.region}"
+
     # ---- one STORE argument -------------------------------------------------------------
 
-    def run(self, ref: str) -> StoreResult:
+    def run(self, target: Target) -> StoreResult:
         """The deletion pipeline for one STORE argument, as far as AWS allows now."""
-        return self.guarded(ref, self._run, gone_is_done=True)
+        return self.guarded(target, self._run, gone_is_done=True)
 
-    def guarded(self, ref: str, body: Callable[[str, StoreResult], None], *,
+    def guarded(self, target: Target, body: Callable[[Target, StoreResult], None], *,
                 gone_is_done: bool) -> StoreResult:
         """Run `body` for one STORE argument; every outcome, error included, becomes the
         StoreResult the summary and the JSON are built from. With `gone_is_done`, a store the
         journal saw deleted counts as deleted rather than missing."""
-        result = StoreResult(ref=ref)
+        result = StoreResult(ref=target.ref, store=target.store, matched_by=target.matched_by)
         self._result = result
-        self.reporter.store(ref)
+        self._gone = set()
+        self.reporter.store(target.ref)
         try:
-            body(ref, result)
+            if target.error is not None:
+                raise target.error
+            body(target, result)
         except StoreNotFoundError as exc:
-            deleted_at = self.journal.deleted_at(ref) if result.store is None else None
-            if deleted_at and gone_is_done:
-                # Already gone, with evidence: our own journal saw it deleted. Not an error.
-                result.status = Status.DELETED
-                result.warnings.append(f"already deleted at {deleted_at} (per the journal)")
-                self.reporter.phase(Phase.DISCOVER, PhaseState.DONE,
-                                    f"already deleted at {deleted_at} (per the journal)")
-            else:
-                result.status, result.phase = Status.MISSING, "not-found"
-                self.reporter.phase(Phase.DISCOVER, PhaseState.FAILED, exc.what)
-                if deleted_at:
-                    exc.what += f"; it was deleted at {deleted_at} (per the journal)"
-                if self.options.missing_ok:
-                    result.warnings.append(f"{exc.what}; nothing to do (--missing-ok)")
-                else:
-                    result.error = {"code": exc.code, "message": str(exc)}
-                    self.reporter.note(str(exc), level="error")
+            self._not_found(target, result, exc, gone_is_done=gone_is_done)
         except _Pending as pending:
             result.status = Status.PENDING
             result.resume_after = pending.resume_after
@@ -126,75 +191,174 @@ class Executor:
             result.error = {"code": exc.code, "message": str(exc)}
             self.reporter.note(str(exc), level="error")
         except KsdeleteError as exc:
+            if isinstance(exc, JournalError):
+                self.stopped = True
             result.status = Status.ERROR
             result.error = {"code": getattr(exc, "aws_code", exc.code), "message": str(exc)}
             self.reporter.note(str(exc), level="error")
-            log.debug("%s failed", ref, exc_info=True)  # the traceback, with --debug
-        except KeyboardInterrupt:
+            log.debug("%s failed", target.ref, exc_info=True)  # the traceback, with --debug
+        except KeyboardInterrupt as exc:
             # Stop here; the summary still tells exactly what was done (and the journal too).
-            result.status = Status.INTERRUPTED
-            result.error = {"code": "interrupted", "message": "interrupted by the operator"}
+            terminated = isinstance(exc, Terminated)
+            result.status = Status.TERMINATED if terminated else Status.INTERRUPTED
+            result.error = {"code": result.status.value,
+                            "message": "stopped by SIGTERM" if terminated
+                            else "interrupted by the operator"}
         if result.status is Status.DELETED:
             result.phase = "deleted"
-        elif result.status in (Status.PENDING, Status.PLANNED) and result.store is not None:
-            result.phase = phase_of(Snapshot(result.store, result.keys))[1]
+        elif result.phase is None and result.plan is not None:
+            result.phase = result.plan.phase or None
         return result
 
-    def _run(self, ref: str, result: StoreResult) -> None:
-        snap = self.discover(ref, result)
-        snap = replace(snap, confirmed_before=self.journal.confirmed_keys(snap.store.id))
-        now = self.gw.server_now()
-        plan = planner.plan(snap, self.options.plan, now)
-        result.plan = plan
-        result.warnings.extend(plan.warnings)
-        self.reporter.plan(snap, plan)
-        if plan.refusal:
-            self.reporter.phase(Phase.PLAN, PhaseState.FAILED, plan.refusal.reason)
-            raise RefusedError(plan.refusal.message, where=snap.store.id)
-        self.reporter.phase(Phase.PLAN, PhaseState.DONE, f"{len(plan.steps)} step(s)")
-        if self.options.dry_run:
-            result.status = Status.PLANNED
-            result.resume_after = plan.earliest_gone
+    def _not_found(self, target: Target, result: StoreResult, exc: StoreNotFoundError, *,
+                   gone_is_done: bool) -> None:
+        store_id = result.store.id if result.store else (
+            target.ref if STORE_ID.match(target.ref)
+            else target.pin.store_id if target.pin else None)
+        deleted_at = self.journal.deleted_at(store_id) if store_id else None
+        if deleted_at and gone_is_done:
+            # Already gone, with evidence: our own journal saw it deleted. Not an error.
+            result.status, result.phase = Status.DELETED, "deleted"
+            note = f"already deleted at {deleted_at} (per the journal)"
+            if store_id != target.ref:
+                note = f"{store_id} was {note}"
+            result.warnings.append(note)
+            self.reporter.phase(Phase.DISCOVER, PhaseState.DONE, note)
             return
-        if not self.confirm(snap, plan):
-            raise RefusedError("not confirmed; nothing was changed", where=snap.store.id)
-        self.journal.decision("ConfirmPlan", store_id=snap.store.id, store_name=snap.store.name,
-                              key_ids=sorted(snap.key_ids()))
-        self._deadline = time.monotonic() + (self.options.max_wait if self.options.wait else 0)
-        keys = {k.id: k for k in snap.keys}
-        for step in plan.steps:
-            phase = STEP_PHASE[step.kind]
-            self.reporter.phase(phase, PhaseState.RUNNING, step.detail)
-            detail = self._apply(step, snap, plan, keys, result)
-            result.keys = tuple(keys.values())
-            self.reporter.phase(phase, PhaseState.DONE, detail)
-        result.status = Status.DELETED
-        result.keys = tuple(keys.values())
+        result.status, result.phase = Status.MISSING, "not-found"
+        self.reporter.phase(Phase.DISCOVER, PhaseState.FAILED, exc.what)
+        if deleted_at:
+            exc.what += f"; {store_id} was deleted at {deleted_at} (per the journal)"
+        if self.options.missing_ok:
+            result.warnings.append(f"{exc.what}; nothing to do (--missing-ok)")
+        else:
+            result.error = {"code": exc.code, "message": str(exc)}
+            self.reporter.note(str(exc), level="error")
 
-    def discover(self, ref: str, result: StoreResult) -> Snapshot:
-        self.reporter.phase(Phase.DISCOVER, PhaseState.RUNNING, ref)
-        store, matched_by = discover.find_store(self.gw, ref)
-        result.store, result.matched_by = store, matched_by
-        self.reporter.note(f"{ref!r} matched the store {matched_by}: {store.id} ({store.name})")
-        snap = self.scan(store, matched_by)
-        result.keys = snap.keys
+    def _run(self, target: Target, result: StoreResult) -> None:
+        assert target.store is not None
+        store_id = target.store.id
+        with self._locked(store_id):
+            snap, plan = self.survey(target, result)
+            if plan.refusal:
+                self.reporter.phase(Phase.PLAN, PhaseState.FAILED, plan.refusal.reason)
+                raise _refusal_error(plan.refusal, snap.store.id)
+            self.reporter.phase(Phase.PLAN, PhaseState.DONE, f"{len(plan.steps)} step(s)")
+            if self.options.dry_run:
+                result.status = Status.PLANNED
+                result.resume_after = plan.earliest_gone
+                return
+            if not self.confirm(snap, plan):
+                raise RefusedError("not confirmed; nothing was changed", where=store_id)
+            self.journal.decision("ConfirmPlan", store_id=store_id, store_name=snap.store.name,
+                                  key_ids=sorted(snap.key_ids()),
+                                  matched_by=snap.matched_by)
+            self._context = replace(self._context, planned=snap.key_ids())
+            self._deadline = time.monotonic() + (self.options.max_wait if self.options.wait
+                                                 else 0)
+            self._converge(snap, plan, result)
+
+    def survey(self, target: Target, result: StoreResult) -> tuple[Snapshot, Plan]:
+        """Discover the store and plan it (reads only): what dry runs and `status` show."""
+        assert target.store is not None
+        self._context = Context(
+            allowed_accounts=self.options.allowed_accounts,
+            confirmed_before=self.journal.confirmed_keys(target.store.id),
+            pin=target.pin,
+        )
+        self.reporter.note(f"{target.ref!r} matched the store {target.matched_by}: "
+                           f"{target.store.id} ({target.store.name})")
+        snap = self.snapshot(target.store.id, target.matched_by or "id", result)
+        plan = self._plan(snap, result)
+        self.reporter.plan(snap, plan)
+        return snap, plan
+
+    def snapshot(self, store_id: str, matched_by: str, result: StoreResult) -> Snapshot:
+        """A fresh reading of the store and every key in it (keys this run saw gone left out)."""
+        self.reporter.phase(Phase.DISCOVER, PhaseState.RUNNING, store_id)
+        store = self._read_store(store_id)
+        snap = discover.snapshot(
+            self.gw, store, matched_by=matched_by, workers=self.options.workers,
+            cache=self.membership,
+            on_progress=lambda done, total, _: self.reporter.progress(Phase.DISCOVER, done, total),
+        )
+        snap = replace(snap, identity=self.identity,
+                       keys=tuple(k for k in snap.keys if k.id not in self._gone))
+        result.keys, result.undescribable = snap.keys, snap.undescribable
         self.reporter.phase(
             Phase.DISCOVER, PhaseState.DONE,
             f"{len(snap.keys)} key(s) in the store, {snap.scanned} scanned",
         )
         return snap
 
-    def scan(self, store: KeyStore, matched_by: str = "id") -> Snapshot:
-        return discover.snapshot(
-            self.gw, store, matched_by=matched_by, workers=self.options.workers,
-            cache=self.membership,
-            on_progress=lambda done, total, _: self.reporter.progress(Phase.DISCOVER, done, total),
-        )
+    def _plan(self, snap: Snapshot, result: StoreResult) -> Plan:
+        plan = planner.plan(snap, self.options.plan, self.gw.server_now(), self._context)
+        result.plan, result.phase = plan, plan.phase
+        _record(plan, result)
+        return plan
 
-    # ---- steps ----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _locked(self, store_id: str) -> Iterator[None]:
+        """One run per store at a time on this machine (dry runs need no lock)."""
+        if self.options.dry_run or self.lock_dir is None:
+            yield
+            return
+        from ksdelete.lock import StoreLock
 
-    def _apply(self, step: Step, snap: Snapshot, plan: Plan, keys: dict[str, Key],
-               result: StoreResult) -> str:
+        lock = StoreLock(self.lock_dir, self.identity.account, self.identity.region, store_id)
+        timeout = self.options.max_wait if self.options.wait else min(
+            TRANSITION_TIMEOUT, self.options.max_wait)
+        lock.acquire(timeout, on_wait=lambda text: self.reporter.note(text, level="warning"))
+        try:
+            yield
+        finally:
+            lock.release()
+
+    # ---- converging -------------------------------------------------------------------------
+
+    def _converge(self, snap: Snapshot, plan: Plan, result: StoreResult) -> None:
+        """Apply the plan step by step; before each point of no return, re-plan from a fresh
+        snapshot and follow that plan instead (every gate is evaluated again)."""
+        steps = list(plan.steps)
+        replans = 0
+        replanned = False  # steps come from a plan made on a snapshot taken just now
+        while steps:
+            step = steps[0]
+            if step.kind in POINTS_OF_NO_RETURN and not replanned:
+                replans += 1
+                if replans > MAX_REPLANS:
+                    raise KsdeleteError("the store keeps changing under this run",
+                                        where=snap.store.id,
+                                        hint="Check who else is working on it, then run again")
+                snap = self.snapshot(snap.store.id, snap.matched_by, result)
+                fresh = self._plan(snap, result)
+                if fresh.refusal:
+                    self.reporter.phase(STEP_PHASE[step.kind], PhaseState.FAILED,
+                                        fresh.refusal.reason)
+                    raise _refusal_error(fresh.refusal, snap.store.id, self._done(result))
+                steps, replanned = list(fresh.steps), True  # AWS may have moved on: follow it
+                continue
+            replanned = False
+            phase = STEP_PHASE[step.kind]
+            self.reporter.phase(phase, PhaseState.RUNNING, step.detail)
+            detail = self._apply(step, snap, result)
+            self.reporter.phase(phase, PhaseState.DONE, detail)
+            steps.pop(0)
+        result.status = Status.DELETED
+        result.keys = ()
+
+    def _done(self, result: StoreResult) -> str:
+        """What this run already changed, for a refusal at a later point of no return."""
+        done = [a for a in result.actions if a.outcome == "ok"]
+        if not done:
+            return "this run changed nothing"
+        counts: dict[str, int] = {}
+        for action in done:
+            counts[action.operation] = counts.get(action.operation, 0) + 1
+        listed = ", ".join(f"{op} x{n}" if n > 1 else op for op, n in counts.items())
+        return f"already done by this run: {listed}; nothing further was changed"
+
+    def _apply(self, step: Step, snap: Snapshot, result: StoreResult) -> str:
         store_id = snap.store.id
         match step.kind:
             case StepKind.CONNECT_STORE:
@@ -203,28 +367,30 @@ class Executor:
                 store = self._await_state(store_id, ConnectionState.CONNECTED)
                 return f"store is {store.connection_state}"
             case StepKind.SCHEDULE_KEY_DELETION:
-                return self._schedule(store_id, step.key_ids, keys, result)
+                return self._schedule(step, snap, result)
             case StepKind.AWAIT_KEYS_DELETED:
-                return self._await_keys(keys, result)
+                return self._await_keys(snap, result)
             case StepKind.DISCONNECT_STORE:
                 return self._disconnect(store_id, result)
             case StepKind.AWAIT_DISCONNECTED:
                 store = self._await_state(store_id, ConnectionState.DISCONNECTED)
                 return f"store is {store.connection_state}"
             case StepKind.DELETE_STORE:
-                return self._delete(snap, result)
+                return self._delete(store_id, result)
             case StepKind.VERIFY_DELETED:
                 return self._verify(store_id)
         raise AssertionError(step.kind)  # pragma: no cover
 
     def mutate(self, result: StoreResult, operation: str, call: Callable[[], Called],
-               *, key_id: str | None = None,
+               *, key: Key | None = None,
                already: Callable[[AwsError], str | None] = lambda exc: None) -> Called | None:
         """Journal and record one mutating call. An error that `already` names (e.g. a key
         already pending deletion) is recorded with that outcome and returns None."""
         assert result.store is not None
+        key_id = key.id if key else None
         with self.journal.record(store_id=result.store.id, store_name=result.store.name,
-                                 operation=operation, key_id=key_id) as outcome:
+                                 operation=operation, key_id=key_id,
+                                 key_arn=key.arn if key else None) as outcome:
             try:
                 called = call()
             except AwsError as exc:
@@ -236,17 +402,19 @@ class Executor:
                 outcome.request_id = exc.request_id
                 outcome.detail["already"] = label
                 return None
+            # Recorded before the journal's result line: if that write fails, the report
+            # still lists what AWS did.
+            result.actions.append(Action(operation, "ok", key_id, called.request_id,
+                                         datetime.now(UTC)))
             outcome.request_id = called.request_id
-        result.actions.append(Action(operation, "ok", key_id, called.request_id,
-                                     datetime.now(UTC)))
         return called
 
     def _read_store(self, store_id: str) -> KeyStore:
         store = self.gw.describe_store(store_id=store_id)
         if store is None:
-            raise StoreNotFoundError(f"the store {store_id} disappeared during the run",
+            raise StoreNotFoundError(f"the store {store_id} no longer exists",
                                      where="DescribeCustomKeyStores")
-        if self._result is not None and self._result.store is not None:
+        if self._result is not None:
             self._result.store = store  # the report shows the latest state seen
         return store
 
@@ -295,18 +463,18 @@ class Executor:
             return "connect requested"
         return f"already {store.connection_state}"
 
-    def _schedule(self, store_id: str, key_ids: tuple[str, ...], keys: dict[str, Key],
-                  result: StoreResult) -> str:
-        days = self.options.plan.pending_window_days
-        total = len(key_ids)
+    def _schedule(self, step: Step, snap: Snapshot, result: StoreResult) -> str:
+        assert step.window_days is not None
+        days = step.window_days
+        keys = {k.id: k for k in snap.keys}
+        total = len(step.key_ids)
         done = 0
-        already = 0
 
         def one(key_id: str) -> Key | None:
             key = keys[key_id]
             called = self.mutate(
                 result, "ScheduleKeyDeletion",
-                lambda: self.gw.schedule_key_deletion(key.arn, days), key_id=key_id,
+                lambda: self.gw.schedule_key_deletion(key.arn, days), key=key,
                 already=_already_scheduled,
             )
             if called is None and result_outcome(result, key_id) == "already-gone":
@@ -316,14 +484,16 @@ class Executor:
 
         pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="schedule")
         try:
-            futures = {pool.submit(one, key_id): key_id for key_id in key_ids}
+            futures = {pool.submit(one, key_id): key_id for key_id in step.key_ids}
             for future in as_completed(futures):
                 key = future.result()
                 done += 1
                 if key is None:
+                    self._gone.add(futures[future])
                     keys.pop(futures[future], None)
                 else:
                     keys[key.id] = key
+                result.keys = tuple(keys.values())
                 self.reporter.progress(Phase.SCHEDULE, done, total)
         finally:
             # On Ctrl-C or an error, keys not yet started are not scheduled at all.
@@ -351,29 +521,16 @@ class Executor:
                                 f"(it is {key.state})", where="ScheduleKeyDeletion")
         return key
 
-    def _await_keys(self, keys: dict[str, Key], result: StoreResult) -> str:
-        total = len(keys)
-        remaining = list(keys.values())
+    def _await_keys(self, snap: Snapshot, result: StoreResult) -> str:
+        remaining = list(result.keys)
+        total = len(remaining)
         policy = self.gw.policy
-        gone_ids: set[str] = set()
-
-        store = result.store
-        warned = False
+        store_id = snap.store.id
 
         def check() -> list[Key]:
-            nonlocal remaining, warned
-            if store is not None and store.type is StoreType.CLOUDHSM and not warned:
-                current = self._read_store(store.id)
-                if current.connection_state is not ConnectionState.CONNECTED:
-                    warned = True
-                    warning = (f"the CloudHSM key store became {current.connection_state} "
-                               "during the waiting period: HSM key material of keys deleted "
-                               "from now on is orphaned. Reconnect it now "
-                               "(aws kms connect-custom-key-store)")
-                    result.warnings.append(warning)
-                    self.reporter.note(warning, level="warning")
+            nonlocal remaining
             gone, remaining = discover.recheck_keys(self.gw, remaining)
-            gone_ids.update(k.id for k in gone)
+            self._gone.update(k.id for k in gone)
             settled: list[Key] = []
             for key in remaining:
                 if key.state != PENDING_DELETION:
@@ -381,19 +538,19 @@ class Executor:
                     # stays other than PendingDeletion means someone cancelled the deletion.
                     try:
                         key = self._settle(key)
-                    except AwsError as exc:
-                        if exc.aws_code != discover.KEY_GONE:
-                            raise
-                        gone_ids.add(key.id)
+                    except KeyNotFound:
+                        self._gone.add(key.id)
                         continue
                 settled.append(key)
                 if key.state != PENDING_DELETION:
                     raise RefusedError(
                         f"key {key.id} is no longer pending deletion (it is {key.state}): "
-                        "someone cancelled it; nothing more was changed",
+                        f"someone cancelled it; {self._done(result)}",
                         where=key.arn, hint="Run `ksdelete status` to review, then run again",
                     )
             remaining = settled
+            result.keys = tuple(remaining)
+            self._watch_store(store_id, remaining, result)
             self.reporter.progress(Phase.WAIT, total - len(remaining), total)
             self.reporter.waiting(_latest(remaining), len(remaining), total,
                                   now=self.gw.server_now())
@@ -411,8 +568,6 @@ class Executor:
             now = self.gw.server_now()
             if any(k.deletion_date and k.deletion_date <= now for k in remaining):
                 check()
-        for key_id in gone_ids:
-            keys.pop(key_id, None)
         if remaining:
             self.reporter.phase(Phase.WAIT, PhaseState.PENDING,
                                 f"{len(remaining)}/{total} key(s) still pending")
@@ -420,6 +575,28 @@ class Executor:
                            f"{len(remaining)} key(s) still pending deletion; run again after "
                            "the latest DeletionDate (AWS may take up to 24 h longer)")
         return f"all {total} key(s) deleted"
+
+    def _watch_store(self, store_id: str, keys: list[Key], result: StoreResult) -> None:
+        """While keys wait out their window, the store must stay as the gates require (a
+        CloudHSM store CONNECTED): re-plan on the store as it is now, and follow the plan:
+        reconnect (--connect), go on with a warning (--allow-orphaned-key-material), or stop."""
+        if not keys:
+            return
+        store = self._read_store(store_id)
+        if store.connection_state is ConnectionState.CONNECTED:
+            return
+        snap = Snapshot(store, tuple(keys), identity=self.identity)
+        plan = planner.plan(snap, self.options.plan, self.gw.server_now(), self._context)
+        for line in _record(plan, result):
+            self.reporter.note(line, level="warning")
+        if plan.refusal:
+            raise _refusal_error(plan.refusal, store_id, self._done(result))
+        for step in plan.steps:
+            if step.kind not in (StepKind.CONNECT_STORE, StepKind.AWAIT_CONNECTED):
+                break
+            self.reporter.note(f"the store is {store.connection_state} while keys wait: "
+                               f"{step.kind}", level="warning")
+            self._apply(step, snap, result)
 
     def _disconnect(self, store_id: str, result: StoreResult) -> str:
         store = self._read_store(store_id)
@@ -430,47 +607,15 @@ class Executor:
                     lambda: self.gw.disconnect_store(store_id), already=_store_moved_on)
         return "disconnect requested"
 
-    def _delete(self, snap: Snapshot, result: StoreResult) -> str:
-        store = self._read_store(snap.store.id)
-        policy = self.gw.policy
-        # Planned keys that still show up right after they were seen gone are stale reads:
-        # re-scan for a while before concluding anything.
-        rescan = poll_until(
-            lambda: self.scan(store),
-            lambda r: bool(r.undescribable) or not r.keys
-            or any(k.id not in snap.key_ids() for k in r.keys),
-            call="ListKeys", timeout=policy.consistency_timeout,
-            initial=policy.consistency_initial, maximum=policy.consistency_max, policy=policy,
-            on_retry=self.reporter.retry, describe=lambda r: f"{len(r.keys)} key(s) still seen",
-        )
-        if rescan.undescribable:
-            raise RefusedError(
-                f"{len(rescan.undescribable)} key(s) could not be described during the re-scan; "
-                "membership is unknown, so the store was not deleted",
-                where=store.id, hint="Grant kms:DescribeKey on them and run again",
-            )
-        if rescan.keys:
-            unplanned = [k.id for k in rescan.keys if k.id not in snap.key_ids()]
-            if unplanned:
-                raise RefusedError(
-                    f"{len(unplanned)} key(s) appeared in the store that were not in the plan: "
-                    f"{', '.join(unplanned)}; the store was not deleted",
-                    where=store.id,
-                    hint="Review them; run again with --include-new-keys to delete them too",
-                )
-            raise _Pending(None, f"{len(rescan.keys)} planned key(s) are still in the store")
-
+    def _delete(self, store_id: str, result: StoreResult) -> str:
         def attempt() -> AwsError | None:
             try:
-                self.mutate(result, "DeleteCustomKeyStore",
-                             lambda: self.gw.delete_store(store.id))
-            except AwsError as exc:
-                if exc.aws_code in ("CustomKeyStoreHasCMKsException",
-                                    "CustomKeyStoreInvalidStateException"):
-                    return exc
-                raise
+                self.mutate(result, "DeleteCustomKeyStore", lambda: self.gw.delete_store(store_id))
+            except (StoreHasKeys, StoreInvalidState) as exc:
+                return exc  # a write not yet visible everywhere: try again for a while
             return None
 
+        policy = self.gw.policy
         error = poll_until(
             attempt, lambda e: e is None, call="DeleteCustomKeyStore",
             timeout=policy.consistency_timeout, initial=policy.consistency_initial,
@@ -495,17 +640,38 @@ class Executor:
         return "CustomKeyStoreNotFoundException: the store is gone"
 
 
+def _record(plan: Plan, result: StoreResult) -> list[str]:
+    """Add a plan's warnings and waived gates to the result (once each); returns the new ones."""
+    new = [w for w in plan.warnings if w not in result.warnings]
+    result.warnings.extend(new)
+    for verdict in plan.verdicts:
+        text = f"{verdict.gate}: {verdict.detail}"
+        if verdict.verdict == "waived" and text not in result.waivers:
+            result.waivers.append(text)
+            new.append(f"waived {text}")
+    return new
+
+
+def _refusal_error(refusal: Refusal, store_id: str, done: str = "") -> KsdeleteError:
+    """A gate's refusal as the error that ends this store's run (exit 4, or 1 when AWS
+    failed), saying what the run had already done when it stopped at a later gate."""
+    message = refusal.message + (f" ({done})" if done else "")
+    if refusal.error:
+        return KsdeleteError(message, where=store_id)
+    return RefusedError(message, where=store_id)
+
+
 def _store_moved_on(exc: AwsError) -> str | None:
     """Connect/Disconnect refused for the store's state: a stale read showed an older state and
     the transition is already under way. The await step that follows reads the truth."""
-    return "already-done" if exc.aws_code == "CustomKeyStoreInvalidStateException" else None
+    return "already-done" if isinstance(exc, StoreInvalidState) else None
 
 
 def _already_scheduled(exc: AwsError) -> str | None:
     """ScheduleKeyDeletion errors that mean the work is already done (as Terraform does)."""
-    if exc.aws_code == "KMSInvalidStateException" and "pending deletion" in exc.what:
+    if isinstance(exc, KeyAlreadyPendingDeletion):
         return "already-done"
-    if exc.aws_code == "NotFoundException":
+    if isinstance(exc, KeyNotFound):
         return "already-gone"
     return None
 

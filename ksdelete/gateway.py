@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,8 +23,19 @@ import botocore.config
 import botocore.exceptions
 
 from ksdelete import __version__
-from ksdelete.errors import AwsError, CredentialsError, UsageError
-from ksdelete.models import ConnectionState, Key, KeyStore, StoreType
+from ksdelete.errors import (
+    AccessDenied,
+    AwsError,
+    CredentialsError,
+    KeyAlreadyPendingDeletion,
+    KeyInvalidState,
+    KeyNotFound,
+    StoreHasKeys,
+    StoreInvalidState,
+    Throttled,
+    UsageError,
+)
+from ksdelete.models import ConnectionState, Identity, Key, KeyStore, StoreType
 from ksdelete.retry import RetryObserver, RetryPolicy, call_with_retries
 
 log = logging.getLogger("ksdelete.gateway")
@@ -58,6 +70,16 @@ SERVER_ERROR_CODES = frozenset(
     {"KMSInternalException", "DependencyTimeoutException", "KeyUnavailableException",
      "InternalFailure", "ServiceUnavailable"}
 )
+
+# AWS error codes -> the typed errors the rest of ksdelete sees.
+ERROR_TYPES: dict[str, type[AwsError]] = {
+    "NotFoundException": KeyNotFound,
+    "KMSInvalidStateException": KeyInvalidState,
+    "CustomKeyStoreInvalidStateException": StoreInvalidState,
+    "CustomKeyStoreHasCMKsException": StoreHasKeys,
+    "AccessDeniedException": AccessDenied,
+    **dict.fromkeys(THROTTLING_CODES, Throttled),
+}
 
 # The IAM actions each gateway method needs; `ksdelete iam-policy` is built from this table.
 PERMISSIONS: dict[str, str] = {
@@ -143,23 +165,29 @@ class Gateway:
     ) -> None:
         self.policy = policy or RetryPolicy()
         self.on_retry: RetryObserver = on_retry or (lambda *_: None)
+        check_endpoint_url(target.endpoint_url)
         try:
             session = boto3.session.Session(
                 profile_name=target.profile,
                 # botocore reads AWS_DEFAULT_REGION; AWS_REGION is what most tools set.
                 region_name=target.region or os.environ.get("AWS_REGION") or None,
             )
+            region = session.region_name
         except botocore.exceptions.ProfileNotFound as exc:
             raise UsageError(
                 f"AWS profile {target.profile!r} not found", where="--profile",
                 hint="Check ~/.aws/config or AWS_PROFILE",
             ) from exc
-        if not session.region_name:
+        except botocore.exceptions.BotoCoreError as exc:  # e.g. an unparsable config file
+            raise UsageError(f"cannot read the AWS configuration: {exc}", where="--profile",
+                             hint="Check ~/.aws/config and ~/.aws/credentials") from exc
+        if not region:
             raise UsageError(
                 "no AWS Region configured", where="--region",
                 hint="Pass --region or set AWS_REGION",
             )
-        self.region: str = session.region_name
+        check_region(region)
+        self.region: str = region
         config = botocore.config.Config(
             # ksdelete retries throttling and 5xx itself (see retry.py) so every retry is
             # visible; botocore is set explicitly to make exactly one attempt.
@@ -169,18 +197,26 @@ class Gateway:
             max_pool_connections=32,
             user_agent_extra=f"ksdelete/{__version__}",
         )
-        self._kms = session.client("kms", endpoint_url=target.endpoint_url, config=config)
-        self._sts = session.client(
-            "sts",
-            endpoint_url=_sts_endpoint(target.endpoint_url),
-            config=botocore.config.Config(
-                retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=5,
-                read_timeout=10,
-            ),
-        )
+        try:
+            self._kms = session.client("kms", endpoint_url=target.endpoint_url, config=config)
+            self._sts = session.client(
+                "sts",
+                endpoint_url=_sts_endpoint(target.endpoint_url),
+                config=botocore.config.Config(
+                    retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=5,
+                    read_timeout=10,
+                ),
+            )
+        except (botocore.exceptions.BotoCoreError, ValueError) as exc:
+            raise UsageError(f"cannot set up the AWS client: {exc}", where="--region/--profile",
+                             hint="Check the Region, the profile and --endpoint-url") from exc
         self._buckets = {op: TokenBucket(rate) for op, rate in (pace or PACE).items()}
         self._clock_lock = threading.Lock()
         self._server_offset: float | None = None
+
+    @property
+    def endpoint_url(self) -> str:
+        return str(self._kms.meta.endpoint_url)
 
     # ---- plumbing -------------------------------------------------------------------------
 
@@ -199,8 +235,9 @@ class Gateway:
                 meta = exc.response.get("ResponseMetadata", {})
                 code = _error_code(exc) or "Unknown"
                 log.debug("%s answered %s (request %s)", operation, code, meta.get("RequestId"))
-                raise AwsError(
-                    str(exc.response.get("Error", {}).get("Message") or code),
+                message = str(exc.response.get("Error", {}).get("Message") or code)
+                raise _typed(operation, code, message)(
+                    message,
                     operation=operation, aws_code=code, request_id=meta.get("RequestId"),
                     where=operation,
                 ) from exc
@@ -322,13 +359,57 @@ class Gateway:
 
     # ---- identity ---------------------------------------------------------------------------
 
-    def caller_identity(self) -> tuple[str | None, str | None]:
-        """(account, caller ARN) for the journal; (None, None) if STS cannot be reached."""
+    def identity(self) -> Identity:
+        """Account, caller ARN and Region (GetCallerIdentity: no IAM permission needed).
+
+        Every run needs them: the account guard, the journal's scope and the plan shown to
+        the operator. Without them nothing is safe to do, so failing to learn them is an error.
+        """
         try:
-            response = self._sts.get_caller_identity()
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError):
-            return None, None
-        return response.get("Account"), response.get("Arn")
+            called = self._call("GetCallerIdentity", self._sts)
+        except AwsError as exc:
+            raise CredentialsError(
+                f"cannot tell which AWS account these credentials belong to: {exc.what}",
+                where="sts:GetCallerIdentity",
+                hint="Check the credentials (--profile, AWS_PROFILE) and the network",
+            ) from exc
+        return Identity(account=str(called.response.get("Account", "")),
+                        region=self.region, caller_arn=str(called.response.get("Arn", "")))
+
+
+REGION = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def check_region(region: str) -> None:
+    """A Region name as botocore accepts it (e.g. eu-west-1): a usage error otherwise."""
+    if not REGION.match(region):
+        raise UsageError(f"{region!r} is not an AWS Region name", where="--region",
+                         hint="Use a Region code such as eu-west-1")
+
+
+def check_endpoint_url(url: str | None) -> None:
+    """An http(s) URL with a host, or nothing: a usage error otherwise."""
+    if url is None:
+        return
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"{url!r} is not an endpoint URL", where="--endpoint-url",
+                         hint="Use e.g. https://kms.eu-west-1.amazonaws.com or "
+                              "http://127.0.0.1:4566")
+
+
+def is_local(url: str | None) -> bool:
+    """Whether an endpoint is on this machine (the emulator)."""
+    host = urlsplit(url).hostname or "" if url else ""
+    return host == "localhost" or host == "::1" or host.startswith("127.")
+
+
+def _typed(operation: str, code: str, message: str) -> type[AwsError]:
+    error = ERROR_TYPES.get(code, AwsError)
+    if error is KeyInvalidState and operation == "ScheduleKeyDeletion" \
+            and "pending deletion" in message:
+        return KeyAlreadyPendingDeletion
+    return error
 
 
 def _sts_endpoint(kms_endpoint: str | None) -> str | None:
@@ -339,10 +420,7 @@ def _sts_endpoint(kms_endpoint: str | None) -> str | None:
     """
     if not kms_endpoint or os.environ.get("AWS_ENDPOINT_URL_STS"):
         return None
-    host = urlsplit(kms_endpoint).hostname or ""
-    if host == "localhost" or host == "::1" or host.startswith("127."):
-        return kms_endpoint
-    return None
+    return kms_endpoint if is_local(kms_endpoint) else None
 
 
 def _snake(operation: str) -> str:

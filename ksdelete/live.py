@@ -40,7 +40,7 @@ from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
-from ksdelete.models import PENDING_DELETION, Plan, Snapshot, Status, StepKind, StoreResult
+from ksdelete.models import PENDING_DELETION, Plan, Snapshot, Status, StoreResult
 from ksdelete.reporting import PIPELINE, Phase, PhaseState, describe_step, fmt_time
 
 PHASE_ORDER: tuple[Phase, ...] = tuple(Phase)
@@ -460,8 +460,8 @@ class RichReporter:
             steps = Text("Steps", style="bold")
             for index, step in enumerate(plan.steps, 1):
                 detail = step.detail
-                if step.kind is StepKind.SCHEDULE_KEY_DELETION:
-                    detail = f"{self.window_days}-day window" + (f", {detail}" if detail else "")
+                if step.window_days is not None:
+                    detail = f"{step.window_days}-day window" + (f", {detail}" if detail else "")
                 steps.append(f"\n {index:>2}. ", style="dim")
                 steps.append(describe_step(step.kind, len(step.key_ids), detail))
             parts.append(steps)

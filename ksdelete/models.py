@@ -5,6 +5,7 @@ Everything here is frozen; the planner is a pure function from a Snapshot to a P
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -24,6 +25,25 @@ class ConnectionState(StrEnum):
 
 
 PENDING_DELETION = "PendingDeletion"
+STORE_ID = re.compile(r"^cks-[0-9a-z]+$")  # what a custom key store ID looks like
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who and where: GetCallerIdentity's account and caller ARN, and the Region in use."""
+
+    account: str
+    region: str
+    caller_arn: str = ""
+
+
+@dataclass(frozen=True)
+class Pin:
+    """A STORE name pinned to the store ID it resolved to when the operator confirmed."""
+
+    name: str
+    store_id: str
+    time: str
 
 
 @dataclass(frozen=True)
@@ -60,6 +80,7 @@ class UndescribableKey:
     arn: str
     error_code: str
     message: str
+    access_denied: bool = False  # the key policy or IAM denies DescribeKey (vs. AWS failing)
 
 
 @dataclass(frozen=True)
@@ -71,9 +92,7 @@ class Snapshot:
     undescribable: tuple[UndescribableKey, ...] = ()
     scanned: int = 0  # keys in the account and Region that were looked at
     matched_by: str = "id"  # how the operator's STORE argument matched: "id" or "name"
-    # Key IDs an operator already confirmed for deletion in an earlier run (from the journal);
-    # None when no earlier confirmation is known.
-    confirmed_before: frozenset[str] | None = None
+    identity: Identity | None = None
 
     def key_ids(self) -> frozenset[str]:
         return frozenset(k.id for k in self.keys)
@@ -93,17 +112,28 @@ class StepKind(StrEnum):
     CANCEL_KEY_DELETION = "CancelKeyDeletion"  # `ksdelete cancel`
 
 
+POINTS_OF_NO_RETURN = frozenset({StepKind.SCHEDULE_KEY_DELETION, StepKind.DISCONNECT_STORE,
+                                 StepKind.DELETE_STORE})
+
+
 @dataclass(frozen=True)
 class Step:
+    """One imperative step with every parameter it needs: the executor adds no policy."""
+
     kind: StepKind
     key_ids: tuple[str, ...] = ()
     detail: str = ""
+    window_days: int | None = None  # ScheduleKeyDeletion's PendingWindowInDays
 
 
 class RefusalReason(StrEnum):
+    ACCOUNT_NOT_ALLOWED = "account-not-allowed"
+    NAME_RETARGETED = "name-retargeted"
     UNKNOWN_MEMBERSHIP = "unknown-membership"
-    ORPHANED_KEY_MATERIAL = "orphaned-key-material"
+    DESCRIBE_FAILED = "describe-failed"
+    KEYS_APPEARED = "keys-appeared"
     UNPLANNED_KEYS = "unplanned-keys"
+    ORPHANED_KEY_MATERIAL = "orphaned-key-material"
 
 
 @dataclass(frozen=True)
@@ -111,6 +141,20 @@ class Refusal:
     reason: RefusalReason
     message: str
     key_ids: tuple[str, ...] = ()
+    error: bool = False  # AWS failed (exit 1) rather than a safety check said no (exit 4)
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the gates know besides the snapshot: the operator's guards and the memory of
+    earlier decisions (journal), scoped to the snapshot's account and Region."""
+
+    allowed_accounts: frozenset[str] = frozenset()  # --account-id; empty: any
+    # Keys an operator confirmed for deletion in an earlier run; None: no earlier confirmation.
+    confirmed_before: frozenset[str] | None = None
+    # Keys of the plan the operator confirmed in this run; None before the confirmation.
+    planned: frozenset[str] | None = None
+    pin: Pin | None = None  # the store ID this STORE name was confirmed as, if any
 
 
 @dataclass(frozen=True)
@@ -122,15 +166,27 @@ class PlanOptions:
 
 
 @dataclass(frozen=True)
+class Verdict:
+    """One gate's answer: "pass", "refused", "waived" (an option let it pass) or "n/a"."""
+
+    gate: str
+    verdict: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
 class Plan:
     store_id: str
     steps: tuple[Step, ...]
     refusal: Refusal | None = None
+    verdicts: tuple[Verdict, ...] = ()
     warnings: tuple[str, ...] = ()
     # The earliest moment the store can be gone: the latest DeletionDate of its keys (already
     # pending) or now + the pending window (about to be scheduled). AWS may be up to 24 h later.
     earliest_gone: datetime | None = None
     external_key_ids: tuple[str, ...] = field(default=())
+    phase: str = ""  # where the store stands, e.g. "keys-pending 3/3, earliest deletion ..."
+    status: Status | None = None  # what `status` reports for this plan (exit code source)
 
     def step(self, kind: StepKind) -> Step | None:
         return next((s for s in self.steps if s.kind is kind), None)
@@ -148,7 +204,9 @@ class Status(StrEnum):
     REFUSED = "refused"
     ERROR = "error"
     MISSING = "missing"  # the store does not exist (exit 0 with --missing-ok, else 1)
-    INTERRUPTED = "interrupted"
+    INTERRUPTED = "interrupted"  # SIGINT
+    TERMINATED = "terminated"  # SIGTERM
+    SKIPPED = "skipped"  # not started: another STORE of the invocation could not be resolved
     CANCELLED = "cancelled"  # `ksdelete cancel` undid the pending deletions
 
 
@@ -176,5 +234,7 @@ class StoreResult:
     actions: list[Action] = field(default_factory=list)
     resume_after: datetime | None = None
     warnings: list[str] = field(default_factory=list)
+    waivers: list[str] = field(default_factory=list)  # gates an option let pass, e.g. orphaning
     error: dict[str, str] | None = None
-    phase: str | None = None  # where the pipeline stands (status command): e.g. "keys-pending"
+    phase: str | None = None  # where the pipeline stands: e.g. "keys-pending 3/3, ..."
+    undescribable: tuple[UndescribableKey, ...] = ()

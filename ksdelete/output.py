@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from ksdelete.errors import ExitStatus
-from ksdelete.models import Key, Status, StoreResult
+from ksdelete.models import Identity, Key, Status, StoreResult
 
 SCHEMA_VERSION = 1
 
@@ -19,11 +19,13 @@ _EXIT: dict[Status, ExitStatus] = {
     Status.REFUSED: ExitStatus.REFUSED,
     Status.ERROR: ExitStatus.ERROR,
     Status.INTERRUPTED: ExitStatus.INTERRUPTED,
+    Status.TERMINATED: ExitStatus.TERMINATED,
+    Status.SKIPPED: ExitStatus.REFUSED,
 }
 
 # Most severe first: the exit code of a run over several stores is the most severe one.
-SEVERITY = (ExitStatus.INTERRUPTED, ExitStatus.ERROR, ExitStatus.REFUSED, ExitStatus.USAGE,
-            ExitStatus.PENDING, ExitStatus.OK)
+SEVERITY = (ExitStatus.TERMINATED, ExitStatus.INTERRUPTED, ExitStatus.ERROR, ExitStatus.REFUSED,
+            ExitStatus.USAGE, ExitStatus.PENDING, ExitStatus.OK)
 
 
 def exit_status(result: StoreResult, *, missing_ok: bool = False) -> ExitStatus:
@@ -77,21 +79,28 @@ def store_json(result: StoreResult) -> dict[str, Any]:
              "request_id": a.request_id, "time": _iso(a.time)}
             for a in result.actions
         ],
+        "gates": [{"gate": v.gate, "verdict": v.verdict, "detail": v.detail}
+                  for v in (plan.verdicts if plan else ())],
         "earliest_gone": _iso(plan.earliest_gone) if plan else None,
         "resume_after": _iso(result.resume_after),
         "external_key_ids": list(plan.external_key_ids) if plan else [],
         "warnings": list(result.warnings),
+        "waivers": list(result.waivers),
         "error": result.error,
     }
 
 
 def document(command: str, results: Sequence[StoreResult], exit_code: int, *,
-             dry_run: bool = False, error: dict[str, str] | None = None) -> dict[str, Any]:
+             dry_run: bool = False, error: dict[str, str] | None = None,
+             identity: Identity | None = None) -> dict[str, Any]:
     return {
         "schema_version": SCHEMA_VERSION,
         "command": command,
         "dry_run": dry_run,
         "exit_code": exit_code,
+        "account": identity.account if identity else None,
+        "region": identity.region if identity else None,
+        "caller_arn": identity.caller_arn if identity else None,
         "stores": [store_json(r) for r in results],
         "error": error,
     }

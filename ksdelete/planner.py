@@ -1,86 +1,239 @@
-"""plan(snapshot, options, now) -> Plan: a pure function of what was observed. No I/O, no clock."""
+"""plan(snapshot, options, now, context) -> Plan: a pure function of what was observed.
+
+Every rule that can refuse a run is a gate here: a small pure function of the snapshot, the
+options and the context (the operator's guards and the memory of earlier decisions). The
+dry run, `status` and `delete` read the same verdicts, and the executor re-plans from a fresh
+snapshot before every point of no return (scheduling, disconnecting, deleting), so a refusal
+can stop a run at any of them. No I/O, no clock.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from ksdelete.models import (
     ConnectionState,
+    Context,
+    Identity,
     Plan,
     PlanOptions,
     Refusal,
     RefusalReason,
     Snapshot,
+    Status,
     Step,
     StepKind,
     StoreType,
+    Verdict,
 )
+from ksdelete.reporting import fmt_time
 
 MIN_WINDOW_DAYS = 7
 MAX_WINDOW_DAYS = 30
 
+Gate = Callable[[Snapshot, PlanOptions, Context], "Refusal | Verdict"]
 
-def plan(snapshot: Snapshot, options: PlanOptions, now: datetime) -> Plan:
-    """The steps that take this store from what AWS shows now to deleted.
 
-    Every step is safe to repeat: the executor re-reads AWS before each one, so a plan built
-    from a snapshot that is a little stale still converges.
+def _ids(ids: list[str] | tuple[str, ...], limit: int = 20) -> str:
+    shown = ", ".join(ids[:limit])
+    return shown + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
+
+
+# ---- gates --------------------------------------------------------------------------------
+
+def account_refusal(identity: Identity | None, allowed: frozenset[str]) -> Refusal | None:
+    """--account-id: the credentials must be for one of these accounts. The CLI asks this
+    right after GetCallerIdentity, before any other call; every plan asks it again."""
+    if not allowed:
+        return None
+    account = identity.account if identity else "unknown"
+    if account in allowed:
+        return None
+    return Refusal(
+        RefusalReason.ACCOUNT_NOT_ALLOWED,
+        f"the credentials are for account {account}, not {', '.join(sorted(allowed))} "
+        "(--account-id); nothing was changed. Use credentials for the intended account",
+    )
+
+
+def account_allowed(snap: Snapshot, options: PlanOptions, ctx: Context) -> Refusal | Verdict:
+    refusal = account_refusal(snap.identity, ctx.allowed_accounts)
+    if refusal:
+        return refusal
+    if not ctx.allowed_accounts:
+        return Verdict("account_allowed", "n/a", "no --account-id given")
+    return Verdict("account_allowed", "pass", snap.identity.account if snap.identity else "")
+
+
+def name_pinned(snap: Snapshot, options: PlanOptions, ctx: Context) -> Refusal | Verdict:
+    """A STORE given by name stays the store it was confirmed as: a new store that reuses
+    the name (after the old one was deleted) is never acted on by name."""
+    pin = ctx.pin
+    if snap.matched_by != "name" or pin is None:
+        return Verdict("name_pinned", "n/a")
+    if pin.store_id == snap.store.id:
+        return Verdict("name_pinned", "pass", f"{pin.name} is {pin.store_id}")
+    return Refusal(
+        RefusalReason.NAME_RETARGETED,
+        f"the name {pin.name!r} now resolves to {snap.store.id}, but it was confirmed for "
+        f"deletion as {pin.store_id} at {pin.time}: a different store may have taken the "
+        f"name; nothing was changed. To act on {snap.store.id}, pass its ID",
+    )
+
+
+def membership_known(snap: Snapshot, options: PlanOptions, ctx: Context) -> Refusal | Verdict:
+    """Every key in the account and Region was described, so store membership is proven."""
+    bad = snap.undescribable
+    if not bad:
+        return Verdict("membership_known", "pass", f"{snap.scanned} key(s) scanned")
+    failed = [k for k in bad if not k.access_denied]
+    ids = tuple(k.id for k in bad)
+    if failed:
+        codes = ", ".join(sorted({k.error_code for k in failed}))
+        return Refusal(
+            RefusalReason.DESCRIBE_FAILED,
+            f"{len(failed)} KMS key(s) could not be described because AWS failed ({codes}): "
+            f"{_ids([k.id for k in failed])}; whether they belong to {snap.store.id} is "
+            "unknown, so nothing was changed. Run again later",
+            ids, error=True,
+        )
+    return Refusal(
+        RefusalReason.UNKNOWN_MEMBERSHIP,
+        f"{len(bad)} KMS key(s) in this account and Region could not be described "
+        f"(AccessDenied): {_ids(list(ids))}; whether they belong to {snap.store.id} is "
+        "unknown, so nothing was changed. Grant kms:DescribeKey on them (key policy) and "
+        "run again",
+        ids,
+    )
+
+
+def no_keys_appeared(snap: Snapshot, options: PlanOptions, ctx: Context) -> Refusal | Verdict:
+    """Within a run: only the keys of the plan the operator confirmed are acted on."""
+    if ctx.planned is None:
+        return Verdict("no_keys_appeared", "n/a", "before the confirmation")
+    new = [k.id for k in snap.keys if k.id not in ctx.planned]
+    if not new:
+        return Verdict("no_keys_appeared", "pass")
+    return Refusal(
+        RefusalReason.KEYS_APPEARED,
+        f"{len(new)} key(s) appeared in {snap.store.id} after this run's plan was confirmed: "
+        f"{_ids(new)}. They may be in use, so this run stops here. Review them; run again "
+        "with --include-new-keys to delete them too, or `ksdelete cancel` to stop",
+        tuple(new),
+    )
+
+
+def covered_by_confirmation(snap: Snapshot, options: PlanOptions, ctx: Context
+                            ) -> Refusal | Verdict:
+    """Across runs: keys created after an operator confirmed the deletion need a new yes."""
+    if ctx.confirmed_before is None:
+        return Verdict("covered_by_confirmation", "n/a", "no earlier confirmation")
+    new = [k.id for k in snap.keys if not k.pending and k.id not in ctx.confirmed_before]
+    if not new:
+        return Verdict("covered_by_confirmation", "pass")
+    if options.include_new_keys:
+        return Verdict("covered_by_confirmation", "waived",
+                       f"--include-new-keys: {_ids(new)}")
+    return Refusal(
+        RefusalReason.UNPLANNED_KEYS,
+        f"{len(new)} key(s) appeared in {snap.store.id} after its deletion was confirmed in "
+        f"an earlier run: {_ids(new)}. They may be in use; nothing was changed. Review them, "
+        "then run again with --include-new-keys to delete them too (or `ksdelete cancel` to "
+        "stop)",
+        tuple(new),
+    )
+
+
+def cloudhsm_connected(snap: Snapshot, options: PlanOptions, ctx: Context
+                       ) -> Refusal | Verdict:
+    """A CloudHSM store stays CONNECTED while it holds keys, or their HSM key material is
+    orphaned when KMS deletes them (kms-reference 1.4)."""
+    store = snap.store
+    if store.type is not StoreType.CLOUDHSM or not snap.keys:
+        return Verdict("cloudhsm_connected", "n/a")
+    state = store.connection_state
+    if state is ConnectionState.CONNECTED:
+        return Verdict("cloudhsm_connected", "pass")
+    if options.connect:
+        return Verdict("cloudhsm_connected", "waived", f"--connect: {state}, connecting first")
+    if options.allow_orphaned_key_material:
+        return Verdict("cloudhsm_connected", "waived",
+                       f"--allow-orphaned-key-material: {state}")
+    pending = [k.id for k in snap.keys if k.pending]
+    at_risk = f"; the HSM key material of {_ids(pending)} will be orphaned when their " \
+        "waiting period ends" if pending else ""
+    return Refusal(
+        RefusalReason.ORPHANED_KEY_MATERIAL,
+        f"the CloudHSM key store {store.id} is {state} but still holds {len(snap.keys)} "
+        f"key(s){at_risk}. KMS can only delete HSM key material while the store is "
+        "CONNECTED. Reconnect it (--connect, or aws kms connect-custom-key-store) or stop "
+        "the deletion (`ksdelete cancel`); --allow-orphaned-key-material accepts orphaned "
+        "material",
+        tuple(k.id for k in snap.keys),
+    )
+
+
+GATES: tuple[Gate, ...] = (account_allowed, name_pinned, membership_known, no_keys_appeared,
+                           covered_by_confirmation, cloudhsm_connected)
+
+
+def evaluate(snap: Snapshot, options: PlanOptions, ctx: Context
+             ) -> tuple[tuple[Verdict, ...], Refusal | None]:
+    """Every gate's verdict, and the first refusal (gates are ordered by what they protect)."""
+    verdicts: list[Verdict] = []
+    refusal: Refusal | None = None
+    for gate in GATES:
+        answer = gate(snap, options, ctx)
+        if isinstance(answer, Refusal):
+            verdicts.append(Verdict(gate.__name__, "refused", answer.reason.value))
+            refusal = refusal or answer
+        else:
+            verdicts.append(answer)
+    return tuple(verdicts), refusal
+
+
+# ---- the plan -----------------------------------------------------------------------------
+
+def plan(snapshot: Snapshot, options: PlanOptions, now: datetime,
+         context: Context | None = None) -> Plan:
+    """The steps that take this store from what AWS shows now to deleted, or a refusal.
+
+    Every step is safe to repeat, and the executor re-plans from a fresh snapshot before
+    each point of no return, so a plan built from a slightly stale snapshot still converges.
     """
     if not MIN_WINDOW_DAYS <= options.pending_window_days <= MAX_WINDOW_DAYS:
         raise ValueError(f"pending window must be 7..30 days, got {options.pending_window_days}")
+    ctx = context or Context()
     store = snapshot.store
-    if snapshot.undescribable:
-        ids = tuple(k.id for k in snapshot.undescribable)
-        return _refused(
-            store.id, RefusalReason.UNKNOWN_MEMBERSHIP,
-            f"{len(ids)} KMS key(s) in this account and Region could not be described, so "
-            f"whether they belong to {store.id} is unknown; nothing was changed. Grant "
-            "kms:DescribeKey on them (key policy) and run again",
-            ids,
-        )
+    verdicts, refusal = evaluate(snapshot, options, ctx)
+    if refusal:
+        status, phase = phase_of(snapshot, refusal)
+        return Plan(store_id=store.id, steps=(), refusal=refusal, verdicts=verdicts,
+                    phase=phase, status=status)
 
     keys = snapshot.keys
-    if snapshot.confirmed_before is not None and not options.include_new_keys:
-        new = tuple(k.id for k in keys if not k.pending and k.id not in snapshot.confirmed_before)
-        if new:
-            return _refused(
-                store.id, RefusalReason.UNPLANNED_KEYS,
-                f"{len(new)} key(s) appeared in {store.id} after its deletion was confirmed in "
-                f"an earlier run: {', '.join(new)}. They may be in use; nothing was changed. "
-                "Review them, then run again with --include-new-keys to delete them too (or "
-                "`ksdelete cancel` to stop)",
-                new,
-            )
     to_schedule = tuple(k.id for k in keys if not k.pending)
     state = store.connection_state
     steps: list[Step] = []
     warnings: list[str] = []
 
-    connecting = False
-    if store.type is StoreType.CLOUDHSM and keys and state is not ConnectionState.CONNECTED:
-        if options.connect:
-            connecting = True
-            if state is not ConnectionState.CONNECTING:
-                steps.append(Step(StepKind.CONNECT_STORE, detail=f"from {state}"))
-            steps.append(Step(StepKind.AWAIT_CONNECTED))
-        elif options.allow_orphaned_key_material:
-            warnings.append(
-                f"the CloudHSM key store is {state}: when the waiting period ends KMS cannot "
-                "delete the HSM key material, which stays orphaned in the cluster "
-                "(--allow-orphaned-key-material)"
-            )
-        else:
-            return _refused(
-                store.id, RefusalReason.ORPHANED_KEY_MATERIAL,
-                f"the CloudHSM key store is {state} but still holds {len(keys)} key(s); "
-                "KMS can only delete their HSM key material if the store stays CONNECTED "
-                "through the waiting period. Pass --connect to connect it first, or "
-                "--allow-orphaned-key-material to accept orphaned material",
-                tuple(k.id for k in keys),
-            )
+    connecting = (store.type is StoreType.CLOUDHSM and bool(keys)
+                  and state is not ConnectionState.CONNECTED and options.connect)
+    if connecting:
+        if state is not ConnectionState.CONNECTING:
+            steps.append(Step(StepKind.CONNECT_STORE, detail=f"from {state}"))
+        steps.append(Step(StepKind.AWAIT_CONNECTED))
+    elif store.type is StoreType.CLOUDHSM and keys and state is not ConnectionState.CONNECTED:
+        warnings.append(
+            f"the CloudHSM key store is {state}: when the waiting period ends KMS cannot "
+            "delete the HSM key material, which stays orphaned in the cluster "
+            "(--allow-orphaned-key-material)"
+        )
 
     if to_schedule:
-        steps.append(Step(StepKind.SCHEDULE_KEY_DELETION, key_ids=to_schedule))
+        steps.append(Step(StepKind.SCHEDULE_KEY_DELETION, key_ids=to_schedule,
+                          window_days=options.pending_window_days))
     if keys:
         steps.append(Step(StepKind.AWAIT_KEYS_DELETED, key_ids=tuple(k.id for k in keys)))
     if connecting or state is not ConnectionState.DISCONNECTED:
@@ -106,18 +259,42 @@ def plan(snapshot: Snapshot, options: PlanOptions, now: datetime) -> Plan:
             "that hold it if crypto-shredding is the goal"
         )
 
+    status, phase = phase_of(snapshot, None)
     return Plan(
         store_id=store.id,
         steps=tuple(steps),
+        verdicts=verdicts,
         warnings=tuple(warnings),
         earliest_gone=_earliest_gone(snapshot, options, now, bool(to_schedule)),
         external_key_ids=external_ids,
+        phase=phase,
+        status=status,
     )
 
 
-def _refused(store_id: str, reason: RefusalReason, message: str, key_ids: tuple[str, ...]
-             ) -> Plan:
-    return Plan(store_id=store_id, steps=(), refusal=Refusal(reason, message, key_ids))
+def phase_of(snap: Snapshot, refusal: Refusal | None) -> tuple[Status, str]:
+    """Where the store stands in the pipeline, and the status `status` reports for it."""
+    if refusal is not None:
+        status = Status.ERROR if refusal.error else Status.REFUSED
+        if refusal.reason in (RefusalReason.UNKNOWN_MEMBERSHIP, RefusalReason.DESCRIBE_FAILED):
+            return status, f"membership-unknown ({len(snap.undescribable)} key(s) cannot be " \
+                "described)"
+        return status, f"refused ({refusal.reason})"
+    keys = snap.keys
+    pending = [k for k in keys if k.pending]
+    if keys and len(pending) < len(keys):
+        return Status.PENDING, f"keys-not-scheduled {len(keys) - len(pending)}/{len(keys)}"
+    if keys:
+        dates = [k.deletion_date for k in pending if k.deletion_date]
+        earliest = fmt_time(min(dates)) if dates else "-"
+        return Status.PENDING, f"keys-pending {len(pending)}/{len(keys)}, earliest deletion " \
+            f"{earliest}"
+    state = snap.store.connection_state
+    if state is ConnectionState.DISCONNECTING:
+        return Status.PENDING, "disconnecting"
+    if state is ConnectionState.DISCONNECTED:
+        return Status.PENDING, "ready-to-delete"
+    return Status.PENDING, "ready-to-disconnect"
 
 
 def _earliest_gone(

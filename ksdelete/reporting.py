@@ -8,14 +8,12 @@ The final result line and the JSON document are written by the CLI from StoreRes
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Protocol, TextIO
 
-from ksdelete.models import Plan, Snapshot, Status, StepKind, StoreResult
+from ksdelete.models import Identity, Plan, Snapshot, Status, StepKind, StoreResult
 
 
 class Phase(StrEnum):
@@ -75,6 +73,11 @@ def fmt_time(value: datetime | None) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
+def where(identity: Identity) -> str:
+    """Who and where, as the plan, the prompt and the summary say it."""
+    return f"account {identity.account}, Region {identity.region}, as {identity.caller_arn}"
+
+
 def describe_step(kind: StepKind, key_count: int, detail: str) -> str:
     text = {
         StepKind.CONNECT_STORE: "ConnectCustomKeyStore",
@@ -94,6 +97,7 @@ def plan_lines(snapshot: Snapshot, plan: Plan, *, window_days: int) -> list[str]
     """The plan as plain text lines (used by the plain reporter and the dry run)."""
     store = snapshot.store
     lines = [
+        *([where(snapshot.identity)] if snapshot.identity else []),
         f"store {store.id} ({store.name}), matched by {snapshot.matched_by}: "
         f"type {store.type}, connection {store.connection_state}"
         + (f" ({store.connection_error_code})" if store.connection_error_code else ""),
@@ -114,8 +118,8 @@ def plan_lines(snapshot: Snapshot, plan: Plan, *, window_days: int) -> list[str]
     lines.append("steps:")
     for index, step in enumerate(plan.steps, 1):
         detail = step.detail
-        if step.kind is StepKind.SCHEDULE_KEY_DELETION:
-            detail = f"{window_days}-day window" + (f", {detail}" if detail else "")
+        if step.window_days is not None:
+            detail = f"{step.window_days}-day window" + (f", {detail}" if detail else "")
         lines.append(f"  {index}. {describe_step(step.kind, len(step.key_ids), detail)}")
     if plan.earliest_gone:
         lines.append(
@@ -198,8 +202,9 @@ class QuietReporter(PlainReporter):
             super()._line(f"error: {text}")
 
 
-def summary_lines(results: Sequence[StoreResult]) -> list[str]:
-    lines = []
+def summary_lines(results: Sequence[StoreResult], identity: Identity | None = None
+                  ) -> list[str]:
+    lines = [where(identity)] if identity and results else []
     for r in results:
         store = r.store.id if r.store else r.ref
         done = sum(1 for a in r.actions if a.outcome == "ok")
@@ -211,21 +216,5 @@ def summary_lines(results: Sequence[StoreResult]) -> list[str]:
         if r.error:
             text += f"; {r.error['message']}"
         lines.append(text)
+        lines.extend(f"  waived: {w}" for w in r.waivers)
     return lines
-
-
-def make_reporter(quiet: bool = False, window_days: int = 30, *, debug: bool = False
-                  ) -> Reporter:
-    """The live view on a terminal, plain lines otherwise, errors only with --quiet.
-
-    --debug logs to stderr as well, which would tear a live view apart: it gets plain lines.
-    """
-    stream = sys.stderr
-    if quiet:
-        return QuietReporter(stream)
-    if stream.isatty() and os.environ.get("TERM") != "dumb" and not debug:
-        from ksdelete.live import RichReporter
-
-        live: Reporter = RichReporter.for_terminal(window_days=window_days)
-        return live
-    return PlainReporter(stream, window_days=window_days)

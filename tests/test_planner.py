@@ -10,11 +10,15 @@ from hypothesis import strategies as st
 
 from ksdelete.models import (
     ConnectionState,
+    Context,
+    Identity,
     Key,
     KeyStore,
+    Pin,
     PlanOptions,
     RefusalReason,
     Snapshot,
+    Status,
     StepKind,
     StoreType,
     UndescribableKey,
@@ -84,7 +88,7 @@ def test_disconnected_cloudhsm_store_with_keys_is_refused() -> None:
 
 
 def test_undescribable_keys_refuse_everything() -> None:
-    bad = UndescribableKey("kx", "arn:kx", "AccessDeniedException", "denied")
+    bad = UndescribableKey("kx", "arn:kx", "AccessDeniedException", "denied", access_denied=True)
     result = plan(Snapshot(store(), (key(1),), (bad,)), PlanOptions(), NOW)
     assert result.steps == ()
     assert result.refusal is not None
@@ -178,15 +182,100 @@ def test_applying_a_plan_and_replanning_converges(
 
 
 def test_keys_not_covered_by_an_earlier_confirmation_are_refused() -> None:
-    snapshot = Snapshot(store(), (key(1, "PendingDeletion", 5), key(2)),
-                        confirmed_before=frozenset({"k1"}))
-    refused = plan(snapshot, PlanOptions(), NOW)
+    snapshot = Snapshot(store(), (key(1, "PendingDeletion", 5), key(2)))
+    earlier = Context(confirmed_before=frozenset({"k1"}))
+    refused = plan(snapshot, PlanOptions(), NOW, earlier)
     assert refused.refusal is not None
     assert refused.refusal.reason is RefusalReason.UNPLANNED_KEYS
     assert refused.refusal.key_ids == ("k2",)
-    assert plan(snapshot, PlanOptions(include_new_keys=True), NOW).to_schedule == ("k2",)
+    waived = plan(snapshot, PlanOptions(include_new_keys=True), NOW, earlier)
+    assert waived.to_schedule == ("k2",)
+    assert ("covered_by_confirmation", "waived") in {(v.gate, v.verdict) for v in waived.verdicts}
     # Keys of the confirmed plan that were not scheduled yet (an interrupted run) are fine.
-    resumed = Snapshot(store(), (key(1, "PendingDeletion", 5), key(2)),
-                       confirmed_before=frozenset({"k1", "k2"}))
-    assert plan(resumed, PlanOptions(), NOW).to_schedule == ("k2",)
+    resumed = Context(confirmed_before=frozenset({"k1", "k2"}))
+    assert plan(snapshot, PlanOptions(), NOW, resumed).to_schedule == ("k2",)
 
+
+def test_an_aws_failure_while_describing_is_an_error_not_a_policy_problem() -> None:
+    failed = UndescribableKey("kx", "arn:kx", "KMSInternalException", "boom")
+    result = plan(Snapshot(store(), (key(1),), (failed,)), PlanOptions(), NOW)
+    assert result.refusal is not None
+    assert result.refusal.reason is RefusalReason.DESCRIBE_FAILED and result.refusal.error
+    assert "KMSInternalException" in result.refusal.message
+    assert "kms:DescribeKey" not in result.refusal.message
+    assert result.status is Status.ERROR
+    assert result.phase.startswith("membership-unknown")
+
+
+def test_the_account_guard() -> None:
+    snap = Snapshot(store(), (key(1),), identity=Identity("111122223333", "us-east-1", "arn:me"))
+    ok = plan(snap, PlanOptions(), NOW, Context(allowed_accounts=frozenset({"111122223333"})))
+    assert ok.refusal is None
+    refused = plan(snap, PlanOptions(), NOW, Context(allowed_accounts=frozenset({"999"})))
+    assert refused.refusal is not None
+    assert refused.refusal.reason is RefusalReason.ACCOUNT_NOT_ALLOWED
+    assert "111122223333" in refused.refusal.message and refused.steps == ()
+
+
+def test_a_name_stays_pinned_to_the_store_it_was_confirmed_as() -> None:
+    pin = Pin("payments", "cks-0ld", "2026-11-01T00:00:00+00:00")
+    by_name = Snapshot(store(), (key(1),), matched_by="name")
+    refused = plan(by_name, PlanOptions(), NOW, Context(pin=pin))
+    assert refused.refusal is not None
+    assert refused.refusal.reason is RefusalReason.NAME_RETARGETED
+    assert "cks-0ld" in refused.refusal.message and STORE in refused.refusal.message
+    # By ID, or when the pin is this very store, nothing is refused.
+    by_id = Snapshot(store(), (key(1),), matched_by="id")
+    assert plan(by_id, PlanOptions(), NOW, Context(pin=pin)).refusal is None
+    same = Pin("payments", STORE, "2026-11-01T00:00:00+00:00")
+    assert plan(by_name, PlanOptions(), NOW, Context(pin=same)).refusal is None
+
+
+def test_keys_that_appear_after_this_runs_confirmation_are_refused_even_if_pending() -> None:
+    snap = Snapshot(store(), (key(1, "PendingDeletion", 5), key(2, "PendingDeletion", 5)))
+    ctx = Context(planned=frozenset({"k1"}))
+    for options in (PlanOptions(), PlanOptions(include_new_keys=True)):
+        refused = plan(snap, options, NOW, ctx)
+        assert refused.refusal is not None
+        assert refused.refusal.reason is RefusalReason.KEYS_APPEARED
+        assert refused.refusal.key_ids == ("k2",)
+
+
+def test_a_disconnected_cloudhsm_store_names_the_keys_whose_material_is_at_risk() -> None:
+    snap = Snapshot(store(state=ConnectionState.DISCONNECTED), (key(1, "PendingDeletion", 5),))
+    refused = plan(snap, PlanOptions(), NOW)
+    assert refused.refusal is not None
+    assert "k1" in refused.refusal.message and "ksdelete cancel" in refused.refusal.message
+    assert refused.status is Status.REFUSED and refused.phase == "refused (orphaned-key-material)"
+    waived = plan(snap, PlanOptions(allow_orphaned_key_material=True), NOW)
+    assert ("cloudhsm_connected", "waived") in {(v.gate, v.verdict) for v in waived.verdicts}
+
+
+def test_the_schedule_step_carries_its_window() -> None:
+    result = plan(Snapshot(store(), (key(1),)), PlanOptions(pending_window_days=9), NOW)
+    step = result.step(StepKind.SCHEDULE_KEY_DELETION)
+    assert step is not None and step.window_days == 9
+
+
+@given(snapshots(), st.booleans(), st.booleans())
+@settings(max_examples=300)
+def test_a_refused_plan_has_no_steps_and_status_follows_the_verdicts(
+    snapshot: Snapshot, connect: bool, allow: bool
+) -> None:
+    result = plan(snapshot, PlanOptions(30, connect, allow), NOW)
+    refused = [v for v in result.verdicts if v.verdict == "refused"]
+    assert bool(refused) == (result.refusal is not None)
+    if result.refusal:
+        assert result.steps == () and result.status in (Status.REFUSED, Status.ERROR)
+    else:
+        assert result.status is Status.PENDING and result.steps
+
+
+@given(snapshots(), st.frozensets(st.sampled_from([f"k{i}" for i in range(6)])))
+@settings(max_examples=300)
+def test_after_the_confirmation_no_plan_acts_on_a_key_outside_it(
+    snapshot: Snapshot, planned: frozenset[str]
+) -> None:
+    result = plan(snapshot, PlanOptions(connect=True), NOW, Context(planned=planned))
+    for step in result.steps:
+        assert set(step.key_ids) <= planned

@@ -1,0 +1,85 @@
+"""The composition root: builds gateway, identity, journal, reporter and executor for every
+command (and the demo), in one order that puts every check of the operator's input before the
+first AWS call and the account guard right after it."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from ksdelete.discover import MembershipCache
+from ksdelete.errors import RefusedError, UsageError
+from ksdelete.executor import Confirm, Executor, RunOptions
+from ksdelete.gateway import AwsTarget, Gateway, is_local
+from ksdelete.journal import Journal, default_path
+from ksdelete.models import Identity
+from ksdelete.planner import account_refusal
+from ksdelete.reporting import PlainReporter, QuietReporter, Reporter
+from ksdelete.retry import RetryPolicy
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What every AWS-facing command is told on the command line."""
+
+    region: str | None = None
+    profile: str | None = None
+    endpoint_url: str | None = None
+    journal: Path | None = None
+    poll_interval: float = 60.0
+
+
+@dataclass
+class App:
+    gateway: Gateway
+    identity: Identity
+    journal: Journal
+    executor: Executor
+
+
+def make_reporter(quiet: bool = False, window_days: int = 30, *, debug: bool = False
+                  ) -> Reporter:
+    """The live view on a terminal, plain lines otherwise, errors only with --quiet.
+
+    --debug logs to stderr as well, which would tear a live view apart: it gets plain lines.
+    """
+    stream = sys.stderr
+    if quiet:
+        return QuietReporter(stream)
+    if stream.isatty() and os.environ.get("TERM") != "dumb" and not debug:
+        from ksdelete.live import RichReporter
+
+        return RichReporter.for_terminal(window_days=window_days)
+    return PlainReporter(stream, window_days=window_days)
+
+
+def build(settings: Settings, options: RunOptions, reporter: Reporter, confirm: Confirm, *,
+          read_only: bool, policy: RetryPolicy | None = None,
+          membership: MembershipCache | None = None) -> App:
+    """Everything a command needs. Order: bad input (region, endpoint, profile, poll interval,
+    journal file) fails first, with no AWS call; then GetCallerIdentity and the account
+    guard; only then may the executor call KMS."""
+    poll = settings.poll_interval
+    gateway = Gateway(
+        AwsTarget(settings.region, settings.profile, settings.endpoint_url),
+        on_retry=reporter.retry,
+        policy=policy or RetryPolicy(poll_initial=min(1.0, poll), poll_max=max(poll, 0.01)),
+    )
+    if poll < 1.0 and not is_local(gateway.endpoint_url):
+        raise UsageError(
+            f"a poll interval of {poll:g}s would spend AWS's request quotas",
+            where="--poll-interval", hint="Use 1s or more against AWS")
+    path = settings.journal or default_path()
+    journal = Journal(path, region=gateway.region, read_only=read_only)
+    if not read_only:
+        journal.open()  # an unwritable journal is a usage error before anything changes
+    identity = gateway.identity()
+    refusal = account_refusal(identity, options.allowed_accounts)
+    if refusal:
+        raise RefusedError(refusal.message, where="--account-id")
+    journal.account, journal.caller_arn = identity.account, identity.caller_arn
+    executor = Executor(gateway, journal, reporter, options, confirm, identity,
+                        membership=membership, lock_dir=path.parent / "locks")
+    return App(gateway, identity, journal, executor)
