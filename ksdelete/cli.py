@@ -58,6 +58,8 @@ class DefaultGroup(click.Group):
     default_command = "delete"
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args:
+            return super().parse_args(ctx, args)  # plain `ksdelete`: the help
         leading, rest = _split_leading_options(args)
         if rest and rest[0] in ("--help", "-h", "--version") and not leading:
             return super().parse_args(ctx, args)
@@ -229,7 +231,7 @@ class Invocation:
             code = most_severe([exit_status(r, missing_ok=self.missing_ok) for r in results])
         if self.reporter is not None:
             self.reporter.finish(results)
-        lines = summary_lines(results, self.identity)
+        lines = summary_lines(results, None if self.quiet else self.identity)
         if self.output == "json":
             _emit(json.dumps(document(self.command, results, int(code), dry_run=self.dry_run,
                                       identity=self.identity), default=str), code)
@@ -257,8 +259,8 @@ class Invocation:
                                       dry_run=self.dry_run, identity=self.identity,
                                       error={"code": error_code, "message": message}),
                              default=str), code)
-        else:
-            for line in summary_lines(self.results, self.identity):
+        else:  # stdout carries the result: here, what stopped the invocation
+            for line in [*summary_lines(self.results, self.identity), f"error: {message}"]:
                 _emit(line, code)
         sys.exit(int(code))
 

@@ -104,6 +104,20 @@ class CredentialsError(KsdeleteError):
     code = "credentials"
 
 
+class JournalError(KsdeleteError):
+    """The journal could not be written after the run began: stop, but report what AWS did."""
+
+    code = "journal"
+
+
+class LockTimeoutError(KsdeleteError):
+    """Another run held this store's lock for longer than this run would wait: run again
+    later (exit 3, like any other "not yet")."""
+
+    exit_status = ExitStatus.PENDING
+    code = "locked"
+
+
 class RefusedError(KsdeleteError):
     """A safety check (a planner gate) stopped the run before its next point of no return."""
 

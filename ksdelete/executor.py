@@ -206,8 +206,9 @@ class Executor:
                             else "interrupted by the operator"}
         if result.status is Status.DELETED:
             result.phase = "deleted"
-        elif result.phase is None and result.plan is not None:
-            result.phase = result.plan.phase or None
+        elif result.status is Status.PENDING and result.store is not None:
+            # Where the run stopped, from what it saw last (not the plan it started with).
+            result.phase = planner.phase_of(Snapshot(result.store, result.keys), None)[1]
         return result
 
     def _not_found(self, target: Target, result: StoreResult, exc: StoreNotFoundError, *,
@@ -309,6 +310,7 @@ class Executor:
         timeout = self.options.max_wait if self.options.wait else min(
             TRANSITION_TIMEOUT, self.options.max_wait)
         lock.acquire(timeout, on_wait=lambda text: self.reporter.note(text, level="warning"))
+        self.journal.reload()  # the run that held the lock may have written to it
         try:
             yield
         finally:

@@ -368,6 +368,8 @@ class Gateway:
         try:
             called = self._call("GetCallerIdentity", self._sts)
         except AwsError as exc:
+            if exc.aws_code == "ConnectionError":
+                raise  # its hint names --region and --endpoint-url
             raise CredentialsError(
                 f"cannot tell which AWS account these credentials belong to: {exc.what}",
                 where="sts:GetCallerIdentity",

@@ -1,13 +1,21 @@
-"""The append-only audit journal: one JSON line before and one after every mutating AWS call.
+"""The append-only audit journal: one JSON line before and one after every mutating AWS call,
+and one for every operator decision.
 
 It lives in the user's state directory ($XDG_STATE_HOME/ksdelete/, by default
-~/.local/state/ksdelete/), file mode 0600, and is never rewritten.
+~/.local/state/ksdelete/), file mode 0600, and is never rewritten. It is opened without
+following symlinks and must be a regular file owned by the user.
+
+What later runs read back from it (deleted stores, confirmations, pins, scheduled keys) is
+scoped to the account and Region of the run: entries of other accounts or Regions, and entries
+written without an account, never count.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -17,7 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ksdelete.errors import AwsError, UsageError
+from ksdelete.errors import AwsError, JournalError, UsageError
+from ksdelete.models import Pin
 
 
 def state_dir() -> Path:
@@ -27,6 +36,52 @@ def state_dir() -> Path:
 
 def default_path() -> Path:
     return state_dir() / "journal.jsonl"
+
+
+def make_private_dirs(directory: Path) -> None:
+    """Create missing directories with mode 0700, whatever the umask."""
+    missing: list[Path] = []
+    current = directory
+    while not current.exists():
+        missing.append(current)
+        if current.parent == current:
+            break
+        current = current.parent
+    for path in reversed(missing):
+        try:
+            path.mkdir(mode=0o700)
+        except FileExistsError:
+            continue
+        os.chmod(path, 0o700)  # mkdir's mode is masked by the umask
+
+
+def open_private(path: Path, flags: int) -> int:
+    """Open (or create, 0600) a file of ours: never through a symlink, only a regular file
+    owned by this user; its mode is set on the open descriptor."""
+    make_private_dirs(path.parent)
+    # O_NONBLOCK: opening a FIFO must not hang; it is refused below like any non-file.
+    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, 0o600)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        if info.st_uid != os.geteuid():
+            raise OSError(errno.EPERM, "owned by another user")
+        os.set_blocking(fd, True)
+        os.fchmod(fd, 0o600)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+@dataclass(frozen=True)
+class ScheduledKey:
+    """A key ksdelete scheduled for deletion (ScheduleKeyDeletion answered ok)."""
+
+    key_id: str
+    arn: str | None
+    time: str
 
 
 @dataclass
@@ -51,18 +106,19 @@ class Journal:
         self._now = now
         self._lock = threading.Lock()
         self._fd: int | None = None
+        self._entries: list[dict[str, Any]] | None = None  # parsed once, then appended to
 
     def open(self) -> None:
-        if self.path is None or self._fd is not None:
+        """Open for appending; the CLI calls this before any AWS call, so a journal that
+        cannot be written is a usage error before anything changes."""
+        if self.path is None or self._fd is not None or self.read_only:
             return
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            os.chmod(self.path, 0o600)
+            self._fd = open_private(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         except OSError as exc:
             raise UsageError(
-                f"cannot open the journal: {exc.strerror}", where=str(self.path),
-                hint="Pass --journal PATH to a writable file",
+                f"cannot open the journal: {_reason(exc)}", where=str(self.path),
+                hint="Pass --journal PATH to a regular file of yours in a writable directory",
             ) from exc
 
     def close(self) -> None:
@@ -77,46 +133,35 @@ class Journal:
         line = (json.dumps(entry, sort_keys=True, default=str) + "\n").encode()
         with self._lock:
             assert self._fd is not None
-            os.write(self._fd, line)
-            os.fsync(self._fd)
+            try:
+                view = memoryview(line)
+                while view:  # a short write is continued, never left torn
+                    view = view[os.write(self._fd, view):]
+                os.fsync(self._fd)
+            except OSError as exc:
+                raise JournalError(
+                    f"cannot write the journal: {_reason(exc)}", where=str(self.path),
+                    hint="Free space or fix the file, then run again: AWS state is re-read "
+                         "on every run",
+                ) from exc
+            if self._entries is not None:
+                self._entries.append(json.loads(line))
+
+    # ---- writing ----------------------------------------------------------------------------
 
     def decision(self, operation: str, *, store_id: str, store_name: str,
-                 key_ids: list[str]) -> None:
+                 key_ids: list[str], matched_by: str = "id") -> None:
         """Journal an operator's decision: ConfirmPlan (these keys may be deleted) or
         CancelPlan (the deletion of this store was undone)."""
         self._write({"time": self._now().isoformat(), "phase": "decision", "run_id": self.run_id,
                      "account": self.account, "caller_arn": self.caller_arn,
                      "region": self.region, "store_id": store_id, "store_name": store_name,
-                     "operation": operation, "key_ids": key_ids})
-
-    def confirmed_keys(self, store_id: str) -> frozenset[str] | None:
-        """Keys confirmed for deletion in this store since its last cancel; None if none."""
-        if self.path is None:
-            return None
-        confirmed: set[str] | None = None
-        for entry in read_entries(self.path):
-            if entry.get("store_id") != store_id or entry.get("phase") != "decision":
-                continue
-            if entry.get("operation") == "ConfirmPlan":
-                confirmed = (confirmed or set()) | set(entry.get("key_ids") or ())
-            elif entry.get("operation") == "CancelPlan":
-                confirmed = None
-        return frozenset(confirmed) if confirmed is not None else None
-
-    def deleted_at(self, ref: str) -> str | None:
-        """When this journal saw DeleteCustomKeyStore succeed for `ref` (ID or name), if ever."""
-        if self.path is None:
-            return None
-        return next(
-            (str(e.get("time")) for e in reversed(read_entries(self.path))
-             if e.get("operation") == "DeleteCustomKeyStore" and e.get("phase") == "result"
-             and e.get("outcome") == "ok" and ref in (e.get("store_id"), e.get("store_name"))),
-            None,
-        )
+                     "matched_by": matched_by, "operation": operation, "key_ids": key_ids})
 
     @contextmanager
     def record(self, *, store_id: str, operation: str, key_id: str | None = None,
-               store_name: str | None = None) -> Iterator[Outcome]:
+               key_arn: str | None = None, store_name: str | None = None
+               ) -> Iterator[Outcome]:
         """Journal an intent line, run the body, then journal its outcome (ok or the error)."""
         base = {
             "run_id": self.run_id,
@@ -127,6 +172,7 @@ class Journal:
             "store_name": store_name,
             "operation": operation,
             "key_id": key_id,
+            "key_arn": key_arn,
         }
         self._write({"time": self._now().isoformat(), "phase": "intent", **base})
         outcome = Outcome()
@@ -137,6 +183,8 @@ class Journal:
                          "request_id": exc.request_id, "outcome": f"error:{exc.aws_code}",
                          "message": exc.what})
             raise
+        except JournalError:
+            raise
         except BaseException as exc:
             self._write({"time": self._now().isoformat(), "phase": "result", **base,
                          "request_id": None, "outcome": f"error:{type(exc).__name__}",
@@ -145,20 +193,101 @@ class Journal:
         self._write({"time": self._now().isoformat(), "phase": "result", **base,
                      "request_id": outcome.request_id, "outcome": "ok", **outcome.detail})
 
+    # ---- reading (scoped to this account and Region) ------------------------------------------
+
+    def reload(self) -> None:
+        """Forget what was read: another run may have written since (the store lock)."""
+        self._entries = None
+
+    def entries(self) -> list[dict[str, Any]]:
+        """This account's and Region's entries, oldest first (parsed once per run)."""
+        if self.path is None or self.account is None:
+            return []
+        if self._entries is None:
+            self._entries = read_entries(self.path)
+        return [e for e in self._entries
+                if e.get("account") == self.account and e.get("region") == self.region]
+
+    def confirmed_keys(self, store_id: str) -> frozenset[str] | None:
+        """Keys confirmed for deletion in this store since its last cancel; None if none."""
+        confirmed: set[str] | None = None
+        for entry in self.entries():
+            if entry.get("store_id") != store_id or entry.get("phase") != "decision":
+                continue
+            if entry.get("operation") == "ConfirmPlan":
+                confirmed = (confirmed or set()) | set(entry.get("key_ids") or ())
+            elif entry.get("operation") == "CancelPlan":
+                confirmed = None
+        return frozenset(confirmed) if confirmed is not None else None
+
+    def deleted_at(self, store_id: str) -> str | None:
+        """When this journal saw DeleteCustomKeyStore succeed for this store ID, if ever
+        (by ID only: a name can be taken by a new store)."""
+        return next(
+            (str(e.get("time")) for e in reversed(self.entries())
+             if e.get("operation") == "DeleteCustomKeyStore" and e.get("phase") == "result"
+             and e.get("outcome") == "ok" and e.get("store_id") == store_id),
+            None,
+        )
+
+    def pinned(self, name: str) -> Pin | None:
+        """The store ID `name` meant when an operator last confirmed a plan for a store
+        given by that name, or when ksdelete last deleted a store of that name."""
+        for entry in reversed(self.entries()):
+            if entry.get("store_name") != name or not entry.get("store_id"):
+                continue
+            confirmed = entry.get("phase") == "decision" and \
+                entry.get("operation") == "ConfirmPlan" and entry.get("matched_by") == "name"
+            deleted = entry.get("phase") == "result" and entry.get("outcome") == "ok" and \
+                entry.get("operation") == "DeleteCustomKeyStore"
+            if confirmed or deleted:
+                return Pin(name=name, store_id=str(entry["store_id"]),
+                           time=str(entry.get("time")))
+        return None
+
+    def scheduled_keys(self, store_id: str) -> dict[str, ScheduledKey]:
+        """Keys of this store that ksdelete scheduled for deletion (latest scheduling each)."""
+        keys: dict[str, ScheduledKey] = {}
+        for e in self.entries():
+            if e.get("store_id") == store_id and e.get("operation") == "ScheduleKeyDeletion" \
+                    and e.get("phase") == "result" and e.get("outcome") == "ok" \
+                    and e.get("key_id"):
+                keys[str(e["key_id"])] = ScheduledKey(str(e["key_id"]), e.get("key_arn"),
+                                                      str(e.get("time")))
+        return keys
+
+
+def _reason(exc: OSError) -> str:
+    if exc.errno == errno.ELOOP:
+        return "it is a symbolic link"
+    if exc.errno == errno.ENXIO:  # a FIFO with no reader
+        return "not a regular file"
+    return exc.strerror or str(exc)
+
 
 def read_entries(path: Path) -> list[dict[str, Any]]:
-    """Every entry of a journal (skipping a torn last line after a crash)."""
+    """Every entry of a journal (skipping a torn last line after a crash). A journal that is a
+    symlink, not a regular file, or not ours is refused (UsageError), like for writing."""
     entries: list[dict[str, Any]] = []
     try:
-        with path.open(encoding="utf-8", errors="replace") as handle:
-            for line in handle:
-                try:
-                    entries.append(json.loads(line))
-                except json.JSONDecodeError:
-                    continue
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     except FileNotFoundError:
         return entries
     except OSError as exc:
-        raise UsageError(f"cannot read the journal: {exc.strerror}", where=str(path),
-                         hint="Pass --journal PATH to a readable file") from exc
+        raise UsageError(f"cannot read the journal: {_reason(exc)}", where=str(path),
+                         hint="Pass --journal PATH to a regular file of yours") from exc
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid():
+        os.close(fd)
+        raise UsageError("cannot read the journal: not a regular file of yours",
+                         where=str(path), hint="Pass --journal PATH to a regular file of yours")
+    os.set_blocking(fd, True)
+    with os.fdopen(fd, encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(entry, dict):
+                entries.append(entry)
     return entries

@@ -41,7 +41,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ksdelete.models import PENDING_DELETION, Plan, Snapshot, Status, StoreResult
-from ksdelete.reporting import PIPELINE, Phase, PhaseState, describe_step, fmt_time
+from ksdelete.reporting import PIPELINE, Phase, PhaseState, describe_step, fmt_time, where
 
 PHASE_ORDER: tuple[Phase, ...] = tuple(Phase)
 COMMAND_PHASES: dict[str, tuple[Phase, ...]] = {
@@ -447,6 +447,8 @@ class RichReporter:
         )
         if store.connection_error_code:
             head.append(f" ({store.connection_error_code})", style="red")
+        if snapshot.identity:
+            head.append(f"\n{where(snapshot.identity)}", style="dim")
         head.append(f"\n{len(snapshot.keys)} key(s) in the store ", style="bold")
         head.append(f"({snapshot.scanned} key(s) in the account and Region scanned)", style="dim")
         parts.append(head)

@@ -37,7 +37,7 @@ KEYS = tuple(
 )
 PLAN = Plan(
     STORE.id,
-    (Step(StepKind.SCHEDULE_KEY_DELETION, tuple(k.id for k in KEYS)),
+    (Step(StepKind.SCHEDULE_KEY_DELETION, tuple(k.id for k in KEYS), window_days=30),
      Step(StepKind.AWAIT_KEYS_DELETED, tuple(k.id for k in KEYS)),
      Step(StepKind.DISCONNECT_STORE), Step(StepKind.AWAIT_DISCONNECTED),
      Step(StepKind.DELETE_STORE), Step(StepKind.VERIFY_DELETED)),

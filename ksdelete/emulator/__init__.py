@@ -8,7 +8,8 @@ Full reference: docs/emulator.md. In short:
 * Knobs (``EmulatorConfig``; ``Emulator.configure`` / ``POST /_emulator/config`` at run time):
   ``latency_ms``, ``quotas`` ("aws": per-operation token buckets -> ThrottlingException 400),
   ``consistency_lag`` (stale reads of DescribeKey/ListKeys/ListAliases/DescribeCustomKeyStores),
-  ``fault_rate`` (KMSInternalException 500), ``time_scale``, ``deletion_lateness``,
+  ``fault_rate`` (KMSInternalException 500; ``fault_operations`` limits it to some operations),
+  ``time_scale``, ``deletion_lateness``,
   ``connect_seconds``, ``disconnect_seconds``, ``validate`` (botocore-model shape checks), ``seed``.
 * Control API under ``/_emulator/``: ``clock``, ``reset``, ``config``, ``seed``, ``state``,
   ``calls``, ``problems``, ``store-state``; never delayed, throttled or faulted.

@@ -17,6 +17,9 @@ class EmulatorConfig:
     quotas: str = "off"
     consistency_lag: float = 0.0
     fault_rate: float = 0.0
+    # Comma-separated KMS operations the fault rate applies to ("" = every operation), e.g.
+    # "DescribeKey" for an outage of one API.
+    fault_operations: str = ""
     time_scale: float = 1.0
     deletion_lateness: float = 0.0
     connect_seconds: float = 300.0
@@ -58,7 +61,7 @@ class EmulatorConfig:
 
 
 def _coerce(name: str, value: Any) -> Any:
-    if name == "quotas":
+    if name in ("quotas", "fault_operations"):
         return str(value)
     if name == "validate":
         if isinstance(value, str):

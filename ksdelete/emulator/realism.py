@@ -130,9 +130,12 @@ class Runtime:
                 bucket = self._buckets[(region, name)] = _Bucket(rate)
             return not bucket.take()
 
-    def faulted(self) -> bool:
+    def faulted(self, operation: str = "") -> bool:
         rate = self.config.fault_rate
         if rate <= 0.0:
+            return False
+        only = self.config.fault_operations
+        if only and operation not in {o.strip() for o in only.split(",")}:
             return False
         with self.lock:
             return self.rng.random() < rate

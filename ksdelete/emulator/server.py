@@ -123,7 +123,7 @@ class EmulatorApp:
             return _error(400, "UnknownOperationException", f"Unknown operation {operation}")
         if RUNTIME.throttled(region, operation):
             return _error(400, "ThrottlingException", THROTTLE_MESSAGE)
-        if RUNTIME.faulted():
+        if RUNTIME.faulted(operation):
             return _error(
                 500,
                 "KMSInternalException",
