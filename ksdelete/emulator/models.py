@@ -132,6 +132,23 @@ def policy_denies(policy: str | None, action: str, arn: str) -> bool:
     return False
 
 
+def multi_region_view(key: Key) -> dict[str, Any]:
+    """``MultiRegionConfiguration`` as seen from ``key``: PRIMARY on the primary, else REPLICA.
+
+    moto's ``replicate_key`` shallow-copies the primary, so primary and replicas share one
+    configuration dict (one ``ReplicaKeys`` list, as AWS shows on every member); the key type
+    is therefore derived from the key's own ARN rather than stored. Not a backend method: moto's
+    ``replicate_key`` assigns a ``multi_region_configuration`` attribute on the backend.
+    """
+    cfg = key.multi_region_configuration
+    primary = dict(cfg["PrimaryKey"])
+    return {
+        "MultiRegionKeyType": "PRIMARY" if key.arn == primary["Arn"] else "REPLICA",
+        "PrimaryKey": primary,
+        "ReplicaKeys": [dict(replica) for replica in cfg["ReplicaKeys"]],
+    }
+
+
 class EmulatorKmsBackend(KmsBackend):
     """moto's KMS backend with custom key stores, hidden key state, real deletion, stale reads."""
 
@@ -210,7 +227,7 @@ class EmulatorKmsBackend(KmsBackend):
         elif usage == "SIGN_VERIFY":
             meta["SigningAlgorithms"] = key.signing_algorithms
         if key.multi_region:
-            meta["MultiRegionConfiguration"] = key.multi_region_configuration
+            meta["MultiRegionConfiguration"] = multi_region_view(key)
         return meta
 
     def alias_entries(self, key: Key) -> list[dict[str, Any]]:
@@ -318,6 +335,22 @@ class EmulatorKmsBackend(KmsBackend):
             setattr(key, name, value)
         self._remember_key(None, key.id)
         return key
+
+    def replicate_key(self, key_id: str, replica_region: str) -> Key:
+        """moto's replica, minus what its shallow copy shares with the primary by mistake.
+
+        AWS: "All other properties of a replica key can differ, including its key policy, tags,
+        aliases, and key state." So the replica starts with no aliases and no grants of its own.
+        """
+        replica: Key = super().replicate_key(key_id, replica_region)
+        replica.aliases = {}
+        replica.grants = {}
+        replica.creation_date = RUNTIME.clock.epoch()
+        setattr(replica, "vanish_at", None)  # noqa: B010
+        target = kms_backends[self.account_id][replica_region]
+        if isinstance(target, EmulatorKmsBackend):
+            target._remember_key(None, replica.id)
+        return replica
 
     def schedule(self, key: Key, days: int) -> None:
         from datetime import timedelta

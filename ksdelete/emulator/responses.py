@@ -339,6 +339,57 @@ class EmulatorKmsResponse(KmsResponse):
         backend.cancel(key)
         return json.dumps({"KeyId": key.arn})
 
+    @_locked
+    def get_public_key(self) -> str:
+        """AWS's member set: key ARN, KeySpec, and only the algorithm list of the key's usage.
+
+        moto's own answer sends the bare key ID, ``null`` for the other usage's algorithms, and
+        a public key even for symmetric keys.
+        """
+        backend = self.kms_backend
+        key = self._key(backend, self._p("KeyId"), aliases=True)
+        self._authorize(key, "GetPublicKey")
+        state = backend.visible_state(key)
+        if state == "PendingDeletion":
+            raise KmsError("KMSInvalidStateException", f"{key.arn} is pending deletion.")
+        if state == "Disabled":
+            raise KmsError("DisabledException", f"{key.arn} is disabled.")
+        if state != "Enabled":
+            raise KmsError("KMSInvalidStateException", f"{key.arn} is {state}.")
+        spec = str(key.key_spec)
+        usage = str(key.key_usage or "ENCRYPT_DECRYPT")
+        if spec == "SYMMETRIC_DEFAULT" or spec.startswith("HMAC_"):
+            raise KmsError(
+                "UnsupportedOperationException",
+                f"{key.arn} is not an asymmetric KMS key; it has no public key.",
+            )
+        out: dict[str, Any] = {
+            "KeyId": key.arn,
+            "PublicKey": base64.b64encode(key.private_key.public_key()).decode("ascii"),
+            "CustomerMasterKeySpec": spec,
+            "KeySpec": spec,
+            "KeyUsage": usage,
+        }
+        if usage == "ENCRYPT_DECRYPT":
+            out["EncryptionAlgorithms"] = key.encryption_algorithms
+        elif usage == "SIGN_VERIFY":
+            out["SigningAlgorithms"] = key.signing_algorithms
+        return json.dumps(out)
+
+    @_locked
+    def replicate_key(self) -> str:
+        """moto's replication, answered with the replica's own metadata (MultiRegionKeyType
+        REPLICA, absent members omitted); the key may be given by ID or key ARN."""
+        backend = self.kms_backend
+        key = self._key(backend, self._p("KeyId"))
+        replica = backend.replicate_key(key.id, str(self._p("ReplicaRegion")))
+        return json.dumps(
+            {
+                "ReplicaKeyMetadata": backend.key_metadata(replica),
+                "ReplicaPolicy": replica.generate_default_policy(),
+            }
+        )
+
     def _set_enabled(self, enabled: bool) -> str:
         backend = self.kms_backend
         key = self._key(backend, self._p("KeyId"))
