@@ -390,6 +390,29 @@ class EmulatorKmsResponse(KmsResponse):
             }
         )
 
+    def _tags(self, operation: str, moto_action: Callable[[], str]) -> str:
+        """TagResource / UntagResource fail on a key pending deletion (kms-gates-facts 1, [3])
+        and work in every other state; the tagging itself is moto's."""
+        key = self._key(self.kms_backend, self._p("KeyId"))
+        self._authorize(key, operation)
+        if key.key_state == "PendingDeletion":
+            raise KmsError("KMSInvalidStateException", f"{key.arn} is pending deletion.")
+        return moto_action()
+
+    @_locked
+    def tag_resource(self) -> str:
+        return self._tags("TagResource", super().tag_resource)
+
+    @_locked
+    def untag_resource(self) -> str:
+        return self._tags("UntagResource", super().untag_resource)
+
+    @_locked
+    def list_resource_tags(self) -> str:
+        """moto's answer without its null NextMarker (absent members are omitted on the wire)."""
+        body = json.loads(super().list_resource_tags())
+        return json.dumps({k: v for k, v in body.items() if v is not None})
+
     def _set_enabled(self, enabled: bool) -> str:
         backend = self.kms_backend
         key = self._key(backend, self._p("KeyId"))

@@ -248,3 +248,29 @@ def test_access_denied_by_key_policy(kms: Any, emulator: Emulator) -> None:
     with pytest.raises(ClientError) as star:
         kms.describe_key(KeyId=wild["KeyMetadata"]["KeyId"])
     assert error_of(star)[0] == "AccessDeniedException"
+
+
+def test_tags_follow_the_key_state_rules(kms: Any, emulator: Emulator) -> None:
+    """kms-gates-facts 1: TagResource/UntagResource fail with KMSInvalidStateException on a key
+    pending deletion and work in every other state (Unavailable too); ListResourceTags always."""
+    store = xks_store(kms)
+    connect(kms, emulator, store)
+    key = kms.create_key(CustomKeyStoreId=store, Origin="EXTERNAL_KEY_STORE",
+                         XksKeyId="ext-tags")["KeyMetadata"]["KeyId"]
+    kms.tag_resource(KeyId=key, Tags=[{"TagKey": "mark", "TagValue": "1"}])
+    kms.schedule_key_deletion(KeyId=key, PendingWindowInDays=7)
+    for call in (lambda: kms.tag_resource(KeyId=key, Tags=[{"TagKey": "b", "TagValue": "2"}]),
+                 lambda: kms.untag_resource(KeyId=key, TagKeys=["mark"])):
+        with pytest.raises(ClientError) as caught:
+            call()
+        code, status, message = error_of(caught)
+        assert (code, status) == ("KMSInvalidStateException", 400)
+        assert message.endswith("is pending deletion.")
+    tags = kms.list_resource_tags(KeyId=key)["Tags"]
+    assert tags == [{"TagKey": "mark", "TagValue": "1"}]
+    kms.cancel_key_deletion(KeyId=key)
+    assert key_state(kms, key) == "Disabled"
+    disconnect(kms, emulator, store)
+    assert key_state(kms, key) == "Unavailable"
+    kms.untag_resource(KeyId=key, TagKeys=["mark"])
+    assert kms.list_resource_tags(KeyId=key)["Tags"] == []
