@@ -74,6 +74,12 @@ class Snapshot:
     # Key IDs an operator already confirmed for deletion in an earlier run (from the journal);
     # None when no earlier confirmation is known.
     confirmed_before: frozenset[str] | None = None
+    # How discovery accounted for the `scanned` keys (the distinct key IDs ListKeys returned).
+    # In a snapshot from discovery, always:
+    #   scanned == len(keys) + elsewhere + len(gone) + len(undescribable)
+    # (discovery raises IncompleteDiscoveryError rather than return one where it does not hold).
+    elsewhere: int = 0  # in another store or in none (described, or known from the cache)
+    gone: tuple[str, ...] = ()  # listed, then NotFoundException on DescribeKey: deleted since
 
     def key_ids(self) -> frozenset[str]:
         return frozenset(k.id for k in self.keys)
@@ -178,3 +184,5 @@ class StoreResult:
     warnings: list[str] = field(default_factory=list)
     error: dict[str, str] | None = None
     phase: str | None = None  # where the pipeline stands (status command): e.g. "keys-pending"
+    # Keys whose membership could not be proven (DescribeKey failed), with the AWS error code.
+    undescribable: tuple[UndescribableKey, ...] = ()
