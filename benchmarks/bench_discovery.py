@@ -21,7 +21,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from ksdelete.discover import MembershipCache, find_store, snapshot
+from ksdelete.discover import MembershipCache, snapshot
 from ksdelete.emulator import Emulator, EmulatorConfig
 from ksdelete.gateway import AwsTarget, Gateway
 
@@ -55,7 +55,8 @@ def main() -> None:
         base = time.perf_counter() - start
 
         gateway = Gateway(AwsTarget(region="us-east-1", endpoint_url=emu.endpoint_url))
-        store, _ = find_store(gateway, store_id)
+        store = gateway.describe_store(store_id=store_id)
+        assert store is not None
         cache = MembershipCache()
         start = time.perf_counter()
         assert len(snapshot(gateway, store, cache=cache).keys) == 20

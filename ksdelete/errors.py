@@ -127,3 +127,26 @@ class RefusedError(KsdeleteError):
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM: stop like Ctrl-C (clean summary, JSON), but exit 143."""
+
+
+class IncompleteDiscoveryError(KsdeleteError):
+    """Discovery could not account for every key it listed, so the snapshot would be a guess.
+
+    Raised instead of returning a snapshot that may miss keys of the store: every key ListKeys
+    returned must end up a member, elsewhere, gone or undescribable, exactly once.
+    """
+
+    code = "incomplete-discovery"
+
+
+class IncompleteListingError(IncompleteDiscoveryError):
+    """A paginated listing (ListKeys, ListAliases) ended without proof that it was complete:
+    a page said `Truncated` but gave no `NextMarker`, or a `NextMarker` came back twice."""
+
+    code = "incomplete-listing"
+
+    def __init__(self, what: str, *, operation: str, pages: int, where: str = "",
+                 hint: str = "") -> None:
+        super().__init__(what, where=where or operation, hint=hint)
+        self.operation = operation
+        self.pages = pages

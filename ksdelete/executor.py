@@ -482,7 +482,11 @@ class Executor:
             if called is None and result_outcome(result, key_id) == "already-gone":
                 return None
             deletion = called.response.get("DeletionDate") if called else None
-            return self._confirm_pending(replace(key, deletion_date=deletion or key.deletion_date))
+            try:
+                return self._confirm_pending(
+                    replace(key, deletion_date=deletion or key.deletion_date))
+            except KeyNotFound:
+                return None  # scheduled, and already past its window (a fast clock): gone
 
         pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="schedule")
         try:

@@ -27,6 +27,7 @@ from ksdelete.errors import (
     AccessDenied,
     AwsError,
     CredentialsError,
+    IncompleteListingError,
     KeyAlreadyPendingDeletion,
     KeyInvalidState,
     KeyNotFound,
@@ -314,17 +315,12 @@ class Gateway:
     # ---- keys -------------------------------------------------------------------------------
 
     def list_keys(self) -> Iterator[list[tuple[str, str]]]:
-        """Every key in the account and Region, one page (up to 1000) at a time."""
-        marker: str | None = None
-        while True:
-            params: dict[str, Any] = {"Limit": 1000}
-            if marker:
-                params["Marker"] = marker
-            page = self._call("ListKeys", **params).response
+        """Every key in the account and Region, one page (up to 1000) at a time.
+
+        Raises IncompleteListingError if the pages do not prove the listing complete.
+        """
+        for page in self._pages("ListKeys", 1000):
             yield [(k["KeyId"], k["KeyArn"]) for k in page.get("Keys", [])]
-            marker = page.get("NextMarker")
-            if not page.get("Truncated") or not marker:
-                return
 
     def describe_key(self, key_id: str) -> dict[str, Any]:
         """KeyMetadata of one key; raises AwsError (NotFoundException, AccessDeniedException...)."""
@@ -334,19 +330,48 @@ class Gateway:
     def list_aliases(self) -> dict[str, list[str]]:
         """Alias names by target key ID, for the whole account and Region."""
         aliases: dict[str, list[str]] = {}
-        marker: str | None = None
-        while True:
-            params: dict[str, Any] = {"Limit": 100}
-            if marker:
-                params["Marker"] = marker
-            page = self._call("ListAliases", **params).response
+        for page in self._pages("ListAliases", 100):
             for alias in page.get("Aliases", []):
                 target = alias.get("TargetKeyId")
                 if target:
                     aliases.setdefault(target, []).append(alias["AliasName"])
+        return aliases
+
+    def _pages(self, operation: str, limit: int) -> Iterator[dict[str, Any]]:
+        """Every page of a Marker/NextMarker/Truncated listing, checked for completeness.
+
+        The listing ends only on a page with `Truncated` false. A truncated page without a
+        `NextMarker`, or a `NextMarker` already used, would otherwise end (or loop) the listing
+        early and silently; it raises IncompleteListingError instead.
+        """
+        markers: set[str] = set()
+        marker: str | None = None
+        pages = 0
+        while True:
+            params: dict[str, Any] = {"Limit": limit}
+            if marker is not None:
+                params["Marker"] = marker
+            page = self._call(operation, **params).response
+            pages += 1
+            yield page
+            if not page.get("Truncated"):
+                return
             marker = page.get("NextMarker")
-            if not page.get("Truncated") or not marker:
-                return aliases
+            if not marker:
+                raise IncompleteListingError(
+                    f"{operation} page {pages} says the listing is truncated but gives no "
+                    "NextMarker, so the rest cannot be read",
+                    operation=operation, pages=pages, where=f"{operation}, region {self.region}",
+                    hint="Nothing was changed; run again later",
+                )
+            if marker in markers:
+                raise IncompleteListingError(
+                    f"{operation} page {pages} returned a NextMarker already used, so the "
+                    "listing would loop",
+                    operation=operation, pages=pages, where=f"{operation}, region {self.region}",
+                    hint="Nothing was changed; run again later",
+                )
+            markers.add(marker)
 
     def schedule_key_deletion(self, key_id: str, days: int) -> Called:
         return self._call("ScheduleKeyDeletion", KeyId=key_id, PendingWindowInDays=days)

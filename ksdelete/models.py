@@ -93,6 +93,12 @@ class Snapshot:
     scanned: int = 0  # keys in the account and Region that were looked at
     matched_by: str = "id"  # how the operator's STORE argument matched: "id" or "name"
     identity: Identity | None = None
+    # How discovery accounted for the `scanned` keys (the distinct key IDs ListKeys returned).
+    # In a snapshot from discovery, always:
+    #   scanned == len(keys) + elsewhere + len(gone) + len(undescribable)
+    # (discovery raises IncompleteDiscoveryError rather than return one where it does not hold).
+    elsewhere: int = 0  # in another store or in none (described, or known from the cache)
+    gone: tuple[str, ...] = ()  # listed, then NotFoundException on DescribeKey: deleted since
 
     def key_ids(self) -> frozenset[str]:
         return frozenset(k.id for k in self.keys)
@@ -237,4 +243,5 @@ class StoreResult:
     waivers: list[str] = field(default_factory=list)  # gates an option let pass, e.g. orphaning
     error: dict[str, str] | None = None
     phase: str | None = None  # where the pipeline stands: e.g. "keys-pending 3/3, ..."
+    # Keys whose membership could not be proven (DescribeKey failed), with the AWS error code.
     undescribable: tuple[UndescribableKey, ...] = ()

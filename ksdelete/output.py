@@ -70,6 +70,10 @@ def store_json(result: StoreResult) -> dict[str, Any]:
         "status": result.status.value,
         "phase": result.phase,
         "keys": [key_json(k) for k in result.keys],
+        "undescribable": [
+            {"id": k.id, "arn": k.arn, "error_code": k.error_code, "message": k.message}
+            for k in result.undescribable
+        ],
         "plan": [
             {"step": s.kind.value, "keys": len(s.key_ids), "detail": s.detail}
             for s in (plan.steps if plan else ())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -259,8 +260,11 @@ def test_tags_follow_the_key_state_rules(kms: Any, emulator: Emulator) -> None:
                          XksKeyId="ext-tags")["KeyMetadata"]["KeyId"]
     kms.tag_resource(KeyId=key, Tags=[{"TagKey": "mark", "TagValue": "1"}])
     kms.schedule_key_deletion(KeyId=key, PendingWindowInDays=7)
-    for call in (lambda: kms.tag_resource(KeyId=key, Tags=[{"TagKey": "b", "TagValue": "2"}]),
-                 lambda: kms.untag_resource(KeyId=key, TagKeys=["mark"])):
+    calls: list[Callable[[], Any]] = [
+        lambda: kms.tag_resource(KeyId=key, Tags=[{"TagKey": "b", "TagValue": "2"}]),
+        lambda: kms.untag_resource(KeyId=key, TagKeys=["mark"]),
+    ]
+    for call in calls:
         with pytest.raises(ClientError) as caught:
             call()
         code, status, message = error_of(caught)
