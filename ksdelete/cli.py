@@ -174,6 +174,12 @@ def _confirmer(yes: bool, action: str, identity: Callable[[], Identity | None]
         store = snap.store
         who = identity()
         place = f" in account {who.account}, {who.region}" if who else ""
+        cancelled = [k.id for k in snap.keys if k.cancelled]
+        if cancelled:
+            sys.stderr.write(
+                f"{len(cancelled)} key(s) were scheduled for deletion by ksdelete and then "
+                f"cancelled by someone: {', '.join(cancelled)}. Confirming schedules them "
+                "again.\n")
         sys.stderr.write(f"Type the store ID ({store.id}) or name to {action}{place}: ")
         sys.stderr.flush()
         answer = sys.stdin.readline()  # Ctrl-C raises KeyboardInterrupt: exit 130
@@ -387,6 +393,7 @@ def delete(stores: tuple[str, ...], region: str | None, profile: str | None,
                              include_new_keys),
             dry_run=dry_run, wait=wait, max_wait=max_wait, missing_ok=missing_ok,
             allowed_accounts=account_ids,
+            interactive=not yes and not dry_run and sys.stdin.isatty(),
         )
         app = build(_settings(region, profile, endpoint_url, journal, poll_interval), options,
                     reporter, _confirmer(yes, "delete it", lambda: inv.identity),

@@ -21,6 +21,7 @@ from ksdelete.errors import (
     AwsError,
     JournalError,
     KeyAlreadyPendingDeletion,
+    KeyInvalidState,
     KeyNotFound,
     KsdeleteError,
     RefusedError,
@@ -33,8 +34,10 @@ from ksdelete.errors import (
 from ksdelete.gateway import Called, Gateway, key_from_metadata
 from ksdelete.journal import Journal
 from ksdelete.models import (
+    CANCELLED_TAG,
     PENDING_DELETION,
     POINTS_OF_NO_RETURN,
+    SCHEDULED_TAG,
     STORE_ID,
     Action,
     ConnectionState,
@@ -42,6 +45,7 @@ from ksdelete.models import (
     Identity,
     Key,
     KeyStore,
+    Marks,
     Pin,
     Plan,
     PlanOptions,
@@ -78,6 +82,7 @@ class RunOptions:
     missing_ok: bool = False
     workers: int = 8
     allowed_accounts: frozenset[str] = frozenset()
+    interactive: bool = False  # a person answers the prompt (see Context.interactive)
 
 
 @dataclass(frozen=True)
@@ -253,7 +258,8 @@ class Executor:
                 raise RefusedError("not confirmed; nothing was changed", where=store_id)
             self.journal.decision("ConfirmPlan", store_id=store_id, store_name=snap.store.name,
                                   key_ids=sorted(snap.key_ids()),
-                                  matched_by=snap.matched_by)
+                                  matched_by=snap.matched_by,
+                                  keys=[_key_record(k) for k in snap.keys])
             self._context = replace(self._context, planned=snap.key_ids())
             self._deadline = time.monotonic() + (self.options.max_wait if self.options.wait
                                                  else 0)
@@ -266,6 +272,7 @@ class Executor:
             allowed_accounts=self.options.allowed_accounts,
             confirmed_before=self.journal.confirmed_keys(target.store.id),
             pin=target.pin,
+            interactive=self.options.interactive,
         )
         self.reporter.note(f"{target.ref!r} matched the store {target.matched_by}: "
                            f"{target.store.id} ({target.store.name})")
@@ -283,14 +290,23 @@ class Executor:
             cache=self.membership,
             on_progress=lambda done, total, _: self.reporter.progress(Phase.DISCOVER, done, total),
         )
-        snap = replace(snap, identity=self.identity,
-                       keys=tuple(k for k in snap.keys if k.id not in self._gone))
+        keys = self._with_marks([k for k in snap.keys if k.id not in self._gone])
+        snap = replace(snap, identity=self.identity, keys=tuple(keys))
         result.keys, result.undescribable = snap.keys, snap.undescribable
         self.reporter.phase(
             Phase.DISCOVER, PhaseState.DONE,
             f"{len(snap.keys)} key(s) in the store, {snap.scanned} scanned",
         )
         return snap
+
+    def _with_marks(self, keys: list[Key]) -> list[Key]:
+        """The store's keys with ksdelete's marks (tags) read from AWS."""
+        if not keys:
+            return keys
+        with ThreadPoolExecutor(max_workers=min(8, len(keys)),
+                                thread_name_prefix="tags") as pool:
+            tags = list(pool.map(lambda k: self.gw.list_resource_tags(k.arn), keys))
+        return [replace(k, marks=Marks.from_tags(t)) for k, t in zip(keys, tags, strict=True)]
 
     def _plan(self, snap: Snapshot, result: StoreResult) -> Plan:
         plan = planner.plan(snap, self.options.plan, self.gw.server_now(), self._context)
@@ -385,7 +401,8 @@ class Executor:
 
     def mutate(self, result: StoreResult, operation: str, call: Callable[[], Called],
                *, key: Key | None = None,
-               already: Callable[[AwsError], str | None] = lambda exc: None) -> Called | None:
+               already: Callable[[AwsError], str | None] = lambda exc: None,
+               detail: dict[str, str] | None = None) -> Called | None:
         """Journal and record one mutating call. An error that `already` names (e.g. a key
         already pending deletion) is recorded with that outcome and returns None."""
         assert result.store is not None
@@ -393,6 +410,7 @@ class Executor:
         with self.journal.record(store_id=result.store.id, store_name=result.store.name,
                                  operation=operation, key_id=key_id,
                                  key_arn=key.arn if key else None) as outcome:
+            outcome.detail.update(detail or {})
             try:
                 called = call()
             except AwsError as exc:
@@ -474,10 +492,11 @@ class Executor:
 
         def one(key_id: str) -> Key | None:
             key = keys[key_id]
+            self.mark(result, key)
             called = self.mutate(
                 result, "ScheduleKeyDeletion",
                 lambda: self.gw.schedule_key_deletion(key.arn, days), key=key,
-                already=_already_scheduled,
+                already=_already_scheduled, detail={"prior_state": key.state},
             )
             if called is None and result_outcome(result, key_id) == "already-gone":
                 return None
@@ -508,11 +527,26 @@ class Executor:
         already = outcomes.count("already-done") + outcomes.count("already-gone")
         return f"{total - already} scheduled, {already} already pending or gone, {days}-day window"
 
+    def mark(self, result: StoreResult, key: Key) -> None:
+        """Leave ksdelete's mark on the key before scheduling it (a key pending deletion cannot
+        be tagged): whoever later sees the mark on a key that is not pending knows its deletion
+        was cancelled, on any machine, with or without this journal."""
+        now = self.gw.server_now().strftime("%Y-%m-%dT%H:%M:%SZ")
+        value = f"{now} prior={key.state} run={self.journal.run_id}"
+        self.mutate(result, "TagResource",
+                    lambda: self.gw.tag_resource(key.arn, {SCHEDULED_TAG: value}), key=key,
+                    already=_already_pending)
+        if key.marks and key.marks.cancelled:  # a fresh confirmation: the old cancel is over
+            self.mutate(result, "UntagResource",
+                        lambda: self.gw.untag_resource(key.arn, [CANCELLED_TAG]), key=key,
+                        already=_already_pending)
+
     def _settle(self, key: Key) -> Key:
         """Read the key until it shows PendingDeletion or the consistency window has passed."""
         policy = self.gw.policy
         return poll_until(
-            lambda: key_from_metadata(self.gw.describe_key(key.arn), key.aliases),
+            lambda: replace(key_from_metadata(self.gw.describe_key(key.arn), key.aliases),
+                            marks=key.marks),
             lambda k: k.state == PENDING_DELETION, call="DescribeKey",
             timeout=policy.consistency_timeout, initial=policy.consistency_initial,
             maximum=policy.consistency_max, policy=policy, on_retry=self.reporter.retry,
@@ -671,6 +705,19 @@ def _store_moved_on(exc: AwsError) -> str | None:
     """Connect/Disconnect refused for the store's state: a stale read showed an older state and
     the transition is already under way. The await step that follows reads the truth."""
     return "already-done" if isinstance(exc, StoreInvalidState) else None
+
+
+def _already_pending(exc: AwsError) -> str | None:
+    """Tagging a key that is already pending deletion (a race with another client): its
+    ScheduleKeyDeletion that follows reports the same."""
+    return "already-pending" if isinstance(exc, KeyInvalidState) else None
+
+
+def _key_record(key: Key) -> dict[str, object]:
+    """What the journal keeps of a key when the operator confirms: enough to restore it."""
+    return {"id": key.id, "arn": key.arn, "state": key.state, "aliases": list(key.aliases),
+            "external_key_id": key.external_key_id,
+            "deletion_date": key.deletion_date.isoformat() if key.deletion_date else None}
 
 
 def _already_scheduled(exc: AwsError) -> str | None:

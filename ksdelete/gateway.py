@@ -55,6 +55,9 @@ PACE: dict[str, float] = {
     "CancelKeyDeletion": 4,
     "EnableKey": 4,
     "DisableKey": 4,
+    "ListResourceTags": 1600,
+    "TagResource": 4,
+    "UntagResource": 4,
     "GetCallerIdentity": 10,
 }
 
@@ -91,6 +94,9 @@ PERMISSIONS: dict[str, str] = {
     "schedule_key_deletion": "kms:ScheduleKeyDeletion",
     "cancel_key_deletion": "kms:CancelKeyDeletion",
     "enable_key": "kms:EnableKey",
+    "list_resource_tags": "kms:ListResourceTags",
+    "tag_resource": "kms:TagResource",
+    "untag_resource": "kms:UntagResource",
     "connect_store": "kms:ConnectCustomKeyStore",
     "disconnect_store": "kms:DisconnectCustomKeyStore",
     "delete_store": "kms:DeleteCustomKeyStore",
@@ -381,6 +387,28 @@ class Gateway:
 
     def enable_key(self, key_id: str) -> Called:
         return self._call("EnableKey", KeyId=key_id)
+
+    def list_resource_tags(self, key_id: str) -> dict[str, str]:
+        """Every tag of one key (ListResourceTags works in every key state)."""
+        tags: dict[str, str] = {}
+        marker: str | None = None
+        while True:
+            params: dict[str, Any] = {"KeyId": key_id, "Limit": 50}
+            if marker:
+                params["Marker"] = marker
+            page = self._call("ListResourceTags", **params).response
+            tags.update({t["TagKey"]: t["TagValue"] for t in page.get("Tags", [])})
+            marker = page.get("NextMarker")
+            if not page.get("Truncated") or not marker:
+                return tags
+
+    def tag_resource(self, key_id: str, tags: dict[str, str]) -> Called:
+        """Fails (KeyInvalidState) on a key pending deletion, works in every other state."""
+        return self._call("TagResource", KeyId=key_id,
+                          Tags=[{"TagKey": k, "TagValue": v} for k, v in tags.items()])
+
+    def untag_resource(self, key_id: str, names: list[str]) -> Called:
+        return self._call("UntagResource", KeyId=key_id, TagKeys=names)
 
     # ---- identity ---------------------------------------------------------------------------
 

@@ -67,6 +67,8 @@ def open_private(path: Path, flags: int) -> int:
             raise OSError(errno.EINVAL, "not a regular file")
         if info.st_uid != os.geteuid():
             raise OSError(errno.EPERM, "owned by another user")
+        if info.st_nlink != 1:  # a hard link planted to make us write elsewhere
+            raise OSError(errno.EMLINK, "it has other hard links")
         os.set_blocking(fd, True)
         os.fchmod(fd, 0o600)
     except BaseException:
@@ -82,6 +84,7 @@ class ScheduledKey:
     key_id: str
     arn: str | None
     time: str
+    prior_state: str | None = None  # the key's state just before it was scheduled
 
 
 @dataclass
@@ -150,13 +153,16 @@ class Journal:
     # ---- writing ----------------------------------------------------------------------------
 
     def decision(self, operation: str, *, store_id: str, store_name: str,
-                 key_ids: list[str], matched_by: str = "id") -> None:
-        """Journal an operator's decision: ConfirmPlan (these keys may be deleted) or
+                 key_ids: list[str], matched_by: str = "id",
+                 keys: list[dict[str, object]] | None = None) -> None:
+        """Journal an operator's decision: ConfirmPlan (these keys may be deleted; `keys` keeps
+        each one's state, ARN, aliases, external key ID and DeletionDate as confirmed) or
         CancelPlan (the deletion of this store was undone)."""
         self._write({"time": self._now().isoformat(), "phase": "decision", "run_id": self.run_id,
                      "account": self.account, "caller_arn": self.caller_arn,
                      "region": self.region, "store_id": store_id, "store_name": store_name,
-                     "matched_by": matched_by, "operation": operation, "key_ids": key_ids})
+                     "matched_by": matched_by, "operation": operation, "key_ids": key_ids,
+                     **({"keys": keys} if keys is not None else {})})
 
     @contextmanager
     def record(self, *, store_id: str, operation: str, key_id: str | None = None,
@@ -253,7 +259,7 @@ class Journal:
                     and e.get("phase") == "result" and e.get("outcome") == "ok" \
                     and e.get("key_id"):
                 keys[str(e["key_id"])] = ScheduledKey(str(e["key_id"]), e.get("key_arn"),
-                                                      str(e.get("time")))
+                                                      str(e.get("time")), e.get("prior_state"))
         return keys
 
 

@@ -66,10 +66,42 @@ class Key:
     deletion_date: datetime | None = None
     aliases: tuple[str, ...] = ()
     external_key_id: str | None = None
+    # ksdelete's marks on the key (tags, so that every machine sees them): `scheduled` is
+    # written just before ScheduleKeyDeletion, `cancelled` by `ksdelete cancel`.
+    marks: Marks | None = None
 
     @property
     def pending(self) -> bool:
         return self.state == PENDING_DELETION
+
+    @property
+    def cancelled(self) -> bool:
+        """ksdelete scheduled it and it is no longer pending: someone cancelled the deletion
+        (or a run failed between marking and scheduling it)."""
+        return self.marks is not None and self.marks.scheduled is not None and not self.pending
+
+
+SCHEDULED_TAG = "ksdelete:scheduled"
+CANCELLED_TAG = "ksdelete:cancelled"
+
+
+@dataclass(frozen=True)
+class Marks:
+    """The values of ksdelete's tags on a key (None: tag absent)."""
+
+    scheduled: str | None = None  # "<time> prior=<state> run=<run id>"
+    cancelled: str | None = None  # "<time> by=<caller ARN>"
+
+    @classmethod
+    def from_tags(cls, tags: dict[str, str]) -> Marks:
+        return cls(tags.get(SCHEDULED_TAG), tags.get(CANCELLED_TAG))
+
+    def field(self, name: str) -> str | None:
+        """A `name=value` field of the scheduled mark (e.g. prior)."""
+        for part in (self.scheduled or "").split():
+            if part.startswith(f"{name}="):
+                return part.split("=", 1)[1]
+        return None
 
 
 @dataclass(frozen=True)
@@ -139,6 +171,7 @@ class RefusalReason(StrEnum):
     DESCRIBE_FAILED = "describe-failed"
     KEYS_APPEARED = "keys-appeared"
     UNPLANNED_KEYS = "unplanned-keys"
+    CANCELLED_KEYS = "cancelled-keys"
     ORPHANED_KEY_MATERIAL = "orphaned-key-material"
 
 
@@ -161,6 +194,9 @@ class Context:
     # Keys of the plan the operator confirmed in this run; None before the confirmation.
     planned: frozenset[str] | None = None
     pin: Pin | None = None  # the store ID this STORE name was confirmed as, if any
+    # A person answers the confirmation prompt in this run (not --yes, not a dry run): only
+    # such a fresh confirmation may schedule again a key whose deletion was cancelled.
+    interactive: bool = False
 
 
 @dataclass(frozen=True)

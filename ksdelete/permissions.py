@@ -8,19 +8,21 @@ from ksdelete.gateway import PERMISSIONS
 from ksdelete.models import StepKind
 
 # Gateway methods each piece of work calls. Tests check these against the gateway's table.
-DISCOVERY = ("describe_store", "list_keys", "describe_key", "list_aliases")
+DISCOVERY = ("describe_store", "list_keys", "describe_key", "list_aliases", "list_resource_tags")
 STEP_CALLS: dict[StepKind, tuple[str, ...]] = {
     StepKind.CONNECT_STORE: ("describe_store", "disconnect_store", "connect_store"),
     StepKind.AWAIT_CONNECTED: ("describe_store",),
-    StepKind.SCHEDULE_KEY_DELETION: ("schedule_key_deletion", "describe_key"),
+    # ksdelete marks each key (a tag) just before scheduling it: the evidence of a cancel.
+    StepKind.SCHEDULE_KEY_DELETION: ("tag_resource", "untag_resource", "schedule_key_deletion",
+                                     "describe_key"),
     StepKind.AWAIT_KEYS_DELETED: ("describe_key",),
     StepKind.DISCONNECT_STORE: ("describe_store", "disconnect_store"),
     StepKind.AWAIT_DISCONNECTED: ("describe_store",),
     StepKind.DELETE_STORE: ("delete_store", *DISCOVERY),
     StepKind.VERIFY_DELETED: ("describe_store",),
     # `ksdelete cancel`: the undo path, with --enable and --connect.
-    StepKind.CANCEL_KEY_DELETION: ("cancel_key_deletion", "enable_key", "connect_store",
-                                   "disconnect_store", "describe_store"),
+    StepKind.CANCEL_KEY_DELETION: ("cancel_key_deletion", "enable_key", "tag_resource",
+                                   "connect_store", "disconnect_store", "describe_store"),
 }
 
 

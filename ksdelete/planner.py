@@ -16,6 +16,7 @@ from ksdelete.models import (
     ConnectionState,
     Context,
     Identity,
+    Key,
     Plan,
     PlanOptions,
     Refusal,
@@ -145,6 +146,36 @@ def covered_by_confirmation(snap: Snapshot, options: PlanOptions, ctx: Context
     )
 
 
+def not_cancelled(snap: Snapshot, options: PlanOptions, ctx: Context) -> Refusal | Verdict:
+    """A cancel stays cancelled: a key ksdelete scheduled (its mark is on the key, in AWS) that
+    is no longer pending was cancelled by someone. No unattended run schedules it again; only a
+    person's fresh confirmation, which lists it, does."""
+    cancelled = [k for k in snap.keys if k.cancelled]
+    if not cancelled:
+        return Verdict("not_cancelled", "pass")
+    ids = [k.id for k in cancelled]
+    if ctx.interactive:
+        return Verdict("not_cancelled", "waived",
+                       f"the operator confirms again, knowing these were cancelled: {_ids(ids)}")
+    who = "; ".join(f"{k.id}: {_cancel_story(k)}" for k in cancelled[:5])
+    return Refusal(
+        RefusalReason.CANCELLED_KEYS,
+        f"{len(ids)} key(s) of {snap.store.id} that ksdelete scheduled for deletion are no "
+        f"longer pending: someone cancelled their deletion ({who}). An unattended run never "
+        "schedules a cancelled key again; nothing was changed. To delete them after all, run "
+        "ksdelete without --yes and confirm",
+        tuple(ids),
+    )
+
+
+def _cancel_story(key: Key) -> str:
+    marks = key.marks
+    scheduled = (marks.scheduled or "").split(" ", 1)[0] if marks else ""
+    if marks and marks.cancelled:
+        return f"scheduled {scheduled}, cancelled {marks.cancelled.replace(' by=', ' by ')}"
+    return f"scheduled {scheduled}, cancelled outside ksdelete (now {key.state})"
+
+
 def cloudhsm_connected(snap: Snapshot, options: PlanOptions, ctx: Context
                        ) -> Refusal | Verdict:
     """A CloudHSM store stays CONNECTED while it holds keys, or their HSM key material is
@@ -175,7 +206,7 @@ def cloudhsm_connected(snap: Snapshot, options: PlanOptions, ctx: Context
 
 
 GATES: tuple[Gate, ...] = (account_allowed, name_pinned, membership_known, no_keys_appeared,
-                           covered_by_confirmation, cloudhsm_connected)
+                           covered_by_confirmation, not_cancelled, cloudhsm_connected)
 
 
 def evaluate(snap: Snapshot, options: PlanOptions, ctx: Context

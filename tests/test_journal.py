@@ -138,6 +138,11 @@ def test_only_a_regular_file_of_ours(tmp_path: Path) -> None:
         journal_at(theirs).open()
     with pytest.raises(UsageError):
         read_entries(theirs)
+    linked = tmp_path / "linked.jsonl"
+    linked.write_text("")
+    os.link(linked, tmp_path / "second-name")
+    with pytest.raises(UsageError, match="hard links"):
+        journal_at(linked).open()
 
 
 def test_missing_directories_are_private_whatever_the_umask(tmp_path: Path) -> None:

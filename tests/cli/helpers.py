@@ -14,7 +14,8 @@ from ksdelete.emulator import Emulator
 DAY = 86400.0
 MUTATING = {"ScheduleKeyDeletion", "CancelKeyDeletion", "EnableKey", "DisableKey",
             "ConnectCustomKeyStore", "DisconnectCustomKeyStore", "DeleteCustomKeyStore",
-            "UpdateCustomKeyStore", "CreateKey", "CreateCustomKeyStore"}
+            "UpdateCustomKeyStore", "CreateKey", "CreateCustomKeyStore", "TagResource",
+            "UntagResource"}
 
 
 @dataclass
@@ -58,6 +59,13 @@ def seed_one(emulator: Emulator, *, type: str = "AWS_CLOUDHSM", state: str = "CO
 
 def mutations(emulator: Emulator) -> list[dict[str, Any]]:
     return [c for c in emulator.calls() if c["operation"] in MUTATING and c["status"] == 200]
+
+
+def operations(run: Run, index: int = 0, *, marks: bool = False) -> list[str]:
+    """The operations of a store's actions; ksdelete's tagging (its marks) left out unless
+    `marks`."""
+    return [a["operation"] for a in run.store(index)["actions"]
+            if marks or a["operation"] not in ("TagResource", "UntagResource")]
 
 
 def keys_by_id(emulator: Emulator) -> dict[str, dict[str, Any]]:

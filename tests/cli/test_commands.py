@@ -61,7 +61,7 @@ def test_sigint_during_wait_exits_130_with_a_summary(emulator: Emulator) -> None
     assert proc.returncode == 130
     store = json.loads(out)["stores"][0]
     assert store["status"] == "interrupted"
-    assert [a["operation"] for a in store["actions"]] == ["ScheduleKeyDeletion"]
+    assert [a["operation"] for a in store["actions"]] == ["TagResource", "ScheduleKeyDeletion"]
 
 
 def test_demo_runs_every_phase() -> None:
@@ -135,7 +135,7 @@ def test_interactive_confirmation_needs_the_store_id_or_name(emulator: Emulator)
     code, out = _interactive(emulator, "target")
     assert code == 3
     actions = json.loads(out)["stores"][0]["actions"]
-    assert [a["operation"] for a in actions] == ["ScheduleKeyDeletion"]
+    assert [a["operation"] for a in actions] == ["TagResource", "ScheduleKeyDeletion"]
 
 
 def test_ksdelete_emulator_serves_until_sigterm() -> None:
