@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 
 class StoreType(StrEnum):
@@ -281,3 +282,5 @@ class StoreResult:
     phase: str | None = None  # where the pipeline stands: e.g. "keys-pending 3/3, ..."
     # Keys whose membership could not be proven (DescribeKey failed), with the AWS error code.
     undescribable: tuple[UndescribableKey, ...] = ()
+    # `cancel`: per key, what it is now (recovered, still-pending, already-deleted) and why.
+    key_outcomes: list[dict[str, Any]] = field(default_factory=list)

@@ -90,6 +90,7 @@ def store_json(result: StoreResult) -> dict[str, Any]:
         "external_key_ids": list(plan.external_key_ids) if plan else [],
         "warnings": list(result.warnings),
         "waivers": list(result.waivers),
+        "key_outcomes": result.key_outcomes,
         "error": result.error,
     }
 

@@ -93,3 +93,66 @@ def test_pipeline_state_machine(emulator: Emulator) -> None:
     run_state_machine_as_test(Pipeline, settings=settings(
         max_examples=10, stateful_step_count=10, deadline=None,
         suppress_health_check=[HealthCheck.too_slow]))
+
+
+def test_a_cancel_stays_cancelled_across_machines(emulator: Emulator, tmp_path: Any) -> None:
+    """Unattended runs on two machines (separate journals), interleaved with someone cancelling
+    one key by hand and the operator cancelling the store: a key whose deletion was cancelled
+    is never scheduled again without a person's fresh confirmation."""
+
+    class Undo(RuleBasedStateMachine):
+        def __init__(self) -> None:
+            super().__init__()
+            emulator.reset()
+            emulator.configure(connect_seconds=0.0, disconnect_seconds=0.0)
+            seeded = emulator.seed({"region": "us-east-1", "plain_keys": 2, "stores": [
+                {"name": "target", "type": "EXTERNAL_KEY_STORE",
+                 "connection_state": "CONNECTED", "keys": 3}]})
+            self.members = set(seeded["stores"][0]["key_ids"])
+            self.kms: Any = boto3.client("kms", endpoint_url=emulator.endpoint_url,
+                                         region_name="us-east-1")
+            self.cancelled: dict[str, int] = {}  # key -> mutations seen when it was cancelled
+            self.journals = {m: str(tmp_path / f"{id(self)}-{m}.jsonl") for m in "AB"}
+
+        def _states(self) -> dict[str, str]:
+            return {k["KeyId"]: k["KeyState"] for k in emulator.state()["keys"]
+                    if k["KeyId"] in self.members}
+
+        @rule(machine=st.sampled_from("AB"), days_later=st.integers(0, 10))
+        def unattended_run(self, machine: str, days_later: int) -> None:
+            emulator.advance(days_later * DAY)
+            run = ksdelete(emulator, "target", "--yes", "--pending-window-days", "7",
+                           "--journal", self.journals[machine], "--output", "json")
+            assert run.exit_code in (0, 1, 3, 4), run.stderr
+            event(f"unattended exit {run.exit_code}")
+
+        @rule(data=st.data())
+        def someone_cancels_one_key(self, data: st.DataObject) -> None:
+            pending = sorted(k for k, s in self._states().items() if s == "PendingDeletion")
+            if pending:
+                key = data.draw(st.sampled_from(pending))
+                self.kms.cancel_key_deletion(KeyId=key)
+                self.cancelled[key] = len(mutations(emulator))
+
+        @rule(machine=st.sampled_from("AB"))
+        def operator_cancels(self, machine: str) -> None:
+            pending = [k for k, s in self._states().items() if s == "PendingDeletion"]
+            run = ksdelete(emulator, "cancel", "target", "--yes", "--journal",
+                           self.journals[machine], "--output", "json")
+            assert run.exit_code in (0, 1), run.stderr
+            seen = len(mutations(emulator))
+            for key in pending:
+                if self._states().get(key) not in (None, "PendingDeletion"):
+                    self.cancelled[key] = seen
+
+        @invariant()
+        def a_cancelled_key_is_never_scheduled_again(self) -> None:
+            calls = mutations(emulator)
+            for key, seen in self.cancelled.items():
+                again = [c for c in calls[seen:] if c["operation"] == "ScheduleKeyDeletion"
+                         and str(c.get("key_id", "")).rsplit("/", 1)[-1] == key]
+                assert again == [], (key, again)
+
+    run_state_machine_as_test(Undo, settings=settings(
+        max_examples=8, stateful_step_count=8, deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]))

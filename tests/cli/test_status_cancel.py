@@ -63,7 +63,8 @@ def test_cancel_while_disconnected_then_enable_and_reconnect(emulator: Emulator)
     assert run.exit_code == 0, run.stderr
     store = run.store()
     assert store["status"] == "cancelled"
-    assert sorted(a["key_id"] for a in store["actions"]) == sorted(target["key_ids"])
+    assert sorted(a["key_id"] for a in store["actions"]
+                  if a["operation"] == "CancelKeyDeletion") == sorted(target["key_ids"])
     keys = keys_by_id(emulator)
     # While the store is disconnected the keys show Unavailable; underneath they are Disabled.
     assert {keys[k]["KeyState"] for k in target["key_ids"]} == {"Unavailable"}
@@ -72,11 +73,13 @@ def test_cancel_while_disconnected_then_enable_and_reconnect(emulator: Emulator)
     again = ksdelete(emulator, "cancel", "target", "--yes", "--enable", "--connect",
                      "--output", "json")
     assert again.exit_code == 0, again.stderr
-    assert [a["operation"] for a in again.store()["actions"]] == ["ConnectCustomKeyStore"]
+    # --enable restores the state before deletion (Enabled; shown once the store reconnects).
+    assert sorted(a["operation"] for a in again.store()["actions"]) == \
+        ["ConnectCustomKeyStore"] + ["EnableKey"] * 3
     emulator.advance(60)
     run = ksdelete(emulator, "status", "target", "--output", "json")
     assert run.store()["connection_state"] == "CONNECTED"
-    assert {k["state"] for k in run.store()["keys"]} == {"Disabled"}
+    assert {k["state"] for k in run.store()["keys"]} == {"Enabled"}
 
 
 def test_cancel_enable_reenables_the_keys(emulator: Emulator) -> None:
@@ -86,7 +89,7 @@ def test_cancel_enable_reenables_the_keys(emulator: Emulator) -> None:
     run = ksdelete(emulator, "cancel", target["id"], "--yes", "--enable", "--output", "json")
     assert run.exit_code == 0, run.stderr
     operations = sorted(a["operation"] for a in run.store()["actions"])
-    assert operations == ["CancelKeyDeletion"] * 2 + ["EnableKey"] * 2
+    assert operations == ["CancelKeyDeletion"] * 2 + ["EnableKey"] * 2 + ["TagResource"] * 2
     assert {k["state"] for k in run.store()["keys"]} == {"Enabled"}
 
 
@@ -98,7 +101,10 @@ def test_cancel_reports_keys_already_deleted(emulator: Emulator, tmp_path: Path)
     emulator.advance(8 * DAY)
     run = ksdelete(emulator, "cancel", "target", "--yes", "--journal", journal,
                    "--output", "json")
-    assert run.exit_code == 0
+    assert run.exit_code == 1  # nothing could be recovered
+    assert run.store()["error"]["message"] == "all 2 key(s) were already deleted; nothing " \
+        "to recover"
+    assert {k["outcome"] for k in run.store()["key_outcomes"]} == {"already-deleted"}
     warning = " ".join(run.store()["warnings"])
     assert "cannot be recovered" in warning
     assert all(k in warning for k in seeded["stores"][0]["key_ids"])
