@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 
 import click
 
-from ksdelete import __version__
 from ksdelete.errors import ExitStatus, KsdeleteError, Terminated, UsageError
+from ksdelete.meta import SHELLS, completion_script, show_version
 from ksdelete.models import STORE_ID, Identity, Plan, PlanOptions, Snapshot, Status, StoreResult
 from ksdelete.output import document, exit_status, most_severe
 from ksdelete.reporting import Reporter, summary_lines
@@ -312,7 +312,9 @@ def _resolve_all(executor: Any, stores: Sequence[str], *, stop_on_unresolved: bo
 
 
 @click.group(cls=DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="ksdelete")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True,
+              callback=show_version, help="Show the versions of ksdelete, Python, boto3 and "
+              "botocore, and exit.")
 def cli() -> None:
     """Safely delete an AWS KMS custom key store.
 
@@ -522,6 +524,38 @@ def iam_policy(read_only: bool) -> None:
     from ksdelete.permissions import policy
 
     click.echo(json.dumps(policy(read_only=read_only), indent=2))
+
+
+@cli.command()
+@click.argument("shell", type=click.Choice(SHELLS))
+@click.pass_context
+def completion(ctx: click.Context, shell: str) -> None:
+    """Print the shell completion script for bash, zsh or fish.
+
+    \b
+    Examples:
+      eval "$(ksdelete completion bash)"     # in ~/.bashrc
+      eval "$(ksdelete completion zsh)"      # in ~/.zshrc
+      ksdelete completion fish > ~/.config/fish/completions/ksdelete.fish
+    """
+    click.echo(completion_script(ctx.find_root().command, shell), nl=False)
+
+
+@cli.command(name="man")
+@click.pass_context
+def man_page(ctx: click.Context) -> None:
+    """Print the ksdelete(1) manual page (roff), generated from this CLI.
+
+    \b
+    Examples:
+      ksdelete man | man -l -
+      ksdelete man > ~/.local/share/man/man1/ksdelete.1
+    """
+    from ksdelete.manpage import render
+
+    root = ctx.find_root().command
+    assert isinstance(root, click.Group)
+    click.echo(render(root), nl=False)
 
 
 @cli.command()

@@ -1,4 +1,5 @@
-"""The README's CLI reference is generated from --help; it must never go stale."""
+"""The README's CLI reference and the man page are generated from the CLI; they must never go
+stale."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ import pytest
 from click.testing import CliRunner
 
 from ksdelete.cli import cli
+from ksdelete.manpage import render as render_man_page
 
 README = Path(__file__).resolve().parent.parent / "README.md"
+MAN_PAGE = README.parent / "docs" / "ksdelete.1"
 START, END = "<!-- cli-reference:start -->", "<!-- cli-reference:end -->"
 
 
@@ -37,6 +40,17 @@ def test_readme_cli_reference_is_current() -> None:
     assert pattern.search(text), "README lacks the CLI reference markers"
     assert fresh in text, "README CLI reference is stale: KSDELETE_UPDATE_DOCS=1 pytest " \
         "tests/test_docs.py"
+
+
+def test_man_page_is_current() -> None:
+    """docs/ksdelete.1 is what `ksdelete man` prints (the generator walks the command tree)."""
+    fresh = render_man_page(cli)
+    if os.environ.get("KSDELETE_UPDATE_DOCS"):
+        MAN_PAGE.write_text(fresh, encoding="utf-8")
+    assert MAN_PAGE.read_text(encoding="utf-8") == fresh, "docs/ksdelete.1 is stale: " \
+        "KSDELETE_UPDATE_DOCS=1 pytest tests/test_docs.py"
+    result = CliRunner().invoke(cli, ["man"])
+    assert result.exit_code == 0 and result.stdout == fresh
 
 
 @pytest.mark.parametrize("name", sorted(cli.commands))

@@ -41,7 +41,8 @@ def test_installed_entry_point_with_aws_endpoint_url(emulator: Emulator) -> None
 
 def test_version_and_help() -> None:
     proc = subprocess.run([KSDELETE, "--version"], capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0 and proc.stdout.startswith("ksdelete, version ")
+    assert proc.returncode == 0 and proc.stdout.startswith("ksdelete ")
+    assert "boto3 " in proc.stdout and "botocore " in proc.stdout
     assert "cks-1234567890abcdef0 --dry-run" in CliRunner().invoke(cli, ["--help"]).stdout
 
 

@@ -63,7 +63,8 @@ def test_global_options_before_the_subcommand(emulator: Emulator) -> None:
                  "--yes")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["command"] == "cancel"
-    assert {c["operation"] for c in mutations(emulator)[before:]} == {"CancelKeyDeletion"}
+    assert {c["operation"] for c in mutations(emulator)[before:]} == {"CancelKeyDeletion",
+                                                                      "TagResource"}
     status = raw(emulator, "-q", "status", "target")
     # Quiet, and a status: after the cancel, an unattended run would refuse (cancelled keys).
     assert status.exit_code == 4 and "target" not in status.stderr
