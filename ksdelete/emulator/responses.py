@@ -393,7 +393,10 @@ class EmulatorKmsResponse(KmsResponse):
     def _tags(self, operation: str, moto_action: Callable[[], str]) -> str:
         """TagResource / UntagResource fail on a key pending deletion (kms-gates-facts 1, [3])
         and work in every other state; the tagging itself is moto's."""
-        key = self._key(self.kms_backend, self._p("KeyId"))
+        try:
+            key = self._key(self.kms_backend, self._p("KeyId"))
+        except KmsError:
+            return moto_action()  # an unknown key: moto's own NotFoundException
         self._authorize(key, operation)
         if key.key_state == "PendingDeletion":
             raise KmsError("KMSInvalidStateException", f"{key.arn} is pending deletion.")
