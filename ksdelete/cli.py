@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import re
-import signal
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -16,6 +15,7 @@ from typing import Any, TypeVar
 
 import click
 
+from ksdelete import signals
 from ksdelete.errors import ExitStatus, KsdeleteError, Terminated, UsageError
 from ksdelete.meta import SHELLS, completion_script, show_version
 from ksdelete.models import STORE_ID, Identity, Plan, PlanOptions, Snapshot, Status, StoreResult
@@ -64,14 +64,32 @@ class DefaultGroup(click.Group):
         if rest and rest[0] in ("--help", "-h", "--version") and not leading:
             return super().parse_args(ctx, args)
         word = rest[0] if rest else None
-        if word is None or word.startswith("-"):
-            command, rest = self.default_command, rest
-        elif word in self.commands:
-            command, rest = word, rest[1:]
-        else:
-            self._refuse_near_miss(ctx, word)
-            command = self.default_command
-        return super().parse_args(ctx, [command, *leading, *rest])
+        if word is not None and word in self.commands:
+            return super().parse_args(ctx, [word, *leading, *rest[1:]])
+        # The implicit `delete`: no STORE may be, or look like, a command name, wherever it
+        # stands (`ksdelete --yes cancel STORE` must not delete STORE).
+        for store in self._stores(rest):
+            self._refuse_near_miss(ctx, store)
+        return super().parse_args(ctx, [self.default_command, *leading, *rest])
+
+    def _stores(self, args: list[str]) -> list[str]:
+        """The positional words of a `delete` command line (not options, not their values)."""
+        takes_value = {name for param in self.commands[self.default_command].params
+                       if isinstance(param, click.Option) and not param.is_flag
+                       for name in param.opts}
+        words: list[str] = []
+        skip = False
+        for index, arg in enumerate(args):
+            if skip:
+                skip = False
+            elif arg == "--":
+                words.extend(args[index + 1:])
+                break
+            elif arg.startswith("-") and arg != "-":
+                skip = arg in takes_value
+            else:
+                words.append(arg)
+        return words
 
     def _refuse_near_miss(self, ctx: click.Context, word: str) -> None:
         if word == "help":
@@ -80,6 +98,11 @@ class DefaultGroup(click.Group):
                                    ctx)
         if STORE_ID.match(word):
             return
+        if word in self.commands:
+            raise click.UsageError(
+                f"{word!r} is a command, but it comes after options: put the command first "
+                f"('ksdelete {word} ...'). To act on a store named {word!r}, use "
+                f"'ksdelete delete {word}'", ctx)
         close = difflib.get_close_matches(word.lower(), list(self.commands), n=1, cutoff=0.6)
         if close:
             raise click.UsageError(
@@ -623,9 +646,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Entry point: click's own usage errors become one line (and a JSON object with
     --output json), exit code 2; SIGTERM stops a run as cleanly as Ctrl-C (exit 143)."""
     args = list(argv) if argv is not None else sys.argv[1:]
-    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
-        cli.main(args=args, prog_name="ksdelete", standalone_mode=False)
+        with signals.installed():
+            cli.main(args=args, prog_name="ksdelete", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("ksdelete: interrupted", err=True)
         sys.exit(int(ExitStatus.INTERRUPTED))
@@ -646,13 +669,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         sys.exit(int(ExitStatus.ERROR))
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     sys.exit(0)
-
-
-def _terminate(signum: int, frame: object) -> None:
-    raise Terminated()
 
 
 def _wants_json(args: Sequence[str]) -> bool:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ksdelete import discover, planner
+from ksdelete import discover, planner, signals
 from ksdelete.errors import (
     AwsError,
     JournalError,
@@ -407,7 +407,8 @@ class Executor:
         already pending deletion) is recorded with that outcome and returns None."""
         assert result.store is not None
         key_id = key.id if key else None
-        with self.journal.record(store_id=result.store.id, store_name=result.store.name,
+        with signals.held(), \
+                self.journal.record(store_id=result.store.id, store_name=result.store.name,
                                  operation=operation, key_id=key_id,
                                  key_arn=key.arn if key else None) as outcome:
             outcome.detail.update(detail or {})

@@ -47,6 +47,21 @@ def test_a_mistyped_command_is_a_usage_error_not_a_store(emulator: Emulator, typ
     assert mutations(emulator) == []
 
 
+@pytest.mark.parametrize("args", [["--yes", "--missing-ok", "cancel", "target"],
+                                  ["-y", "status", "target"],
+                                  ["--pending-window-days", "7", "target", "cancle"]])
+def test_a_command_name_after_options_is_never_a_store(emulator: Emulator,
+                                                       args: list[str]) -> None:
+    seed_one(emulator, keys=2)
+    result = raw(emulator, *args)
+    assert result.exit_code == 2, result.output
+    assert "ksdelete delete" in result.stderr
+    assert mutations(emulator) == []
+    # Said explicitly, `delete` may name such a store (here: no such store, nothing changes).
+    explicit = raw(emulator, "delete", "--yes", "--missing-ok", "cancel")
+    assert explicit.exit_code == 0 and mutations(emulator) == []
+
+
 def test_help_is_not_a_store(emulator: Emulator) -> None:
     result = raw(emulator, "help")
     assert result.exit_code == 2
@@ -444,3 +459,34 @@ def test_a_journal_write_error_stops_the_run_but_reports_what_aws_did(
     assert done and all(a["outcome"] == "ok" for a in done)
     scheduled = [c for c in mutations(emulator) if c["operation"] == "ScheduleKeyDeletion"]
     assert len(done) == len(scheduled)
+
+
+def test_a_signal_during_a_change_waits_until_the_change_is_recorded(
+    emulator: Emulator, tmp_path: Path,
+) -> None:
+    """SIGTERM while DeleteCustomKeyStore is in flight: the call completes, the JSON and the
+    journal say it succeeded, and later runs know the store was deleted."""
+    store = emulator.seed({"region": "us-east-1", "stores": [
+        {"name": "empty", "type": "EXTERNAL_KEY_STORE", "connection_state": "DISCONNECTED",
+         "keys": 0}]})["stores"][0]
+    journal = tmp_path / "journal.jsonl"
+    emulator.configure(latency_ms=1500.0)
+    proc = subprocess.Popen([KSDELETE, store["id"], "--yes", "--journal", str(journal),
+                             "--output", "json"], env=env_for(emulator),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and b'"DeleteCustomKeyStore"' not in (
+            journal.read_bytes() if journal.exists() else b""):
+        time.sleep(0.05)
+    time.sleep(0.3)  # the call is on the wire
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=90)
+    emulator.configure(latency_ms=0.0)
+    assert proc.returncode == 143, err
+    actions = json.loads(out)["stores"][0]["actions"]
+    assert [(a["operation"], a["outcome"]) for a in actions] == [("DeleteCustomKeyStore", "ok")]
+    assert store["id"] not in {s["CustomKeyStoreId"] for s in emulator.state()["stores"]}
+    after = ksdelete(emulator, "status", store["id"], "--journal", str(journal),
+                     "--output", "json")
+    assert after.exit_code == 0 and after.store()["status"] == "deleted"
