@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ksdelete.discover import MembershipCache
-from ksdelete.errors import RefusedError, UsageError
+from ksdelete.errors import AccountRefused, UsageError
 from ksdelete.executor import Confirm, Executor, RunOptions
 from ksdelete.gateway import AwsTarget, Gateway, is_local
 from ksdelete.journal import Journal, default_path
@@ -78,7 +78,7 @@ def build(settings: Settings, options: RunOptions, reporter: Reporter, confirm: 
     identity = gateway.identity()
     refusal = account_refusal(identity, options.allowed_accounts)
     if refusal:
-        raise RefusedError(refusal.message, where="--account-id")
+        raise AccountRefused(refusal.message, identity=identity, where="--account-id")
     journal.account, journal.caller_arn = identity.account, identity.caller_arn
     executor = Executor(gateway, journal, reporter, options, confirm, identity,
                         membership=membership, lock_dir=path.parent / "locks")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 
+from ksdelete import planner
 from ksdelete.errors import AwsError, KeyInvalidState, KeyNotFound, RefusedError
 from ksdelete.executor import Confirm, Executor, Target
 from ksdelete.journal import ScheduledKey
@@ -20,8 +21,11 @@ from ksdelete.models import (
     CANCELLED_TAG,
     PENDING_DELETION,
     ConnectionState,
+    Context,
     Key,
     Plan,
+    PlanOptions,
+    Refusal,
     Status,
     Step,
     StepKind,
@@ -29,6 +33,7 @@ from ksdelete.models import (
 )
 from ksdelete.reporting import Phase, PhaseState
 
+MORE_PASSES = 3
 RECOVERED = "recovered"
 STILL_PENDING = "still-pending"
 ALREADY_DELETED = "already-deleted"
@@ -73,6 +78,9 @@ def _cancel(executor: Executor, target: Target, result: StoreResult, *, enable: 
     gw, reporter, journal = executor.gw, executor.reporter, executor.journal
     assert target.store is not None
     snap = executor.snapshot(target.store.id, target.matched_by or "id", result)
+    pinned = planner.name_pinned(snap, PlanOptions(), Context(pin=target.pin))
+    if isinstance(pinned, Refusal):  # a name now held by another store: not the one we meant
+        raise RefusedError(pinned.message, where=snap.store.id)
     store = snap.store
     members = {k.id: k for k in snap.keys}
     scheduled = journal.scheduled_keys(store.id)
@@ -106,19 +114,20 @@ def _cancel(executor: Executor, target: Target, result: StoreResult, *, enable: 
         raise RefusedError("not confirmed; nothing was changed", where=store.id)
 
     reporter.phase(Phase.CANCEL, PhaseState.RUNNING)
-    for done, candidate in enumerate(candidates, 1):
-        key = members.get(candidate.key_id) or Key(candidate.key_id, candidate.arn, "", store.id)
-        try:
-            executor.mutate(result, "CancelKeyDeletion",
-                            partial(gw.cancel_key_deletion, candidate.arn), key=key,
-                            already=_not_pending)
-        except AwsError as exc:  # one key's error must not leave the others pending
-            candidate.error = exc
-            hint = HINTS.get(exc.aws_code, "run `ksdelete cancel` again")
-            reporter.note(f"{candidate.key_id}: CancelKeyDeletion failed: {exc.aws_code}: "
-                          f"{exc.what}; {hint}", level="error")
-        reporter.progress(Phase.CANCEL, done, len(candidates))
-
+    _cancel_all(executor, result, candidates, members)
+    # A delete run may have scheduled more keys meanwhile (cancel takes no lock, so that it
+    # works while a --wait run holds it): look again, a few times, until nothing is pending.
+    for _ in range(MORE_PASSES):
+        seen = {c.key_id for c in candidates}
+        late = [k for k in executor.snapshot(store.id, snap.matched_by, result).keys
+                if k.pending and k.id not in seen]
+        if not late:
+            break
+        reporter.note(f"{len(late)} more key(s) became pending meanwhile; cancelling them too")
+        extra = [_Candidate(k.id, k.arn, k.deletion_date, _prior(k, scheduled)) for k in late]
+        members.update({k.id: k for k in late})
+        _cancel_all(executor, result, extra, members)
+        candidates += extra
     _reread(executor, candidates)
     recovered = [c for c in candidates if c.outcome == RECOVERED]
     _leave_evidence(executor, result, recovered, members)
@@ -147,6 +156,24 @@ def _cancel(executor: Executor, target: Target, result: StoreResult, *, enable: 
                    f"{sum(c.outcome == STILL_PENDING for c in candidates)} still pending, "
                    f"{sum(c.outcome == ALREADY_DELETED for c in candidates)} already deleted")
     result.keys = executor.snapshot(store.id, snap.matched_by, result).keys
+
+
+def _cancel_all(executor: Executor, result: StoreResult, candidates: list[_Candidate],
+                members: dict[str, Key]) -> None:
+    """CancelKeyDeletion for each candidate, going on past any one key's error."""
+    store_id = result.store.id if result.store else ""
+    for done, candidate in enumerate(candidates, 1):
+        key = members.get(candidate.key_id) or Key(candidate.key_id, candidate.arn, "", store_id)
+        try:
+            executor.mutate(result, "CancelKeyDeletion",
+                            partial(executor.gw.cancel_key_deletion, candidate.arn), key=key,
+                            already=_not_pending)
+        except AwsError as exc:  # one key's error must not leave the others pending
+            candidate.error = exc
+            hint = HINTS.get(exc.aws_code, "run `ksdelete cancel` again")
+            executor.reporter.note(f"{candidate.key_id}: CancelKeyDeletion failed: "
+                                   f"{exc.aws_code}: {exc.what}; {hint}", level="error")
+        executor.reporter.progress(Phase.CANCEL, done, len(candidates))
 
 
 def _prior(key: Key, scheduled: dict[str, ScheduledKey]) -> str | None:

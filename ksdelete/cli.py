@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import click
 
 from ksdelete import signals
-from ksdelete.errors import ExitStatus, KsdeleteError, Terminated, UsageError
+from ksdelete.errors import AccountRefused, ExitStatus, KsdeleteError, Terminated, UsageError
 from ksdelete.meta import SHELLS, completion_script, show_version
 from ksdelete.models import STORE_ID, Identity, Plan, PlanOptions, Snapshot, Status, StoreResult
 from ksdelete.output import document, exit_status, most_severe
@@ -275,6 +275,8 @@ class Invocation:
     def fail(self, exc: BaseException) -> None:
         """One line on stderr (a traceback only with --debug); JSON mode still prints one
         object, with every store that had already run."""
+        if isinstance(exc, AccountRefused) and isinstance(exc.identity, Identity):
+            self.identity = exc.identity  # the JSON says whose credentials these are
         if isinstance(exc, KsdeleteError):
             code, message, error_code = exc.exit_status, str(exc), exc.code
         else:

@@ -125,6 +125,14 @@ class RefusedError(KsdeleteError):
     code = "refused"
 
 
+class AccountRefused(RefusedError):
+    """--account-id: the credentials are for another account (carries who they are)."""
+
+    def __init__(self, what: str, *, identity: object, where: str = "", hint: str = "") -> None:
+        super().__init__(what, where=where, hint=hint)
+        self.identity = identity
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM: stop like Ctrl-C (clean summary, JSON), but exit 143."""
 

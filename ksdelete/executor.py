@@ -325,7 +325,10 @@ class Executor:
         lock = StoreLock(self.lock_dir, self.identity.account, self.identity.region, store_id)
         timeout = self.options.max_wait if self.options.wait else min(
             TRANSITION_TIMEOUT, self.options.max_wait)
-        lock.acquire(timeout, on_wait=lambda text: self.reporter.note(text, level="warning"))
+        try:
+            lock.acquire(timeout, on_wait=lambda text: self.reporter.note(text, level="warning"))
+        except UsageError as exc:  # this store only: other stores may already have changed
+            raise KsdeleteError(exc.what, where=exc.where, hint=exc.hint) from exc
         self.journal.reload()  # the run that held the lock may have written to it
         try:
             yield

@@ -173,6 +173,9 @@ class Gateway:
         self.policy = policy or RetryPolicy()
         self.on_retry: RetryObserver = on_retry or (lambda *_: None)
         check_endpoint_url(target.endpoint_url)
+        if target.region == "":
+            raise UsageError("the Region is empty", where="--region",
+                             hint="Pass a Region code such as eu-west-1, or leave --region out")
         try:
             session = boto3.session.Session(
                 profile_name=target.profile,

@@ -12,6 +12,7 @@ written without an account, never count.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -118,6 +119,8 @@ class Journal:
             return
         try:
             self._fd = open_private(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+            if not _ends_a_line(self.path):  # a crash left half a line: start a new one
+                os.write(self._fd, b"\n")
         except OSError as exc:
             raise UsageError(
                 f"cannot open the journal: {_reason(exc)}", where=str(self.path),
@@ -136,12 +139,15 @@ class Journal:
         line = (json.dumps(entry, sort_keys=True, default=str) + "\n").encode()
         with self._lock:
             assert self._fd is not None
+            start = os.fstat(self._fd).st_size
             try:
                 view = memoryview(line)
                 while view:  # a short write is continued, never left torn
                     view = view[os.write(self._fd, view):]
                 os.fsync(self._fd)
             except OSError as exc:
+                with contextlib.suppress(OSError):  # no half line for the next run to trip on
+                    os.ftruncate(self._fd, start)
                 raise JournalError(
                     f"cannot write the journal: {_reason(exc)}", where=str(self.path),
                     hint="Free space or fix the file, then run again: AWS state is re-read "
@@ -261,6 +267,15 @@ class Journal:
                 keys[str(e["key_id"])] = ScheduledKey(str(e["key_id"]), e.get("key_arn"),
                                                       str(e.get("time")), e.get("prior_state"))
         return keys
+
+
+def _ends_a_line(path: Path) -> bool:
+    with path.open("rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        if handle.tell() == 0:
+            return True
+        handle.seek(-1, os.SEEK_END)
+        return handle.read(1) == b"\n"
 
 
 def _reason(exc: OSError) -> str:

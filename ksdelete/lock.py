@@ -32,6 +32,9 @@ class StoreLock:
     def acquire(self, timeout: float, *, on_wait: Callable[[str], None] | None = None,
                 poll: float = 0.25) -> None:
         """Take the lock, waiting at most `timeout` seconds for another run to finish."""
+        if self.path.parent.is_symlink():
+            raise UsageError("the lock directory is a symbolic link", where=str(self.path.parent),
+                             hint="Remove the link; ksdelete creates the directory itself")
         try:
             fd = open_private(self.path, os.O_RDWR | os.O_CREAT)
         except OSError as exc:

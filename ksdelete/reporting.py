@@ -73,6 +73,15 @@ def fmt_time(value: datetime | None) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
+_CONTROL = {c: f"\\x{c:02x}" for c in [*range(32), 127]}
+
+
+def printable(text: str) -> str:
+    """Text from AWS (a store name, an error message) with control characters shown escaped,
+    so that nothing can rewrite the operator's terminal or a log line."""
+    return text.translate(_CONTROL)
+
+
 def where(identity: Identity) -> str:
     """Who and where, as the plan, the prompt and the summary say it."""
     return f"account {identity.account}, Region {identity.region}, as {identity.caller_arn}"
@@ -145,7 +154,7 @@ class PlainReporter:
     def _line(self, text: str) -> None:
         stamp = self.clock().astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         prefix = f"{self._ref}: " if self._ref else ""
-        self.stream.write(f"{stamp} {prefix}{text}\n")
+        self.stream.write(printable(f"{stamp} {prefix}{text}") + "\n")
         self.stream.flush()
 
     def start(self, *, command: str, dry_run: bool) -> None:
@@ -215,6 +224,6 @@ def summary_lines(results: Sequence[StoreResult], identity: Identity | None = No
             text += f", run again after {fmt_time(r.resume_after)}"
         if r.error:
             text += f"; {r.error['message']}"
-        lines.append(text)
-        lines.extend(f"  waived: {w}" for w in r.waivers)
+        lines.append(printable(text))
+        lines.extend(printable(f"  waived: {w}") for w in r.waivers)
     return lines

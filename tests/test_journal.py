@@ -172,17 +172,38 @@ def test_short_writes_are_continued(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert read_entries(path)[0]["key_ids"] == ["k1", "k2"]
 
 
-def test_a_failed_write_is_a_journal_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-                                           ) -> None:
-    journal = journal_at(tmp_path / "journal.jsonl")
-    journal.open()
+def test_a_failed_write_is_a_journal_error_and_leaves_no_half_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    path = tmp_path / "journal.jsonl"
+    journal = journal_at(path)
+    journal.decision("ConfirmPlan", store_id=STORE, store_name="p", key_ids=["k1"])
+    real = os.write
+    calls: list[int] = []
 
     def full(fd: int, data: bytes) -> int:
-        raise OSError(errno.ENOSPC, "No space left on device")
+        calls.append(fd)
+        if len(calls) == 1:
+            return real(fd, bytes(data)[:10])  # part of the line reaches the disk...
+        raise OSError(errno.ENOSPC, "No space left on device")  # ...then the disk is full
 
     monkeypatch.setattr(os, "write", full)
     with pytest.raises(JournalError, match="No space left"):
-        journal.decision("ConfirmPlan", store_id=STORE, store_name="p", key_ids=[])
+        journal.decision("ConfirmPlan", store_id=STORE, store_name="p", key_ids=["k2"])
+    monkeypatch.setattr(os, "write", real)
+    journal.close()
+    assert path.read_bytes().endswith(b"\n")
+    assert [e["key_ids"] for e in read_entries(path)] == [["k1"]]
+
+
+def test_a_torn_last_line_is_closed_before_the_next_entry(tmp_path: Path) -> None:
+    path = tmp_path / "journal.jsonl"
+    path.write_text('{"torn": ')
+    path.chmod(0o600)
+    journal = journal_at(path)
+    journal.decision("ConfirmPlan", store_id=STORE, store_name="p", key_ids=["k1"])
+    journal.close()
+    assert [e.get("key_ids") for e in read_entries(path)] == [["k1"]]
 
 
 # ---- the lock --------------------------------------------------------------------------------

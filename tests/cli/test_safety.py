@@ -194,6 +194,7 @@ def test_who_and_where_are_shown_and_the_account_can_be_guarded(emulator: Emulat
                        "--output", "json")
     assert refused.exit_code == 4
     assert "not 111122223333" in refused.json()["error"]["message"]
+    assert refused.json()["account"] == "123456789012"  # whose credentials these are
     # Only GetCallerIdentity (STS) was asked: no KMS call at all.
     assert [c["operation"] for c in emulator.calls()[calls:]] == []
     ok = ksdelete(emulator, "target", "--dry-run", "--account-id", "123456789012")
@@ -490,3 +491,13 @@ def test_a_signal_during_a_change_waits_until_the_change_is_recorded(
     after = ksdelete(emulator, "status", store["id"], "--journal", str(journal),
                      "--output", "json")
     assert after.exit_code == 0 and after.store()["status"] == "deleted"
+
+
+def test_control_characters_from_aws_cannot_rewrite_the_terminal(emulator: Emulator) -> None:
+    emulator.seed({"region": "us-east-1", "stores": [
+        {"name": "evil\r\x1b[2Kstore", "type": "EXTERNAL_KEY_STORE",
+         "connection_state": "CONNECTED", "keys": 1}]})
+    run = ksdelete(emulator, "evil\r\x1b[2Kstore", "--dry-run")
+    assert run.exit_code == 0, run.stderr
+    assert "\x1b" not in run.stderr and "\r" not in run.stderr
+    assert "\\x1b[2K" in run.stderr

@@ -3,6 +3,7 @@ target store and its keys, and it deletes the store only once every key in it is
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import boto3
@@ -15,7 +16,7 @@ from ksdelete.emulator import Emulator
 from .helpers import DAY, ksdelete, mutations
 
 
-def test_pipeline_state_machine(emulator: Emulator) -> None:
+def test_pipeline_state_machine(emulator: Emulator, tmp_path: Any) -> None:
     emulator.configure(connect_seconds=0.0, disconnect_seconds=0.0)
 
     class Pipeline(RuleBasedStateMachine):
@@ -35,6 +36,8 @@ def test_pipeline_state_machine(emulator: Emulator) -> None:
             self.kms: Any = boto3.client("kms", endpoint_url=emulator.endpoint_url,
                                          region_name="us-east-1")
             self.deleted = False
+            # Each example is a new account history: its own journal (names are pinned in it).
+            self.journal = str(tmp_path / f"{uuid.uuid4().hex}.jsonl")
 
         def _store(self) -> dict[str, Any] | None:
             return next((s for s in emulator.state()["stores"]
@@ -44,7 +47,8 @@ def test_pipeline_state_machine(emulator: Emulator) -> None:
               days_later=st.integers(0, 35))
         def delete(self, window: str, connect: bool, days_later: int) -> None:
             emulator.advance(days_later * DAY)
-            args = ["target", "--yes", "--pending-window-days", window, "--output", "json"]
+            args = ["target", "--yes", "--pending-window-days", window, "--output", "json",
+                    "--journal", self.journal]
             run = ksdelete(emulator, *args, *(["--connect"] if connect else []))
             assert run.exit_code in (0, 3, 4), run.stderr
             event(f"delete exit {run.exit_code}")
@@ -56,7 +60,8 @@ def test_pipeline_state_machine(emulator: Emulator) -> None:
 
         @rule()
         def cancel(self) -> None:
-            run = ksdelete(emulator, "cancel", "target", "--yes", "--output", "json")
+            run = ksdelete(emulator, "cancel", "target", "--yes", "--output", "json",
+                           "--journal", self.journal)
             assert run.exit_code in (0, 1), run.stderr
 
         @rule()
@@ -92,7 +97,7 @@ def test_pipeline_state_machine(emulator: Emulator) -> None:
 
     run_state_machine_as_test(Pipeline, settings=settings(
         max_examples=10, stateful_step_count=10, deadline=None,
-        suppress_health_check=[HealthCheck.too_slow]))
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]))
 
 
 def test_a_cancel_stays_cancelled_across_machines(emulator: Emulator, tmp_path: Any) -> None:
@@ -112,7 +117,8 @@ def test_a_cancel_stays_cancelled_across_machines(emulator: Emulator, tmp_path: 
             self.kms: Any = boto3.client("kms", endpoint_url=emulator.endpoint_url,
                                          region_name="us-east-1")
             self.cancelled: dict[str, int] = {}  # key -> mutations seen when it was cancelled
-            self.journals = {m: str(tmp_path / f"{id(self)}-{m}.jsonl") for m in "AB"}
+            run = uuid.uuid4().hex
+            self.journals = {m: str(tmp_path / f"{run}-{m}.jsonl") for m in "AB"}
 
         def _states(self) -> dict[str, str]:
             return {k["KeyId"]: k["KeyState"] for k in emulator.state()["keys"]

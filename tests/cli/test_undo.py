@@ -176,3 +176,20 @@ def test_cancel_recovers_a_scheduled_key_it_can_no_longer_describe(emulator: Emu
     outcomes = {k["id"]: k["outcome"] for k in run.store()["key_outcomes"]}
     assert outcomes == dict.fromkeys(target["key_ids"], "recovered")
     assert keys_by_id(emulator)[hidden]["KeyState"] == "Disabled"
+
+
+def test_cancel_by_a_name_now_held_by_another_store_is_refused(emulator: Emulator) -> None:
+    old = seed_one(emulator, keys=1, type="EXTERNAL_KEY_STORE")["stores"][0]
+    assert ksdelete(emulator, "target", "--yes").exit_code == 3  # confirmed by name
+    kms = kms_client(emulator)
+    emulator.set_store_state(old["id"], "DISCONNECTED")
+    kms.update_custom_key_store(CustomKeyStoreId=old["id"], NewCustomKeyStoreName="target-old")
+    new = emulator.seed({"region": "us-east-1", "stores": [
+        {"name": "target", "type": "EXTERNAL_KEY_STORE", "connection_state": "CONNECTED",
+         "keys": 1}]})["stores"][0]
+    calls = len(mutations(emulator))
+    run = ksdelete(emulator, "cancel", "target", "--yes", "--connect", "--output", "json")
+    assert run.exit_code == 4, run.stderr
+    assert old["id"] in run.store()["error"]["message"] and new["id"] in \
+        run.store()["error"]["message"]
+    assert len(mutations(emulator)) == calls
