@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from click.testing import CliRunner
@@ -70,3 +75,40 @@ def operations(run: Run, index: int = 0, *, marks: bool = False) -> list[str]:
 
 def keys_by_id(emulator: Emulator) -> dict[str, dict[str, Any]]:
     return {k["KeyId"]: k for k in emulator.state()["keys"]}
+
+
+KSDELETE = str(Path(sys.executable).parent / "ksdelete")
+
+
+def env_for(emulator: Emulator) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(AWS_ENDPOINT_URL=emulator.endpoint_url, AWS_REGION="us-east-1")
+    return env
+
+
+def at_the_prompt(emulator: Emulator, *args: str, keys: bytes | None = None,
+                  sig: int | None = None) -> Run:
+    """The installed `ksdelete ARGS --output json` with a terminal on stdin: wait for the plan,
+    then type `keys` and/or send signal `sig` at the confirmation prompt."""
+    import pty
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([KSDELETE, *args, "--output", "json"], env=env_for(emulator),
+                            stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    os.close(slave)
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 60
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if "plan: done" in line or time.monotonic() > deadline:
+            break
+    time.sleep(0.5)  # at the prompt
+    if keys is not None:
+        os.write(master, keys)
+    if sig is not None:
+        proc.send_signal(sig)
+    out, rest = proc.communicate(timeout=60)
+    os.close(master)
+    return Run(proc.returncode, out, "".join(seen) + rest)

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
-import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -18,15 +14,7 @@ from ksdelete import gateway, permissions
 from ksdelete.cli import cli
 from ksdelete.emulator import Emulator
 
-from .helpers import seed_one
-
-KSDELETE = str(Path(sys.executable).parent / "ksdelete")
-
-
-def env_for(emulator: Emulator) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(AWS_ENDPOINT_URL=emulator.endpoint_url, AWS_REGION="us-east-1")
-    return env
+from .helpers import KSDELETE, at_the_prompt, env_for, seed_one
 
 
 def test_installed_entry_point_with_aws_endpoint_url(emulator: Emulator) -> None:
@@ -44,25 +32,6 @@ def test_version_and_help() -> None:
     assert proc.returncode == 0 and proc.stdout.startswith("ksdelete ")
     assert "boto3 " in proc.stdout and "botocore " in proc.stdout
     assert "cks-1234567890abcdef0 --dry-run" in CliRunner().invoke(cli, ["--help"]).stdout
-
-
-def test_sigint_during_wait_exits_130_with_a_summary(emulator: Emulator) -> None:
-    seed_one(emulator, keys=1)
-    proc = subprocess.Popen([KSDELETE, "target", "--yes", "--wait", "--poll-interval", "0.2s",
-                             "--output", "json"], env=env_for(emulator),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            stdin=subprocess.DEVNULL)
-    assert proc.stderr is not None
-    deadline = time.monotonic() + 60
-    for line in proc.stderr:
-        if "wait: running" in line or time.monotonic() > deadline:
-            break
-    proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 130
-    store = json.loads(out)["stores"][0]
-    assert store["status"] == "interrupted"
-    assert [a["operation"] for a in store["actions"]] == ["TagResource", "ScheduleKeyDeletion"]
 
 
 def test_demo_runs_every_phase() -> None:
@@ -108,34 +77,14 @@ def test_errors_are_one_line_without_traceback_unless_debug(emulator: Emulator) 
     assert "Traceback" in debug.stderr
 
 
-def _interactive(emulator: Emulator, answer: str) -> tuple[int, str]:
-    """Run `ksdelete target` with a terminal on stdin and type `answer` at the prompt."""
-    import pty
-
-    master, slave = pty.openpty()
-    proc = subprocess.Popen([KSDELETE, "target", "--output", "json"], env=env_for(emulator),
-                            stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-    os.close(slave)
-    assert proc.stderr is not None
-    deadline = time.monotonic() + 60
-    for line in proc.stderr:
-        if "plan: done" in line or time.monotonic() > deadline:
-            break
-    os.write(master, f"{answer}\n".encode())
-    out, _ = proc.communicate(timeout=60)
-    os.close(master)
-    return proc.returncode, out
-
-
 def test_interactive_confirmation_needs_the_store_id_or_name(emulator: Emulator) -> None:
     seed_one(emulator, keys=1)
-    code, out = _interactive(emulator, "something else")
-    assert code == 4
-    assert json.loads(out)["stores"][0]["status"] == "refused"
-    code, out = _interactive(emulator, "target")
-    assert code == 3
-    actions = json.loads(out)["stores"][0]["actions"]
+    run = at_the_prompt(emulator, "target", keys=b"something else\n")
+    assert run.exit_code == 4
+    assert run.store()["status"] == "refused"
+    run = at_the_prompt(emulator, "target", keys=b"target\n")
+    assert run.exit_code == 3
+    actions = run.store()["actions"]
     assert [a["operation"] for a in actions] == ["TagResource", "ScheduleKeyDeletion"]
 
 

@@ -19,8 +19,16 @@ from click.testing import CliRunner
 from ksdelete.cli import cli
 from ksdelete.emulator import Emulator
 
-from .helpers import DAY, keys_by_id, ksdelete, mutations, seed_one
-from .test_commands import KSDELETE, env_for
+from .helpers import (
+    DAY,
+    KSDELETE,
+    at_the_prompt,
+    env_for,
+    keys_by_id,
+    ksdelete,
+    mutations,
+    seed_one,
+)
 from .test_delete import wait_run_while
 
 
@@ -321,7 +329,10 @@ def test_bad_aws_input_is_a_usage_error(emulator: Emulator, args: list[str],
 
 # ---- signals, the prompt, pipes ---------------------------------------------------------------
 
-def test_sigterm_during_wait_exits_143_with_json(emulator: Emulator) -> None:
+@pytest.mark.parametrize(("sig", "code", "status"), [(signal.SIGINT, 130, "interrupted"),
+                                                     (signal.SIGTERM, 143, "terminated")])
+def test_a_signal_during_wait_stops_cleanly_with_json(emulator: Emulator, sig: int, code: int,
+                                                      status: str) -> None:
     seed_one(emulator, keys=2)
     proc = subprocess.Popen([KSDELETE, "target", "--yes", "--wait", "--poll-interval", "1s",
                              "--output", "json"], env=env_for(emulator),
@@ -332,56 +343,32 @@ def test_sigterm_during_wait_exits_143_with_json(emulator: Emulator) -> None:
     for line in proc.stderr:
         if "wait: running" in line or time.monotonic() > deadline:
             break
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 143, err
+    assert proc.returncode == code, err
     doc = json.loads(out)
-    assert doc["exit_code"] == 143
-    assert doc["stores"][0]["status"] == "terminated"
+    assert doc["exit_code"] == code
+    assert doc["stores"][0]["status"] == status
     assert sorted(a["operation"] for a in doc["stores"][0]["actions"]) == \
         ["ScheduleKeyDeletion"] * 2 + ["TagResource"] * 2
     assert "Traceback" not in err
 
 
-def _at_the_prompt(emulator: Emulator, keys: bytes | None, sig: int | None) -> tuple[int, str,
-                                                                                     str]:
-    import pty
-
-    master, slave = pty.openpty()
-    proc = subprocess.Popen([KSDELETE, "target", "--output", "json"], env=env_for(emulator),
-                            stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-    os.close(slave)
-    assert proc.stderr is not None
-    deadline = time.monotonic() + 60
-    for line in proc.stderr:
-        if "plan: done" in line or time.monotonic() > deadline:
-            break
-    time.sleep(0.5)  # at the prompt
-    if keys is not None:
-        os.write(master, keys)
-    if sig is not None:
-        proc.send_signal(sig)
-    out, err = proc.communicate(timeout=60)
-    os.close(master)
-    return proc.returncode, out, err
-
-
 def test_ctrl_d_at_the_prompt_is_not_confirmed(emulator: Emulator) -> None:
     seed_one(emulator, keys=1)
-    code, out, err = _at_the_prompt(emulator, b"\x04", None)
-    assert code == 4, err
-    assert json.loads(out)["stores"][0]["status"] == "refused"
-    assert "Abort" not in err and "Traceback" not in err
+    run = at_the_prompt(emulator, "target", keys=b"\x04")
+    assert run.exit_code == 4, run.stderr
+    assert run.store()["status"] == "refused"
+    assert "Abort" not in run.stderr and "Traceback" not in run.stderr
     assert mutations(emulator) == []
 
 
 def test_ctrl_c_at_the_prompt_exits_130_with_json(emulator: Emulator) -> None:
     seed_one(emulator, keys=1)
-    code, out, err = _at_the_prompt(emulator, None, signal.SIGINT)
-    assert code == 130, err
-    assert json.loads(out)["stores"][0]["status"] == "interrupted"
-    assert "Abort" not in err and "Traceback" not in err
+    run = at_the_prompt(emulator, "target", sig=signal.SIGINT)
+    assert run.exit_code == 130, run.stderr
+    assert run.store()["status"] == "interrupted"
+    assert "Abort" not in run.stderr and "Traceback" not in run.stderr
     assert mutations(emulator) == []
 
 

@@ -4,9 +4,6 @@ deletion, and a cancel stays cancelled for every unattended run, on any machine.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +11,7 @@ import boto3
 
 from ksdelete.emulator import Emulator
 
-from .helpers import DAY, keys_by_id, ksdelete, mutations, seed_one
-from .test_commands import KSDELETE, env_for
+from .helpers import DAY, at_the_prompt, keys_by_id, ksdelete, mutations, seed_one
 
 
 def kms_client(emulator: Emulator) -> Any:
@@ -118,31 +114,14 @@ def test_after_a_hand_cancel_of_one_key_unattended_runs_refuse(emulator: Emulato
 def test_a_fresh_interactive_confirmation_lists_and_reschedules_cancelled_keys(
     emulator: Emulator,
 ) -> None:
-    import pty
-
     target = seed_one(emulator, keys=1)["stores"][0]
     assert ksdelete(emulator, "target", "--yes").exit_code == 3
     assert ksdelete(emulator, "cancel", "target", "--yes").exit_code == 0
-    master, slave = pty.openpty()
-    proc = subprocess.Popen([KSDELETE, "target", "--output", "json"], env=env_for(emulator),
-                            stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-    os.close(slave)
-    assert proc.stderr is not None
-    deadline = time.monotonic() + 60
-    seen = []
-    for line in proc.stderr:
-        seen.append(line)
-        if "plan: done" in line or time.monotonic() > deadline:
-            break
-    time.sleep(0.5)
-    os.write(master, b"target\n")
-    out, rest = proc.communicate(timeout=60)
-    err = "".join(seen) + rest
-    os.close(master)
-    assert proc.returncode == 3, err
+    run = at_the_prompt(emulator, "target", keys=b"target\n")
+    err = run.stderr
+    assert run.exit_code == 3, err
     assert f"then cancelled by someone: {target['key_ids'][0]}" in err
-    store = json.loads(out)["stores"][0]
+    store = run.store()
     assert [a["operation"] for a in store["actions"]] == [
         "TagResource", "UntagResource", "ScheduleKeyDeletion"]
     assert keys_by_id(emulator)[target["key_ids"][0]]["KeyState"] == "PendingDeletion"
