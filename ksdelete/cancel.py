@@ -77,7 +77,8 @@ def _cancel(executor: Executor, target: Target, result: StoreResult, *, enable: 
             connect: bool, confirm: Confirm) -> None:
     gw, reporter, journal = executor.gw, executor.reporter, executor.journal
     assert target.store is not None
-    snap = executor.snapshot(target.store.id, target.matched_by or "id", result)
+    snap = executor.snapshot(target.store.id, target.matched_by or "id", result,
+                             all_marks=True)
     pinned = planner.name_pinned(snap, PlanOptions(), Context(pin=target.pin))
     if isinstance(pinned, Refusal):  # a name now held by another store: not the one we meant
         raise RefusedError(pinned.message, where=snap.store.id)

@@ -281,8 +281,13 @@ class Executor:
         self.reporter.plan(snap, plan)
         return snap, plan
 
-    def snapshot(self, store_id: str, matched_by: str, result: StoreResult) -> Snapshot:
-        """A fresh reading of the store and every key in it (keys this run saw gone left out)."""
+    def snapshot(self, store_id: str, matched_by: str, result: StoreResult, *,
+                 all_marks: bool = False) -> Snapshot:
+        """A fresh reading of the store and every key in it (keys this run saw gone left out).
+
+        ksdelete's marks are read for the keys that are not pending deletion (a pending key
+        cannot have been cancelled), or for every key with `all_marks` (cancel needs each
+        key's state before deletion)."""
         self.reporter.phase(Phase.DISCOVER, PhaseState.RUNNING, store_id)
         store = self._read_store(store_id)
         snap = discover.snapshot(
@@ -290,7 +295,8 @@ class Executor:
             cache=self.membership,
             on_progress=lambda done, total, _: self.reporter.progress(Phase.DISCOVER, done, total),
         )
-        keys = self._with_marks([k for k in snap.keys if k.id not in self._gone])
+        keys = self._with_marks([k for k in snap.keys if k.id not in self._gone],
+                                all_marks=all_marks)
         snap = replace(snap, identity=self.identity, keys=tuple(keys))
         result.keys, result.undescribable = snap.keys, snap.undescribable
         self.reporter.phase(
@@ -299,14 +305,18 @@ class Executor:
         )
         return snap
 
-    def _with_marks(self, keys: list[Key]) -> list[Key]:
+    def _with_marks(self, keys: list[Key], *, all_marks: bool) -> list[Key]:
         """The store's keys with ksdelete's marks (tags) read from AWS."""
-        if not keys:
+        wanted = [k for k in keys if all_marks or not k.pending]
+        if not wanted:
             return keys
-        with ThreadPoolExecutor(max_workers=min(8, len(keys)),
+        with ThreadPoolExecutor(max_workers=min(8, len(wanted)),
                                 thread_name_prefix="tags") as pool:
-            tags = list(pool.map(lambda k: self.gw.list_resource_tags(k.arn), keys))
-        return [replace(k, marks=Marks.from_tags(t)) for k, t in zip(keys, tags, strict=True)]
+            tags = dict(zip((k.id for k in wanted),
+                            pool.map(lambda k: self.gw.list_resource_tags(k.arn), wanted),
+                            strict=True))
+        return [replace(k, marks=Marks.from_tags(tags[k.id])) if k.id in tags else k
+                for k in keys]
 
     def _plan(self, snap: Snapshot, result: StoreResult) -> Plan:
         plan = planner.plan(snap, self.options.plan, self.gw.server_now(), self._context)
