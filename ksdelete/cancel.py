@@ -33,7 +33,9 @@ from ksdelete.models import (
 )
 from ksdelete.reporting import Phase, PhaseState
 
-MORE_PASSES = 3
+MORE_PASSES = 10  # re-scans for keys a concurrent run scheduled meanwhile
+PASS_PAUSE = 1.0  # seconds between them
+RESTORED = "restored="  # added to the ksdelete:cancelled mark once --enable restored the key
 RECOVERED = "recovered"
 STILL_PENDING = "still-pending"
 ALREADY_DELETED = "already-deleted"
@@ -97,7 +99,8 @@ def _cancel(executor: Executor, target: Target, result: StoreResult, *, enable: 
     ]
     # Closest to loss first; keys whose DeletionDate is unknown are assumed closest.
     candidates.sort(key=lambda c: (c.deletion_date is not None, c.deletion_date, c.key_id))
-    restore = _to_restore(snap.keys, scheduled) if enable else []
+    restore = ({c.key_id for c in candidates}
+               | {k.id for k in _to_restore(list(snap.keys), set())}) if enable else set()
     plan = Plan(store_id=store.id,
                 steps=(Step(StepKind.CANCEL_KEY_DELETION,
                             key_ids=tuple(c.key_id for c in candidates)),),
@@ -116,11 +119,12 @@ def _cancel(executor: Executor, target: Target, result: StoreResult, *, enable: 
 
     reporter.phase(Phase.CANCEL, PhaseState.RUNNING)
     _cancel_all(executor, result, candidates, members)
-    # A delete run may have scheduled more keys meanwhile (cancel takes no lock, so that it
-    # works while a --wait run holds it): look again, a few times, until nothing is pending.
+    # A delete run may schedule more keys meanwhile (cancel takes no lock, so that it works
+    # while a --wait run holds it): look again, a little apart, until a pass finds none.
     for _ in range(MORE_PASSES):
         seen = {c.key_id for c in candidates}
-        late = [k for k in executor.snapshot(store.id, snap.matched_by, result).keys
+        late = [k for k in executor.snapshot(store.id, snap.matched_by, result,
+                                             all_marks=True).keys
                 if k.pending and k.id not in seen]
         if not late:
             break
@@ -129,34 +133,44 @@ def _cancel(executor: Executor, target: Target, result: StoreResult, *, enable: 
         members.update({k.id: k for k in late})
         _cancel_all(executor, result, extra, members)
         candidates += extra
+        gw.policy.sleep(PASS_PAUSE)
     _reread(executor, candidates)
     recovered = [c for c in candidates if c.outcome == RECOVERED]
     _leave_evidence(executor, result, recovered, members)
-    if enable:
-        _restore(executor, result, _to_restore(_fresh(executor, snap.keys), scheduled),
-                 scheduled)
-    if connect:
+    if connect:  # first: keys show their real state again, and --enable acts on it
         current = gw.describe_store(store_id=store.id)
         if current and current.connection_state in (ConnectionState.DISCONNECTED,
                                                     ConnectionState.FAILED):
             executor.connect(store.id, result)
+    restore_errors: dict[str, AwsError] = {}
+    if enable:
+        mine = {c.key_id for c in recovered}
+        restore_errors = _restore(executor, result, _to_restore(
+            _fresh(executor, list(members.values())), mine), scheduled)
     journal.decision("CancelPlan", store_id=store.id, store_name=store.name,
                      key_ids=[c.key_id for c in recovered], matched_by=snap.matched_by)
     result.key_outcomes = [
         {"id": c.key_id, "arn": c.arn, "outcome": c.outcome, "state": c.state or None,
-         "error": {"code": c.error.aws_code, "message": c.error.what,
-                   "hint": HINTS.get(c.error.aws_code, "run `ksdelete cancel` again")}
-         if c.error else None}
+         "error": _error_json(c.error), "restore_error": _error_json(restore_errors.get(c.key_id))}
         for c in candidates
     ]
-    for line in _verdict(result, candidates):
+    final = executor.snapshot(store.id, snap.matched_by, result, all_marks=True)
+    result.keys = final.keys
+    for line in _verdict(result, candidates, [k.id for k in final.keys if k.pending],
+                         restore_errors):
         reporter.note(line, level="warning")
     reporter.phase(Phase.CANCEL, PhaseState.DONE if result.status is Status.CANCELLED
                    else PhaseState.FAILED,
                    f"{len(recovered)} recovered, "
                    f"{sum(c.outcome == STILL_PENDING for c in candidates)} still pending, "
                    f"{sum(c.outcome == ALREADY_DELETED for c in candidates)} already deleted")
-    result.keys = executor.snapshot(store.id, snap.matched_by, result).keys
+
+
+def _error_json(exc: AwsError | None) -> dict[str, str] | None:
+    if exc is None:
+        return None
+    return {"code": exc.aws_code, "message": exc.what,
+            "hint": HINTS.get(exc.aws_code, "run `ksdelete cancel` again")}
 
 
 def _cancel_all(executor: Executor, result: StoreResult, candidates: list[_Candidate],
@@ -229,7 +243,7 @@ def _tag_value(text: str) -> str:
     return "".join(ch if ch.isalnum() or ch in allowed else "_" for ch in text)[:256]
 
 
-def _fresh(executor: Executor, keys: tuple[Key, ...]) -> list[Key]:
+def _fresh(executor: Executor, keys: list[Key]) -> list[Key]:
     """The keys as AWS shows them now (after the cancels), keeping their marks."""
     fresh: list[Key] = []
     for key in keys:
@@ -242,37 +256,58 @@ def _fresh(executor: Executor, keys: tuple[Key, ...]) -> list[Key]:
     return fresh
 
 
-def _to_restore(keys: tuple[Key, ...] | list[Key], scheduled: dict[str, ScheduledKey]
-                ) -> list[Key]:
-    """Keys of the store that ksdelete scheduled (its mark or its journal says so) and that are
-    not pending any more: also those an earlier cancel already recovered."""
-    return [k for k in keys if not k.pending
-            and ((k.marks is not None and k.marks.scheduled) or k.id in scheduled)]
+def _to_restore(keys: list[Key], recovered: set[str]) -> list[Key]:
+    """Keys whose state before deletion --enable brings back: those this cancel recovered, and
+    those an earlier `ksdelete cancel` recovered (its mark) and no --enable restored yet. A key
+    someone disabled after a restore is never touched."""
+    return [k for k in keys if not k.pending and (
+        k.id in recovered
+        or (k.marks is not None and k.marks.cancelled is not None
+            and RESTORED not in k.marks.cancelled))]
 
 
 def _restore(executor: Executor, result: StoreResult, keys: list[Key],
-             scheduled: dict[str, ScheduledKey]) -> None:
+             scheduled: dict[str, ScheduledKey]) -> dict[str, AwsError]:
     """--enable: each key back to the state it had before ksdelete scheduled it. A key that
-    was Disabled stays Disabled (perhaps on purpose); an unknown prior state is left alone."""
+    was Disabled stays Disabled (perhaps on purpose); an unknown prior state is left alone.
+    One key's error does not stop the others; the errors are returned."""
+    errors: dict[str, AwsError] = {}
+    now = executor.gw.server_now().strftime("%Y-%m-%dT%H:%M:%SZ")
     for key in keys:
         prior = _prior(key, scheduled)
-        if prior == "Enabled":
-            if key.state != "Enabled":
-                executor.mutate(result, "EnableKey", partial(executor.gw.enable_key, key.arn),
-                                key=key)
-        elif prior == "Disabled":
-            result.warnings.append(f"{key.id} stays Disabled: it was Disabled before ksdelete "
-                                   "scheduled it")
-        else:
-            result.warnings.append(f"{key.id} stays {key.state}: its state before deletion is "
-                                   f"not known ({prior or 'no record'}); enable it by hand if "
-                                   "it should be used")
+        try:
+            if prior == "Enabled":
+                if key.state != "Enabled":
+                    executor.mutate(result, "EnableKey",
+                                    partial(executor.gw.enable_key, key.arn), key=key)
+            elif prior == "Disabled":
+                result.warnings.append(f"{key.id} stays Disabled: it was Disabled before "
+                                       "ksdelete scheduled it")
+            else:
+                result.warnings.append(
+                    f"{key.id} stays {key.state}: its state before deletion is not known "
+                    f"({prior or 'no record'}; e.g. its store was disconnected when it was "
+                    "scheduled); enable it by hand if it should be used")
+                continue
+            cancelled = (key.marks.cancelled if key.marks and key.marks.cancelled else
+                         f"{now} by={executor.identity.caller_arn}")
+            executor.mutate(result, "TagResource", partial(
+                executor.gw.tag_resource, key.arn,
+                {CANCELLED_TAG: _tag_value(f"{cancelled} {RESTORED}{now}")}), key=key)
+        except AwsError as exc:
+            errors[key.id] = exc
+            executor.reporter.note(f"{key.id}: could not restore its state: {exc.aws_code}: "
+                                   f"{exc.what}", level="error")
+    return errors
 
 
-def _verdict(result: StoreResult, candidates: list[_Candidate]) -> list[str]:
-    """Exit 0 only when every key that could be recovered was; 1 when a key is still pending,
-    or when nothing at all could be recovered. Returns the warnings to show."""
-    pending = [c.key_id for c in candidates if c.outcome == STILL_PENDING]
+def _verdict(result: StoreResult, candidates: list[_Candidate], pending_now: list[str],
+             restore_errors: dict[str, AwsError]) -> list[str]:
+    """Exit 0 only when every key that could be recovered was (and, with --enable, restored);
+    1 when a key is still pending, when nothing at all could be recovered, or when a restore
+    failed. `pending_now` is what AWS shows after everything: the last word."""
+    pending = sorted({c.key_id for c in candidates if c.outcome == STILL_PENDING}
+                     | set(pending_now))
     deleted = [c.key_id for c in candidates if c.outcome == ALREADY_DELETED]
     shown: list[str] = []
     if deleted:
@@ -290,4 +325,10 @@ def _verdict(result: StoreResult, candidates: list[_Candidate]) -> list[str]:
         result.error = {"code": "nothing-recovered",
                         "message": f"all {len(deleted)} key(s) were already deleted; nothing "
                                    "to recover"}
+    elif restore_errors:
+        result.status = Status.ERROR
+        result.error = {"code": "not-restored",
+                        "message": f"{len(restore_errors)} recovered key(s) could not be "
+                                   f"restored to their state before deletion: "
+                                   f"{', '.join(sorted(restore_errors))}; see key_outcomes"}
     return shown

@@ -197,7 +197,7 @@ def _confirmer(yes: bool, action: str, identity: Callable[[], Identity | None]
         store = snap.store
         who = identity()
         place = f" in account {who.account}, {who.region}" if who else ""
-        cancelled = [k.id for k in snap.keys if k.cancelled]
+        cancelled = list(plan.reconfirm)
         if cancelled:
             sys.stderr.write(
                 f"{len(cancelled)} key(s) were scheduled for deletion by ksdelete and then "

@@ -260,7 +260,11 @@ class Executor:
                                   key_ids=sorted(snap.key_ids()),
                                   matched_by=snap.matched_by,
                                   keys=[_key_record(k) for k in snap.keys])
-            self._context = replace(self._context, planned=snap.key_ids())
+            # What the person confirmed: these keys, and these cancelled keys again (listed
+            # at the prompt); a key cancelled after the prompt is refused at the next re-plan.
+            self._context = replace(self._context, planned=snap.key_ids(),
+                                    reconfirmed=frozenset(plan.reconfirm)
+                                    if self.options.interactive else None)
             self._deadline = time.monotonic() + (self.options.max_wait if self.options.wait
                                                  else 0)
             self._converge(snap, plan, result)
@@ -273,6 +277,7 @@ class Executor:
             confirmed_before=self.journal.confirmed_keys(target.store.id),
             pin=target.pin,
             interactive=self.options.interactive,
+            scheduled_before=frozenset(self.journal.scheduled_keys(target.store.id)),
         )
         self.reporter.note(f"{target.ref!r} matched the store {target.matched_by}: "
                            f"{target.store.id} ({target.store.name})")
@@ -550,7 +555,9 @@ class Executor:
         self.mutate(result, "TagResource",
                     lambda: self.gw.tag_resource(key.arn, {SCHEDULED_TAG: value}), key=key,
                     already=_already_pending)
-        if key.marks and key.marks.cancelled:  # a fresh confirmation: the old cancel is over
+        reconfirmed = self._context.reconfirmed or frozenset()
+        if key.marks and key.marks.cancelled and key.id in reconfirmed:
+            # A person confirmed again, knowing it was cancelled: that cancel is over.
             self.mutate(result, "UntagResource",
                         lambda: self.gw.untag_resource(key.arn, [CANCELLED_TAG]), key=key,
                         already=_already_pending)

@@ -77,9 +77,9 @@ class Key:
 
     @property
     def cancelled(self) -> bool:
-        """ksdelete scheduled it and it is no longer pending: someone cancelled the deletion
-        (or a run failed between marking and scheduling it)."""
-        return self.marks is not None and self.marks.scheduled is not None and not self.pending
+        """A mark of ksdelete's on a key that is no longer pending: someone cancelled its
+        deletion (or a run failed between marking and scheduling it)."""
+        return self.marks is not None and self.marks.any and not self.pending
 
 
 SCHEDULED_TAG = "ksdelete:scheduled"
@@ -92,6 +92,10 @@ class Marks:
 
     scheduled: str | None = None  # "<time> prior=<state> run=<run id>"
     cancelled: str | None = None  # "<time> by=<caller ARN>"
+
+    @property
+    def any(self) -> bool:
+        return self.scheduled is not None or self.cancelled is not None
 
     @classmethod
     def from_tags(cls, tags: dict[str, str]) -> Marks:
@@ -198,6 +202,10 @@ class Context:
     # A person answers the confirmation prompt in this run (not --yes, not a dry run): only
     # such a fresh confirmation may schedule again a key whose deletion was cancelled.
     interactive: bool = False
+    # The cancelled keys that person saw listed at the prompt and confirmed; None before.
+    reconfirmed: frozenset[str] | None = None
+    # Keys this journal says ksdelete scheduled in the store (evidence besides the marks).
+    scheduled_before: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -229,6 +237,8 @@ class Plan:
     earliest_gone: datetime | None = None
     external_key_ids: tuple[str, ...] = field(default=())
     phase: str = ""  # where the store stands, e.g. "keys-pending 3/3, earliest deletion ..."
+    # Cancelled keys the person at the prompt must confirm again (listed there explicitly).
+    reconfirm: tuple[str, ...] = ()
     status: Status | None = None  # what `status` reports for this plan (exit code source)
 
     def step(self, kind: StepKind) -> Step | None:

@@ -147,33 +147,48 @@ def covered_by_confirmation(snap: Snapshot, options: PlanOptions, ctx: Context
 
 
 def not_cancelled(snap: Snapshot, options: PlanOptions, ctx: Context) -> Refusal | Verdict:
-    """A cancel stays cancelled: a key ksdelete scheduled (its mark is on the key, in AWS) that
-    is no longer pending was cancelled by someone. No unattended run schedules it again; only a
-    person's fresh confirmation, which lists it, does."""
-    cancelled = [k for k in snap.keys if k.cancelled]
+    """A cancel stays cancelled: a key ksdelete scheduled (its mark is on the key, in AWS, or
+    this journal says so) that is no longer pending was cancelled by someone. No unattended run
+    schedules it again; only a person's fresh confirmation, which lists it, does, and only for
+    the keys it listed."""
+    cancelled = cancelled_keys(snap, ctx)
     if not cancelled:
         return Verdict("not_cancelled", "pass")
-    ids = [k.id for k in cancelled]
-    if ctx.interactive:
+    if ctx.reconfirmed is not None:
+        cancelled = [k for k in cancelled if k.id not in ctx.reconfirmed]
+        if not cancelled:
+            return Verdict("not_cancelled", "waived",
+                           f"the operator confirmed again: {_ids(sorted(ctx.reconfirmed))}")
+    elif ctx.interactive:
         return Verdict("not_cancelled", "waived",
-                       f"the operator confirms again, knowing these were cancelled: {_ids(ids)}")
+                       "to be confirmed again at the prompt: "
+                       f"{_ids([k.id for k in cancelled])}")
+    ids = [k.id for k in cancelled]
     who = "; ".join(f"{k.id}: {_cancel_story(k)}" for k in cancelled[:5])
     return Refusal(
         RefusalReason.CANCELLED_KEYS,
         f"{len(ids)} key(s) of {snap.store.id} that ksdelete scheduled for deletion are no "
-        f"longer pending: someone cancelled their deletion ({who}). An unattended run never "
-        "schedules a cancelled key again; nothing was changed. To delete them after all, run "
-        "ksdelete without --yes and confirm",
+        f"longer pending: someone cancelled their deletion, or an earlier run failed between "
+        f"marking and scheduling them ({who}). An unattended run never schedules such a key "
+        "again; nothing was changed. To delete them after all, run ksdelete without --yes and "
+        "confirm",
         tuple(ids),
     )
 
 
+def cancelled_keys(snap: Snapshot, ctx: Context) -> list[Key]:
+    """Keys ksdelete scheduled (a mark on the key, or this journal) that are not pending."""
+    return [k for k in snap.keys
+            if k.cancelled or (k.id in ctx.scheduled_before and not k.pending)]
+
+
 def _cancel_story(key: Key) -> str:
     marks = key.marks
-    scheduled = (marks.scheduled or "").split(" ", 1)[0] if marks else ""
+    scheduled = (marks.scheduled or "").split(" ", 1)[0] if marks and marks.scheduled else ""
+    scheduled = f"scheduled {scheduled}, " if scheduled else ""
     if marks and marks.cancelled:
-        return f"scheduled {scheduled}, cancelled {marks.cancelled.replace(' by=', ' by ')}"
-    return f"scheduled {scheduled}, cancelled outside ksdelete (now {key.state})"
+        return f"{scheduled}cancelled {marks.cancelled.replace(' by=', ' by ')}"
+    return f"{scheduled}cancelled outside ksdelete (now {key.state})"
 
 
 def cloudhsm_connected(snap: Snapshot, options: PlanOptions, ctx: Context
@@ -291,6 +306,8 @@ def plan(snapshot: Snapshot, options: PlanOptions, now: datetime,
         )
 
     status, phase = phase_of(snapshot, None)
+    reconfirm = tuple(k.id for k in cancelled_keys(snapshot, ctx)
+                      if ctx.reconfirmed is None or k.id not in ctx.reconfirmed)
     return Plan(
         store_id=store.id,
         steps=tuple(steps),
@@ -300,6 +317,7 @@ def plan(snapshot: Snapshot, options: PlanOptions, now: datetime,
         external_key_ids=external_ids,
         phase=phase,
         status=status,
+        reconfirm=reconfirm,
     )
 
 

@@ -109,6 +109,11 @@ def at_the_prompt(emulator: Emulator, *args: str, keys: bytes | None = None,
         os.write(master, keys)
     if sig is not None:
         proc.send_signal(sig)
-    out, rest = proc.communicate(timeout=60)
+    # Read the rest through the same file objects: lines already buffered by the loop above
+    # are not lost (communicate() would read only what is still in the pipe).
+    assert proc.stdout is not None
+    rest = proc.stderr.read()
+    out = proc.stdout.read()
+    proc.wait(timeout=60)
     os.close(master)
     return Run(proc.returncode, out, "".join(seen) + rest)

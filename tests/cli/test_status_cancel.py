@@ -75,7 +75,7 @@ def test_cancel_while_disconnected_then_enable_and_reconnect(emulator: Emulator)
     assert again.exit_code == 0, again.stderr
     # --enable restores the state before deletion (Enabled; shown once the store reconnects).
     assert sorted(a["operation"] for a in again.store()["actions"]) == \
-        ["ConnectCustomKeyStore"] + ["EnableKey"] * 3
+        ["ConnectCustomKeyStore"] + ["EnableKey"] * 3 + ["TagResource"] * 3
     emulator.advance(60)
     run = ksdelete(emulator, "status", "target", "--output", "json")
     assert run.store()["connection_state"] == "CONNECTED"
@@ -89,7 +89,8 @@ def test_cancel_enable_reenables_the_keys(emulator: Emulator) -> None:
     run = ksdelete(emulator, "cancel", target["id"], "--yes", "--enable", "--output", "json")
     assert run.exit_code == 0, run.stderr
     operations = sorted(a["operation"] for a in run.store()["actions"])
-    assert operations == ["CancelKeyDeletion"] * 2 + ["EnableKey"] * 2 + ["TagResource"] * 2
+    # TagResource: the cancel's mark on each key, then "restored" added to it.
+    assert operations == ["CancelKeyDeletion"] * 2 + ["EnableKey"] * 2 + ["TagResource"] * 4
     assert {k["state"] for k in run.store()["keys"]} == {"Enabled"}
 
 
