@@ -97,7 +97,7 @@ def store_json(result: StoreResult) -> dict[str, Any]:
 
 def document(command: str, results: Sequence[StoreResult], exit_code: int, *,
              dry_run: bool = False, error: dict[str, str] | None = None,
-             identity: Identity | None = None) -> dict[str, Any]:
+             identity: Identity | None = None, plan_id: str | None = None) -> dict[str, Any]:
     return {
         "schema_version": SCHEMA_VERSION,
         "command": command,
@@ -106,6 +106,7 @@ def document(command: str, results: Sequence[StoreResult], exit_code: int, *,
         "account": identity.account if identity else None,
         "region": identity.region if identity else None,
         "caller_arn": identity.caller_arn if identity else None,
+        "plan_id": plan_id,
         "stores": [store_json(r) for r in results],
         "error": error,
     }
