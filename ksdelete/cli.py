@@ -247,6 +247,7 @@ class Invocation:
         self.identity: Identity | None = None
         self.reporter: Reporter | None = None
         self.plan_id: str | None = None  # the saved plan made or applied
+        self.run_id: str | None = None  # the journal's: joins the JSON to the journal
         self.after: list[str] = []  # lines after the summary (e.g. the saved plan's)
 
     def run(self, body: Callable[[Invocation], None]) -> None:
@@ -272,7 +273,8 @@ class Invocation:
         lines = summary_lines(results, None if self.quiet else self.identity) + self.after
         if self.output == "json":
             _emit(json.dumps(document(self.command, results, int(code), dry_run=self.dry_run,
-                                      identity=self.identity, plan_id=self.plan_id),
+                                      identity=self.identity, plan_id=self.plan_id,
+                                      run_id=self.run_id),
                              default=str), code)
             if not self.quiet and not getattr(self.reporter, "shows_summary", False):
                 for line in lines:
@@ -299,7 +301,7 @@ class Invocation:
             _emit(json.dumps(document(self.command, self.results, int(code),
                                       dry_run=self.dry_run, identity=self.identity,
                                       error={"code": error_code, "message": message},
-                                      plan_id=self.plan_id),
+                                      plan_id=self.plan_id, run_id=self.run_id),
                              default=str), code)
         else:  # stdout carries the result: here, what stopped the invocation
             for line in [*summary_lines(self.results, self.identity), f"error: {message}"]:
@@ -442,7 +444,7 @@ def delete(stores: tuple[str, ...], region: str | None, profile: str | None,
         app = build(_settings(region, profile, endpoint_url, journal, poll_interval), options,
                     reporter, _confirmer(yes, "delete it", lambda: inv.identity),
                     read_only=dry_run)
-        inv.identity = app.identity
+        inv.identity, inv.run_id = app.identity, app.journal.run_id
         reporter.start(command="delete", dry_run=dry_run)
         try:
             _run_all(inv, app.executor, [app.executor.resolve(ref) for ref in stores],
@@ -565,7 +567,7 @@ def apply_plan(plan_file: Path, region: str | None, profile: str | None,
                 f"the credentials are for account {account}, but the plan {saved.plan_id} is "
                 f"for account {saved.account}; nothing was changed", identity=exc.identity,
                 where=str(plan_file), hint="Use credentials for the plan's account") from exc
-        inv.identity = app.identity
+        inv.identity, inv.run_id = app.identity, app.journal.run_id
         try:
             if app.identity.region != saved.region:
                 raise RefusedError(
@@ -674,7 +676,7 @@ def status(stores: tuple[str, ...], region: str | None, profile: str | None,
             dry_run=True, missing_ok=missing_ok, allowed_accounts=account_ids)
         app = build(_settings(region, profile, endpoint_url, journal), options, reporter,
                     lambda snap, plan: False, read_only=True)  # reads only: never confirms
-        inv.identity = app.identity
+        inv.identity, inv.run_id = app.identity, app.journal.run_id
         for ref in stores:
             inv.results.append(read_status(app.executor, app.executor.resolve(ref)))
 
@@ -714,7 +716,7 @@ def cancel(stores: tuple[str, ...], region: str | None, profile: str | None,
         app = build(_settings(region, profile, endpoint_url, journal),
                     RunOptions(allowed_accounts=account_ids), reporter, confirm,
                     read_only=False)
-        inv.identity = app.identity
+        inv.identity, inv.run_id = app.identity, app.journal.run_id
         reporter.start(command="cancel", dry_run=False)
         try:
             for ref in stores:
@@ -730,19 +732,25 @@ def cancel(stores: tuple[str, ...], region: str | None, profile: str | None,
 
 
 @cli.command(name="iam-policy")
-@click.option("--read-only", is_flag=True, help="Only what --dry-run and status need.")
-def iam_policy(read_only: bool) -> None:
+@click.option("--read-only", is_flag=True, help="Only what --dry-run, show-plan and status "
+              "need.")
+@click.option("--apply-only", is_flag=True,
+              help="Only what `apply` needs (an unattended runner: no undo).")
+def iam_policy(read_only: bool, apply_only: bool) -> None:
     """Print the least-privilege IAM policy ksdelete needs, as JSON.
 
     Derived from the permissions each pipeline step declares, so it cannot drift.
 
     \b
-    Example:
+    Examples:
       ksdelete iam-policy > ksdelete-policy.json
+      ksdelete iam-policy --apply-only > ksdelete-cron-policy.json
     """
     from ksdelete.permissions import policy
 
-    click.echo(json.dumps(policy(read_only=read_only), indent=2))
+    if read_only and apply_only:
+        raise click.UsageError("--read-only and --apply-only exclude each other")
+    click.echo(json.dumps(policy(read_only=read_only, apply_only=apply_only), indent=2))
 
 
 @cli.command()

@@ -10,7 +10,7 @@ from typing import Any
 import boto3
 from click.testing import CliRunner
 
-from ksdelete import planfile
+from ksdelete import permissions, planfile
 from ksdelete.cli import cli
 from ksdelete.emulator import Emulator
 
@@ -60,6 +60,16 @@ def test_save_then_apply_from_another_machine_through_to_deletion(
     first = apply(emulator, path, other)  # no --yes, no terminal
     assert first.exit_code == 3, first.stderr
     assert first.json()["plan_id"] == plan_id and first.json()["command"] == "apply"
+    # What a log pipeline joins runs on (schema_version 2).
+    doc1 = first.json()
+    assert doc1["schema_version"] == 2 and doc1["ksdelete_version"]
+    assert (doc1["account"], doc1["region"]) == ("123456789012", "us-east-1")
+    journal_runs = {json.loads(line)["run_id"] for line in other.read_text().splitlines()}
+    assert journal_runs == {doc1["run_id"]}
+    phase = first.store()["phase"]
+    assert phase["name"] == "keys-pending" and phase["keys_pending"] == phase["keys_total"] == 3
+    assert phase["keys_not_scheduled"] == 0 and phase["earliest_deletion"] is not None
+    assert phase["text"].startswith("keys-pending 3/3")
     keys = keys_by_id(emulator)
     assert {keys[k]["KeyState"] for k in target["key_ids"]} == {"PendingDeletion"}
 
@@ -70,8 +80,12 @@ def test_save_then_apply_from_another_machine_through_to_deletion(
     # A third machine finishes the job: the plan is all it needs.
     done = apply(emulator, path, tmp_path / "third" / "journal.jsonl")
     assert done.exit_code == 0, done.stderr
-    assert done.store()["status"] == "deleted"
+    assert done.store()["status"] == "deleted" and done.store()["phase"]["name"] == "deleted"
+    assert done.json()["run_id"] != doc1["run_id"]
     assert target["id"] not in {s["CustomKeyStoreId"] for s in emulator.state()["stores"]}
+    # Everything apply called is in `ksdelete iam-policy --apply-only`.
+    allowed = set(permissions.actions(read_only=False, apply_only=True))
+    assert {f"kms:{c['operation']}" for c in emulator.calls()} <= allowed
 
 
 def test_an_edited_plan_file_is_a_usage_error(emulator: Emulator, tmp_path: Path) -> None:
