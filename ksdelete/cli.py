@@ -557,7 +557,7 @@ def apply_plan(plan_file: Path, region: str | None, profile: str | None,
                                                 debug=debug)
         options = RunOptions(plan=saved.options, wait=wait, max_wait=max_wait,
                              allowed_accounts=frozenset({saved.account}), interactive=False,
-                             approved=saved.stores)
+                             approved=saved.stores, plan_id=saved.plan_id)
         try:
             app = build(_settings(region, profile, endpoint_url, journal, poll_interval),
                         options, reporter, lambda snap, plan: True, read_only=False)

@@ -85,6 +85,7 @@ class RunOptions:
     allowed_accounts: frozenset[str] = frozenset()
     interactive: bool = False  # a person answers the prompt (see Context.interactive)
     approved: tuple[ApprovedStore, ...] = ()  # `apply`: the stores of the saved plan
+    plan_id: str | None = None  # `apply`: the saved plan's ID (journalled with ConfirmPlan)
 
 
 @dataclass(frozen=True)
@@ -286,7 +287,8 @@ class Executor:
             self.journal.decision("ConfirmPlan", store_id=store_id, store_name=snap.store.name,
                                   key_ids=sorted(snap.key_ids()),
                                   matched_by=snap.matched_by,
-                                  keys=[_key_record(k) for k in snap.keys])
+                                  keys=[_key_record(k) for k in snap.keys],
+                                  plan_id=self.options.plan_id)
             self._context = replace(self._context, planned=snap.key_ids())
             self._deadline = time.monotonic() + (self.options.max_wait if self.options.wait
                                                  else 0)

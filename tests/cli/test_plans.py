@@ -64,8 +64,10 @@ def test_save_then_apply_from_another_machine_through_to_deletion(
     doc1 = first.json()
     assert doc1["schema_version"] == 2 and doc1["ksdelete_version"]
     assert (doc1["account"], doc1["region"]) == ("123456789012", "us-east-1")
-    journal_runs = {json.loads(line)["run_id"] for line in other.read_text().splitlines()}
-    assert journal_runs == {doc1["run_id"]}
+    entries = [json.loads(line) for line in other.read_text().splitlines()]
+    assert {e["run_id"] for e in entries} == {doc1["run_id"]}
+    (confirm,) = [e for e in entries if e.get("operation") == "ConfirmPlan"]
+    assert confirm["plan_id"] == plan_id  # the journal says which reviewed plan was applied
     phase = first.store()["phase"]
     assert phase["name"] == "keys-pending" and phase["keys_pending"] == phase["keys_total"] == 3
     assert phase["keys_not_scheduled"] == 0 and phase["earliest_deletion"] is not None
