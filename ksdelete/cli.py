@@ -16,11 +16,18 @@ from typing import Any, TypeVar
 import click
 
 from ksdelete import signals
-from ksdelete.errors import AccountRefused, ExitStatus, KsdeleteError, Terminated, UsageError
+from ksdelete.errors import (
+    AccountRefused,
+    ExitStatus,
+    KsdeleteError,
+    RefusedError,
+    Terminated,
+    UsageError,
+)
 from ksdelete.meta import SHELLS, completion_script, show_version
 from ksdelete.models import STORE_ID, Identity, Plan, PlanOptions, Snapshot, Status, StoreResult
 from ksdelete.output import document, exit_status, most_severe
-from ksdelete.reporting import Reporter, summary_lines
+from ksdelete.reporting import Reporter, printable, summary_lines
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -239,6 +246,9 @@ class Invocation:
         self.results: list[StoreResult] = []
         self.identity: Identity | None = None
         self.reporter: Reporter | None = None
+        self.plan_id: str | None = None  # the saved plan made or applied
+        self.run_id: str | None = None  # the journal's: joins the JSON to the journal
+        self.after: list[str] = []  # lines after the summary (e.g. the saved plan's)
 
     def run(self, body: Callable[[Invocation], None]) -> None:
         try:
@@ -260,10 +270,12 @@ class Invocation:
             code = most_severe([exit_status(r, missing_ok=self.missing_ok) for r in results])
         if self.reporter is not None:
             self.reporter.finish(results)
-        lines = summary_lines(results, None if self.quiet else self.identity)
+        lines = summary_lines(results, None if self.quiet else self.identity) + self.after
         if self.output == "json":
             _emit(json.dumps(document(self.command, results, int(code), dry_run=self.dry_run,
-                                      identity=self.identity), default=str), code)
+                                      identity=self.identity, plan_id=self.plan_id,
+                                      run_id=self.run_id),
+                             default=str), code)
             if not self.quiet and not getattr(self.reporter, "shows_summary", False):
                 for line in lines:
                     click.echo(line, err=True)
@@ -288,7 +300,8 @@ class Invocation:
         if self.output == "json":
             _emit(json.dumps(document(self.command, self.results, int(code),
                                       dry_run=self.dry_run, identity=self.identity,
-                                      error={"code": error_code, "message": message}),
+                                      error={"code": error_code, "message": message},
+                                      plan_id=self.plan_id, run_id=self.run_id),
                              default=str), code)
         else:  # stdout carries the result: here, what stopped the invocation
             for line in [*summary_lines(self.results, self.identity), f"error: {message}"]:
@@ -314,12 +327,11 @@ def _settings(region: str | None, profile: str | None, endpoint_url: str | None,
     return Settings(region, profile, endpoint_url, journal, poll_interval)
 
 
-def _resolve_all(executor: Any, stores: Sequence[str], *, stop_on_unresolved: bool,
+def _resolve_all(executor: Any, targets: list[Any], *, stop_on_unresolved: bool,
                  missing_ok: bool) -> tuple[list[Any], list[StoreResult | None]]:
-    """Resolve every STORE before any change. A STORE that cannot be resolved (and is not
+    """Every STORE resolved before any change. A STORE that cannot be resolved (and is not
     missing with --missing-ok, or proven deleted by the journal) stops a changing run
     before it starts: the others are reported `skipped`, nothing changed."""
-    targets = [executor.resolve(ref) for ref in stores]
     early: list[StoreResult | None] = [executor.run(t) if t.error else None for t in targets]
     blocking = [r for r in early if r is not None and r.status is not Status.DELETED
                 and not (r.status is Status.MISSING and missing_ok)]
@@ -381,12 +393,14 @@ def check_stores(ctx: click.Context | None, param: click.Parameter | None,
               help="Longest pause between checks while waiting for AWS (1s or more against "
                    "AWS).")
 @click.option("--missing-ok", is_flag=True, help="A store that does not exist is not an error.")
+@click.option("--save-plan", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="With --dry-run: write the plan to FILE for review and `ksdelete apply`.")
 def delete(stores: tuple[str, ...], region: str | None, profile: str | None,
            endpoint_url: str | None, account_ids: frozenset[str], output: str, quiet: bool,
            debug: bool, journal: Path | None, dry_run: bool, yes: bool,
            pending_window_days: int, connect: bool, allow_orphaned_key_material: bool,
            include_new_keys: bool, wait: bool, max_wait: float, poll_interval: float,
-           missing_ok: bool) -> None:
+           missing_ok: bool, save_plan: Path | None) -> None:
     """Delete custom key store(s) STORE (ID or name), as far as AWS allows now.
 
     Every STORE is resolved before anything changes; one that cannot be stops the whole
@@ -400,6 +414,7 @@ def delete(stores: tuple[str, ...], region: str | None, profile: str | None,
     \b
     Examples:
       ksdelete cks-1234567890abcdef0 --dry-run
+      ksdelete cks-1234567890abcdef0 --dry-run --save-plan plan.json
       ksdelete cks-1234567890abcdef0 --pending-window-days 7 --yes
       ksdelete my-xks-store --wait --max-wait 45d --yes --account-id 111122223333 \\
         --output json
@@ -412,6 +427,10 @@ def delete(stores: tuple[str, ...], region: str | None, profile: str | None,
         from ksdelete.app import build, make_reporter
         from ksdelete.executor import RunOptions
 
+        if save_plan is not None and (not dry_run or missing_ok):
+            raise UsageError("--save-plan saves a dry run's plan of existing stores",
+                             where="--save-plan",
+                             hint="Use it with --dry-run and without --missing-ok")
         if not dry_run:
             _require_confirmation_channel(yes, "delete")
         inv.reporter = reporter = make_reporter(quiet, pending_window_days, debug=debug)
@@ -425,18 +444,195 @@ def delete(stores: tuple[str, ...], region: str | None, profile: str | None,
         app = build(_settings(region, profile, endpoint_url, journal, poll_interval), options,
                     reporter, _confirmer(yes, "delete it", lambda: inv.identity),
                     read_only=dry_run)
-        inv.identity = app.identity
+        inv.identity, inv.run_id = app.identity, app.journal.run_id
         reporter.start(command="delete", dry_run=dry_run)
         try:
-            targets, early = _resolve_all(app.executor, stores, stop_on_unresolved=not dry_run,
-                                          missing_ok=missing_ok)
-            for target, done in zip(targets, early, strict=True):
-                if app.executor.stopped or (inv.results and inv.results[-1].status in (
-                        Status.INTERRUPTED, Status.TERMINATED)):
-                    break
-                inv.results.append(done or app.executor.run(target))
+            _run_all(inv, app.executor, [app.executor.resolve(ref) for ref in stores],
+                     stop_on_unresolved=not dry_run, missing_ok=missing_ok)
         finally:
             app.journal.close()
+        if save_plan is not None:
+            _save_plan(inv, app, save_plan, options.plan)
+
+    inv.run(body)
+
+
+def _run_all(inv: Invocation, executor: Any, targets: list[Any], *, stop_on_unresolved: bool,
+             missing_ok: bool = False) -> None:
+    targets, early = _resolve_all(executor, targets, stop_on_unresolved=stop_on_unresolved,
+                                  missing_ok=missing_ok)
+    for target, done in zip(targets, early, strict=True):
+        if executor.stopped or (inv.results and inv.results[-1].status in (
+                Status.INTERRUPTED, Status.TERMINATED)):
+            break
+        inv.results.append(done or executor.run(target))
+
+
+def _save_plan(inv: Invocation, app: Any, path: Path, options: PlanOptions) -> None:
+    """--save-plan: write the dry run's plan, if every store has one."""
+    from ksdelete import planfile
+
+    unplanned = [r for r in inv.results if r.status is not Status.PLANNED]
+    if unplanned or not inv.results:
+        names = ", ".join(f"{r.ref} ({r.status})" for r in unplanned)
+        inv.after.append(f"the plan was not saved: {names} cannot be planned")
+        return
+    endpoint = app.gateway.endpoint_url
+    content = planfile.build(
+        inv.results, app.identity, options,
+        endpoint_url=None if ".amazonaws.com" in endpoint else endpoint,
+        now=app.gateway.server_now())
+    planfile.write(path, content)
+    inv.plan_id = plan_id = planfile.short_id(content["digest"])
+    keys = sum(len(r.keys) for r in inv.results)
+    inv.after.append(f"Saved plan {plan_id} to {path}: {len(inv.results)} store(s), {keys} "
+                     f"key(s). Apply exactly this plan with: ksdelete apply {path}")
+
+
+def apply_options(fn: F) -> F:
+    """The options of `apply`: those of `delete` that do not change what was reviewed."""
+    for option in reversed([
+        click.option("--region", help="AWS Region (default: AWS_REGION / profile); must be "
+                     "the plan's."),
+        click.option("--profile", help="AWS profile from ~/.aws/config (default: AWS_PROFILE)."),
+        click.option("--endpoint-url", metavar="URL",
+                     help="KMS endpoint (e.g. the emulator). AWS_ENDPOINT_URL_KMS also works."),
+        click.option("--output", "output", type=click.Choice(["text", "json"]), default="text",
+                     show_default=True,
+                     help="json: exactly one JSON object on stdout; messages stay on stderr."),
+        click.option("--quiet", "-q", is_flag=True, help="Print only errors and the result."),
+        click.option("--debug", is_flag=True, help="Log AWS calls and retries; show tracebacks."),
+        click.option("--journal", type=click.Path(dir_okay=False, path_type=Path),
+                     help="Audit journal file (default: $XDG_STATE_HOME/ksdelete/journal.jsonl);"
+                          " per-store locks live beside it."),
+    ]):
+        fn = option(fn)
+    return fn
+
+
+@cli.command(name="apply")
+@click.argument("plan_file", metavar="FILE", type=click.Path(path_type=Path))
+@apply_options
+@click.option("--wait/--no-wait", default=False, show_default=True,
+              help="Block until the stores are deleted (or --max-wait) instead of exiting 3.")
+@click.option("--max-wait", callback=parse_duration, default="31d", show_default=True,
+              help="Longest wait for AWS or for another run's lock (then exit 3): the whole "
+                   "deletion with --wait, else at most 30m. E.g. 45m, 12h, 31d.")
+@click.option("--poll-interval", callback=parse_duration, default="60s", show_default=True,
+              help="Longest pause between checks while waiting for AWS (1s or more against "
+                   "AWS).")
+def apply_plan(plan_file: Path, region: str | None, profile: str | None,
+               endpoint_url: str | None, output: str, quiet: bool, debug: bool,
+               journal: Path | None, wait: bool, max_wait: float, poll_interval: float) -> None:
+    """Apply a saved plan (FILE from --dry-run --save-plan): no prompt, no --yes.
+
+    The review of the plan was the approval. Each run converges as `delete` does (same
+    exit codes), but only within the plan: its stores by ID (never by name), its keys, its
+    options, in its account and Region. It refuses (exit 4, nothing changed) when the
+    credentials' account or the Region is not the plan's, a store's type changed, a key the
+    plan does not name is in a store (and not already pending deletion), or a planned key's
+    deletion was cancelled. A store of the plan that no longer exists is done.
+    A missing, unreadable or edited FILE is a usage error (exit 2).
+
+    \b
+    Exit codes: 0 deleted, 1 error, 2 usage (bad FILE), 3 pending (run again after
+    resume_after), 4 refused, 130 interrupted, 143 terminated.
+
+    \b
+    Example:
+      ksdelete cks-1234567890abcdef0 --dry-run --save-plan plan.json   # review, commit
+      ksdelete apply plan.json --output json                          # cron, daily
+    """
+    _setup_logging(debug)
+    inv = Invocation("apply", output=output, quiet=quiet, debug=debug)
+
+    def body(inv: Invocation) -> None:
+        from ksdelete import planfile
+        from ksdelete.app import build, make_reporter
+        from ksdelete.executor import RunOptions
+
+        saved = planfile.read(plan_file)
+        inv.plan_id = saved.plan_id
+        inv.reporter = reporter = make_reporter(quiet, saved.options.pending_window_days,
+                                                debug=debug)
+        options = RunOptions(plan=saved.options, wait=wait, max_wait=max_wait,
+                             allowed_accounts=frozenset({saved.account}), interactive=False,
+                             approved=saved.stores, plan_id=saved.plan_id)
+        try:
+            app = build(_settings(region, profile, endpoint_url, journal, poll_interval),
+                        options, reporter, lambda snap, plan: True, read_only=False)
+        except AccountRefused as exc:
+            account = getattr(exc.identity, "account", "unknown")
+            raise AccountRefused(
+                f"the credentials are for account {account}, but the plan {saved.plan_id} is "
+                f"for account {saved.account}; nothing was changed", identity=exc.identity,
+                where=str(plan_file), hint="Use credentials for the plan's account") from exc
+        inv.identity, inv.run_id = app.identity, app.journal.run_id
+        try:
+            if app.identity.region != saved.region:
+                raise RefusedError(
+                    f"the Region is {app.identity.region}, but the plan {saved.plan_id} is for "
+                    f"{saved.region}; nothing was changed", where=str(plan_file),
+                    hint=f"Run with --region {saved.region}")
+            reporter.start(command="apply", dry_run=False)
+            reporter.note(f"applying plan {saved.plan_id} ({plan_file}), made "
+                          f"{saved.document.get('created_at')} by "
+                          f"{saved.document.get('created_by')}")
+            _run_all(inv, app.executor,
+                     [app.executor.resolve_approved(a) for a in saved.stores],
+                     stop_on_unresolved=True)
+        finally:
+            app.journal.close()
+
+    inv.run(body)
+
+
+@cli.command(name="show-plan")
+@click.argument("plan_file", metavar="FILE", type=click.Path(path_type=Path))
+@click.option("--output", "output", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="json: exactly one JSON object on stdout.")
+def show_plan(plan_file: Path, output: str) -> None:
+    """Show a saved plan (FILE from --dry-run --save-plan) as the dry run did; no AWS call.
+
+    For a review in a pull request or a ticket. A missing, unreadable or edited FILE is a
+    usage error (exit 2).
+
+    \b
+    Example:
+      ksdelete show-plan plan.json
+    """
+    inv = Invocation("show-plan", output=output, quiet=False, debug=False, dry_run=True)
+
+    def body(inv: Invocation) -> None:
+        from ksdelete import planfile
+        from ksdelete.models import Snapshot
+        from ksdelete.reporting import plan_lines, where
+
+        saved = planfile.read(plan_file)
+        inv.plan_id = saved.plan_id
+        inv.results = planfile.restore(saved)
+        inv.identity = identity = planfile.identity_of(saved)
+        doc = saved.document
+        if output == "json":
+            return
+        lines = [f"plan {saved.plan_id} ({plan_file}), made {doc.get('created_at')} by "
+                 f"ksdelete {doc.get('ksdelete_version')}", where(identity)]
+        if doc.get("endpoint_url"):
+            lines.append(f"endpoint {doc['endpoint_url']}")
+        opts = saved.options
+        lines.append(f"options: --pending-window-days {opts.pending_window_days}"
+                     + (" --connect" if opts.connect else "")
+                     + (" --allow-orphaned-key-material" if opts.allow_orphaned_key_material
+                        else ""))
+        for result in inv.results:
+            assert result.store is not None and result.plan is not None
+            snap = Snapshot(result.store, result.keys, scanned=result.scanned)
+            lines.extend(plan_lines(snap, result.plan, window_days=opts.pending_window_days))
+            lines.append("gates: " + ", ".join(f"{v.gate} {v.verdict}"
+                                               for v in result.plan.verdicts))
+        lines.append(f"Apply exactly this plan with: ksdelete apply {plan_file}")
+        for line in lines:
+            click.echo(printable(line))
 
     inv.run(body)
 
@@ -480,7 +676,7 @@ def status(stores: tuple[str, ...], region: str | None, profile: str | None,
             dry_run=True, missing_ok=missing_ok, allowed_accounts=account_ids)
         app = build(_settings(region, profile, endpoint_url, journal), options, reporter,
                     lambda snap, plan: False, read_only=True)  # reads only: never confirms
-        inv.identity = app.identity
+        inv.identity, inv.run_id = app.identity, app.journal.run_id
         for ref in stores:
             inv.results.append(read_status(app.executor, app.executor.resolve(ref)))
 
@@ -520,7 +716,7 @@ def cancel(stores: tuple[str, ...], region: str | None, profile: str | None,
         app = build(_settings(region, profile, endpoint_url, journal),
                     RunOptions(allowed_accounts=account_ids), reporter, confirm,
                     read_only=False)
-        inv.identity = app.identity
+        inv.identity, inv.run_id = app.identity, app.journal.run_id
         reporter.start(command="cancel", dry_run=False)
         try:
             for ref in stores:
@@ -536,19 +732,25 @@ def cancel(stores: tuple[str, ...], region: str | None, profile: str | None,
 
 
 @cli.command(name="iam-policy")
-@click.option("--read-only", is_flag=True, help="Only what --dry-run and status need.")
-def iam_policy(read_only: bool) -> None:
+@click.option("--read-only", is_flag=True, help="Only what --dry-run, show-plan and status "
+              "need.")
+@click.option("--apply-only", is_flag=True,
+              help="Only what `apply` needs (an unattended runner: no undo).")
+def iam_policy(read_only: bool, apply_only: bool) -> None:
     """Print the least-privilege IAM policy ksdelete needs, as JSON.
 
     Derived from the permissions each pipeline step declares, so it cannot drift.
 
     \b
-    Example:
+    Examples:
       ksdelete iam-policy > ksdelete-policy.json
+      ksdelete iam-policy --apply-only > ksdelete-cron-policy.json
     """
     from ksdelete.permissions import policy
 
-    click.echo(json.dumps(policy(read_only=read_only), indent=2))
+    if read_only and apply_only:
+        raise click.UsageError("--read-only and --apply-only exclude each other")
+    click.echo(json.dumps(policy(read_only=read_only, apply_only=apply_only), indent=2))
 
 
 @cli.command()

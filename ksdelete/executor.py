@@ -40,6 +40,7 @@ from ksdelete.models import (
     SCHEDULED_TAG,
     STORE_ID,
     Action,
+    ApprovedStore,
     ConnectionState,
     Context,
     Identity,
@@ -83,6 +84,8 @@ class RunOptions:
     workers: int = 8
     allowed_accounts: frozenset[str] = frozenset()
     interactive: bool = False  # a person answers the prompt (see Context.interactive)
+    approved: tuple[ApprovedStore, ...] = ()  # `apply`: the stores of the saved plan
+    plan_id: str | None = None  # `apply`: the saved plan's ID (journalled with ConfirmPlan)
 
 
 @dataclass(frozen=True)
@@ -161,6 +164,23 @@ class Executor:
                 raise
             return Target(ref, error=exc)
 
+    def resolve_approved(self, approved: ApprovedStore) -> Target:
+        """A store of a saved plan: looked up by its ID only, never by name (a new store that
+        reuses the name is never touched)."""
+        try:
+            store = self.gw.describe_store(store_id=approved.id)
+        except KsdeleteError as exc:
+            if isinstance(exc, UsageError):
+                raise
+            return Target(approved.id, error=exc)
+        if store is None:
+            return Target(approved.id, matched_by="id", error=StoreNotFoundError(
+                f"no custom key store with ID {approved.id!r}", where=self._where()))
+        return Target(approved.id, store, "id")
+
+    def _approved(self, store_id: str) -> ApprovedStore | None:
+        return next((a for a in self.options.approved if a.id == store_id), None)
+
     def _where(self) -> str:
         return f"account {self.identity.account}, {self.identity.region}"
 
@@ -222,6 +242,14 @@ class Executor:
             target.ref if STORE_ID.match(target.ref)
             else target.pin.store_id if target.pin else None)
         deleted_at = self.journal.deleted_at(store_id) if store_id else None
+        if store_id and gone_is_done and not deleted_at and self._approved(store_id):
+            # A store of the saved plan that no longer exists: the plan is the evidence that
+            # it was meant to go (its name is never looked up again).
+            result.status, result.phase = Status.DELETED, "deleted"
+            note = f"{store_id} of the saved plan no longer exists: done"
+            result.warnings.append(note)
+            self.reporter.phase(Phase.DISCOVER, PhaseState.DONE, note)
+            return
         if deleted_at and gone_is_done:
             # Already gone, with evidence: our own journal saw it deleted. Not an error.
             result.status, result.phase = Status.DELETED, "deleted"
@@ -259,7 +287,8 @@ class Executor:
             self.journal.decision("ConfirmPlan", store_id=store_id, store_name=snap.store.name,
                                   key_ids=sorted(snap.key_ids()),
                                   matched_by=snap.matched_by,
-                                  keys=[_key_record(k) for k in snap.keys])
+                                  keys=[_key_record(k) for k in snap.keys],
+                                  plan_id=self.options.plan_id)
             # What the person confirmed: these keys, and these cancelled keys again (listed
             # at the prompt); a key cancelled after the prompt is refused at the next re-plan.
             self._context = replace(self._context, planned=snap.key_ids(),
@@ -272,12 +301,16 @@ class Executor:
     def survey(self, target: Target, result: StoreResult) -> tuple[Snapshot, Plan]:
         """Discover the store and plan it (reads only): what dry runs and `status` show."""
         assert target.store is not None
+        approved = self._approved(target.store.id)
         self._context = Context(
             allowed_accounts=self.options.allowed_accounts,
-            confirmed_before=self.journal.confirmed_keys(target.store.id),
+            # A saved plan is the operator's confirmation of exactly its keys.
+            confirmed_before=approved.key_ids if approved
+            else self.journal.confirmed_keys(target.store.id),
             pin=target.pin,
             interactive=self.options.interactive,
             scheduled_before=frozenset(self.journal.scheduled_keys(target.store.id)),
+            approved=approved,
         )
         self.reporter.note(f"{target.ref!r} matched the store {target.matched_by}: "
                            f"{target.store.id} ({target.store.name})")
@@ -304,6 +337,7 @@ class Executor:
                                 all_marks=all_marks)
         snap = replace(snap, identity=self.identity, keys=tuple(keys))
         result.keys, result.undescribable = snap.keys, snap.undescribable
+        result.scanned = snap.scanned
         self.reporter.phase(
             Phase.DISCOVER, PhaseState.DONE,
             f"{len(snap.keys)} key(s) in the store, {snap.scanned} scanned",

@@ -178,6 +178,7 @@ class RefusalReason(StrEnum):
     UNPLANNED_KEYS = "unplanned-keys"
     CANCELLED_KEYS = "cancelled-keys"
     ORPHANED_KEY_MATERIAL = "orphaned-key-material"
+    OUTSIDE_SAVED_PLAN = "outside-saved-plan"  # `apply`: the store is not as the plan saw it
 
 
 @dataclass(frozen=True)
@@ -186,6 +187,16 @@ class Refusal:
     message: str
     key_ids: tuple[str, ...] = ()
     error: bool = False  # AWS failed (exit 1) rather than a safety check said no (exit 4)
+
+
+@dataclass(frozen=True)
+class ApprovedStore:
+    """One store of a saved plan (`ksdelete apply`): what the operator reviewed."""
+
+    id: str
+    name: str
+    type: StoreType
+    key_ids: frozenset[str]
 
 
 @dataclass(frozen=True)
@@ -206,6 +217,8 @@ class Context:
     reconfirmed: frozenset[str] | None = None
     # Keys this journal says ksdelete scheduled in the store (evidence besides the marks).
     scheduled_before: frozenset[str] = frozenset()
+    # `apply`: the store as the saved plan shows it; only its keys may be scheduled.
+    approved: ApprovedStore | None = None
 
 
 @dataclass(frozen=True)
@@ -292,5 +305,6 @@ class StoreResult:
     phase: str | None = None  # where the pipeline stands: e.g. "keys-pending 3/3, ..."
     # Keys whose membership could not be proven (DescribeKey failed), with the AWS error code.
     undescribable: tuple[UndescribableKey, ...] = ()
+    scanned: int = 0  # keys in the account and Region the last discovery looked at
     # `cancel`: per key, what it is now (recovered, still-pending, already-deleted) and why.
     key_outcomes: list[dict[str, Any]] = field(default_factory=list)

@@ -6,10 +6,12 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from ksdelete import __version__
 from ksdelete.errors import ExitStatus
 from ksdelete.models import Identity, Key, Status, StoreResult
 
-SCHEMA_VERSION = 1
+# 2: `phase` is an object; ksdelete_version, run_id and plan_id at the top level.
+SCHEMA_VERSION = 2
 
 _EXIT: dict[Status, ExitStatus] = {
     Status.DELETED: ExitStatus.OK,
@@ -56,6 +58,31 @@ def key_json(key: Key) -> dict[str, Any]:
     }
 
 
+def phase_json(result: StoreResult) -> dict[str, Any] | None:
+    """Where the store stands, for a log pipeline: a name (keys-not-scheduled, keys-pending,
+    ready-to-disconnect, disconnecting, ready-to-delete, deleted, membership-unknown, refused,
+    not-found), the key counts and dates it rests on, and the text the summary shows."""
+    text = result.phase
+    if not text:
+        return None
+    name = text.split(" ", 1)[0]
+    pending = [k for k in result.keys if k.pending]
+    dates = [k.deletion_date for k in pending if k.deletion_date]
+    phase: dict[str, Any] = {
+        "name": name,
+        "keys_total": len(result.keys),
+        "keys_pending": len(pending),
+        "keys_not_scheduled": len(result.keys) - len(pending),
+        "earliest_deletion": _iso(min(dates)) if dates else None,
+        "latest_deletion": _iso(max(dates)) if dates else None,
+        "reason": None,
+        "text": text,
+    }
+    if name == "refused" and "(" in text:
+        phase["reason"] = text[text.index("(") + 1:].rstrip(")")
+    return phase
+
+
 def store_json(result: StoreResult) -> dict[str, Any]:
     store = result.store
     plan = result.plan
@@ -68,7 +95,7 @@ def store_json(result: StoreResult) -> dict[str, Any]:
         "connection_state": store.connection_state.value if store else None,
         "connection_error_code": store.connection_error_code if store else None,
         "status": result.status.value,
-        "phase": result.phase,
+        "phase": phase_json(result),
         "keys": [key_json(k) for k in result.keys],
         "undescribable": [
             {"id": k.id, "arn": k.arn, "error_code": k.error_code, "message": k.message}
@@ -97,15 +124,19 @@ def store_json(result: StoreResult) -> dict[str, Any]:
 
 def document(command: str, results: Sequence[StoreResult], exit_code: int, *,
              dry_run: bool = False, error: dict[str, str] | None = None,
-             identity: Identity | None = None) -> dict[str, Any]:
+             identity: Identity | None = None, plan_id: str | None = None,
+             run_id: str | None = None) -> dict[str, Any]:
     return {
         "schema_version": SCHEMA_VERSION,
+        "ksdelete_version": __version__,
         "command": command,
+        "run_id": run_id,
         "dry_run": dry_run,
         "exit_code": exit_code,
         "account": identity.account if identity else None,
         "region": identity.region if identity else None,
         "caller_arn": identity.caller_arn if identity else None,
+        "plan_id": plan_id,
         "stores": [store_json(r) for r in results],
         "error": error,
     }

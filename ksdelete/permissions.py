@@ -26,22 +26,25 @@ STEP_CALLS: dict[StepKind, tuple[str, ...]] = {
 }
 
 
-def actions(*, read_only: bool) -> list[str]:
+def actions(*, read_only: bool, apply_only: bool = False) -> list[str]:
+    """apply_only: what `ksdelete apply` needs (the pipeline, without the undo)."""
     calls = set(DISCOVERY)
     if not read_only:
-        for step_calls in STEP_CALLS.values():
-            calls.update(step_calls)
+        for kind, step_calls in STEP_CALLS.items():
+            if not (apply_only and kind is StepKind.CANCEL_KEY_DELETION):
+                calls.update(step_calls)
     return sorted({PERMISSIONS[c] for c in calls})
 
 
-def policy(*, read_only: bool) -> dict[str, Any]:
+def policy(*, read_only: bool, apply_only: bool = False) -> dict[str, Any]:
     read = actions(read_only=True)
     statements: list[dict[str, Any]] = [
         {"Sid": "KsdeleteDiscover", "Effect": "Allow", "Action": read, "Resource": "*"}
     ]
     if not read_only:
-        write = [a for a in actions(read_only=False) if a not in read]
+        write = [a for a in actions(read_only=False, apply_only=apply_only) if a not in read]
         statements.append(
-            {"Sid": "KsdeleteDeleteAndUndo", "Effect": "Allow", "Action": write, "Resource": "*"}
+            {"Sid": "KsdeleteApply" if apply_only else "KsdeleteDeleteAndUndo",
+             "Effect": "Allow", "Action": write, "Resource": "*"}
         )
     return {"Version": "2012-10-17", "Statement": statements}

@@ -125,6 +125,31 @@ def no_keys_appeared(snap: Snapshot, options: PlanOptions, ctx: Context) -> Refu
     )
 
 
+def within_saved_plan(snap: Snapshot, options: PlanOptions, ctx: Context) -> Refusal | Verdict:
+    """`apply`: the store is the one the operator reviewed (same type), and every key that
+    is not already pending deletion is one the saved plan names."""
+    approved = ctx.approved
+    if approved is None:
+        return Verdict("within_saved_plan", "n/a", "no saved plan")
+    if snap.store.type is not approved.type:
+        return Refusal(
+            RefusalReason.OUTSIDE_SAVED_PLAN,
+            f"{snap.store.id} is now a {snap.store.type} store, but the saved plan reviewed a "
+            f"{approved.type} store; nothing was changed. Review it and save a new plan",
+        )
+    new = [k.id for k in snap.keys if not k.pending and k.id not in approved.key_ids]
+    if not new:
+        return Verdict("within_saved_plan", "pass",
+                       f"{len(approved.key_ids)} key(s) in the saved plan")
+    return Refusal(
+        RefusalReason.OUTSIDE_SAVED_PLAN,
+        f"{len(new)} key(s) in {snap.store.id} are not in the saved plan: {_ids(new)}. "
+        "They may be in use and nobody reviewed them; nothing was changed. Review them and "
+        "save a new plan (ksdelete STORE --dry-run --save-plan FILE)",
+        tuple(new),
+    )
+
+
 def covered_by_confirmation(snap: Snapshot, options: PlanOptions, ctx: Context
                             ) -> Refusal | Verdict:
     """Across runs: keys created after an operator confirmed the deletion need a new yes."""
@@ -220,8 +245,9 @@ def cloudhsm_connected(snap: Snapshot, options: PlanOptions, ctx: Context
     )
 
 
-GATES: tuple[Gate, ...] = (account_allowed, name_pinned, membership_known, no_keys_appeared,
-                           covered_by_confirmation, not_cancelled, cloudhsm_connected)
+GATES: tuple[Gate, ...] = (account_allowed, name_pinned, membership_known, within_saved_plan,
+                           no_keys_appeared, covered_by_confirmation, not_cancelled,
+                           cloudhsm_connected)
 
 
 def evaluate(snap: Snapshot, options: PlanOptions, ctx: Context

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ksdelete.models import (
+    ApprovedStore,
     ConnectionState,
     Context,
     Identity,
@@ -279,3 +280,18 @@ def test_after_the_confirmation_no_plan_acts_on_a_key_outside_it(
     result = plan(snapshot, PlanOptions(connect=True), NOW, Context(planned=planned))
     for step in result.steps:
         assert set(step.key_ids) <= planned
+
+
+def test_a_saved_plan_admits_only_its_store_type_and_its_keys() -> None:
+    approved = ApprovedStore(STORE, "payments", StoreType.CLOUDHSM, frozenset({"k1", "k2"}))
+    ctx = Context(approved=approved)
+    ok = plan(Snapshot(store(), (key(1), key(2), key(3, "PendingDeletion", 5))), PlanOptions(),
+              NOW, ctx)
+    assert ok.refusal is None and ok.to_schedule == ("k1", "k2")
+    extra = plan(Snapshot(store(), (key(1), key(3))), PlanOptions(), NOW, ctx)
+    assert extra.refusal is not None and extra.refusal.reason is RefusalReason.OUTSIDE_SAVED_PLAN
+    assert extra.refusal.key_ids == ("k3",)
+    retyped = plan(Snapshot(store(StoreType.EXTERNAL), (key(1),)), PlanOptions(), NOW, ctx)
+    assert retyped.refusal is not None
+    assert retyped.refusal.reason is RefusalReason.OUTSIDE_SAVED_PLAN
+    assert "EXTERNAL_KEY_STORE store" in retyped.refusal.message

@@ -91,29 +91,37 @@ def at_the_prompt(emulator: Emulator, *args: str, keys: bytes | None = None,
     """The installed `ksdelete ARGS --output json` with a terminal on stdin: wait for the plan,
     then type `keys` and/or send signal `sig` at the confirmation prompt."""
     import pty
+    import threading
 
     master, slave = pty.openpty()
     proc = subprocess.Popen([KSDELETE, *args, "--output", "json"], env=env_for(emulator),
                             stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     os.close(slave)
-    assert proc.stderr is not None
-    deadline = time.monotonic() + 60
-    seen = []
-    for line in proc.stderr:
-        seen.append(line)
-        if "plan: done" in line or time.monotonic() > deadline:
-            break
+    assert proc.stderr is not None and proc.stdout is not None
+    # One reader owns stderr from start to end: lines read ahead of "plan: done" (the prompt,
+    # often in the same chunk) stay in its buffer, which communicate() would bypass.
+    seen: list[str] = []
+    planned = threading.Event()
+
+    def read_stderr() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            seen.append(line)
+            if "plan: done" in line:
+                planned.set()
+        planned.set()
+
+    reader = threading.Thread(target=read_stderr, daemon=True)
+    reader.start()
+    planned.wait(60)
     time.sleep(0.5)  # at the prompt
     if keys is not None:
         os.write(master, keys)
     if sig is not None:
         proc.send_signal(sig)
-    # Read the rest through the same file objects: lines already buffered by the loop above
-    # are not lost (communicate() would read only what is still in the pipe).
-    assert proc.stdout is not None
-    rest = proc.stderr.read()
     out = proc.stdout.read()
     proc.wait(timeout=60)
+    reader.join(timeout=60)
     os.close(master)
-    return Run(proc.returncode, out, "".join(seen) + rest)
+    return Run(proc.returncode, out, "".join(seen))

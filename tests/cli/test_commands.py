@@ -54,6 +54,17 @@ def test_iam_policy_is_derived_from_the_code(read_only: bool) -> None:
     assert ("kms:ScheduleKeyDeletion" in actions) is not read_only
 
 
+def test_the_apply_only_policy_has_no_undo() -> None:
+    doc = json.loads(CliRunner().invoke(cli, ["iam-policy", "--apply-only"]).stdout)
+    actions = {a for s in doc["Statement"] for a in s["Action"]}
+    assert actions == set(permissions.actions(read_only=False, apply_only=True))
+    assert {"kms:ScheduleKeyDeletion", "kms:DisconnectCustomKeyStore",
+            "kms:DeleteCustomKeyStore", "kms:TagResource"} <= actions
+    assert not actions & {"kms:CancelKeyDeletion", "kms:EnableKey"}
+    both = CliRunner().invoke(cli, ["iam-policy", "--apply-only", "--read-only"])
+    assert both.exit_code == 2
+
+
 def test_every_gateway_operation_has_a_declared_permission() -> None:
     public = {name for name in vars(gateway.Gateway) if not name.startswith("_")}
     assert public - {"server_now", "identity", "endpoint_url"} == set(gateway.PERMISSIONS)

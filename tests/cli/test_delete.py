@@ -27,7 +27,7 @@ def test_dry_run_changes_nothing(emulator: Emulator) -> None:
     assert emulator.state() == before
     assert mutations(emulator) == []
     doc = run.json()
-    assert doc["schema_version"] == 1 and doc["dry_run"] is True
+    assert doc["schema_version"] == 2 and doc["dry_run"] is True
     store = run.store()
     assert store["status"] == "planned"
     assert store["id"] == seeded["stores"][0]["id"]
@@ -53,7 +53,7 @@ def test_full_run_converges_to_a_deleted_store(emulator: Emulator, store_type: s
     scheduled = [a["key_id"] for a in store["actions"] if a["operation"] == "ScheduleKeyDeletion"]
     assert len(scheduled) == 3  # the already-pending key was skipped
     assert store["resume_after"] is not None
-    assert store["phase"].startswith("keys-pending 4/4, earliest deletion ")
+    assert store["phase"]["text"].startswith("keys-pending 4/4, earliest deletion ")
     assert all(k["state"] == "PendingDeletion" for k in store["keys"])
     emulator_keys = keys_by_id(emulator)
     assert {k["id"]: k["state"] for k in store["keys"]} == {

@@ -11,7 +11,8 @@ from .helpers import DAY, keys_by_id, ksdelete, mutations, seed_one
 
 def phase(emulator: Emulator, ref: str = "target", *extra: str) -> tuple[int, str]:
     run = ksdelete(emulator, "status", ref, "--output", "json", *extra)
-    return run.exit_code, str(run.store()["phase"])
+    phase = run.store()["phase"]
+    return run.exit_code, str(phase["text"] if phase else None)
 
 
 def test_status_follows_every_phase(emulator: Emulator, tmp_path: Path) -> None:

@@ -95,7 +95,7 @@ def test_after_ksdelete_cancel_unattended_runs_refuse(emulator: Emulator, tmp_pa
     # Another machine, an empty journal: the evidence is on the keys themselves.
     _unattended_run_refuses(emulator, str(tmp_path / "empty.jsonl"), set(target["key_ids"]))
     status = ksdelete(emulator, "status", "target", "--output", "json")
-    assert status.exit_code == 4 and status.store()["phase"] == "refused (cancelled-keys)"
+    assert status.exit_code == 4 and status.store()["phase"]["text"] == "refused (cancelled-keys)"
 
 
 def test_after_a_hand_cancel_of_one_key_unattended_runs_refuse(emulator: Emulator,

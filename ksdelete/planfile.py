@@ -1,0 +1,209 @@
+"""Saved plans (`--dry-run --save-plan FILE`, `apply FILE`, `show-plan FILE`).
+
+A plan file is the reviewed dry run as JSON: who made it, where, every store and key, the
+options and the gates in force, and a digest over the canonical content (sorted keys, no
+whitespace, the digest itself left out) so that an edited file is detected. The plan's ID is
+the first 12 hex digits of the digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ksdelete import __version__
+from ksdelete.errors import UsageError
+from ksdelete.models import (
+    ApprovedStore,
+    ConnectionState,
+    Identity,
+    Key,
+    KeyStore,
+    Plan,
+    PlanOptions,
+    Status,
+    Step,
+    StepKind,
+    StoreResult,
+    StoreType,
+    Verdict,
+)
+from ksdelete.output import key_json
+
+PLAN_SCHEMA_VERSION = 1
+KIND = "ksdelete-plan"
+
+
+@dataclass(frozen=True)
+class SavedPlan:
+    """A plan file, read and checked."""
+
+    path: Path
+    document: dict[str, Any]
+    digest: str
+    account: str
+    region: str
+    options: PlanOptions
+    stores: tuple[ApprovedStore, ...]
+
+    @property
+    def plan_id(self) -> str:
+        return short_id(self.digest)
+
+
+def digest_of(content: dict[str, Any]) -> str:
+    body = {k: v for k, v in content.items() if k != "digest"}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def short_id(digest: str) -> str:
+    return digest[:12]
+
+
+def build(results: Sequence[StoreResult], identity: Identity, options: PlanOptions, *,
+          endpoint_url: str | None, now: datetime) -> dict[str, Any]:
+    """The plan document for a dry run's results (every one of them `planned`)."""
+    stores = []
+    for result in results:
+        store, plan = result.store, result.plan
+        assert store is not None and plan is not None
+        stores.append({
+            "ref": result.ref,
+            "id": store.id,
+            "name": store.name,
+            "type": store.type.value,
+            "connection_state": store.connection_state.value,
+            "phase": plan.phase,
+            "scanned": result.scanned,
+            "keys": [key_json(k) for k in result.keys],
+            "steps": [{"step": s.kind.value, "keys": list(s.key_ids), "detail": s.detail}
+                      for s in plan.steps],
+            "gates": [{"gate": v.gate, "verdict": v.verdict, "detail": v.detail}
+                      for v in plan.verdicts],
+            "earliest_gone": plan.earliest_gone.isoformat() if plan.earliest_gone else None,
+            "warnings": list(result.warnings),
+        })
+    content: dict[str, Any] = {
+        "schema_version": PLAN_SCHEMA_VERSION,
+        "kind": KIND,
+        "created_at": now.isoformat(),
+        "created_by": identity.caller_arn,
+        "ksdelete_version": __version__,
+        "account": identity.account,
+        "region": identity.region,
+        "endpoint_url": endpoint_url,
+        "options": {
+            "pending_window_days": options.pending_window_days,
+            "connect": options.connect,
+            "allow_orphaned_key_material": options.allow_orphaned_key_material,
+        },
+        "stores": stores,
+    }
+    content["digest"] = digest_of(content)
+    return content
+
+
+def write(path: Path, content: dict[str, Any]) -> None:
+    """Write the plan (via a temporary file beside it, so a reader never sees half)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(content, indent=2, ensure_ascii=False) + "\n",
+                       encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise UsageError(f"cannot write the plan file: {exc.strerror or exc}",
+                         where=str(path)) from exc
+
+
+def read(path: Path) -> SavedPlan:
+    """Read and check a plan file; anything wrong with it is a usage error (exit 2)."""
+    where = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise UsageError("the plan file does not exist", where=where,
+                         hint="Save one with: ksdelete STORE --dry-run --save-plan FILE") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise UsageError(f"cannot read the plan file: {reason}", where=where) from exc
+    try:
+        content = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"the plan file is not JSON: {exc.msg} at line {exc.lineno}",
+                         where=where) from exc
+    if not isinstance(content, dict) or content.get("kind") != KIND:
+        raise UsageError("not a ksdelete plan file", where=where)
+    version = content.get("schema_version")
+    if version != PLAN_SCHEMA_VERSION:
+        raise UsageError(f"unknown plan schema_version {version!r} (this ksdelete reads "
+                         f"{PLAN_SCHEMA_VERSION})", where=where,
+                         hint="Save the plan again with this version of ksdelete")
+    digest = content.get("digest")
+    if digest != digest_of(content):
+        raise UsageError("the plan file was edited after it was saved (its digest does not "
+                         "match its content)", where=where,
+                         hint="Save a new plan with --dry-run --save-plan and review that")
+    try:
+        opts = content["options"]
+        options = PlanOptions(int(opts["pending_window_days"]), bool(opts["connect"]),
+                              bool(opts["allow_orphaned_key_material"]))
+        stores = tuple(
+            ApprovedStore(str(s["id"]), str(s["name"]), StoreType(s["type"]),
+                          frozenset(str(k["id"]) for k in s["keys"]))
+            for s in content["stores"])
+        return SavedPlan(path, content, str(digest), str(content["account"]),
+                         str(content["region"]), options, stores)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UsageError(f"the plan file is incomplete or malformed ({exc!r})",
+                         where=where) from exc
+
+
+def _time(value: Any) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def identity_of(saved: SavedPlan) -> Identity:
+    return Identity(saved.account, saved.region, str(saved.document.get("created_by", "")))
+
+
+def restore(saved: SavedPlan) -> list[StoreResult]:
+    """The dry run's results as the plan file keeps them (`show-plan` renders these)."""
+    results: list[StoreResult] = []
+    window = saved.options.pending_window_days
+    try:
+        for s in saved.document["stores"]:
+            store = KeyStore(s["id"], s["name"], StoreType(s["type"]),
+                             ConnectionState(s["connection_state"]))
+            keys = tuple(
+                Key(k["id"], k["arn"], k["state"], store.id, _time(k.get("deletion_date")),
+                    tuple(k.get("aliases") or ()), k.get("external_key_id"))
+                for k in s["keys"])
+            steps = tuple(
+                Step(StepKind(st["step"]), tuple(st["keys"]), st.get("detail", ""),
+                     window if st["step"] == StepKind.SCHEDULE_KEY_DELETION.value else None)
+                for st in s["steps"])
+            verdicts = tuple(Verdict(v["gate"], v["verdict"], v.get("detail", ""))
+                             for v in s["gates"])
+            plan = Plan(store.id, steps, verdicts=verdicts, warnings=tuple(s["warnings"]),
+                        earliest_gone=_time(s.get("earliest_gone")),
+                        external_key_ids=tuple(k.external_key_id for k in keys
+                                               if k.external_key_id
+                                               and store.type is StoreType.EXTERNAL),
+                        phase=s.get("phase", ""), status=Status.PLANNED)
+            results.append(StoreResult(
+                ref=s.get("ref", store.id), status=Status.PLANNED, matched_by="id", store=store,
+                keys=keys, plan=plan, resume_after=plan.earliest_gone,
+                warnings=list(plan.warnings), phase=plan.phase, scanned=int(s.get("scanned", 0)),
+                waivers=[f"{v.gate}: {v.detail}" for v in verdicts if v.verdict == "waived"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UsageError(f"the plan file is incomplete or malformed ({exc!r})",
+                         where=str(saved.path)) from exc
+    return results

@@ -1,0 +1,254 @@
+"""Approved plans: `--dry-run --save-plan FILE`, then `apply FILE` acts exactly within what the
+operator reviewed, on any machine (another state directory), run after run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import boto3
+from click.testing import CliRunner
+
+from ksdelete import permissions, planfile
+from ksdelete.cli import cli
+from ksdelete.emulator import Emulator
+
+from .helpers import DAY, Run, keys_by_id, ksdelete, mutations, seed_one
+
+
+def kms_client(emulator: Emulator) -> Any:
+    return boto3.client("kms", endpoint_url=emulator.endpoint_url, region_name="us-east-1")
+
+
+def save(emulator: Emulator, path: Path, *stores: str, window: str = "7") -> Run:
+    run = ksdelete(emulator, *stores, "--dry-run", "--save-plan", str(path),
+                   "--pending-window-days", window)
+    assert run.exit_code == 0, run.stderr
+    return run
+
+
+def apply(emulator: Emulator, path: Path, journal: Path, *args: str) -> Run:
+    """`apply` on "another machine": its own journal (and lock directory)."""
+    return ksdelete(emulator, "apply", str(path), "--journal", str(journal), "--output", "json",
+                    "--poll-interval", "0.2s", *args)
+
+
+def test_save_then_apply_from_another_machine_through_to_deletion(
+        emulator: Emulator, tmp_path: Path) -> None:
+    target = seed_one(emulator, keys=3)["stores"][0]
+    path = tmp_path / "plan.json"
+    before = mutations(emulator)
+    saved = save(emulator, path, "target")
+    assert mutations(emulator) == before  # a dry run changes nothing
+    doc = json.loads(path.read_text())
+    plan_id = doc["digest"][:12]
+    assert f"Saved plan {plan_id} to {path}" in saved.stdout
+    assert doc["schema_version"] == 1 and doc["account"] == "123456789012"
+    assert doc["region"] == "us-east-1" and doc["endpoint_url"] == emulator.endpoint_url
+    assert doc["created_by"].startswith("arn:aws:")
+    assert doc["options"] == {"pending_window_days": 7, "connect": False,
+                              "allow_orphaned_key_material": False}
+    (store,) = doc["stores"]
+    assert (store["id"], store["name"], store["type"], store["connection_state"]) == (
+        target["id"], "target", "AWS_CLOUDHSM", "CONNECTED")
+    assert sorted(k["id"] for k in store["keys"]) == sorted(target["key_ids"])
+    assert all(k["arn"] and k["state"] == "Enabled" for k in store["keys"])
+    assert {g["gate"] for g in store["gates"]} >= {"membership_known", "not_cancelled"}
+
+    other = tmp_path / "other-machine" / "journal.jsonl"
+    first = apply(emulator, path, other)  # no --yes, no terminal
+    assert first.exit_code == 3, first.stderr
+    assert first.json()["plan_id"] == plan_id and first.json()["command"] == "apply"
+    # What a log pipeline joins runs on (schema_version 2).
+    doc1 = first.json()
+    assert doc1["schema_version"] == 2 and doc1["ksdelete_version"]
+    assert (doc1["account"], doc1["region"]) == ("123456789012", "us-east-1")
+    entries = [json.loads(line) for line in other.read_text().splitlines()]
+    assert {e["run_id"] for e in entries} == {doc1["run_id"]}
+    (confirm,) = [e for e in entries if e.get("operation") == "ConfirmPlan"]
+    assert confirm["plan_id"] == plan_id  # the journal says which reviewed plan was applied
+    phase = first.store()["phase"]
+    assert phase["name"] == "keys-pending" and phase["keys_pending"] == phase["keys_total"] == 3
+    assert phase["keys_not_scheduled"] == 0 and phase["earliest_deletion"] is not None
+    assert phase["text"].startswith("keys-pending 3/3")
+    keys = keys_by_id(emulator)
+    assert {keys[k]["KeyState"] for k in target["key_ids"]} == {"PendingDeletion"}
+
+    again = apply(emulator, path, other)
+    assert again.exit_code == 3 and again.store()["actions"] == []
+    emulator.advance(8 * DAY)
+    emulator.configure(disconnect_seconds=0.5)
+    # A third machine finishes the job: the plan is all it needs.
+    done = apply(emulator, path, tmp_path / "third" / "journal.jsonl")
+    assert done.exit_code == 0, done.stderr
+    assert done.store()["status"] == "deleted" and done.store()["phase"]["name"] == "deleted"
+    assert done.json()["run_id"] != doc1["run_id"]
+    assert target["id"] not in {s["CustomKeyStoreId"] for s in emulator.state()["stores"]}
+    # Everything apply called is in `ksdelete iam-policy --apply-only`.
+    allowed = set(permissions.actions(read_only=False, apply_only=True))
+    assert {f"kms:{c['operation']}" for c in emulator.calls()} <= allowed
+
+
+def test_an_edited_plan_file_is_a_usage_error(emulator: Emulator, tmp_path: Path) -> None:
+    seed_one(emulator, keys=2)
+    path = tmp_path / "plan.json"
+    save(emulator, path, "target")
+    doc = json.loads(path.read_text())
+    doc["options"]["pending_window_days"] = 30
+    path.write_text(json.dumps(doc))
+    before = mutations(emulator)
+    run = apply(emulator, path, tmp_path / "j.jsonl")
+    assert run.exit_code == 2
+    assert "edited" in run.json()["error"]["message"]
+    assert mutations(emulator) == before
+
+
+def test_a_missing_unreadable_or_unknown_plan_file_is_a_usage_error(
+        emulator: Emulator, tmp_path: Path) -> None:
+    seed_one(emulator, keys=1)
+    missing = apply(emulator, tmp_path / "nope.json", tmp_path / "j.jsonl")
+    assert missing.exit_code == 2 and "does not exist" in missing.stderr
+    garbage = tmp_path / "garbage.json"
+    garbage.write_text("{not json")
+    assert apply(emulator, garbage, tmp_path / "j.jsonl").exit_code == 2
+    path = tmp_path / "plan.json"
+    save(emulator, path, "target")
+    doc = json.loads(path.read_text())
+    doc["schema_version"] = 99
+    doc["digest"] = planfile.digest_of(doc)
+    path.write_text(json.dumps(doc))
+    future = apply(emulator, path, tmp_path / "j.jsonl")
+    assert future.exit_code == 2 and "schema_version 99" in future.stderr
+    assert mutations(emulator) == []
+
+
+def test_a_plan_for_another_account_or_region_is_refused(emulator: Emulator,
+                                                         tmp_path: Path) -> None:
+    seed_one(emulator, keys=2)
+    path = tmp_path / "plan.json"
+    save(emulator, path, "target")
+    # Other credentials' account: the plan (re-signed, as if made there) is for 111122223333.
+    doc = json.loads(path.read_text())
+    doc["account"] = "111122223333"
+    doc["digest"] = planfile.digest_of(doc)
+    elsewhere = tmp_path / "elsewhere.json"
+    elsewhere.write_text(json.dumps(doc))
+    before = emulator.state()
+    run = apply(emulator, elsewhere, tmp_path / "j.jsonl")
+    assert run.exit_code == 4, run.stderr
+    assert "account 123456789012, but the plan" in run.json()["error"]["message"]
+    # Another Region (the last --region wins over the helper's).
+    result = CliRunner().invoke(cli, ["apply", str(path), "--endpoint-url", emulator.endpoint_url,
+                                      "--region", "eu-west-1", "--journal",
+                                      str(tmp_path / "j.jsonl"), "--output", "json"],
+                                catch_exceptions=False)
+    assert result.exit_code == 4, result.stderr
+    assert "the Region is eu-west-1" in json.loads(result.stdout)["error"]["message"]
+    assert emulator.state() == before
+
+
+def test_a_key_added_after_the_plan_is_refused(emulator: Emulator, tmp_path: Path) -> None:
+    target = seed_one(emulator, keys=2)["stores"][0]
+    path = tmp_path / "plan.json"
+    save(emulator, path, "target")
+    new = kms_client(emulator).create_key(CustomKeyStoreId=target["id"], Origin="AWS_CLOUDHSM")
+    new_id = new["KeyMetadata"]["KeyId"]
+    before = emulator.state()
+    run = apply(emulator, path, tmp_path / "j.jsonl")
+    assert run.exit_code == 4, run.stderr
+    assert run.store()["status"] == "refused"
+    assert new_id in run.store()["error"]["message"]
+    assert "not in the saved plan" in run.store()["error"]["message"]
+    assert emulator.state() == before
+    # A key the plan does not name that someone already scheduled is no obstacle.
+    kms_client(emulator).schedule_key_deletion(KeyId=new_id, PendingWindowInDays=7)
+    ok = apply(emulator, path, tmp_path / "j.jsonl")
+    assert ok.exit_code == 3, ok.stderr
+    assert {keys_by_id(emulator)[k]["KeyState"] for k in target["key_ids"]} == {
+        "PendingDeletion"}
+
+
+def test_a_cancel_between_two_applies_is_refused(emulator: Emulator, tmp_path: Path) -> None:
+    target = seed_one(emulator, keys=2)["stores"][0]
+    path = tmp_path / "plan.json"
+    save(emulator, path, "target")
+    assert apply(emulator, path, tmp_path / "a.jsonl").exit_code == 3
+    assert ksdelete(emulator, "cancel", "target", "--yes").exit_code == 0
+    before = emulator.state()
+    run = apply(emulator, path, tmp_path / "b.jsonl")  # another machine: the marks tell
+    assert run.exit_code == 4, run.stderr
+    assert "cancelled" in run.store()["error"]["message"]
+    assert emulator.state() == before
+    assert {keys_by_id(emulator)[k]["KeyState"] for k in target["key_ids"]} == {"Disabled"}
+
+
+def test_a_deleted_store_is_done_and_a_new_store_with_its_name_is_untouched(
+        emulator: Emulator, tmp_path: Path) -> None:
+    target = seed_one(emulator, keys=1)["stores"][0]
+    path = tmp_path / "plan.json"
+    save(emulator, path, "target")
+    assert apply(emulator, path, tmp_path / "a.jsonl").exit_code == 3
+    emulator.advance(8 * DAY)
+    emulator.configure(disconnect_seconds=0.5)
+    assert apply(emulator, path, tmp_path / "a.jsonl").exit_code == 0
+    kms = kms_client(emulator)
+    new_id = kms.create_custom_key_store(
+        CustomKeyStoreName="target", CustomKeyStoreType="EXTERNAL_KEY_STORE",
+        XksProxyUriEndpoint="https://xks.example.com", XksProxyUriPath="/kms/xks/v1",
+        XksProxyConnectivity="PUBLIC_ENDPOINT",
+        XksProxyAuthenticationCredential={"AccessKeyId": "ABCDEFGHIJKLMNOPQRST",
+                                          "RawSecretAccessKey": "a" * 43})["CustomKeyStoreId"]
+    before = emulator.state()
+    # From another machine (no journal): the plan is the evidence; the name is never looked up.
+    run = apply(emulator, path, tmp_path / "b.jsonl")
+    assert run.exit_code == 0, run.stderr
+    assert run.store()["status"] == "deleted" and run.store()["id"] is None
+    assert run.store()["ref"] == target["id"]
+    assert emulator.state() == before
+    assert new_id in {s["CustomKeyStoreId"] for s in before["stores"]}
+
+
+def test_save_plan_needs_a_dry_run(emulator: Emulator, tmp_path: Path) -> None:
+    seed_one(emulator, keys=1)
+    run = ksdelete(emulator, "target", "--yes", "--save-plan", str(tmp_path / "p.json"))
+    assert run.exit_code == 2 and "--save-plan" in run.stderr
+    assert mutations(emulator) == [] and not (tmp_path / "p.json").exists()
+
+
+def test_a_refused_dry_run_saves_no_plan(emulator: Emulator, tmp_path: Path) -> None:
+    seed_one(emulator, keys=2, state="DISCONNECTED")
+    path = tmp_path / "plan.json"
+    run = ksdelete(emulator, "target", "--dry-run", "--save-plan", str(path))
+    assert run.exit_code == 4
+    assert "the plan was not saved" in run.stdout and not path.exists()
+
+
+def test_show_plan_renders_the_saved_plan_without_aws(emulator: Emulator,
+                                                       tmp_path: Path) -> None:
+    target = seed_one(emulator, keys=2)["stores"][0]
+    path = tmp_path / "plan.json"
+    saved = save(emulator, path, "target")
+    plan_id = json.loads(path.read_text())["digest"][:12]
+    calls = len(emulator.calls())
+    text = CliRunner().invoke(cli, ["show-plan", str(path)], catch_exceptions=False)
+    assert text.exit_code == 0, text.stderr
+    assert f"plan {plan_id} ({path})" in text.stdout
+    assert f"store {target['id']} (target)" in text.stdout
+    assert all(f"key {k} Enabled" in text.stdout for k in target["key_ids"])
+    assert "ScheduleKeyDeletion for 2 key(s) (7-day window)" in text.stdout
+    assert "account 123456789012, Region us-east-1" in text.stdout
+    as_json = CliRunner().invoke(cli, ["show-plan", str(path), "--output", "json"],
+                                 catch_exceptions=False)
+    assert as_json.exit_code == 0
+    assert len(emulator.calls()) == calls  # no AWS call at all
+    doc = json.loads(as_json.stdout)
+    dry = json.loads(ksdelete(emulator, "target", "--dry-run", "--output", "json",
+                              "--pending-window-days", "7").stdout)
+    assert doc["plan_id"] == plan_id and doc["command"] == "show-plan"
+    store, live = doc["stores"][0], dry["stores"][0]
+    for field in ("id", "name", "type", "status", "keys", "plan", "gates", "warnings"):
+        assert store[field] == live[field], field
+    assert saved.exit_code == 0
+    missing = CliRunner().invoke(cli, ["show-plan", str(tmp_path / "none.json")])
+    assert missing.exit_code == 2 and "does not exist" in missing.stderr
