@@ -125,8 +125,9 @@ class PoolSizer:
 
     Every `window` seconds it compares the throughput of the window with the best seen:
     - a ThrottlingException in the window halves the pool (and growth waits a window);
-    - throughput up by more than 5 % grows the pool by half, up to `maximum` and to what the
-      pace can use at the observed latency (Little's law: pace x latency, doubled);
+    - throughput up by more than 5 % grows the pool (doubling until growth first fails to
+      pay, by half after that), up to `maximum` and to what the pace can use at the observed
+      latency (Little's law: pace x latency, doubled);
     - a pool grown without gain goes back to the best size, and tries again a few windows
       later (the machine, the network or other callers may have changed).
     """
@@ -142,6 +143,7 @@ class PoolSizer:
         self.best_limit = self.limit
         self._idle_windows = 0
         self._cool = False
+        self._slow_start = True  # doubling, until growing first fails to pay
         self.history: list[tuple[int, float, int]] = []  # (limit, keys/s, throttles) per window
 
     def update(self, completed: int, elapsed: float, throttles: int, latency: float,
@@ -156,16 +158,17 @@ class PoolSizer:
         if throttles:
             self.limit = max(1, self.limit // 2)
             self.best_rate, self.best_limit = 0.0, self.limit
-            self._cool = True
+            self._cool, self._slow_start = True, False
         elif self._cool:
             self._cool = False
         elif rate > self.best_rate * self.GAIN:
             self.best_rate, self.best_limit = rate, self.limit
-            self.limit = max(self.limit + 1, math.ceil(self.limit * 1.5))
+            factor = 2.0 if self._slow_start else 1.5
+            self.limit = max(self.limit + 1, math.ceil(self.limit * factor))
             self._idle_windows = 0
         elif self.limit > self.best_limit:
             self.limit = self.best_limit  # growing did not pay
-            self._idle_windows = 0
+            self._idle_windows, self._slow_start = 0, False
         else:
             self._idle_windows += 1
             if self._idle_windows >= self.RETRY_AFTER:

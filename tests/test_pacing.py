@@ -76,21 +76,25 @@ def test_the_pace_is_at_least_85_percent_of_every_quota_ksdelete_uses() -> None:
 # ---- the pool sizer ----------------------------------------------------------------------
 
 
-def test_the_pool_grows_while_throughput_rises() -> None:
-    sizer = PoolSizer(8, 64)
+def test_the_pool_doubles_while_throughput_rises_then_grows_by_half() -> None:
+    sizer = PoolSizer(4, 64)
     sizes = [sizer.limit, *(sizer.update(rate, 1.0, 0, 0.02, None)
-                            for rate in (100, 150, 220, 300, 400))]
-    assert sizes == [8, 12, 18, 27, 41, 62]
+                            for rate in (100, 150, 220, 221))]
+    assert sizes == [4, 8, 16, 32, 16]  # 32 did not pay: back to 16
+    sizes = [sizer.update(230, 1.0, 0, 0.02, None) for _ in range(PoolSizer.RETRY_AFTER)]
+    assert sizes[-1] == 24  # tried again later, by half this time
+    assert sizer.update(300, 1.0, 0, 0.02, None) == 36
+    assert sizer.update(400, 1.0, 0, 0.02, None) == 54
     assert sizer.update(600, 1.0, 0, 0.02, None) == 64  # never above the maximum
 
 
 def test_growth_that_does_not_pay_is_undone_and_tried_again_later() -> None:
     sizer = PoolSizer(8, 64)
-    assert sizer.update(100, 1.0, 0, 0.02, None) == 12
-    assert sizer.update(200, 1.0, 0, 0.02, None) == 18
-    assert sizer.update(201, 1.0, 0, 0.02, None) == 12  # no gain from 18: back to 12
+    assert sizer.update(100, 1.0, 0, 0.02, None) == 16
+    assert sizer.update(200, 1.0, 0, 0.02, None) == 32
+    assert sizer.update(201, 1.0, 0, 0.02, None) == 16  # no gain from 32: back to 16
     sizes = [sizer.update(200, 1.0, 0, 0.02, None) for _ in range(PoolSizer.RETRY_AFTER)]
-    assert sizes[:-1] == [12] * (PoolSizer.RETRY_AFTER - 1) and sizes[-1] == 18
+    assert sizes[:-1] == [16] * (PoolSizer.RETRY_AFTER - 1) and sizes[-1] == 24
 
 
 def test_throttling_halves_the_pool_and_growth_waits_a_window() -> None:
