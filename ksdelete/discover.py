@@ -9,6 +9,7 @@ key outside the store leaves its ID in the MembershipCache and nothing else.
 
 from __future__ import annotations
 
+import logging
 import math
 import queue
 import threading
@@ -20,6 +21,8 @@ from typing import Any, Protocol, runtime_checkable
 from ksdelete.errors import AccessDenied, AwsError, IncompleteDiscoveryError, KeyNotFound
 from ksdelete.gateway import key_from_metadata
 from ksdelete.models import Key, KeyStore, Snapshot, UndescribableKey
+
+log = logging.getLogger("ksdelete.discover")
 
 # on_progress(keys accounted for, keys listed so far, listing_done)
 ProgressObserver = Callable[[int, int, bool], None]
@@ -471,8 +474,12 @@ class _Window:
         throttles = self._throttles()
         pace = self._pacing.rate("DescribeKey") if self._pacing is not None else None
         latency = self.seconds / self.calls if self.calls else 0.0
+        before = sizer.limit
         limit = sizer.update(self.calls, now - self.start, throttles - self.throttles,
                              latency, pace)
+        log.debug("DescribeKey pool %d -> %d: %.0f calls/s, %.1f ms each, %d throttled",
+                  before, limit, self.calls / max(now - self.start, 1e-9), latency * 1000,
+                  throttles - self.throttles)
         self.start, self.calls, self.seconds, self.throttles = now, 0, 0.0, throttles
         return limit
 
