@@ -18,8 +18,8 @@ journal's timestamps) and how many calls were throttled; and the peak RSS of the
 process (wait4) for a dry run over 30,000 and 100,000 keys.
 
 It prints each figure and the issue's targets, writes the numbers to benchmarks/results.json
-and draws docs/performance.png (keys/s per method; needs the `bench` extra). About 10 minutes
-on 2 cores; `--quick` takes about 2. The numbers measure the emulator (one Python process on
+and draws docs/performance.png (keys/s per method; needs the `bench` extra). About 8 minutes
+on 2 cores; `--quick` (smaller, writes nothing) about 1. The numbers measure the emulator (one Python process on
 the same 2 cores) as much as ksdelete: compare ratios from the same run, not absolute rates,
 with real KMS.
 """
@@ -439,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=["discovery", "quotas", "memory"], action="append",
                         help="run only these parts (repeatable); nothing is written")
     parser.add_argument("--quick", action="store_true",
-                        help="smaller everything (about 2 minutes), for trying it out")
+                        help="smaller everything (about 1 minute), for trying it out")
     parser.add_argument("--chart", type=Path, default=ROOT / "docs" / "performance.png")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results.json")
     args = parser.parse_args(argv)
