@@ -193,6 +193,7 @@ class _Workers:
             queue.SimpleQueue()
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
+        self._spawned = 0
         self._alive = 0
         self._retire = 0  # threads asked to stop after their current call
         self._stopped = False
@@ -211,9 +212,11 @@ class _Workers:
                 return
             take_back = min(self._retire, limit - running)
             self._retire -= take_back
+            self._threads = [t for t in self._threads if t.is_alive()]  # retired ones
             for _ in range(limit - running - take_back):
+                self._spawned += 1
                 thread = threading.Thread(target=self._run, daemon=True,
-                                          name=f"describe-{len(self._threads)}")
+                                          name=f"describe-{self._spawned}")
                 self._alive += 1
                 self._threads.append(thread)
                 thread.start()
