@@ -29,6 +29,7 @@ class Settings:
     endpoint_url: str | None = None
     journal: Path | None = None
     poll_interval: float = 60.0
+    cache: bool = True  # the key membership cache between runs (--no-cache: False)
 
 
 @dataclass
@@ -80,6 +81,12 @@ def build(settings: Settings, options: RunOptions, reporter: Reporter, confirm: 
     if refusal:
         raise AccountRefused(refusal.message, identity=identity, where="--account-id")
     journal.account, journal.caller_arn = identity.account, identity.caller_arn
+    if membership is None:
+        from ksdelete.cache import open_cache
+
+        membership = open_cache(path.parent, account=identity.account, region=identity.region,
+                                enabled=settings.cache,
+                                warn=lambda text: reporter.note(text, level="warning"))
     executor = Executor(gateway, journal, reporter, options, confirm, identity,
                         membership=membership, lock_dir=path.parent / "locks")
     return App(gateway, identity, journal, executor)

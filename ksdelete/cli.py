@@ -52,6 +52,7 @@ def parse_duration(ctx: click.Context | None, param: click.Parameter | None, val
 GLOBAL_OPTIONS: dict[str, bool] = {
     "--region": True, "--profile": True, "--endpoint-url": True, "--output": True,
     "--journal": True, "--account-id": True, "--debug": False, "--quiet": False, "-q": False,
+    "--no-cache": False,
 }
 
 
@@ -150,9 +151,18 @@ def aws_options(fn: F) -> F:
         click.option("--journal", type=click.Path(dir_okay=False, path_type=Path),
                      help="Audit journal file (default: $XDG_STATE_HOME/ksdelete/journal.jsonl);"
                           " per-store locks live beside it."),
+        # Read in _settings (from the context, so no command signature changes).
+        click.option("--no-cache", is_flag=True, expose_value=False, callback=_remember_no_cache,
+                     help="Describe every key: neither read nor write the key membership cache "
+                          "kept beside the journal."),
     ]):
         fn = option(fn)
     return fn
+
+
+def _remember_no_cache(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.meta["ksdelete.no_cache"] = True
 
 
 def plan_options(fn: F) -> F:
@@ -324,7 +334,9 @@ def _settings(region: str | None, profile: str | None, endpoint_url: str | None,
               journal: Path | None, poll_interval: float = 60.0) -> Any:
     from ksdelete.app import Settings
 
-    return Settings(region, profile, endpoint_url, journal, poll_interval)
+    context = click.get_current_context(silent=True)
+    no_cache = bool(context and context.meta.get("ksdelete.no_cache"))
+    return Settings(region, profile, endpoint_url, journal, poll_interval, cache=not no_cache)
 
 
 def _resolve_all(executor: Any, targets: list[Any], *, stop_on_unresolved: bool,

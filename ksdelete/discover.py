@@ -1,40 +1,91 @@
-"""Reads only: find the store, then every key in it (ListKeys + DescribeKey; no server filter)."""
+"""Reads only: find the store, then every key in it (ListKeys + DescribeKey; no server filter).
+
+Discovery is ksdelete's one bulk job: KMS cannot list a store's keys, so every key in the account
+and Region is described. ListKeys pages (up to 1,000 keys) stream into a pool of DescribeKey
+workers whose size adapts to what it observes (PoolSizer: grow while throughput rises and
+nothing is throttled, halve on ThrottlingException). What a scan learns is kept as IDs only: a
+key outside the store leaves its ID in the MembershipCache and nothing else.
+"""
 
 from __future__ import annotations
 
+import logging
+import math
 import queue
 import threading
-from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+import time
+from collections.abc import Callable, Iterable, Set
 from dataclasses import replace
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from ksdelete.errors import AccessDenied, AwsError, IncompleteDiscoveryError, KeyNotFound
 from ksdelete.gateway import key_from_metadata
 from ksdelete.models import Key, KeyStore, Snapshot, UndescribableKey
 
+log = logging.getLogger("ksdelete.discover")
+
 # on_progress(keys accounted for, keys listed so far, listing_done)
 ProgressObserver = Callable[[int, int, bool], None]
+
+# DescribeKey calls in flight at most (the gateway keeps as many connections open).
+MAX_WORKERS = 64
+# Seconds between progress reports (and the last one, always).
+PROGRESS_EVERY = 0.1
 
 
 class MembershipCache:
     """key ID -> the custom key store it was created in ("" for none). Thread safe.
 
     KMS fixes a key's CustomKeyStoreId at CreateKey and never changes it, and key IDs are
-    never reused, so an entry stays true for as long as the key exists.
+    never reused, so an entry stays true for as long as the key exists. Discovery uses an
+    entry only to skip a key proven to belong elsewhere; a key is a member only if this
+    scan's DescribeKey says so.
+
+    `trusted=False` (or `distrust()`) keeps learning but skips nothing: every key is described.
+    `on_scan` is called after each scan that changed what is known (ksdelete.cache saves it).
     """
 
-    def __init__(self) -> None:
-        self._stores: dict[str, str] = {}
+    def __init__(self, entries: dict[str, str] | None = None, *, trusted: bool = True,
+                 on_scan: Callable[[MembershipCache], None] | None = None) -> None:
+        self._stores: dict[str, str] = dict(entries or {})
         self._lock = threading.Lock()
+        self.trusted = trusted
+        self.changed = False  # learnt or forgot something since the last on_scan
+        self.on_scan = on_scan
 
     def get(self, key_id: str) -> str | None:
+        """The key's store, or None when unknown (or when the cache is not trusted)."""
+        if not self.trusted:
+            return None
         with self._lock:
             return self._stores.get(key_id)
 
     def put(self, key_id: str, store_id: str) -> None:
         with self._lock:
-            self._stores[key_id] = store_id
+            if self._stores.get(key_id) != store_id:
+                self._stores[key_id] = store_id
+                self.changed = True
+
+    def distrust(self) -> None:
+        """Describe every key from now on in this process (what is learnt is still kept)."""
+        self.trusted = False
+
+    def items(self) -> list[tuple[str, str]]:
+        with self._lock:
+            return list(self._stores.items())
+
+    def scanned(self, listed: Set[str] | None) -> None:
+        """A scan ended. After a complete one (`listed`: every key ID ListKeys returned),
+        forget keys that no longer exist; then hand what changed to `on_scan`."""
+        with self._lock:
+            if listed is not None:
+                gone = [k for k in self._stores if k not in listed]
+                for key_id in gone:
+                    del self._stores[key_id]
+                self.changed = self.changed or bool(gone)
+            changed, self.changed = self.changed, False
+        if changed and self.on_scan is not None:
+            self.on_scan(self)
 
     def __len__(self) -> int:
         with self._lock:
@@ -51,8 +102,153 @@ class KeyReader(Protocol):
     def list_aliases(self) -> dict[str, list[str]]: ...
 
 
+@runtime_checkable
+class Pacing(Protocol):
+    """What a gateway may tell discovery about its pacing, as `gateway.pacing` (Gateway
+    does; unit tests' fakes need not)."""
+
+    max_connections: int
+
+    def rate(self, operation: str) -> float | None: ...
+
+    def throttles(self, operation: str) -> int: ...
+
+
+def _pacing(gateway: KeyReader) -> Pacing | None:
+    pacing = getattr(gateway, "pacing", None)
+    return pacing if isinstance(pacing, Pacing) else None
+
+
 # One DescribeKey answer: (listed key ID, listed ARN, KeyMetadata or the error).
 _Outcome = tuple[str, str, "dict[str, Any] | AwsError"]
+
+
+class PoolSizer:
+    """How many DescribeKey calls to keep in flight: a hill climb on measured throughput.
+
+    Every `window` seconds it compares the throughput of the window with the best seen:
+    - a ThrottlingException in the window halves the pool (and growth waits a window);
+    - throughput up by more than 5 % grows the pool (doubling until growth first fails to
+      pay, by half after that), up to `maximum` and to what the pace can use at the observed
+      latency (Little's law: pace x latency, doubled);
+    - a pool grown without gain goes back to the best size, and tries again a few windows
+      later (the machine, the network or other callers may have changed).
+    """
+
+    GAIN = 1.05  # throughput must rise by this factor for growth to count
+    RETRY_AFTER = 6  # windows spent at the best size before growing is tried again
+
+    def __init__(self, initial: int, maximum: int, *, window: float = 0.5) -> None:
+        self.maximum = max(1, maximum)
+        self.limit = min(max(1, initial), self.maximum)
+        self.window = window
+        self.best_rate = 0.0
+        self.best_limit = self.limit
+        self._idle_windows = 0
+        self._cool = False
+        self._slow_start = True  # doubling, until growing first fails to pay
+        self.history: list[tuple[int, float, int]] = []  # (limit, keys/s, throttles) per window
+
+    def update(self, completed: int, elapsed: float, throttles: int, latency: float,
+               pace: float | None) -> int:
+        """One window's observations (calls completed, seconds, new throttles, mean latency
+        of a call, the pace allowed now); returns the new pool size."""
+        rate = completed / elapsed if elapsed > 0 else 0.0
+        self.history.append((self.limit, rate, throttles))
+        cap = self.maximum
+        if pace and latency > 0:
+            cap = min(cap, max(1, math.ceil(pace * latency * 2)))
+        if throttles:
+            self.limit = max(1, self.limit // 2)
+            self.best_rate, self.best_limit = 0.0, self.limit
+            self._cool, self._slow_start = True, False
+        elif self._cool:
+            self._cool = False
+        elif rate > self.best_rate * self.GAIN:
+            self.best_rate, self.best_limit = rate, self.limit
+            factor = 2.0 if self._slow_start else 1.5
+            self.limit = max(self.limit + 1, math.ceil(self.limit * factor))
+            self._idle_windows = 0
+        elif self.limit > self.best_limit:
+            self.limit = self.best_limit  # growing did not pay
+            self._idle_windows, self._slow_start = 0, False
+        else:
+            self._idle_windows += 1
+            if self._idle_windows >= self.RETRY_AFTER:
+                self.best_rate = rate  # measured again at the best size: now the bar
+                self.limit = max(self.limit + 1, math.ceil(self.limit * 1.5))
+                self._idle_windows = 0
+        self.limit = max(1, min(self.limit, cap))
+        return self.limit
+
+
+class _Workers:
+    """DescribeKey worker threads: as many as `limit` says (threads above it retire after
+    their current call), results in `results` as (outcome or exception, seconds taken)."""
+
+    def __init__(self, call: Callable[[str, str], _Outcome], limit: int) -> None:
+        self._call = call
+        self._work: queue.SimpleQueue[tuple[str, str] | None] = queue.SimpleQueue()
+        self.results: queue.SimpleQueue[tuple[_Outcome | BaseException, float]] = \
+            queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._spawned = 0
+        self._alive = 0
+        self._retire = 0  # threads asked to stop after their current call
+        self._stopped = False
+        self.resize(limit)
+
+    def submit(self, key_id: str, arn: str) -> None:
+        self._work.put((key_id, arn))
+
+    def resize(self, limit: int) -> None:
+        with self._lock:
+            if self._stopped:
+                return
+            running = self._alive - self._retire
+            if limit < running:
+                self._retire += running - limit
+                return
+            take_back = min(self._retire, limit - running)
+            self._retire -= take_back
+            self._threads = [t for t in self._threads if t.is_alive()]  # retired ones
+            for _ in range(limit - running - take_back):
+                self._spawned += 1
+                thread = threading.Thread(target=self._run, daemon=True,
+                                          name=f"describe-{self._spawned}")
+                self._alive += 1
+                self._threads.append(thread)
+                thread.start()
+
+    def _run(self) -> None:
+        clock, call, work, results = time.perf_counter, self._call, self._work, self.results
+        while True:
+            item = work.get()
+            if item is None or self._stopped:
+                return
+            start = clock()
+            try:
+                outcome: _Outcome | BaseException = call(*item)
+            except BaseException as exc:  # noqa: BLE001 - handed to the scanning thread
+                outcome = exc
+            results.put((outcome, clock() - start))
+            if self._retire:
+                with self._lock:
+                    if self._retire:
+                        self._retire -= 1
+                        self._alive -= 1
+                        return
+
+    def close(self) -> None:
+        """Stop: calls under way finish, queued work is dropped."""
+        with self._lock:
+            self._stopped = True
+            alive = self._alive
+        for _ in range(alive):
+            self._work.put(None)
+        for thread in self._threads:
+            thread.join()
 
 
 class _Tally:
@@ -154,6 +350,8 @@ def snapshot(
     on_progress: ProgressObserver | None = None,
     cache: MembershipCache | None = None,
     backlog: int | None = None,
+    max_workers: int = MAX_WORKERS,
+    sizer: PoolSizer | None = None,
 ) -> Snapshot:
     """Every key of `store`, with aliases; keys that cannot be described are reported.
 
@@ -161,13 +359,22 @@ def snapshot(
     (counted), gone (NotFoundException) or undescribable (any other error, with its code);
     if they do not add up, IncompleteDiscoveryError is raised instead of a snapshot.
 
-    DescribeKey runs on `workers` threads while ListKeys pages are still being read; at most
-    `backlog` keys (default: a few pages' worth) wait to be described before listing pauses.
+    DescribeKey starts on `workers` threads while ListKeys pages are still being read; the
+    pool then sizes itself (PoolSizer) between 1 and `max_workers` (and the gateway's
+    connection pool). At most `backlog` keys (default: a few pages' worth) wait to be
+    described before listing pauses. A key the cache places in another store is counted
+    elsewhere without being described.
     """
+    pacing = _pacing(gateway)
+    if pacing is not None:
+        max_workers = min(max_workers, pacing.max_connections)
+    sizer = sizer or PoolSizer(workers, max_workers)
     tally = _Tally(store.id)
-    limit = backlog if backlog is not None else max(2000, workers * 64)
-    results: queue.SimpleQueue[Future[_Outcome]] = queue.SimpleQueue()
+    limit = backlog if backlog is not None else max(2000, sizer.maximum * 32)
     in_flight = 0
+    clock = time.monotonic
+    last_progress = clock()
+    window = _Window(pacing, clock())
 
     def describe(key_id: str, arn: str) -> _Outcome:
         try:
@@ -175,8 +382,13 @@ def snapshot(
         except AwsError as exc:
             return key_id, arn, exc
 
-    def progress(listing_done: bool) -> None:
-        if on_progress:
+    def progress(listing_done: bool, *, final: bool = False) -> None:
+        nonlocal last_progress
+        if on_progress is None:
+            return
+        now = clock()
+        if final or now - last_progress >= PROGRESS_EVERY:
+            last_progress = now
             on_progress(tally.accounted, len(tally.listed), listing_done)
 
     def collect(*, down_to: int, block: bool, listing_done: bool) -> None:
@@ -185,14 +397,20 @@ def snapshot(
         nonlocal in_flight
         while in_flight > down_to:
             try:
-                future = results.get(block=block)
+                outcome, seconds = pool.results.get(block=block)
             except queue.Empty:
                 return
             in_flight -= 1
-            tally.described(future.result(), cache)
+            if isinstance(outcome, BaseException):
+                raise outcome
+            tally.described(outcome, cache)
+            window.completed(seconds)
+            if window.due(clock(), sizer.window):
+                pool.resize(window.close(sizer, clock()))
             progress(listing_done)
 
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="describe")
+    pool = _Workers(describe, sizer.limit)
+    complete = False
     try:
         for page in gateway.list_keys():
             tally.pages += 1
@@ -202,19 +420,21 @@ def snapshot(
                 if owner is not None and owner != store.id:
                     tally.elsewhere_known(key_id)  # known to belong elsewhere: no need to ask
                     continue
-                future = pool.submit(describe, key_id, arn)
-                future.add_done_callback(results.put)  # exactly once, even if already done
+                pool.submit(key_id, arn)
                 in_flight += 1
                 if in_flight > limit:
                     collect(down_to=limit // 2, block=True, listing_done=False)
             collect(down_to=0, block=False, listing_done=False)
             progress(False)
         collect(down_to=0, block=True, listing_done=True)
+        tally.check()
+        complete = True
     finally:
         # On an error, drop the descriptions not started yet rather than wait for them.
-        pool.shutdown(wait=True, cancel_futures=True)
-    tally.check()
-    progress(True)
+        pool.close()
+        if cache is not None:
+            cache.scanned(tally.listed if complete else None)
+    progress(True, final=True)
 
     members = sorted(tally.members.values(), key=lambda k: k.id)
     if members:
@@ -229,6 +449,42 @@ def snapshot(
         elsewhere=tally.elsewhere,
         gone=tuple(sorted(tally.gone)),
     )
+
+
+class _Window:
+    """What the DescribeKey pool did since the sizer last looked: calls completed, their
+    summed latency, and the gateway's throttle count at the start."""
+
+    def __init__(self, pacing: Pacing | None, now: float) -> None:
+        self._pacing = pacing
+        self.start = now
+        self.calls = 0
+        self.seconds = 0.0
+        self.throttles = self._throttles()
+
+    def _throttles(self) -> int:
+        return self._pacing.throttles("DescribeKey") if self._pacing is not None else 0
+
+    def completed(self, seconds: float) -> None:
+        self.calls += 1
+        self.seconds += seconds
+
+    def due(self, now: float, window: float) -> bool:
+        return now - self.start >= window
+
+    def close(self, sizer: PoolSizer, now: float) -> int:
+        """Hand the window to the sizer, start the next one; returns the new pool size."""
+        throttles = self._throttles()
+        pace = self._pacing.rate("DescribeKey") if self._pacing is not None else None
+        latency = self.seconds / self.calls if self.calls else 0.0
+        before = sizer.limit
+        limit = sizer.update(self.calls, now - self.start, throttles - self.throttles,
+                             latency, pace)
+        log.debug("DescribeKey pool %d -> %d: %.0f calls/s, %.1f ms each, %d throttled",
+                  before, limit, self.calls / max(now - self.start, 1e-9), latency * 1000,
+                  throttles - self.throttles)
+        self.start, self.calls, self.seconds, self.throttles = now, 0, 0.0, throttles
+        return limit
 
 
 def recheck_keys(gateway: KeyReader, keys: Iterable[Key]) -> tuple[list[Key], list[Key]]:

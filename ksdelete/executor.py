@@ -107,6 +107,11 @@ class _Pending(Exception):
         self.resume_after = resume_after
 
 
+class _Rescan(Exception):
+    """DeleteCustomKeyStore says the store still has keys, and discovery trusted the key
+    membership cache: re-plan from a scan that describes every key."""
+
+
 class Executor:
     def __init__(self, gateway: Gateway, journal: Journal, reporter: Reporter,
                  options: RunOptions, confirm: Confirm, identity: Identity,
@@ -411,7 +416,11 @@ class Executor:
             replanned = False
             phase = STEP_PHASE[step.kind]
             self.reporter.phase(phase, PhaseState.RUNNING, step.detail)
-            detail = self._apply(step, snap, result)
+            try:
+                detail = self._apply(step, snap, result)
+            except _Rescan as rescan:
+                self.reporter.note(str(rescan), level="warning")
+                continue  # not re-planned: the point of no return takes a fresh snapshot
             self.reporter.phase(phase, PhaseState.DONE, detail)
             steps.pop(0)
         result.status = Status.DELETED
@@ -706,8 +715,14 @@ class Executor:
         def attempt() -> AwsError | None:
             try:
                 self.mutate(result, "DeleteCustomKeyStore", lambda: self.gw.delete_store(store_id))
-            except (StoreHasKeys, StoreInvalidState) as exc:
+            except StoreHasKeys as exc:
+                if self.membership.trusted:  # the cache may have hidden a key: look again
+                    self.membership.distrust()
+                    raise _Rescan(f"DeleteCustomKeyStore: the store still has keys ({exc.what}"
+                                  "); scanning again, describing every key") from exc
                 return exc  # a write not yet visible everywhere: try again for a while
+            except StoreInvalidState as exc:
+                return exc
             return None
 
         policy = self.gw.policy

@@ -41,25 +41,30 @@ from ksdelete.retry import RetryObserver, RetryPolicy, call_with_retries
 
 log = logging.getLogger("ksdelete.gateway")
 
-# Requests per second ksdelete allows itself per operation: about 80 % of the AWS default
-# quota (kms-reference 6.1), because the quota is shared with every other caller in the account.
+# Requests per second ksdelete allows itself per operation: about 93 % of the AWS default
+# quota (kms-reference 6.1). The quota is shared with every other caller in the account, so the
+# pace is a ceiling, not a promise: every ThrottlingException halves it (TokenBucket.throttled)
+# and calls that succeed bring it back.
 PACE: dict[str, float] = {
-    "DescribeCustomKeyStores": 4,
-    "ConnectCustomKeyStore": 4,
-    "DisconnectCustomKeyStore": 4,
-    "DeleteCustomKeyStore": 4,
-    "ListKeys": 400,
-    "ListAliases": 400,
-    "DescribeKey": 1600,
-    "ScheduleKeyDeletion": 12,
-    "CancelKeyDeletion": 4,
-    "EnableKey": 4,
+    "DescribeCustomKeyStores": 4.65,
+    "ConnectCustomKeyStore": 4.65,
+    "DisconnectCustomKeyStore": 4.65,
+    "DeleteCustomKeyStore": 4.65,
+    "ListKeys": 465,
+    "ListAliases": 465,
+    "DescribeKey": 1860,
+    "ScheduleKeyDeletion": 14,
+    "CancelKeyDeletion": 4.65,
+    "EnableKey": 4.65,
     "DisableKey": 4,
     "ListResourceTags": 1600,
     "TagResource": 4,
     "UntagResource": 4,
     "GetCallerIdentity": 10,
 }
+
+# HTTP connections kept open to KMS: as many as discovery may have DescribeKey calls in flight.
+MAX_CONNECTIONS = 64
 
 THROTTLING_CODES = frozenset(
     {
@@ -104,17 +109,28 @@ PERMISSIONS: dict[str, str] = {
 
 
 class TokenBucket:
-    """Thread-safe pacing: at most `rate` acquisitions per second, bursts up to `burst`."""
+    """Thread-safe pacing: at most `rate` acquisitions per second, bursts up to `burst`.
+
+    The rate adapts to throttling (AIMD, as TCP does): `throttled()` halves it (at most once a
+    second, however many calls were in flight when the quota ran out; never below 2 % of the
+    ceiling), and while calls succeed (`succeeded()`) it grows back by about a quarter per
+    second, up to the ceiling: a pace that met another caller's traffic settles under what
+    the quota leaves, and recovers once the quota has room again.
+    """
 
     def __init__(self, rate: float, burst: float | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep) -> None:
+        self.ceiling = rate
         self.rate = rate
         self.capacity = burst if burst is not None else max(1.0, rate / 4)
+        self.throttles = 0  # ThrottlingException answers seen
         self._tokens = self.capacity
         self._clock = clock
         self._sleep = sleep
         self._last = clock()
+        self._cut = -1.0e9  # when the rate was last halved
+        self._grown = self._last  # when the rate last grew (or was cut)
         self._lock = threading.Lock()
 
     def acquire(self) -> float:
@@ -128,6 +144,43 @@ class TokenBucket:
         if wait > 0:
             self._sleep(wait)
         return wait
+
+    def throttled(self) -> None:
+        """AWS answered ThrottlingException: slow down."""
+        with self._lock:
+            self.throttles += 1
+            now = self._clock()
+            if now - self._cut >= 1.0:
+                self._cut = now
+                self.rate = max(self.ceiling / 50, self.rate / 2)
+            self._grown = now
+
+    def succeeded(self) -> None:
+        """A call went through: after a cut, grow back towards the ceiling."""
+        if self.rate < self.ceiling:  # read without the lock: the common case costs nothing
+            with self._lock:
+                now = self._clock()
+                grown = self.rate * (1 + 0.25 * min(1.0, now - self._grown))
+                self.rate = min(self.ceiling, grown)
+                self._grown = now
+
+
+class Pacing:
+    """One gateway's token buckets, one per operation; discovery sizes its pool by them."""
+
+    def __init__(self, pace: dict[str, float], max_connections: int) -> None:
+        self.buckets = {op: TokenBucket(rate) for op, rate in pace.items()}
+        self.max_connections = max_connections
+
+    def rate(self, operation: str) -> float | None:
+        """Requests per second allowed for `operation` now (None: not paced)."""
+        bucket = self.buckets.get(operation)
+        return bucket.rate if bucket is not None else None
+
+    def throttles(self, operation: str) -> int:
+        """ThrottlingException answers to `operation` so far (each one retried)."""
+        bucket = self.buckets.get(operation)
+        return bucket.throttles if bucket is not None else 0
 
 
 @dataclass(frozen=True)
@@ -204,7 +257,10 @@ class Gateway:
             retries={"mode": "standard", "total_max_attempts": 1},
             connect_timeout=10,
             read_timeout=60,
-            max_pool_connections=32,
+            # One connection per discovery worker at most (discover.py sizes its pool to
+            # this), so connections are reused rather than opened (a TLS handshake each) and
+            # dropped when the pool is full.
+            max_pool_connections=MAX_CONNECTIONS,
             user_agent_extra=f"ksdelete/{__version__}",
         )
         try:
@@ -220,9 +276,11 @@ class Gateway:
         except (botocore.exceptions.BotoCoreError, ValueError) as exc:
             raise UsageError(f"cannot set up the AWS client: {exc}", where="--region/--profile",
                              hint="Check the Region, the profile and --endpoint-url") from exc
-        self._buckets = {op: TokenBucket(rate) for op, rate in (pace or PACE).items()}
+        self.pacing = Pacing(pace or PACE, MAX_CONNECTIONS)
         self._clock_lock = threading.Lock()
         self._server_offset: float | None = None
+        self._date_header: str | None = None
+        self._date_parsed: float | None = None
 
     @property
     def endpoint_url(self) -> str:
@@ -233,7 +291,7 @@ class Gateway:
     def _call(self, operation: str, client: Any = None, **params: Any) -> Called:
         client = client or self._kms
         method = getattr(client, _snake(operation))
-        bucket = self._buckets.get(operation)
+        bucket = self.pacing.buckets.get(operation)
 
         def once() -> Called:
             if bucket is not None:
@@ -246,6 +304,8 @@ class Gateway:
                 code = _error_code(exc) or "Unknown"
                 log.debug("%s answered %s (request %s)", operation, code, meta.get("RequestId"))
                 message = str(exc.response.get("Error", {}).get("Message") or code)
+                if bucket is not None and code in THROTTLING_CODES:
+                    bucket.throttled()
                 raise _typed(operation, code, message)(
                     message,
                     operation=operation, aws_code=code, request_id=meta.get("RequestId"),
@@ -270,6 +330,8 @@ class Gateway:
                     "no AWS credentials found", where=operation,
                     hint="Set AWS_PROFILE / --profile or AWS_ACCESS_KEY_ID",
                 ) from exc
+            if bucket is not None:
+                bucket.succeeded()
             meta = response.get("ResponseMetadata", {})
             log.debug("%s ok (request %s)", operation, meta.get("RequestId"))
             self._note_server_date(meta.get("HTTPHeaders", {}).get("date"))
@@ -284,12 +346,17 @@ class Gateway:
     def _note_server_date(self, header: str | None) -> None:
         if not header:
             return
-        try:
-            server = parsedate_to_datetime(header).timestamp()
-        except (TypeError, ValueError):
-            return
         with self._clock_lock:
-            self._server_offset = server - time.time()
+            # 1 s resolution: most answers repeat the previous Date, parsed once.
+            parsed = self._date_parsed if header == self._date_header else None
+        if parsed is None:
+            try:
+                parsed = parsedate_to_datetime(header).timestamp()
+            except (TypeError, ValueError):
+                return
+        with self._clock_lock:
+            self._date_header, self._date_parsed = header, parsed
+            self._server_offset = parsed - time.time()
 
     def server_now(self) -> datetime:
         """AWS's idea of now, from the Date header of the latest response (1 s resolution)."""
