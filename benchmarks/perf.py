@@ -19,9 +19,9 @@ process (wait4) for a dry run over 30,000 and 100,000 keys.
 
 It prints each figure and the issue's targets, writes the numbers to benchmarks/results.json
 and draws docs/performance.png (keys/s per method; needs the `bench` extra). About 8 minutes
-on 2 cores; `--quick` (smaller, writes nothing) about 1. The numbers measure the emulator (one Python process on
-the same 2 cores) as much as ksdelete: compare ratios from the same run, not absolute rates,
-with real KMS.
+on 2 cores; `--quick` (smaller, writes nothing) about 1. The numbers measure the emulator (one
+Python process on the same 2 cores) as much as ksdelete: compare ratios from the same run, not
+absolute rates, with real KMS.
 """
 
 from __future__ import annotations
