@@ -365,8 +365,10 @@ def targets(results: Results) -> None:
             ("discovery / unpaced 32-thread boto3 loop",
              ks / rates["unpaced 32-thread boto3 loop"], ">=", 0.7),
             ("discovery / AWS CLI loop", ks / rates["AWS CLI loop (docs)"], ">=", 100),
-            ("second run speed-up", results.details["second run speed-up"], ">=", 10),
         ]
+        if results.keys >= 10_000:  # the target is for 10,000 keys, 1 % in the store
+            checks.append(("second run speed-up", results.details["second run speed-up"], ">=",
+                           10))
     for operation, share in (("ScheduleKeyDeletion", 0.85), ("CancelKeyDeletion", 0.85)):
         detail = results.details.get(operation)
         if detail:
