@@ -183,6 +183,24 @@ def plan_options(fn: F) -> F:
     return fn
 
 
+def wait_options(fn: F) -> F:
+    """How long a changing run (delete, apply) waits for AWS, and how often it looks."""
+    for option in reversed([
+        click.option("--wait/--no-wait", default=False, show_default=True,
+                     help="Block until the store(s) are deleted (or --max-wait) instead of "
+                          "exiting 3."),
+        click.option("--max-wait", callback=parse_duration, default="31d", show_default=True,
+                     help="Longest wait for AWS or for another run's lock (then exit 3): the "
+                          "whole deletion with --wait, else at most 30m. E.g. 45m, 12h, 31d."),
+        click.option("--poll-interval", callback=parse_duration, default="60s",
+                     show_default=True,
+                     help="Longest pause between checks while waiting for AWS (1s or more "
+                          "against AWS)."),
+    ]):
+        fn = option(fn)
+    return fn
+
+
 def check_accounts(ctx: click.Context | None, param: click.Parameter | None,
                    value: tuple[str, ...]) -> frozenset[str]:
     for account in value:
@@ -396,14 +414,7 @@ def check_stores(ctx: click.Context | None, param: click.Parameter | None,
 @click.option("--dry-run", is_flag=True, help="Show the plan; make no change at all.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @plan_options
-@click.option("--wait/--no-wait", default=False, show_default=True,
-              help="Block until the store is deleted (or --max-wait) instead of exiting 3.")
-@click.option("--max-wait", callback=parse_duration, default="31d", show_default=True,
-              help="Longest wait for AWS or for another run's lock (then exit 3): the whole "
-                   "deletion with --wait, else at most 30m. E.g. 45m, 12h, 31d.")
-@click.option("--poll-interval", callback=parse_duration, default="60s", show_default=True,
-              help="Longest pause between checks while waiting for AWS (1s or more against "
-                   "AWS).")
+@wait_options
 @click.option("--missing-ok", is_flag=True, help="A store that does not exist is not an error.")
 @click.option("--save-plan", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
               help="With --dry-run: write the plan to FILE for review and `ksdelete apply`.")
@@ -525,14 +536,7 @@ def apply_options(fn: F) -> F:
 @cli.command(name="apply")
 @click.argument("plan_file", metavar="FILE", type=click.Path(path_type=Path))
 @apply_options
-@click.option("--wait/--no-wait", default=False, show_default=True,
-              help="Block until the stores are deleted (or --max-wait) instead of exiting 3.")
-@click.option("--max-wait", callback=parse_duration, default="31d", show_default=True,
-              help="Longest wait for AWS or for another run's lock (then exit 3): the whole "
-                   "deletion with --wait, else at most 30m. E.g. 45m, 12h, 31d.")
-@click.option("--poll-interval", callback=parse_duration, default="60s", show_default=True,
-              help="Longest pause between checks while waiting for AWS (1s or more against "
-                   "AWS).")
+@wait_options
 def apply_plan(plan_file: Path, region: str | None, profile: str | None,
                endpoint_url: str | None, output: str, quiet: bool, debug: bool,
                journal: Path | None, wait: bool, max_wait: float, poll_interval: float) -> None:
