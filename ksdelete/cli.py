@@ -133,16 +133,22 @@ def _split_leading_options(args: list[str]) -> tuple[list[str], list[str]]:
     return leading, args[index:]
 
 
-def aws_options(fn: F) -> F:
-    for option in reversed([
-        click.option("--region", envvar=None, help="AWS Region (default: AWS_REGION / profile)."),
+Decorator = Callable[[Any], Any]
+
+
+def _options(fn: F, options: list[Decorator]) -> F:
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _connection_options(region_help: str) -> list[Decorator]:
+    """Where and how to reach AWS, and what to print: every AWS-facing command has these."""
+    return [
+        click.option("--region", envvar=None, help=region_help),
         click.option("--profile", help="AWS profile from ~/.aws/config (default: AWS_PROFILE)."),
         click.option("--endpoint-url", metavar="URL",
                      help="KMS endpoint (e.g. the emulator). AWS_ENDPOINT_URL_KMS also works."),
-        click.option("--account-id", "account_ids", multiple=True, callback=check_accounts,
-                     metavar="ID",
-                     help="Refuse to run unless the credentials are for this account "
-                          "(repeatable); checked before any other AWS call."),
         click.option("--output", "output", type=click.Choice(["text", "json"]), default="text",
                      show_default=True,
                      help="json: exactly one JSON object on stdout; messages stay on stderr."),
@@ -151,13 +157,23 @@ def aws_options(fn: F) -> F:
         click.option("--journal", type=click.Path(dir_okay=False, path_type=Path),
                      help="Audit journal file (default: $XDG_STATE_HOME/ksdelete/journal.jsonl);"
                           " per-store locks live beside it."),
+    ]
+
+
+def aws_options(fn: F) -> F:
+    connection = _connection_options("AWS Region (default: AWS_REGION / profile).")
+    return _options(fn, [
+        *connection[:3],
+        click.option("--account-id", "account_ids", multiple=True, callback=check_accounts,
+                     metavar="ID",
+                     help="Refuse to run unless the credentials are for this account "
+                          "(repeatable); checked before any other AWS call."),
+        *connection[3:],
         # Read in _settings (from the context, so no command signature changes).
         click.option("--no-cache", is_flag=True, expose_value=False, callback=_remember_no_cache,
                      help="Describe every key: neither read nor write the key membership cache "
                           "kept beside the journal."),
-    ]):
-        fn = option(fn)
-    return fn
+    ])
 
 
 def _remember_no_cache(ctx: click.Context, param: click.Parameter, value: bool) -> None:
@@ -514,23 +530,8 @@ def _save_plan(inv: Invocation, app: Any, path: Path, options: PlanOptions) -> N
 
 def apply_options(fn: F) -> F:
     """The options of `apply`: those of `delete` that do not change what was reviewed."""
-    for option in reversed([
-        click.option("--region", help="AWS Region (default: AWS_REGION / profile); must be "
-                     "the plan's."),
-        click.option("--profile", help="AWS profile from ~/.aws/config (default: AWS_PROFILE)."),
-        click.option("--endpoint-url", metavar="URL",
-                     help="KMS endpoint (e.g. the emulator). AWS_ENDPOINT_URL_KMS also works."),
-        click.option("--output", "output", type=click.Choice(["text", "json"]), default="text",
-                     show_default=True,
-                     help="json: exactly one JSON object on stdout; messages stay on stderr."),
-        click.option("--quiet", "-q", is_flag=True, help="Print only errors and the result."),
-        click.option("--debug", is_flag=True, help="Log AWS calls and retries; show tracebacks."),
-        click.option("--journal", type=click.Path(dir_okay=False, path_type=Path),
-                     help="Audit journal file (default: $XDG_STATE_HOME/ksdelete/journal.jsonl);"
-                          " per-store locks live beside it."),
-    ]):
-        fn = option(fn)
-    return fn
+    return _options(fn, _connection_options(
+        "AWS Region (default: AWS_REGION / profile); must be the plan's."))
 
 
 @cli.command(name="apply")
