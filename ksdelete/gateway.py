@@ -56,10 +56,10 @@ PACE: dict[str, float] = {
     "ScheduleKeyDeletion": 14,
     "CancelKeyDeletion": 4.65,
     "EnableKey": 4.65,
-    "DisableKey": 4,
-    "ListResourceTags": 1600,
-    "TagResource": 4,
-    "UntagResource": 4,
+    "DisableKey": 4.65,
+    "ListResourceTags": 1860,
+    "TagResource": 9.3,
+    "UntagResource": 4.65,
     "GetCallerIdentity": 10,
 }
 

@@ -36,10 +36,10 @@ AWS_QUOTAS: dict[str, float] = {
     "GetKeyPolicy": 1000,
     "GetKeyLastUsage": 5,
     "CreateAlias": 5,
-    "DeleteAlias": 5,
+    "DeleteAlias": 15,
     "UpdateAlias": 5,
-    "PutKeyPolicy": 5,
-    "TagResource": 5,
+    "PutKeyPolicy": 15,
+    "TagResource": 10,
     "UntagResource": 5,
     "UpdateKeyDescription": 5,
 }
