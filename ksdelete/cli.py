@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import logging
 import os
@@ -11,7 +12,7 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import click
 
@@ -181,8 +182,26 @@ def _remember_no_cache(ctx: click.Context, param: click.Parameter, value: bool) 
         ctx.meta["ksdelete.no_cache"] = True
 
 
+PLAN_OPTION_NAMES = ("pending_window_days", "connect", "allow_orphaned_key_material",
+                     "include_new_keys", "unused_for", "protect_tags", "expect_keys",
+                     "allow_service_grants")
+
+
 def plan_options(fn: F) -> F:
-    """What the planner's gates may waive; `status` takes them too, to answer as `delete`."""
+    """What the planner's gates check and may waive; `status` takes them too, to answer as
+    `delete`. The command receives them as one PlanOptions argument, `plan`."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        raw = {name: kwargs.pop(name) for name in PLAN_OPTION_NAMES}
+        kwargs["plan"] = PlanOptions(
+            pending_window_days=raw["pending_window_days"], connect=raw["connect"],
+            allow_orphaned_key_material=raw["allow_orphaned_key_material"],
+            include_new_keys=raw["include_new_keys"], unused_for_days=raw["unused_for"],
+            allow_service_grants=raw["allow_service_grants"],
+            protect_tags=raw["protect_tags"], expect_keys=raw["expect_keys"])
+        return fn(*args, **kwargs)
+
+    out: Any = wrapper
     for option in reversed([
         click.option("--pending-window-days", type=click.IntRange(7, 30), default=30,
                      show_default=True, help="Waiting period for ScheduleKeyDeletion."),
@@ -194,9 +213,34 @@ def plan_options(fn: F) -> F:
         click.option("--include-new-keys", is_flag=True,
                      help="Also delete keys created in the store after an earlier run's "
                           "confirmation."),
+        click.option("--unused-for", type=click.IntRange(0, 3650), default=30,
+                     show_default=True, metavar="DAYS",
+                     help="Refuse keys with a cryptographic use recorded in the last DAYS "
+                          "days (GetKeyLastUsage); 0 turns the check off."),
+        click.option("--protect-tag", "protect_tags", multiple=True, metavar="KEY[=VALUE]",
+                     callback=_parse_protect_tags,
+                     help="Refuse keys that carry this tag (repeatable)."),
+        click.option("--expect-keys", type=click.IntRange(0), metavar="N",
+                     help="Refuse unless the store holds exactly N keys (a guard against "
+                          "the wrong store)."),
+        click.option("--allow-service-grants", is_flag=True,
+                     help="Go on although keys have grants to AWS services (live "
+                          "integrations)."),
     ]):
-        fn = option(fn)
-    return fn
+        out = option(out)
+    return cast(F, out)
+
+
+def _parse_protect_tags(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
+                        ) -> tuple[tuple[str, str | None], ...]:
+    tags: list[tuple[str, str | None]] = []
+    for item in value:
+        name, sep, tag_value = item.partition("=")
+        if not name or len(name) > 128:
+            raise click.BadParameter(f"{item!r} is not KEY or KEY=VALUE (a tag key of 1-128 "
+                                     "characters)", ctx, param)
+        tags.append((name, tag_value if sep else None))
+    return tuple(tags)
 
 
 def wait_options(fn: F) -> F:
@@ -437,8 +481,7 @@ def check_stores(ctx: click.Context | None, param: click.Parameter | None,
 def delete(stores: tuple[str, ...], region: str | None, profile: str | None,
            endpoint_url: str | None, account_ids: frozenset[str], output: str, quiet: bool,
            debug: bool, journal: Path | None, dry_run: bool, yes: bool,
-           pending_window_days: int, connect: bool, allow_orphaned_key_material: bool,
-           include_new_keys: bool, wait: bool, max_wait: float, poll_interval: float,
+           plan: PlanOptions, wait: bool, max_wait: float, poll_interval: float,
            missing_ok: bool, save_plan: Path | None) -> None:
     """Delete custom key store(s) STORE (ID or name), as far as AWS allows now.
 
@@ -472,10 +515,9 @@ def delete(stores: tuple[str, ...], region: str | None, profile: str | None,
                              hint="Use it with --dry-run and without --missing-ok")
         if not dry_run:
             _require_confirmation_channel(yes, "delete")
-        inv.reporter = reporter = make_reporter(quiet, pending_window_days, debug=debug)
+        inv.reporter = reporter = make_reporter(quiet, plan.pending_window_days, debug=debug)
         options = RunOptions(
-            plan=PlanOptions(pending_window_days, connect, allow_orphaned_key_material,
-                             include_new_keys),
+            plan=plan,
             dry_run=dry_run, wait=wait, max_wait=max_wait, missing_ok=missing_ok,
             allowed_accounts=account_ids,
             interactive=not yes and not dry_run and sys.stdin.isatty(),
@@ -661,8 +703,7 @@ def show_plan(plan_file: Path, output: str) -> None:
 @click.option("--missing-ok", is_flag=True, help="A store that does not exist is not an error.")
 def status(stores: tuple[str, ...], region: str | None, profile: str | None,
            endpoint_url: str | None, account_ids: frozenset[str], output: str, quiet: bool,
-           debug: bool, journal: Path | None, pending_window_days: int, connect: bool,
-           allow_orphaned_key_material: bool, include_new_keys: bool, missing_ok: bool) -> None:
+           debug: bool, journal: Path | None, plan: PlanOptions, missing_ok: bool) -> None:
     """Show where each STORE stands; read-only.
 
     The phase and the exit code come from the same planner and gates as `delete` (with the
@@ -688,8 +729,7 @@ def status(stores: tuple[str, ...], region: str | None, profile: str | None,
 
         inv.reporter = reporter = make_reporter(quiet, debug=debug)
         options = RunOptions(
-            plan=PlanOptions(pending_window_days, connect, allow_orphaned_key_material,
-                             include_new_keys),
+            plan=plan,
             dry_run=True, missing_ok=missing_ok, allowed_accounts=account_ids)
         app = build(_settings(region, profile, endpoint_url, journal), options, reporter,
                     lambda snap, plan: False, read_only=True)  # reads only: never confirms

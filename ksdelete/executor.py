@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ksdelete import discover, planner, signals
 from ksdelete.errors import (
+    AccessDenied,
     AwsError,
     JournalError,
     KeyAlreadyPendingDeletion,
@@ -43,6 +44,7 @@ from ksdelete.models import (
     ApprovedStore,
     ConnectionState,
     Context,
+    Grant,
     Identity,
     Key,
     KeyStore,
@@ -56,6 +58,7 @@ from ksdelete.models import (
     Step,
     StepKind,
     StoreResult,
+    Usage,
 )
 from ksdelete.reporting import STEP_PHASE, Phase, PhaseState, Reporter
 from ksdelete.retry import poll_until
@@ -69,6 +72,9 @@ TRANSITION_TIMEOUT = 30 * 60.0
 # A run re-plans before each point of no return; this many re-plans without reaching the
 # end means AWS keeps changing under it (someone else is at work): stop and say so.
 MAX_REPLANS = 50
+# A key's last recorded use (GetKeyLastUsage) read this recently is not read again by a later
+# snapshot of the same run (KMS records use up to an hour late).
+USAGE_REUSE = 300.0
 
 # confirm(snapshot, plan) -> True to go ahead
 Confirm = Callable[[Snapshot, Plan], bool]
@@ -129,6 +135,7 @@ class Executor:
         self._result: StoreResult | None = None
         self._context = Context()
         self._gone: set[str] = set()  # keys this run saw NotFound: they never come back
+        self._usage: dict[str, tuple[float, Usage]] = {}  # GetKeyLastUsage readings, by key
         # Which store each key belongs to never changes, so a key seen once outside the
         # target store need not be described again by later scans in this process.
         self.membership = membership if membership is not None else discover.MembershipCache()
@@ -290,10 +297,15 @@ class Executor:
             if not self.confirm(snap, plan):
                 raise RefusedError("not confirmed; nothing was changed", where=store_id)
             self.journal.decision("ConfirmPlan", store_id=store_id, store_name=snap.store.name,
+                                  store_type=snap.store.type.value,
+                                  cluster_id=snap.store.cloudhsm_cluster_id,
                                   key_ids=sorted(snap.key_ids()),
                                   matched_by=snap.matched_by,
                                   keys=[_key_record(k) for k in snap.keys],
-                                  plan_id=self.options.plan_id)
+                                  plan_id=self.options.plan_id,
+                                  waivers=[f"{v.gate}: {v.detail}" for v in plan.verdicts
+                                           if v.verdict == "waived"],
+                                  gates=_gate_options(self.options.plan))
             # What the person confirmed: these keys, and these cancelled keys again (listed
             # at the prompt); a key cancelled after the prompt is refused at the next re-plan.
             self._context = replace(self._context, planned=snap.key_ids(),
@@ -340,7 +352,10 @@ class Executor:
         )
         keys = self._with_marks([k for k in snap.keys if k.id not in self._gone],
                                 all_marks=all_marks)
-        snap = replace(snap, identity=self.identity, keys=tuple(keys))
+        if not all_marks:
+            keys = self._with_evidence(keys)
+        snap = replace(snap, identity=self.identity, keys=tuple(keys),
+                       observed_at=self.gw.server_now())
         result.keys, result.undescribable = snap.keys, snap.undescribable
         result.scanned = snap.scanned
         self.reporter.phase(
@@ -359,8 +374,50 @@ class Executor:
             tags = dict(zip((k.id for k in wanted),
                             pool.map(lambda k: self.gw.list_resource_tags(k.arn), wanted),
                             strict=True))
-        return [replace(k, marks=Marks.from_tags(tags[k.id])) if k.id in tags else k
+        return [replace(k, marks=Marks.from_tags(tags[k.id]),
+                        tags=tuple(sorted(tags[k.id].items()))) if k.id in tags else k
                 for k in keys]
+
+    def _with_evidence(self, keys: list[Key]) -> list[Key]:
+        """What the preflight gates look at, for the keys about to be scheduled: grants
+        (ListGrants) and, with --unused-for, the last recorded use (GetKeyLastUsage, 5 per
+        second). A reading of the last use younger than USAGE_REUSE seconds is reused: KMS
+        records use up to an hour late, so reading it again sooner tells nothing new."""
+        wanted = [k for k in keys if not k.pending]
+        if not wanted:
+            return keys
+        read_usage = self.options.plan.unused_for_days > 0
+        self.reporter.note(f"reading grants{' and last use' if read_usage else ''} of "
+                           f"{len(wanted)} key(s)")
+
+        def evidence(key: Key) -> Key:
+            grants: tuple[Grant, ...] | None
+            try:
+                grants = self.gw.list_grants(key.arn)
+            except (AccessDenied, KeyNotFound):
+                grants = None
+            usage = None
+            if read_usage:
+                seen = self._usage.get(key.id)
+                if seen and time.monotonic() - seen[0] < USAGE_REUSE:
+                    usage = seen[1]
+                else:
+                    usage = self._last_usage(key)
+                    self._usage[key.id] = (time.monotonic(), usage)
+            return replace(key, grants=grants, usage=usage)
+
+        with ThreadPoolExecutor(max_workers=min(8, len(wanted)),
+                                thread_name_prefix="evidence") as pool:
+            read = {k.id: k for k in pool.map(evidence, wanted)}
+        return [read.get(k.id, k) for k in keys]
+
+    def _last_usage(self, key: Key) -> Usage:
+        try:
+            return self.gw.get_key_last_usage(key.arn)
+        except (AccessDenied, KeyNotFound) as exc:
+            return Usage(error=exc.aws_code or exc.code)
+        except AttributeError:  # a botocore too old to know GetKeyLastUsage
+            return Usage(error="this botocore has no GetKeyLastUsage; upgrade boto3")
 
     def _plan(self, snap: Snapshot, result: StoreResult) -> Plan:
         plan = planner.plan(snap, self.options.plan, self.gw.server_now(), self._context)
@@ -750,6 +807,14 @@ class Executor:
         return "CustomKeyStoreNotFoundException: the store is gone"
 
 
+def _gate_options(options: PlanOptions) -> dict[str, object]:
+    """The options the gates ran with, as the journal and a saved plan keep them."""
+    return {"unused_for_days": options.unused_for_days,
+            "allow_service_grants": options.allow_service_grants,
+            "protect_tags": [[name, value] for name, value in options.protect_tags],
+            "expect_keys": options.expect_keys}
+
+
 def _record(plan: Plan, result: StoreResult) -> list[str]:
     """Add a plan's warnings and waived gates to the result (once each); returns the new ones."""
     new = [w for w in plan.warnings if w not in result.warnings]
@@ -787,7 +852,8 @@ def _key_record(key: Key) -> dict[str, object]:
     """What the journal keeps of a key when the operator confirms: enough to restore it."""
     return {"id": key.id, "arn": key.arn, "state": key.state, "aliases": list(key.aliases),
             "external_key_id": key.external_key_id,
-            "deletion_date": key.deletion_date.isoformat() if key.deletion_date else None}
+            "deletion_date": key.deletion_date.isoformat() if key.deletion_date else None,
+            "creation_date": key.creation_date.isoformat() if key.creation_date else None}
 
 
 def _already_scheduled(exc: AwsError) -> str | None:

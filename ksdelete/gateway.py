@@ -6,6 +6,7 @@ safe: one boto3 client (thread safe for calls), one token bucket per operation.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -36,7 +37,7 @@ from ksdelete.errors import (
     Throttled,
     UsageError,
 )
-from ksdelete.models import ConnectionState, Identity, Key, KeyStore, StoreType
+from ksdelete.models import ConnectionState, Grant, Identity, Key, KeyStore, StoreType, Usage
 from ksdelete.retry import RetryObserver, RetryPolicy, call_with_retries
 
 log = logging.getLogger("ksdelete.gateway")
@@ -61,6 +62,9 @@ PACE: dict[str, float] = {
     "TagResource": 9.3,
     "UntagResource": 4.65,
     "GetCallerIdentity": 10,
+    "GetKeyLastUsage": 4.65,
+    "ListGrants": 93,
+    "LookupEvents": 1.86,  # CloudTrail: 2 per second per account and Region, not adjustable
 }
 
 # HTTP connections kept open to KMS: as many as discovery may have DescribeKey calls in flight.
@@ -105,6 +109,10 @@ PERMISSIONS: dict[str, str] = {
     "connect_store": "kms:ConnectCustomKeyStore",
     "disconnect_store": "kms:DisconnectCustomKeyStore",
     "delete_store": "kms:DeleteCustomKeyStore",
+    "get_key_last_usage": "kms:GetKeyLastUsage",
+    "list_grants": "kms:ListGrants",
+    "disable_key": "kms:DisableKey",
+    "lookup_events": "cloudtrail:LookupEvents",
 }
 
 
@@ -277,6 +285,8 @@ class Gateway:
             raise UsageError(f"cannot set up the AWS client: {exc}", where="--region/--profile",
                              hint="Check the Region, the profile and --endpoint-url") from exc
         self.pacing = Pacing(pace or PACE, MAX_CONNECTIONS)
+        self._session, self._config = session, config
+        self._trail: Any = None
         self._clock_lock = threading.Lock()
         self._server_offset: float | None = None
         self._date_header: str | None = None
@@ -480,6 +490,67 @@ class Gateway:
     def untag_resource(self, key_id: str, names: list[str]) -> Called:
         return self._call("UntagResource", KeyId=key_id, TagKeys=names)
 
+    def disable_key(self, key_id: str) -> Called:
+        return self._call("DisableKey", KeyId=key_id)
+
+    def get_key_last_usage(self, key_id: str) -> Usage:
+        """The last successful cryptographic use KMS recorded for the key (GetKeyLastUsage)."""
+        response = self._call("GetKeyLastUsage", KeyId=key_id).response
+        last = response.get("KeyLastUsage") or {}
+        return Usage(tracking_start=response.get("TrackingStartDate"),
+                     last_used=last.get("Timestamp"), operation=last.get("Operation"),
+                     event_id=last.get("CloudTrailEventId"))
+
+    def list_grants(self, key_id: str) -> tuple[Grant, ...]:
+        """Every grant on one key (ListGrants works in every key state)."""
+        grants: list[Grant] = []
+        marker: str | None = None
+        while True:
+            params: dict[str, Any] = {"KeyId": key_id, "Limit": 100}
+            if marker:
+                params["Marker"] = marker
+            page = self._call("ListGrants", **params).response
+            grants += [Grant(grant_id=g.get("GrantId", ""), grantee=g.get("GranteePrincipal", ""),
+                             operations=tuple(g.get("Operations", [])), name=g.get("Name", ""),
+                             retiring=g.get("RetiringPrincipal", ""))
+                       for g in page.get("Grants", [])]
+            marker = page.get("NextMarker")
+            if not page.get("Truncated") or not marker:
+                return tuple(grants)
+
+    def lookup_events(self, attribute: tuple[str, str], start: datetime,
+                      end: datetime | None = None) -> Iterator[dict[str, Any]]:
+        """CloudTrail Event history (LookupEvents), newest first: each event's record (the
+        parsed CloudTrailEvent JSON). One lookup attribute, as the API allows."""
+        token: str | None = None
+        while True:
+            params: dict[str, Any] = {
+                "LookupAttributes": [{"AttributeKey": attribute[0],
+                                      "AttributeValue": attribute[1]}],
+                "StartTime": start, "EndTime": end or self.server_now(), "MaxResults": 50}
+            if token:
+                params["NextToken"] = token
+            page = self._call("LookupEvents", self._cloudtrail(), **params).response
+            for event in page.get("Events", []):
+                try:
+                    record = json.loads(event.get("CloudTrailEvent") or "{}")
+                except ValueError:
+                    record = {}
+                if isinstance(record, dict):
+                    yield record
+            token = page.get("NextToken")
+            if not token:
+                return
+
+    def _cloudtrail(self) -> Any:
+        """The CloudTrail client, made on first use (only the gates and the watch need it)."""
+        with self._clock_lock:
+            if self._trail is None:
+                self._trail = self._session.client(
+                    "cloudtrail", endpoint_url=_local_endpoint(self.endpoint_url),
+                    config=self._config)
+            return self._trail
+
     # ---- identity ---------------------------------------------------------------------------
 
     def identity(self) -> Identity:
@@ -548,6 +619,12 @@ def _sts_endpoint(kms_endpoint: str | None) -> str | None:
     return kms_endpoint if is_local(kms_endpoint) else None
 
 
+def _local_endpoint(kms_endpoint: str | None) -> str | None:
+    """The emulator serves every service on its one endpoint; elsewhere (AWS, or a KMS VPC
+    endpoint) other services use boto3's own settings."""
+    return kms_endpoint if kms_endpoint and is_local(kms_endpoint) else None
+
+
 def _snake(operation: str) -> str:
     out = []
     for i, ch in enumerate(operation):
@@ -579,4 +656,5 @@ def key_from_metadata(metadata: dict[str, Any], aliases: tuple[str, ...] = ()) -
         deletion_date=metadata.get("DeletionDate"),
         aliases=aliases,
         external_key_id=(metadata.get("XksKeyConfiguration") or {}).get("Id"),
+        creation_date=metadata.get("CreationDate"),
     )

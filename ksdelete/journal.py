@@ -161,17 +161,19 @@ class Journal:
     def decision(self, operation: str, *, store_id: str, store_name: str,
                  key_ids: list[str], matched_by: str = "id",
                  keys: list[dict[str, object]] | None = None,
-                 plan_id: str | None = None) -> None:
+                 plan_id: str | None = None, **extra: object) -> None:
         """Journal an operator's decision: ConfirmPlan (these keys may be deleted; `keys` keeps
-        each one's state, ARN, aliases, external key ID and DeletionDate as confirmed; `plan_id`
-        names the saved plan that was the confirmation, for `apply`) or CancelPlan (the
-        deletion of this store was undone)."""
+        each one's state, ARN, aliases, external key ID, DeletionDate and creation date as
+        confirmed; `plan_id` names the saved plan that was the confirmation, for `apply`;
+        `extra` keeps what the leftovers report and an audit need: the store's type and
+        cluster, the gates' options and every waiver) or CancelPlan (the deletion of this
+        store was undone)."""
         self._write({"time": self._now().isoformat(), "phase": "decision", "run_id": self.run_id,
                      "account": self.account, "caller_arn": self.caller_arn,
                      "region": self.region, "store_id": store_id, "store_name": store_name,
                      "matched_by": matched_by, "operation": operation, "key_ids": key_ids,
                      **({"keys": keys} if keys is not None else {}),
-                     **({"plan_id": plan_id} if plan_id is not None else {})})
+                     **({"plan_id": plan_id} if plan_id is not None else {}), **extra})
 
     @contextmanager
     def record(self, *, store_id: str, operation: str, key_id: str | None = None,

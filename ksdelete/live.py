@@ -41,7 +41,15 @@ from rich.table import Table
 from rich.text import Text
 
 from ksdelete.models import PENDING_DELETION, Plan, Snapshot, Status, StoreResult
-from ksdelete.reporting import PIPELINE, Phase, PhaseState, describe_step, fmt_time, where
+from ksdelete.reporting import (
+    PIPELINE,
+    Phase,
+    PhaseState,
+    describe_step,
+    evidence_lines,
+    fmt_time,
+    where,
+)
 
 PHASE_ORDER: tuple[Phase, ...] = tuple(Phase)
 COMMAND_PHASES: dict[str, tuple[Phase, ...]] = {
@@ -54,6 +62,7 @@ BAR_UNITS: dict[Phase, str] = {
     Phase.SCHEDULE: "keys",
     Phase.CANCEL: "keys",
 }
+EVIDENCE_SHOWN = 20  # keys whose checks the plan panel details (the JSON has every key)
 MAX_WIDTH = 120  # panels stay readable (and do not jump) on wide terminals
 DRY_RUN_BANNER = "DRY RUN — nothing will be changed"
 
@@ -456,6 +465,28 @@ class RichReporter:
             parts.append(self._keys_table(snapshot))
         parts.extend(Text(f"key {bad.id} cannot be described: {bad.error_code}", style="red")
                      for bad in snapshot.undescribable)
+        seen = [(k, evidence_lines(k)) for k in snapshot.keys]
+        seen = [(k, lines) for k, lines in seen if lines]
+        if seen:
+            evidence = Text("What the checks saw", style="bold")
+            for key, lines in seen[:EVIDENCE_SHOWN]:
+                evidence.append(f"\n {key.id}", style="dim")
+                for line in lines:
+                    evidence.append(f"\n   {line}")
+            if len(seen) > EVIDENCE_SHOWN:
+                evidence.append(f"\n ... and {len(seen) - EVIDENCE_SHOWN} more key(s) "
+                                "(--output json lists all)", style="dim")
+            parts.append(evidence)
+        checks = [v for v in plan.verdicts if v.verdict != "n/a"]
+        if checks:
+            text = Text("Checks", style="bold")
+            for v in checks:
+                style = {"pass": "green", "waived": "yellow", "refused": "red"}.get(v.verdict, "")
+                text.append(f"\n {v.gate} ", style="dim")
+                text.append(v.verdict, style=style)
+                if v.detail:
+                    text.append(f": {v.detail}")
+            parts.append(text)
         if plan.refusal:
             parts.append(Text.assemble(("refused: ", "bold red"), (plan.refusal.message, "red")))
         else:

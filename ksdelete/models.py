@@ -70,6 +70,11 @@ class Key:
     # ksdelete's marks on the key (tags, so that every machine sees them): `scheduled` is
     # written just before ScheduleKeyDeletion, `cancelled` by `ksdelete cancel`.
     marks: Marks | None = None
+    creation_date: datetime | None = None
+    # What the preflight gates look at, read for keys about to be scheduled (None: not read).
+    tags: tuple[tuple[str, str], ...] | None = None
+    grants: tuple[Grant, ...] | None = None
+    usage: Usage | None = None
 
     @property
     def pending(self) -> bool:
@@ -80,6 +85,35 @@ class Key:
         """A mark of ksdelete's on a key that is no longer pending: someone cancelled its
         deletion (or a run failed between marking and scheduling it)."""
         return self.marks is not None and self.marks.any and not self.pending
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One grant on a key (ListGrants): who may use it, and for what."""
+
+    grant_id: str
+    grantee: str
+    operations: tuple[str, ...] = ()
+    name: str = ""
+    retiring: str = ""
+
+    @property
+    def service(self) -> bool:
+        """Granted to an AWS service principal (e.g. rds.eu-west-1.amazonaws.com): a live
+        integration that uses the key on someone's behalf."""
+        return any(p.endswith(".amazonaws.com") or p.endswith(".amazonaws.com.cn")
+                   for p in (self.grantee, self.retiring) if p)
+
+
+@dataclass(frozen=True)
+class Usage:
+    """GetKeyLastUsage: the last successful cryptographic use KMS recorded, if any."""
+
+    tracking_start: datetime | None = None
+    last_used: datetime | None = None
+    operation: str | None = None
+    event_id: str | None = None
+    error: str | None = None  # GetKeyLastUsage failed (e.g. AccessDenied): usage unknown
 
 
 SCHEDULED_TAG = "ksdelete:scheduled"
@@ -136,6 +170,7 @@ class Snapshot:
     # (discovery raises IncompleteDiscoveryError rather than return one where it does not hold).
     elsewhere: int = 0  # in another store or in none (described, or known from the cache)
     gone: tuple[str, ...] = ()  # listed, then NotFoundException on DescribeKey: deleted since
+    observed_at: datetime | None = None  # AWS's clock when the snapshot was taken
 
     def key_ids(self) -> frozenset[str]:
         return frozenset(k.id for k in self.keys)
@@ -178,6 +213,10 @@ class RefusalReason(StrEnum):
     UNPLANNED_KEYS = "unplanned-keys"
     CANCELLED_KEYS = "cancelled-keys"
     ORPHANED_KEY_MATERIAL = "orphaned-key-material"
+    RECENTLY_USED = "recently-used"  # --unused-for: a key was used within DAYS
+    SERVICE_GRANTS = "service-grants"  # a key is granted to an AWS service (live integration)
+    PROTECTED = "protected-tag"  # --protect-tag
+    KEY_COUNT = "unexpected-key-count"  # --expect-keys
     OUTSIDE_SAVED_PLAN = "outside-saved-plan"  # `apply`: the store is not as the plan saw it
 
 
@@ -227,6 +266,11 @@ class PlanOptions:
     connect: bool = False
     allow_orphaned_key_material: bool = False
     include_new_keys: bool = False
+    # Preflight gates (issue: safety gates). 0 days turns the usage gate off.
+    unused_for_days: int = 30
+    allow_service_grants: bool = False
+    protect_tags: tuple[tuple[str, str | None], ...] = ()  # --protect-tag KEY[=VALUE]
+    expect_keys: int | None = None
 
 
 @dataclass(frozen=True)

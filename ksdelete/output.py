@@ -55,6 +55,17 @@ def key_json(key: Key) -> dict[str, Any]:
         "deletion_date": _iso(key.deletion_date),
         "aliases": list(key.aliases),
         "external_key_id": key.external_key_id,
+        "creation_date": _iso(key.creation_date),
+        # What the preflight gates saw (null: not read, e.g. the key is already pending).
+        "tags": dict(key.tags) if key.tags is not None else None,
+        "grants": [{"grant_id": g.grant_id, "grantee": g.grantee, "retiring": g.retiring,
+                    "operations": list(g.operations), "name": g.name,
+                    "aws_service": g.service} for g in key.grants]
+        if key.grants is not None else None,
+        "last_usage": None if key.usage is None else {
+            "last_used": _iso(key.usage.last_used), "operation": key.usage.operation,
+            "cloudtrail_event_id": key.usage.event_id,
+            "tracking_start": _iso(key.usage.tracking_start), "error": key.usage.error},
     }
 
 

@@ -103,6 +103,10 @@ def build(results: Sequence[StoreResult], identity: Identity, options: PlanOptio
             "pending_window_days": options.pending_window_days,
             "connect": options.connect,
             "allow_orphaned_key_material": options.allow_orphaned_key_material,
+            "unused_for_days": options.unused_for_days,
+            "allow_service_grants": options.allow_service_grants,
+            "protect_tags": [[name, value] for name, value in options.protect_tags],
+            "expect_keys": options.expect_keys,
         },
         "stores": stores,
     }
@@ -153,8 +157,16 @@ def read(path: Path) -> SavedPlan:
                          hint="Save a new plan with --dry-run --save-plan and review that")
     try:
         opts = content["options"]
-        options = PlanOptions(int(opts["pending_window_days"]), bool(opts["connect"]),
-                              bool(opts["allow_orphaned_key_material"]))
+        expect = opts.get("expect_keys")
+        options = PlanOptions(
+            int(opts["pending_window_days"]), bool(opts["connect"]),
+            bool(opts["allow_orphaned_key_material"]),
+            # The gates' options; a plan saved before they existed gets their defaults.
+            unused_for_days=int(opts.get("unused_for_days", PlanOptions.unused_for_days)),
+            allow_service_grants=bool(opts.get("allow_service_grants", False)),
+            protect_tags=tuple((str(name), None if value is None else str(value))
+                               for name, value in opts.get("protect_tags", [])),
+            expect_keys=None if expect is None else int(expect))
         stores = tuple(
             ApprovedStore(str(s["id"]), str(s["name"]), StoreType(s["type"]),
                           frozenset(str(k["id"]) for k in s["keys"]))

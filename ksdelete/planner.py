@@ -10,6 +10,7 @@ can stop a run at any of them. No I/O, no clock.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from ksdelete.models import (
@@ -245,8 +246,136 @@ def cloudhsm_connected(snap: Snapshot, options: PlanOptions, ctx: Context
     )
 
 
+def expected_key_count(snap: Snapshot, options: PlanOptions, ctx: Context
+                       ) -> Refusal | Verdict:
+    """--expect-keys N: the store holds exactly N keys (pending ones included), a guard
+    against the wrong store in runbooks and saved plans."""
+    if options.expect_keys is None:
+        return Verdict("expected_key_count", "n/a", "no --expect-keys")
+    count = len(snap.keys)
+    if count == options.expect_keys:
+        return Verdict("expected_key_count", "pass", f"{count} key(s)")
+    return Refusal(
+        RefusalReason.KEY_COUNT,
+        f"{snap.store.id} holds {count} key(s), but --expect-keys says {options.expect_keys}: "
+        "this may be the wrong store; nothing was changed. Check the store, then pass "
+        f"--expect-keys {count}",
+        tuple(k.id for k in snap.keys),
+    )
+
+
+def _to_schedule(snap: Snapshot) -> list[Key]:
+    return [k for k in snap.keys if not k.pending]
+
+
+def not_protected(snap: Snapshot, options: PlanOptions, ctx: Context) -> Refusal | Verdict:
+    """--protect-tag KEY[=VALUE]: a key that carries the tag is never scheduled."""
+    if not options.protect_tags:
+        return Verdict("not_protected", "n/a", "no --protect-tag")
+    hits: list[str] = []
+    for key in _to_schedule(snap):
+        tags = dict(key.tags or ())
+        for name, value in options.protect_tags:
+            if name in tags and (value is None or tags[name] == value):
+                hits.append(f"{key.id} ({name}={tags[name]})")
+                break
+    if not hits:
+        return Verdict("not_protected", "pass", _tags_text(options.protect_tags))
+    return Refusal(
+        RefusalReason.PROTECTED,
+        f"{len(hits)} key(s) of {snap.store.id} carry a protected tag "
+        f"({_tags_text(options.protect_tags)}): {_ids(hits)}; nothing was changed. Remove the "
+        "tag from a key that is really meant to go, or leave it out of --protect-tag",
+        tuple(h.split(" ", 1)[0] for h in hits),
+    )
+
+
+def _tags_text(tags: tuple[tuple[str, str | None], ...]) -> str:
+    return ", ".join(name if value is None else f"{name}={value}" for name, value in tags)
+
+
+def no_service_grants(snap: Snapshot, options: PlanOptions, ctx: Context
+                      ) -> Refusal | Verdict:
+    """A grant to an AWS service principal is a live integration (a service uses the key on
+    someone's behalf); other grants are listed in the plan."""
+    unread = [k.id for k in _to_schedule(snap) if k.grants is None]
+    if unread and not options.allow_service_grants:
+        return Refusal(
+            RefusalReason.SERVICE_GRANTS,
+            f"the grants on {len(unread)} key(s) of {snap.store.id} could not be read: "
+            f"{_ids(unread)}; whether an AWS service uses them is unknown, so nothing was "
+            "changed. Grant kms:ListGrants, or pass --allow-service-grants",
+            tuple(unread),
+        )
+    live = [(k, g) for k in _to_schedule(snap) for g in (k.grants or ()) if g.service]
+    others = sum(1 for k in _to_schedule(snap) for g in (k.grants or ()) if not g.service)
+    if not live:
+        return Verdict("no_service_grants", "pass",
+                       f"{others} grant(s) to other principals" if others else "no grants")
+    listed = [f"{k.id} (to {g.grantee or g.retiring})" for k, g in live]
+    if options.allow_service_grants:
+        return Verdict("no_service_grants", "waived",
+                       f"--allow-service-grants: {_ids(listed)}")
+    return Refusal(
+        RefusalReason.SERVICE_GRANTS,
+        f"{len(live)} grant(s) on keys of {snap.store.id} are to AWS services, which use the "
+        f"keys on someone's behalf: {_ids(listed)}; nothing was changed. Find and stop what "
+        "uses them (or retire the grants); --allow-service-grants goes on anyway",
+        tuple(dict.fromkeys(k.id for k, _ in live)),
+    )
+
+
+def not_recently_used(snap: Snapshot, options: PlanOptions, ctx: Context
+                      ) -> Refusal | Verdict:
+    """--unused-for DAYS (default 30): no key to be scheduled had a successful cryptographic
+    use recorded within DAYS (GetKeyLastUsage). No use recorded is not proof of no use when
+    the key is older than KMS's tracking: the verdict says so, with the date."""
+    days = options.unused_for_days
+    if days <= 0:
+        return Verdict("not_recently_used", "waived", "--unused-for 0: last use not checked")
+    keys = _to_schedule(snap)
+    if not keys:
+        return Verdict("not_recently_used", "n/a", "no keys to schedule")
+    now = snap.observed_at
+    unknown = [k for k in keys if k.usage is None or k.usage.error]
+    if unknown or now is None:
+        why = "; ".join(sorted({(k.usage.error if k.usage else None) or "not read"
+                                for k in unknown})) or "no clock"
+        return Refusal(
+            RefusalReason.RECENTLY_USED,
+            f"the last use of {len(unknown)} key(s) of {snap.store.id} could not be read "
+            f"({why}): {_ids([k.id for k in unknown])}; whether they are still used is "
+            "unknown, so nothing was changed. Grant kms:GetKeyLastUsage, or pass "
+            "--unused-for 0 to go on without this check",
+            tuple(k.id for k in unknown), )
+    since = now - timedelta(days=days)
+    used = [k for k in keys if k.usage and k.usage.last_used and k.usage.last_used > since]
+    if used:
+        listed = [f"{k.id} ({k.usage.operation} at {fmt_time(k.usage.last_used)}"
+                  f"{', event ' + k.usage.event_id if k.usage.event_id else ''})"
+                  for k in used if k.usage and k.usage.last_used]
+        return Refusal(
+            RefusalReason.RECENTLY_USED,
+            f"{len(used)} key(s) of {snap.store.id} were used in the last {days} day(s): "
+            f"{_ids(listed)}; something may still depend on them, so nothing was changed. "
+            "Find the caller in CloudTrail; pass a smaller --unused-for (0: off) to go on",
+            tuple(k.id for k in used),
+        )
+    untracked = [k for k in keys if k.usage and not k.usage.last_used and k.creation_date
+                 and k.usage.tracking_start and k.creation_date < k.usage.tracking_start]
+    detail = f"no use recorded in {days} day(s) (KMS records use up to an hour late)"
+    if untracked:
+        start = min(k.usage.tracking_start for k in untracked if k.usage and
+                    k.usage.tracking_start)
+        detail += (f"; {len(untracked)} key(s) are older than KMS's usage tracking (since "
+                   f"{fmt_time(start)}), so earlier use is unknown: "
+                   f"{_ids([k.id for k in untracked], 5)} (check CloudTrail)")
+    return Verdict("not_recently_used", "pass", detail)
+
+
 GATES: tuple[Gate, ...] = (account_allowed, name_pinned, membership_known, within_saved_plan,
-                           no_keys_appeared, covered_by_confirmation, not_cancelled,
+                           expected_key_count, no_keys_appeared, covered_by_confirmation,
+                           not_cancelled, not_protected, no_service_grants, not_recently_used,
                            cloudhsm_connected)
 
 
@@ -278,6 +407,8 @@ def plan(snapshot: Snapshot, options: PlanOptions, now: datetime,
         raise ValueError(f"pending window must be 7..30 days, got {options.pending_window_days}")
     ctx = context or Context()
     store = snapshot.store
+    if snapshot.observed_at is None:
+        snapshot = replace(snapshot, observed_at=now)
     verdicts, refusal = evaluate(snapshot, options, ctx)
     if refusal:
         status, phase = phase_of(snapshot, refusal)

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Protocol, TextIO
 
-from ksdelete.models import Identity, Plan, Snapshot, Status, StepKind, StoreResult
+from ksdelete.models import Identity, Key, Plan, Snapshot, Status, StepKind, StoreResult
 
 
 class Phase(StrEnum):
@@ -118,9 +118,12 @@ def plan_lines(snapshot: Snapshot, plan: Plan, *, window_days: int) -> list[str]
         aliases = f" aliases {', '.join(key.aliases)}" if key.aliases else ""
         external = f" external key {key.external_key_id}" if key.external_key_id else ""
         lines.append(f"  key {key.id} {key.state}{extra}{aliases}{external}")
+        lines.extend(f"    {line}" for line in evidence_lines(key))
     lines.extend(
         f"  key {bad.id} cannot be described: {bad.error_code}" for bad in snapshot.undescribable
     )
+    lines.extend(f"check {v.gate} {v.verdict}" + (f": {v.detail}" if v.detail else "")
+                 for v in plan.verdicts if v.verdict != "n/a")
     if plan.refusal:
         lines.append(f"refused: {plan.refusal.message}")
         return lines
@@ -136,6 +139,34 @@ def plan_lines(snapshot: Snapshot, plan: Plan, *, window_days: int) -> list[str]
             "(AWS may delete keys up to 24 h after their DeletionDate)"
         )
     lines.extend(f"warning: {w}" for w in plan.warnings)
+    return lines
+
+
+def evidence_lines(key: Key) -> list[str]:
+    """What the preflight gates saw of one key: last use, grants, tags."""
+    lines: list[str] = []
+    usage = key.usage
+    if usage is not None:
+        if usage.error:
+            lines.append(f"last use: unknown ({usage.error})")
+        elif usage.last_used:
+            event = f", CloudTrail event {usage.event_id}" if usage.event_id else ""
+            lines.append(f"last use: {usage.operation} at {fmt_time(usage.last_used)}{event}")
+        else:
+            since = fmt_time(usage.tracking_start) if usage.tracking_start else "-"
+            older = (key.creation_date is not None and usage.tracking_start is not None
+                     and key.creation_date < usage.tracking_start)
+            lines.append(f"last use: none recorded since {since}" + (
+                f" (the key is older, created {fmt_time(key.creation_date)}: earlier use "
+                "unknown, see CloudTrail)" if older else ""))
+    for grant in key.grants or ():
+        who = grant.grantee or grant.retiring
+        kind = "AWS service " if grant.service else ""
+        lines.append(f"grant {grant.grant_id[:12]} to {kind}{who}: "
+                     f"{', '.join(grant.operations) or '-'}")
+    own = [f"{k}={v}" for k, v in key.tags or () if not k.startswith("ksdelete:")]
+    if own:
+        lines.append(f"tags: {', '.join(own)}")
     return lines
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,6 +13,7 @@ from ksdelete.models import (
     ApprovedStore,
     ConnectionState,
     Context,
+    Grant,
     Identity,
     Key,
     KeyStore,
@@ -23,6 +25,7 @@ from ksdelete.models import (
     StepKind,
     StoreType,
     UndescribableKey,
+    Usage,
 )
 from ksdelete.planner import plan
 
@@ -41,6 +44,10 @@ def key(n: int, state: str = "Enabled", days: int | None = None) -> Key:
         custom_key_store_id=STORE,
         deletion_date=NOW + timedelta(days=days) if days is not None else None,
         external_key_id=f"ext-{n}",
+        # As discovery reads them for a key about to be scheduled: never used, no grants.
+        grants=() if state != "PendingDeletion" else None,
+        usage=Usage(tracking_start=NOW - timedelta(days=200))
+        if state != "PendingDeletion" else None,
     )
 
 
@@ -295,3 +302,88 @@ def test_a_saved_plan_admits_only_its_store_type_and_its_keys() -> None:
     assert retyped.refusal is not None
     assert retyped.refusal.reason is RefusalReason.OUTSIDE_SAVED_PLAN
     assert "EXTERNAL_KEY_STORE store" in retyped.refusal.message
+
+
+# ---- preflight gates: last use, grants, protected tags, expected key count ----------------
+
+def refused(snapshot: Snapshot, **options: object) -> RefusalReason | None:
+    result = plan(snapshot, PlanOptions(**options), NOW)  # type: ignore[arg-type]
+    return result.refusal.reason if result.refusal else None
+
+
+def verdict(snapshot: Snapshot, gate: str, **options: object) -> str:
+    result = plan(snapshot, PlanOptions(**options), NOW)  # type: ignore[arg-type]
+    return next(v.verdict for v in result.verdicts if v.gate == gate)
+
+
+def used(n: int, days_ago: float, state: str = "Enabled") -> Key:
+    return replace(key(n, state), usage=Usage(
+        tracking_start=NOW - timedelta(days=200), last_used=NOW - timedelta(days=days_ago),
+        operation="Decrypt", event_id="ev-1"))
+
+
+def test_a_key_used_within_the_window_is_refused_and_a_smaller_window_waives_it() -> None:
+    snap = Snapshot(store(), (key(1), used(2, days_ago=10)))
+    result = plan(snap, PlanOptions(), NOW)
+    assert result.refusal is not None
+    assert result.refusal.reason is RefusalReason.RECENTLY_USED
+    assert result.refusal.key_ids == ("k2",)
+    assert "Decrypt" in result.refusal.message and "ev-1" in result.refusal.message
+    assert "--unused-for" in result.refusal.message
+    assert refused(snap, unused_for_days=7) is None
+    assert verdict(snap, "not_recently_used", unused_for_days=0) == "waived"
+
+
+def test_a_key_pending_deletion_is_not_refused_for_its_use_before_scheduling() -> None:
+    snap = Snapshot(store(), (used(1, days_ago=1, state="PendingDeletion"),))
+    assert refused(snap) is None
+
+
+def test_unknown_last_use_is_refused_not_taken_for_unused() -> None:
+    unread = replace(key(1), usage=None)
+    denied = replace(key(2), usage=Usage(error="AccessDeniedException"))
+    for k in (unread, denied):
+        assert refused(Snapshot(store(), (k,))) is RefusalReason.RECENTLY_USED
+        assert refused(Snapshot(store(), (k,)), unused_for_days=0) is None
+
+
+def test_no_recorded_use_on_a_key_older_than_tracking_is_said_but_not_refused() -> None:
+    old = replace(key(1), creation_date=NOW - timedelta(days=400))
+    result = plan(Snapshot(store(), (old,)), PlanOptions(), NOW)
+    assert result.refusal is None
+    detail = next(v.detail for v in result.verdicts if v.gate == "not_recently_used")
+    assert "older than KMS's usage tracking" in detail and "k1" in detail
+
+
+def test_grants_to_aws_services_are_refused_unless_allowed() -> None:
+    service = Grant("g1", "rds.eu-west-1.amazonaws.com", ("Decrypt",))
+    person = Grant("g2", "arn:aws:iam::111122223333:role/app", ("Encrypt",))
+    snap = Snapshot(store(), (replace(key(1), grants=(service, person)),
+                              replace(key(2), grants=(person,))))
+    result = plan(snap, PlanOptions(), NOW)
+    assert result.refusal is not None and result.refusal.reason is RefusalReason.SERVICE_GRANTS
+    assert result.refusal.key_ids == ("k1",)
+    assert "rds.eu-west-1.amazonaws.com" in result.refusal.message
+    assert verdict(snap, "no_service_grants", allow_service_grants=True) == "waived"
+    assert refused(Snapshot(store(), (replace(key(2), grants=(person,)),))) is None
+    assert refused(Snapshot(store(), (replace(key(1), grants=None),))) \
+        is RefusalReason.SERVICE_GRANTS
+
+
+def test_protected_tags_refuse_by_key_or_by_key_and_value() -> None:
+    tagged = replace(key(1), tags=(("env", "prod"), ("keep", "yes")))
+    snap = Snapshot(store(), (tagged, key(2)))
+    assert refused(snap, protect_tags=(("keep", None),)) is RefusalReason.PROTECTED
+    assert refused(snap, protect_tags=(("env", "prod"),)) is RefusalReason.PROTECTED
+    assert refused(snap, protect_tags=(("env", "dev"),)) is None
+    assert refused(snap) is None
+    pending = replace(tagged, state="PendingDeletion", deletion_date=NOW + timedelta(days=3))
+    assert refused(Snapshot(store(), (pending,)), protect_tags=(("keep", None),)) is None
+
+
+def test_expect_keys_counts_every_key_of_the_store() -> None:
+    snap = Snapshot(store(), (key(1), key(2, "PendingDeletion", 5)))
+    assert refused(snap, expect_keys=2) is None
+    assert refused(snap, expect_keys=3) is RefusalReason.KEY_COUNT
+    assert refused(Snapshot(store(), ()), expect_keys=0) is None
+    assert refused(Snapshot(store(), ()), expect_keys=1) is RefusalReason.KEY_COUNT
