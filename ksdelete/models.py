@@ -75,6 +75,7 @@ class Key:
     tags: tuple[tuple[str, str], ...] | None = None
     grants: tuple[Grant, ...] | None = None
     usage: Usage | None = None
+    watch: Watch | None = None  # for a key pending deletion: use attempted since (CloudTrail)
 
     @property
     def pending(self) -> bool:
@@ -114,6 +115,27 @@ class Usage:
     operation: str | None = None
     event_id: str | None = None
     error: str | None = None  # GetKeyLastUsage failed (e.g. AccessDenied): usage unknown
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """A failed cryptographic call on a key ksdelete put on the way out (CloudTrail)."""
+
+    operation: str
+    caller: str
+    time: datetime | None
+    error_code: str
+    message: str = ""
+    event_id: str = ""
+
+
+@dataclass(frozen=True)
+class Watch:
+    """What CloudTrail shows of a pending key: its current scheduling, and use since."""
+
+    since: datetime | None  # the key's latest ScheduleKeyDeletion; None: not found
+    attempts: tuple[Attempt, ...] = ()
+    error: str | None = None  # the lookup failed (e.g. AccessDenied): nothing is known
 
 
 SCHEDULED_TAG = "ksdelete:scheduled"
@@ -217,6 +239,8 @@ class RefusalReason(StrEnum):
     SERVICE_GRANTS = "service-grants"  # a key is granted to an AWS service (live integration)
     PROTECTED = "protected-tag"  # --protect-tag
     KEY_COUNT = "unexpected-key-count"  # --expect-keys
+    USED_WHILE_PENDING = "used-while-pending"  # the watch saw a pending key being used
+    WATCH_BLIND = "watch-blind"  # the watch cannot read CloudTrail for a pending key
     OUTSIDE_SAVED_PLAN = "outside-saved-plan"  # `apply`: the store is not as the plan saw it
 
 
@@ -271,6 +295,9 @@ class PlanOptions:
     allow_service_grants: bool = False
     protect_tags: tuple[tuple[str, str | None], ...] = ()  # --protect-tag KEY[=VALUE]
     expect_keys: int | None = None
+    # The watch: what to do about an attempt to use a key pending deletion: "cancel" its
+    # deletion and refuse, only "refuse", or "ignore" (CloudTrail is not read).
+    on_use: str = "cancel"
 
 
 @dataclass(frozen=True)
@@ -297,6 +324,9 @@ class Plan:
     # Cancelled keys the person at the prompt must confirm again (listed there explicitly).
     reconfirm: tuple[str, ...] = ()
     status: Status | None = None  # what `status` reports for this plan (exit code source)
+    # With a refusal: the step that makes the refused state safe again before the run stops
+    # (the watch: cancel the deletion of keys someone tried to use). None: nothing to do.
+    remedy: Step | None = None
 
     def step(self, kind: StepKind) -> Step | None:
         return next((s for s in self.steps if s.kind is kind), None)

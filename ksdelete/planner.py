@@ -373,10 +373,53 @@ def not_recently_used(snap: Snapshot, options: PlanOptions, ctx: Context
     return Verdict("not_recently_used", "pass", detail)
 
 
-GATES: tuple[Gate, ...] = (account_allowed, name_pinned, membership_known, within_saved_plan,
-                           expected_key_count, no_keys_appeared, covered_by_confirmation,
-                           not_cancelled, not_protected, no_service_grants, not_recently_used,
-                           cloudhsm_connected)
+def no_use_while_pending(snap: Snapshot, options: PlanOptions, ctx: Context
+                         ) -> Refusal | Verdict:
+    """The watch: nobody tried to use a key while it waits out its window (CloudTrail, since
+    the key's latest ScheduleKeyDeletion). Someone did: that key is still needed."""
+    pending = [k for k in snap.keys if k.pending]
+    if not pending:
+        return Verdict("no_use_while_pending", "n/a", "no key pending deletion")
+    if options.on_use == "ignore":
+        return Verdict("no_use_while_pending", "waived", "--on-use ignore: CloudTrail not read")
+    used = [(k, k.watch.attempts[0]) for k in pending if k.watch and k.watch.attempts]
+    if used:
+        told = [f"{k.id}: {a.operation} by {a.caller} at {fmt_time(a.time)} ({a.error_code})"
+                for k, a in used]
+        action = ("their deletion is cancelled now (they come back Disabled: the callers "
+                  "still fail, but the keys and the data they protect are safe)"
+                  if options.on_use == "cancel" else "--on-use refuse: nothing was changed")
+        return Refusal(
+            RefusalReason.USED_WHILE_PENDING,
+            f"someone tried to use {len(used)} key(s) of {snap.store.id} while pending "
+            f"deletion: {'; '.join(told[:10])}; {action}. Find and fix the caller; to delete "
+            "a key after all, run ksdelete again without --yes and confirm it",
+            tuple(k.id for k, _ in used),
+        )
+    blind = [k for k in pending if k.watch is None or k.watch.error or k.watch.since is None]
+    if blind:
+        why = "; ".join(sorted({(k.watch.error if k.watch else None)
+                                or ("not read" if k.watch is None
+                                    else "no ScheduleKeyDeletion event found for it")
+                                for k in blind}))
+        return Refusal(
+            RefusalReason.WATCH_BLIND,
+            f"CloudTrail cannot be read for {len(blind)} key(s) pending deletion in "
+            f"{snap.store.id} ({why}): {_ids([k.id for k in blind])}; nobody can tell whether "
+            "they are still used, so this run stops here. Grant cloudtrail:LookupEvents, or "
+            "pass --on-use ignore to go on unwatched",
+            tuple(k.id for k in blind),
+        )
+    return Verdict("no_use_while_pending", "pass",
+                   f"no use attempted on {len(pending)} pending key(s) since scheduled")
+
+
+# Ordered by what they protect: the first refusal is the one the operator reads, and the
+# watch comes early so that its remedy (cancelling a key in use) is never held back by another.
+GATES: tuple[Gate, ...] = (account_allowed, name_pinned, membership_known, no_use_while_pending,
+                           within_saved_plan, expected_key_count, no_keys_appeared,
+                           covered_by_confirmation, not_cancelled, not_protected,
+                           no_service_grants, not_recently_used, cloudhsm_connected)
 
 
 def evaluate(snap: Snapshot, options: PlanOptions, ctx: Context
@@ -412,8 +455,12 @@ def plan(snapshot: Snapshot, options: PlanOptions, now: datetime,
     verdicts, refusal = evaluate(snapshot, options, ctx)
     if refusal:
         status, phase = phase_of(snapshot, refusal)
+        remedy = None
+        if refusal.reason is RefusalReason.USED_WHILE_PENDING and options.on_use == "cancel":
+            remedy = Step(StepKind.CANCEL_KEY_DELETION, key_ids=refusal.key_ids,
+                          detail="someone tried to use them while pending deletion")
         return Plan(store_id=store.id, steps=(), refusal=refusal, verdicts=verdicts,
-                    phase=phase, status=status)
+                    phase=phase, status=status, remedy=remedy)
 
     keys = snapshot.keys
     to_schedule = tuple(k.id for k in keys if not k.pending)

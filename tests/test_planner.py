@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from ksdelete.models import (
     ApprovedStore,
+    Attempt,
     ConnectionState,
     Context,
     Grant,
@@ -26,6 +27,7 @@ from ksdelete.models import (
     StoreType,
     UndescribableKey,
     Usage,
+    Watch,
 )
 from ksdelete.planner import plan
 
@@ -48,6 +50,8 @@ def key(n: int, state: str = "Enabled", days: int | None = None) -> Key:
         grants=() if state != "PendingDeletion" else None,
         usage=Usage(tracking_start=NOW - timedelta(days=200))
         if state != "PendingDeletion" else None,
+        # As the watch reads a pending key: scheduled a day ago, nobody tried to use it.
+        watch=Watch(since=NOW - timedelta(days=1)) if state == "PendingDeletion" else None,
     )
 
 
@@ -377,7 +381,8 @@ def test_protected_tags_refuse_by_key_or_by_key_and_value() -> None:
     assert refused(snap, protect_tags=(("env", "prod"),)) is RefusalReason.PROTECTED
     assert refused(snap, protect_tags=(("env", "dev"),)) is None
     assert refused(snap) is None
-    pending = replace(tagged, state="PendingDeletion", deletion_date=NOW + timedelta(days=3))
+    pending = replace(tagged, state="PendingDeletion", deletion_date=NOW + timedelta(days=3),
+                      watch=Watch(since=NOW))
     assert refused(Snapshot(store(), (pending,)), protect_tags=(("keep", None),)) is None
 
 
@@ -387,3 +392,40 @@ def test_expect_keys_counts_every_key_of_the_store() -> None:
     assert refused(snap, expect_keys=3) is RefusalReason.KEY_COUNT
     assert refused(Snapshot(store(), ()), expect_keys=0) is None
     assert refused(Snapshot(store(), ()), expect_keys=1) is RefusalReason.KEY_COUNT
+
+
+# ---- the watch over the waiting period ------------------------------------------------------
+
+def attempted(n: int, hours_ago: float) -> Key:
+    attempt = Attempt("Decrypt", "arn:aws:iam::111122223333:role/app",
+                      NOW - timedelta(hours=hours_ago), "KMSInvalidStateException")
+    return replace(key(n, "PendingDeletion", 5),
+                   watch=Watch(since=NOW - timedelta(days=1), attempts=(attempt,)))
+
+
+def test_an_attempt_to_use_a_pending_key_refuses_and_cancels_that_key_only() -> None:
+    snap = Snapshot(store(), (attempted(1, 2), key(2, "PendingDeletion", 5)))
+    result = plan(snap, PlanOptions(), NOW)
+    assert result.refusal is not None
+    assert result.refusal.reason is RefusalReason.USED_WHILE_PENDING
+    assert "Decrypt by arn:aws:iam::111122223333:role/app" in result.refusal.message
+    assert result.remedy is not None and result.remedy.kind is StepKind.CANCEL_KEY_DELETION
+    assert result.remedy.key_ids == ("k1",)
+    only_report = plan(snap, PlanOptions(on_use="refuse"), NOW)
+    assert only_report.refusal is not None and only_report.remedy is None
+    assert refused(snap, on_use="ignore") is None
+
+
+def test_the_watch_comes_before_other_refusals_so_its_remedy_is_never_held_back() -> None:
+    snap = Snapshot(store(), (attempted(1, 2), key(2)))
+    result = plan(snap, PlanOptions(expect_keys=5), NOW)
+    assert result.refusal is not None and result.remedy is not None
+
+
+def test_a_pending_key_the_watch_cannot_see_stops_the_run() -> None:
+    for watch in (None, Watch(since=None), Watch(since=NOW, error="AccessDeniedException")):
+        k = replace(key(1, "PendingDeletion", 5), watch=watch)
+        result = plan(Snapshot(store(), (k,)), PlanOptions(), NOW)
+        assert result.refusal is not None
+        assert result.refusal.reason is RefusalReason.WATCH_BLIND and result.remedy is None
+        assert refused(Snapshot(store(), (k,)), on_use="ignore") is None
