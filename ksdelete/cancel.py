@@ -14,8 +14,8 @@ from datetime import datetime
 from functools import partial
 
 from ksdelete import planner
-from ksdelete.errors import AwsError, KeyInvalidState, KeyNotFound, RefusedError
-from ksdelete.executor import Confirm, Executor, Target
+from ksdelete.errors import AwsError, KeyNotFound, RefusedError
+from ksdelete.executor import Confirm, Executor, Target, not_pending, tag_value
 from ksdelete.journal import ScheduledKey
 from ksdelete.models import (
     CANCELLED_TAG,
@@ -55,13 +55,6 @@ class _Candidate:
     error: AwsError | None = None
     outcome: str = ""
     state: str = ""
-
-
-def _not_pending(exc: AwsError) -> str | None:
-    """CancelKeyDeletion on a key that is no longer pending: someone cancelled it already."""
-    if isinstance(exc, KeyNotFound):
-        return "already-gone"
-    return "already-done" if isinstance(exc, KeyInvalidState) else None
 
 
 def cancel(executor: Executor, target: Target, *, enable: bool, connect: bool,
@@ -182,7 +175,7 @@ def _cancel_all(executor: Executor, result: StoreResult, candidates: list[_Candi
         try:
             executor.mutate(result, "CancelKeyDeletion",
                             partial(executor.gw.cancel_key_deletion, candidate.arn), key=key,
-                            already=_not_pending)
+                            already=not_pending)
         except AwsError as exc:  # one key's error must not leave the others pending
             candidate.error = exc
             hint = HINTS.get(exc.aws_code, "run `ksdelete cancel` again")
@@ -223,7 +216,7 @@ def _leave_evidence(executor: Executor, result: StoreResult, recovered: list[_Ca
     be tagged). The `ksdelete:scheduled` mark stays: together they keep unattended runs off."""
     who = executor.identity.caller_arn
     now = executor.gw.server_now().strftime("%Y-%m-%dT%H:%M:%SZ")
-    value = _tag_value(f"{now} by={who}")
+    value = tag_value(f"{now} by={who}")
     for c in recovered:
         key = members.get(c.key_id) or Key(c.key_id, c.arn, "", "")
         try:
@@ -234,13 +227,6 @@ def _leave_evidence(executor: Executor, result: StoreResult, recovered: list[_Ca
             result.warnings.append(f"{c.key_id}: could not record the cancel on the key "
                                    f"({exc.aws_code}); the ksdelete:scheduled mark still "
                                    "keeps unattended runs from scheduling it again")
-
-
-def _tag_value(text: str) -> str:
-    """A tag value AWS accepts: at most 256 characters of letters, digits, spaces and
-    _ . : / = + - @."""
-    allowed = set("_.:/=+-@ ")
-    return "".join(ch if ch.isalnum() or ch in allowed else "_" for ch in text)[:256]
 
 
 def _fresh(executor: Executor, keys: list[Key]) -> list[Key]:
@@ -293,7 +279,7 @@ def _restore(executor: Executor, result: StoreResult, keys: list[Key],
                          f"{now} by={executor.identity.caller_arn}")
             executor.mutate(result, "TagResource", partial(
                 executor.gw.tag_resource, key.arn,
-                {CANCELLED_TAG: _tag_value(f"{cancelled} {RESTORED}{now}")}), key=key)
+                {CANCELLED_TAG: tag_value(f"{cancelled} {RESTORED}{now}")}), key=key)
         except AwsError as exc:
             errors[key.id] = exc
             executor.reporter.note(f"{key.id}: could not restore its state: {exc.aws_code}: "

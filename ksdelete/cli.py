@@ -184,7 +184,7 @@ def _remember_no_cache(ctx: click.Context, param: click.Parameter, value: bool) 
 
 PLAN_OPTION_NAMES = ("pending_window_days", "connect", "allow_orphaned_key_material",
                      "include_new_keys", "unused_for", "protect_tags", "expect_keys",
-                     "allow_service_grants")
+                     "allow_service_grants", "on_use")
 
 
 def plan_options(fn: F) -> F:
@@ -198,7 +198,8 @@ def plan_options(fn: F) -> F:
             allow_orphaned_key_material=raw["allow_orphaned_key_material"],
             include_new_keys=raw["include_new_keys"], unused_for_days=raw["unused_for"],
             allow_service_grants=raw["allow_service_grants"],
-            protect_tags=raw["protect_tags"], expect_keys=raw["expect_keys"])
+            protect_tags=raw["protect_tags"], expect_keys=raw["expect_keys"],
+            on_use=raw["on_use"])
         return fn(*args, **kwargs)
 
     out: Any = wrapper
@@ -226,9 +227,28 @@ def plan_options(fn: F) -> F:
         click.option("--allow-service-grants", is_flag=True,
                      help="Go on although keys have grants to AWS services (live "
                           "integrations)."),
+        click.option("--on-use", type=click.Choice(["cancel", "refuse", "ignore"]),
+                     default="cancel", show_default=True,
+                     help="When CloudTrail shows an attempt to use a key pending deletion: "
+                          "cancel that key's deletion and stop, only stop, or do not watch."),
     ]):
         out = option(out)
     return cast(F, out)
+
+
+def option_words(opts: PlanOptions) -> list[str]:
+    """The plan options as the command line would give them (show-plan)."""
+    words = [f"--pending-window-days {opts.pending_window_days}",
+             f"--unused-for {opts.unused_for_days}", f"--on-use {opts.on_use}"]
+    words += [flag for flag, on in (("--connect", opts.connect),
+                                    ("--allow-orphaned-key-material",
+                                     opts.allow_orphaned_key_material),
+                                    ("--allow-service-grants", opts.allow_service_grants)) if on]
+    words += [f"--protect-tag {name}" + (f"={value}" if value is not None else "")
+              for name, value in opts.protect_tags]
+    if opts.expect_keys is not None:
+        words.append(f"--expect-keys {opts.expect_keys}")
+    return words
 
 
 def _parse_protect_tags(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
@@ -679,10 +699,7 @@ def show_plan(plan_file: Path, output: str) -> None:
         if doc.get("endpoint_url"):
             lines.append(f"endpoint {doc['endpoint_url']}")
         opts = saved.options
-        lines.append(f"options: --pending-window-days {opts.pending_window_days}"
-                     + (" --connect" if opts.connect else "")
-                     + (" --allow-orphaned-key-material" if opts.allow_orphaned_key_material
-                        else ""))
+        lines.append("options: " + " ".join(option_words(opts)))
         for result in inv.results:
             assert result.store is not None and result.plan is not None
             snap = Snapshot(result.store, result.keys, scanned=result.scanned)

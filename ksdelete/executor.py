@@ -13,10 +13,11 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
-from ksdelete import discover, planner, signals
+from ksdelete import discover, planner, signals, watch
 from ksdelete.errors import (
     AccessDenied,
     AwsError,
@@ -59,6 +60,7 @@ from ksdelete.models import (
     StepKind,
     StoreResult,
     Usage,
+    Watch,
 )
 from ksdelete.reporting import STEP_PHASE, Phase, PhaseState, Reporter
 from ksdelete.retry import poll_until
@@ -75,6 +77,11 @@ MAX_REPLANS = 50
 # A key's last recorded use (GetKeyLastUsage) read this recently is not read again by a later
 # snapshot of the same run (KMS records use up to an hour late).
 USAGE_REUSE = 300.0
+# The watch during --wait: CloudTrail is read again this often (LookupEvents allows 2 per
+# second for the whole account), and each reading goes back this far before the last one,
+# since CloudTrail delivers events some minutes late.
+WATCH_INTERVAL = 600.0
+WATCH_LAG = timedelta(hours=1)
 
 # confirm(snapshot, plan) -> True to go ahead
 Confirm = Callable[[Snapshot, Plan], bool]
@@ -136,6 +143,9 @@ class Executor:
         self._context = Context()
         self._gone: set[str] = set()  # keys this run saw NotFound: they never come back
         self._usage: dict[str, tuple[float, Usage]] = {}  # GetKeyLastUsage readings, by key
+        # The watch: what CloudTrail showed of each pending key, and up to when (AWS's clock).
+        self._watched: dict[str, tuple[Watch, datetime]] = {}
+        self._last_watch = 0.0
         # Which store each key belongs to never changes, so a key seen once outside the
         # target store need not be described again by later scans in this process.
         self.membership = membership if membership is not None else discover.MembershipCache()
@@ -288,7 +298,7 @@ class Executor:
             snap, plan = self.survey(target, result)
             if plan.refusal:
                 self.reporter.phase(Phase.PLAN, PhaseState.FAILED, plan.refusal.reason)
-                raise _refusal_error(plan.refusal, snap.store.id)
+                self._stop(plan, snap, result)
             self.reporter.phase(Phase.PLAN, PhaseState.DONE, f"{len(plan.steps)} step(s)")
             if self.options.dry_run:
                 result.status = Status.PLANNED
@@ -353,7 +363,7 @@ class Executor:
         keys = self._with_marks([k for k in snap.keys if k.id not in self._gone],
                                 all_marks=all_marks)
         if not all_marks:
-            keys = self._with_evidence(keys)
+            keys = self._with_watch(self._with_evidence(keys), fresh=True)
         snap = replace(snap, identity=self.identity, keys=tuple(keys),
                        observed_at=self.gw.server_now())
         result.keys, result.undescribable = snap.keys, snap.undescribable
@@ -411,6 +421,68 @@ class Executor:
             read = {k.id: k for k in pool.map(evidence, wanted)}
         return [read.get(k.id, k) for k in keys]
 
+    def _with_watch(self, keys: list[Key], *, fresh: bool) -> list[Key]:
+        """The watch over keys pending deletion: failed uses since each key's latest
+        scheduling, from CloudTrail (LookupEvents, 2 per second). With `fresh`, read what
+        CloudTrail added since this run last looked; else reuse what it saw then."""
+        pending = [k for k in keys if k.pending]
+        if self.options.plan.on_use == "ignore" or not pending:
+            return keys
+        if fresh:
+            self.reporter.note(f"watching CloudTrail for use of {len(pending)} pending key(s)")
+            self._last_watch = time.monotonic()
+            for key in pending:
+                self._watch_key(key)
+        return [replace(k, watch=self._watched[k.id][0]) if k.id in self._watched else k
+                for k in keys]
+
+    def _watch_key(self, key: Key) -> None:
+        now = self.gw.server_now()
+        earlier = self._watched.get(key.id)
+        if earlier is not None:
+            start = earlier[1] - WATCH_LAG  # CloudTrail delivers events minutes late
+        else:
+            # Its current scheduling is at most 30 days (+1, AWS's lateness) before its
+            # DeletionDate; Event history keeps 90 days.
+            start = max(now - timedelta(days=90),
+                        (key.deletion_date or now) - timedelta(days=32))
+        try:
+            seen = watch.read_trail(self.gw.lookup_events(("ResourceName", key.arn), start, now),
+                                    key.arn)
+        except AwsError as exc:
+            seen = Watch(since=None, error=exc.aws_code or exc.code)
+        if earlier is not None and seen.error is None:
+            seen = watch.merge(earlier[0], seen)
+        self._watched[key.id] = (seen, now)
+
+    def _stop(self, plan: Plan, snap: Snapshot, result: StoreResult, done: str = "") -> None:
+        """A gate refused: first make the refused state safe (the plan's remedy: cancel the
+        deletion of keys someone tried to use), unless this run only reads; then stop."""
+        assert plan.refusal is not None
+        remedy = plan.remedy
+        if remedy is not None and not self.options.dry_run:
+            keys = {k.id: k for k in snap.keys}
+            who = self.identity.caller_arn
+            for key_id in remedy.key_ids:
+                key = keys[key_id]
+                self.mutate(result, "CancelKeyDeletion",
+                            partial(self.gw.cancel_key_deletion, key.arn),
+                            key=key, already=not_pending)
+                use = key.watch.attempts[0].operation if key.watch and key.watch.attempts else ""
+                stamp = self.gw.server_now().strftime("%Y-%m-%dT%H:%M:%SZ")
+                value = tag_value(f"{stamp} by={who} watch={use}")
+                try:
+                    self.mutate(result, "TagResource",
+                                partial(self.gw.tag_resource, key.arn, {CANCELLED_TAG: value}),
+                                key=key)
+                except AwsError as exc:
+                    result.warnings.append(f"{key_id}: could not record the cancel on the key "
+                                           f"({exc.aws_code})")
+            self.reporter.note(f"cancelled the deletion of {len(remedy.key_ids)} key(s) "
+                               f"someone tried to use: {', '.join(remedy.key_ids)}",
+                               level="warning")
+        raise _refusal_error(plan.refusal, snap.store.id, done or self._done(result))
+
     def _last_usage(self, key: Key) -> Usage:
         try:
             return self.gw.get_key_last_usage(key.arn)
@@ -467,7 +539,7 @@ class Executor:
                 if fresh.refusal:
                     self.reporter.phase(STEP_PHASE[step.kind], PhaseState.FAILED,
                                         fresh.refusal.reason)
-                    raise _refusal_error(fresh.refusal, snap.store.id, self._done(result))
+                    self._stop(fresh, snap, result)
                 steps, replanned = list(fresh.steps), True  # AWS may have moved on: follow it
                 continue
             replanned = False
@@ -744,14 +816,16 @@ class Executor:
         if not keys:
             return
         store = self._read_store(store_id)
-        if store.connection_state is ConnectionState.CONNECTED:
+        due = time.monotonic() - self._last_watch >= WATCH_INTERVAL
+        if store.connection_state is ConnectionState.CONNECTED and not due:
             return
+        keys = self._with_watch(keys, fresh=due)
         snap = Snapshot(store, tuple(keys), identity=self.identity)
         plan = planner.plan(snap, self.options.plan, self.gw.server_now(), self._context)
         for line in _record(plan, result):
             self.reporter.note(line, level="warning")
         if plan.refusal:
-            raise _refusal_error(plan.refusal, store_id, self._done(result))
+            self._stop(plan, snap, result)
         for step in plan.steps:
             if step.kind not in (StepKind.CONNECT_STORE, StepKind.AWAIT_CONNECTED):
                 break
@@ -812,7 +886,7 @@ def _gate_options(options: PlanOptions) -> dict[str, object]:
     return {"unused_for_days": options.unused_for_days,
             "allow_service_grants": options.allow_service_grants,
             "protect_tags": [[name, value] for name, value in options.protect_tags],
-            "expect_keys": options.expect_keys}
+            "expect_keys": options.expect_keys, "on_use": options.on_use}
 
 
 def _record(plan: Plan, result: StoreResult) -> list[str]:
@@ -871,3 +945,17 @@ def result_outcome(result: StoreResult, key_id: str) -> str | None:
 
 def _latest(keys: list[Key]) -> datetime | None:
     return max((k.deletion_date for k in keys if k.deletion_date), default=None)
+
+
+def not_pending(exc: AwsError) -> str | None:
+    """CancelKeyDeletion on a key that is no longer pending: someone cancelled it already."""
+    if isinstance(exc, KeyNotFound):
+        return "already-gone"
+    return "already-done" if isinstance(exc, KeyInvalidState) else None
+
+
+def tag_value(text: str) -> str:
+    """A tag value AWS accepts: at most 256 characters of letters, digits, spaces and
+    _ . : / = + - @."""
+    allowed = set("_.:/=+-@ ")
+    return "".join(ch if ch.isalnum() or ch in allowed else "_" for ch in text)[:256]

@@ -107,6 +107,7 @@ def build(results: Sequence[StoreResult], identity: Identity, options: PlanOptio
             "allow_service_grants": options.allow_service_grants,
             "protect_tags": [[name, value] for name, value in options.protect_tags],
             "expect_keys": options.expect_keys,
+            "on_use": options.on_use,
         },
         "stores": stores,
     }
@@ -166,7 +167,8 @@ def read(path: Path) -> SavedPlan:
             allow_service_grants=bool(opts.get("allow_service_grants", False)),
             protect_tags=tuple((str(name), None if value is None else str(value))
                                for name, value in opts.get("protect_tags", [])),
-            expect_keys=None if expect is None else int(expect))
+            expect_keys=None if expect is None else int(expect),
+            on_use=_on_use(opts.get("on_use", "cancel")))
         stores = tuple(
             ApprovedStore(str(s["id"]), str(s["name"]), StoreType(s["type"]),
                           frozenset(str(k["id"]) for k in s["keys"]))
@@ -176,6 +178,12 @@ def read(path: Path) -> SavedPlan:
     except (KeyError, TypeError, ValueError) as exc:
         raise UsageError(f"the plan file is incomplete or malformed ({exc!r})",
                          where=where) from exc
+
+
+def _on_use(value: Any) -> str:
+    if value not in ("cancel", "refuse", "ignore"):
+        raise ValueError(f"on_use {value!r}")
+    return str(value)
 
 
 def _time(value: Any) -> datetime | None:
