@@ -810,7 +810,10 @@ def cancel(stores: tuple[str, ...], region: str | None, profile: str | None,
               "need.")
 @click.option("--apply-only", is_flag=True,
               help="Only what `apply` needs (an unattended runner: no undo).")
-def iam_policy(read_only: bool, apply_only: bool) -> None:
+@click.option("--unused-for", type=click.IntRange(1, 3650), metavar="DAYS",
+              help="Allow ScheduleKeyDeletion and DisableKey only on keys unused for DAYS "
+                   "days (condition kms:TrailingDaysWithoutKeyUsage), so AWS enforces it.")
+def iam_policy(read_only: bool, apply_only: bool, unused_for: int | None) -> None:
     """Print the least-privilege IAM policy ksdelete needs, as JSON.
 
     Derived from the permissions each pipeline step declares, so it cannot drift.
@@ -818,13 +821,14 @@ def iam_policy(read_only: bool, apply_only: bool) -> None:
     \b
     Examples:
       ksdelete iam-policy > ksdelete-policy.json
-      ksdelete iam-policy --apply-only > ksdelete-cron-policy.json
+      ksdelete iam-policy --apply-only --unused-for 30 > ksdelete-cron-policy.json
     """
     from ksdelete.permissions import policy
 
     if read_only and apply_only:
         raise click.UsageError("--read-only and --apply-only exclude each other")
-    click.echo(json.dumps(policy(read_only=read_only, apply_only=apply_only), indent=2))
+    click.echo(json.dumps(policy(read_only=read_only, apply_only=apply_only,
+                                 unused_for=unused_for), indent=2))
 
 
 @cli.command()

@@ -8,14 +8,17 @@ from ksdelete.gateway import PERMISSIONS
 from ksdelete.models import StepKind
 
 # Gateway methods each piece of work calls. Tests check these against the gateway's table.
-DISCOVERY = ("describe_store", "list_keys", "describe_key", "list_aliases", "list_resource_tags")
+DISCOVERY = ("describe_store", "list_keys", "describe_key", "list_aliases", "list_resource_tags",
+             # The preflight gates (grants, last use) and the watch (CloudTrail).
+             "list_grants", "get_key_last_usage", "lookup_events")
 STEP_CALLS: dict[StepKind, tuple[str, ...]] = {
     StepKind.CONNECT_STORE: ("describe_store", "disconnect_store", "connect_store"),
     StepKind.AWAIT_CONNECTED: ("describe_store",),
     # ksdelete marks each key (a tag) just before scheduling it: the evidence of a cancel.
     StepKind.SCHEDULE_KEY_DELETION: ("tag_resource", "untag_resource", "schedule_key_deletion",
                                      "describe_key"),
-    StepKind.AWAIT_KEYS_DELETED: ("describe_key",),
+    # The watch cancels the deletion of a key someone tried to use, and marks it.
+    StepKind.AWAIT_KEYS_DELETED: ("describe_key", "cancel_key_deletion", "tag_resource"),
     StepKind.DISCONNECT_STORE: ("describe_store", "disconnect_store"),
     StepKind.AWAIT_DISCONNECTED: ("describe_store",),
     StepKind.DELETE_STORE: ("delete_store", *DISCOVERY),
@@ -24,6 +27,10 @@ STEP_CALLS: dict[StepKind, tuple[str, ...]] = {
     StepKind.CANCEL_KEY_DELETION: ("cancel_key_deletion", "enable_key", "tag_resource",
                                    "connect_store", "disconnect_store", "describe_store"),
 }
+
+
+# The actions AWS lets a policy condition on kms:TrailingDaysWithoutKeyUsage.
+USAGE_CONDITIONED = frozenset({"kms:ScheduleKeyDeletion", "kms:DisableKey"})
 
 
 def actions(*, read_only: bool, apply_only: bool = False) -> list[str]:
@@ -36,15 +43,28 @@ def actions(*, read_only: bool, apply_only: bool = False) -> list[str]:
     return sorted({PERMISSIONS[c] for c in calls})
 
 
-def policy(*, read_only: bool, apply_only: bool = False) -> dict[str, Any]:
+def policy(*, read_only: bool, apply_only: bool = False,
+           unused_for: int | None = None) -> dict[str, Any]:
+    """With `unused_for` DAYS, AWS itself refuses ScheduleKeyDeletion (and DisableKey) on a
+    key used within DAYS, through the condition key kms:TrailingDaysWithoutKeyUsage, even for
+    a caller that bypasses ksdelete's own check."""
     read = actions(read_only=True)
     statements: list[dict[str, Any]] = [
         {"Sid": "KsdeleteDiscover", "Effect": "Allow", "Action": read, "Resource": "*"}
     ]
     if not read_only:
         write = [a for a in actions(read_only=False, apply_only=apply_only) if a not in read]
+        guarded = [a for a in write if a in USAGE_CONDITIONED] if unused_for else []
         statements.append(
             {"Sid": "KsdeleteApply" if apply_only else "KsdeleteDeleteAndUndo",
-             "Effect": "Allow", "Action": write, "Resource": "*"}
+             "Effect": "Allow", "Action": [a for a in write if a not in guarded],
+             "Resource": "*"}
         )
+        if guarded:
+            statements.append(
+                {"Sid": "KsdeleteOnlyUnusedKeys", "Effect": "Allow", "Action": guarded,
+                 "Resource": "*",
+                 "Condition": {"NumericGreaterThanEqualsIfExists": {
+                     "kms:TrailingDaysWithoutKeyUsage": unused_for}}}
+            )
     return {"Version": "2012-10-17", "Statement": statements}

@@ -54,13 +54,15 @@ def test_iam_policy_is_derived_from_the_code(read_only: bool) -> None:
     assert ("kms:ScheduleKeyDeletion" in actions) is not read_only
 
 
-def test_the_apply_only_policy_has_no_undo() -> None:
+def test_the_apply_only_policy_has_no_undo_but_the_watch_may_cancel() -> None:
     doc = json.loads(CliRunner().invoke(cli, ["iam-policy", "--apply-only"]).stdout)
     actions = {a for s in doc["Statement"] for a in s["Action"]}
     assert actions == set(permissions.actions(read_only=False, apply_only=True))
     assert {"kms:ScheduleKeyDeletion", "kms:DisconnectCustomKeyStore",
-            "kms:DeleteCustomKeyStore", "kms:TagResource"} <= actions
-    assert not actions & {"kms:CancelKeyDeletion", "kms:EnableKey"}
+            "kms:DeleteCustomKeyStore", "kms:TagResource",
+            "kms:CancelKeyDeletion"} <= actions  # the watch cancels a key someone uses
+    assert "kms:EnableKey" not in actions
+    assert "kms:ConnectCustomKeyStore" in actions  # --connect
     both = CliRunner().invoke(cli, ["iam-policy", "--apply-only", "--read-only"])
     assert both.exit_code == 2
 
@@ -161,3 +163,19 @@ def test_a_store_argument_that_cannot_be_an_id_or_name_is_a_usage_error(ref: str
                           capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "1-256 characters" in proc.stderr
+
+
+def test_iam_policy_unused_for_lets_aws_enforce_the_last_use_gate() -> None:
+    doc = json.loads(CliRunner().invoke(cli, ["iam-policy", "--unused-for", "30"]).stdout)
+    by_sid = {s["Sid"]: s for s in doc["Statement"]}
+    guarded = by_sid["KsdeleteOnlyUnusedKeys"]
+    assert guarded["Action"] == ["kms:ScheduleKeyDeletion"]
+    assert guarded["Condition"] == {"NumericGreaterThanEqualsIfExists": {
+        "kms:TrailingDaysWithoutKeyUsage": 30}}
+    others = {a for s in doc["Statement"] if s is not guarded for a in s["Action"]}
+    assert "kms:ScheduleKeyDeletion" not in others
+    read = json.loads(CliRunner().invoke(cli, ["iam-policy", "--read-only"]).stdout)
+    assert {"kms:GetKeyLastUsage", "kms:ListGrants", "cloudtrail:LookupEvents"} <= {
+        a for s in read["Statement"] for a in s["Action"]}
+    assert not {"kms:ScheduleKeyDeletion", "kms:CancelKeyDeletion", "kms:TagResource"} & {
+        a for s in read["Statement"] for a in s["Action"]}
