@@ -92,7 +92,11 @@ def _cancel(executor: Executor, target: Target, result: StoreResult, *, enable: 
     ]
     # Closest to loss first; keys whose DeletionDate is unknown are assumed closest.
     candidates.sort(key=lambda c: (c.deletion_date is not None, c.deletion_date, c.key_id))
-    restore = ({c.key_id for c in candidates}
+    # Keys in a --disable-first soak: not pending, so nothing to cancel in AWS, but the soak
+    # ends here (the cancel mark keeps unattended runs off them) and --enable restores them.
+    soaking = [_Candidate(k.id, k.arn, None, _prior(k, scheduled), outcome=RECOVERED,
+                          state=k.state) for k in snap.keys if k.soaking]
+    restore = ({c.key_id for c in (*candidates, *soaking)}
                | {k.id for k in _to_restore(list(snap.keys), set())}) if enable else set()
     plan = Plan(store_id=store.id,
                 steps=(Step(StepKind.CANCEL_KEY_DELETION,
@@ -101,10 +105,11 @@ def _cancel(executor: Executor, target: Target, result: StoreResult, *, enable: 
     result.plan = plan
     reporter.plan(snap, plan)
     reporter.note(f"{len(candidates)} key(s) to cancel"
+                  + (f", {len(soaking)} soak(s) to stop" if soaking else "")
                   + (f", {len(restore)} to restore to their state before deletion"
                      if enable else ""))
     result.status = Status.CANCELLED
-    if not candidates and not restore and not connect:
+    if not candidates and not soaking and not restore and not connect:
         result.warnings.append("nothing to cancel: no key of the store is pending deletion")
         return
     if not confirm(snap, plan):
@@ -128,6 +133,7 @@ def _cancel(executor: Executor, target: Target, result: StoreResult, *, enable: 
         candidates += extra
         gw.policy.sleep(PASS_PAUSE)
     _reread(executor, candidates)
+    candidates += soaking
     recovered = [c for c in candidates if c.outcome == RECOVERED]
     _leave_evidence(executor, result, recovered, members)
     if connect:  # first: keys show their real state again, and --enable acts on it

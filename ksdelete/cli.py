@@ -184,7 +184,7 @@ def _remember_no_cache(ctx: click.Context, param: click.Parameter, value: bool) 
 
 PLAN_OPTION_NAMES = ("pending_window_days", "connect", "allow_orphaned_key_material",
                      "include_new_keys", "unused_for", "protect_tags", "expect_keys",
-                     "allow_service_grants", "on_use")
+                     "allow_service_grants", "on_use", "disable_first")
 
 
 def plan_options(fn: F) -> F:
@@ -199,7 +199,7 @@ def plan_options(fn: F) -> F:
             include_new_keys=raw["include_new_keys"], unused_for_days=raw["unused_for"],
             allow_service_grants=raw["allow_service_grants"],
             protect_tags=raw["protect_tags"], expect_keys=raw["expect_keys"],
-            on_use=raw["on_use"])
+            on_use=raw["on_use"], disable_first_days=raw["disable_first"])
         return fn(*args, **kwargs)
 
     out: Any = wrapper
@@ -227,6 +227,9 @@ def plan_options(fn: F) -> F:
         click.option("--allow-service-grants", is_flag=True,
                      help="Go on although keys have grants to AWS services (live "
                           "integrations)."),
+        click.option("--disable-first", type=click.IntRange(0, 365), default=0, metavar="DAYS",
+                     help="Disable the keys first and schedule their deletion only after DAYS "
+                          "days with no attempt to use them (CloudTrail); 0: schedule at once."),
         click.option("--on-use", type=click.Choice(["cancel", "refuse", "ignore"]),
                      default="cancel", show_default=True,
                      help="When CloudTrail shows an attempt to use a key pending deletion: "
@@ -248,6 +251,8 @@ def option_words(opts: PlanOptions) -> list[str]:
               for name, value in opts.protect_tags]
     if opts.expect_keys is not None:
         words.append(f"--expect-keys {opts.expect_keys}")
+    if opts.disable_first_days:
+        words.append(f"--disable-first {opts.disable_first_days}")
     return words
 
 

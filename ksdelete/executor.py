@@ -37,6 +37,7 @@ from ksdelete.gateway import Called, Gateway, key_from_metadata
 from ksdelete.journal import Journal
 from ksdelete.models import (
     CANCELLED_TAG,
+    DISABLED_TAG,
     PENDING_DELETION,
     POINTS_OF_NO_RETURN,
     SCHEDULED_TAG,
@@ -425,11 +426,12 @@ class Executor:
         """The watch over keys pending deletion: failed uses since each key's latest
         scheduling, from CloudTrail (LookupEvents, 2 per second). With `fresh`, read what
         CloudTrail added since this run last looked; else reuse what it saw then."""
-        pending = [k for k in keys if k.pending]
+        pending = [k for k in keys if k.pending or k.soaking]
         if self.options.plan.on_use == "ignore" or not pending:
             return keys
         if fresh:
-            self.reporter.note(f"watching CloudTrail for use of {len(pending)} pending key(s)")
+            self.reporter.note(f"watching CloudTrail for use of {len(pending)} key(s) on the "
+                               "way out")
             self._last_watch = time.monotonic()
             for key in pending:
                 self._watch_key(key)
@@ -441,14 +443,17 @@ class Executor:
         earlier = self._watched.get(key.id)
         if earlier is not None:
             start = earlier[1] - WATCH_LAG  # CloudTrail delivers events minutes late
+        elif key.soaking and key.marks and key.marks.disabled_at:
+            start = max(now - timedelta(days=90), key.marks.disabled_at - WATCH_LAG)
         else:
             # Its current scheduling is at most 30 days (+1, AWS's lateness) before its
             # DeletionDate; Event history keeps 90 days.
             start = max(now - timedelta(days=90),
                         (key.deletion_date or now) - timedelta(days=32))
+        anchors = frozenset({"ScheduleKeyDeletion"} if key.pending else {"DisableKey"})
         try:
             seen = watch.read_trail(self.gw.lookup_events(("ResourceName", key.arn), start, now),
-                                    key.arn)
+                                    key.arn, anchors=anchors)
         except AwsError as exc:
             seen = Watch(since=None, error=exc.aws_code or exc.code)
         if earlier is not None and seen.error is None:
@@ -574,6 +579,10 @@ class Executor:
             case StepKind.AWAIT_CONNECTED:
                 store = self._await_state(store_id, ConnectionState.CONNECTED)
                 return f"store is {store.connection_state}"
+            case StepKind.DISABLE_KEYS:
+                return self._disable(step, snap, result)
+            case StepKind.AWAIT_SOAK:
+                return self._await_soak(snap, result)
             case StepKind.SCHEDULE_KEY_DELETION:
                 return self._schedule(step, snap, result)
             case StepKind.AWAIT_KEYS_DELETED:
@@ -718,12 +727,53 @@ class Executor:
         already = outcomes.count("already-done") + outcomes.count("already-gone")
         return f"{total - already} scheduled, {already} already pending or gone, {days}-day window"
 
+    def _disable(self, step: Step, snap: Snapshot, result: StoreResult) -> str:
+        """--disable-first: mark each key (the soak's start and its state before), then
+        DisableKey (5 per second). A failed use of a disabled key is what the soak watches
+        for in CloudTrail; `ksdelete cancel --enable` brings the keys back."""
+        keys = {k.id: k for k in snap.keys}
+        stamp = self.gw.server_now().strftime("%Y-%m-%dT%H:%M:%SZ")
+        for done, key_id in enumerate(step.key_ids, 1):
+            key = keys[key_id]
+            value = f"{stamp} prior={key.state} run={self.journal.run_id}"
+            self.mutate(result, "TagResource",
+                        partial(self.gw.tag_resource, key.arn, {DISABLED_TAG: value}), key=key)
+            self.mutate(result, "DisableKey", partial(self.gw.disable_key, key.arn), key=key,
+                        detail={"prior_state": key.state})
+            marks = replace(key.marks or Marks(), disabled=value)
+            keys[key_id] = replace(key, marks=marks, state="Disabled")
+            result.keys = tuple(keys.values())
+            self.reporter.progress(Phase.SCHEDULE, done, len(step.key_ids))
+        return f"{len(step.key_ids)} key(s) disabled for a {self.options.plan.disable_first_days}" \
+            "-day soak"
+
+    def _await_soak(self, snap: Snapshot, result: StoreResult) -> str:
+        """Wait out the soak: without --wait, come back later (exit 3); with --wait, sleep,
+        and re-plan every WATCH_INTERVAL (the watch reads CloudTrail) until it ends."""
+        plan = result.plan
+        until = plan.soak_until if plan else None
+        while until is not None and self.gw.server_now() < until:
+            left = (until - self.gw.server_now()).total_seconds()
+            if not self.options.wait or time.monotonic() + left > self._deadline + WATCH_INTERVAL:
+                raise _Pending(until, f"the soak runs until {until:%Y-%m-%d %H:%M} UTC: run "
+                                      "again after it (nothing is scheduled before)")
+            self.gw.policy.sleep(max(1.0, min(left, WATCH_INTERVAL,
+                                              self.gw.policy.poll_max)))
+            fresh_snap = self.snapshot(snap.store.id, snap.matched_by, result)
+            fresh = self._plan(fresh_snap, result)
+            if fresh.refusal:
+                self._stop(fresh, fresh_snap, result)
+            until = fresh.soak_until
+        return "the soak is over"
+
     def mark(self, result: StoreResult, key: Key) -> None:
         """Leave ksdelete's mark on the key before scheduling it (a key pending deletion cannot
         be tagged): whoever later sees the mark on a key that is not pending knows its deletion
         was cancelled, on any machine, with or without this journal."""
         now = self.gw.server_now().strftime("%Y-%m-%dT%H:%M:%SZ")
-        value = f"{now} prior={key.state} run={self.journal.run_id}"
+        # After a soak, the state to restore is the one before the soak disabled the key.
+        prior = (key.marks.field("prior") if key.soaking and key.marks else None) or key.state
+        value = f"{now} prior={prior} run={self.journal.run_id}"
         self.mutate(result, "TagResource",
                     lambda: self.gw.tag_resource(key.arn, {SCHEDULED_TAG: value}), key=key,
                     already=_already_pending)
@@ -886,7 +936,8 @@ def _gate_options(options: PlanOptions) -> dict[str, object]:
     return {"unused_for_days": options.unused_for_days,
             "allow_service_grants": options.allow_service_grants,
             "protect_tags": [[name, value] for name, value in options.protect_tags],
-            "expect_keys": options.expect_keys, "on_use": options.on_use}
+            "expect_keys": options.expect_keys, "on_use": options.on_use,
+            "disable_first_days": options.disable_first_days}
 
 
 def _record(plan: Plan, result: StoreResult) -> list[str]:

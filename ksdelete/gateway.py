@@ -111,6 +111,7 @@ PERMISSIONS: dict[str, str] = {
     "delete_store": "kms:DeleteCustomKeyStore",
     "get_key_last_usage": "kms:GetKeyLastUsage",
     "list_grants": "kms:ListGrants",
+    "disable_key": "kms:DisableKey",
     "lookup_events": "cloudtrail:LookupEvents",
 }
 
@@ -488,6 +489,9 @@ class Gateway:
 
     def untag_resource(self, key_id: str, names: list[str]) -> Called:
         return self._call("UntagResource", KeyId=key_id, TagKeys=names)
+
+    def disable_key(self, key_id: str) -> Called:
+        return self._call("DisableKey", KeyId=key_id)
 
     def get_key_last_usage(self, key_id: str) -> Usage:
         """The last successful cryptographic use KMS recorded for the key (GetKeyLastUsage)."""

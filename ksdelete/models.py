@@ -82,6 +82,13 @@ class Key:
         return self.state == PENDING_DELETION
 
     @property
+    def soaking(self) -> bool:
+        """Disabled by ksdelete's --disable-first soak (its mark), and not since cancelled."""
+        marks = self.marks
+        return (marks is not None and marks.disabled is not None and marks.cancelled is None
+                and marks.scheduled is None and not self.pending and self.state != "Enabled")
+
+    @property
     def cancelled(self) -> bool:
         """A mark of ksdelete's on a key that is no longer pending: someone cancelled its
         deletion (or a run failed between marking and scheduling it)."""
@@ -140,6 +147,7 @@ class Watch:
 
 SCHEDULED_TAG = "ksdelete:scheduled"
 CANCELLED_TAG = "ksdelete:cancelled"
+DISABLED_TAG = "ksdelete:disabled"  # --disable-first: "<time> prior=<state> run=<run id>"
 
 
 @dataclass(frozen=True)
@@ -148,21 +156,35 @@ class Marks:
 
     scheduled: str | None = None  # "<time> prior=<state> run=<run id>"
     cancelled: str | None = None  # "<time> by=<caller ARN>"
+    disabled: str | None = None  # "<time> prior=<state> run=<run id>" (--disable-first)
 
     @property
     def any(self) -> bool:
+        """ksdelete put the key on the way to deletion, or someone took it off again (a
+        soak's mark alone is not: the soak is still on)."""
         return self.scheduled is not None or self.cancelled is not None
 
     @classmethod
     def from_tags(cls, tags: dict[str, str]) -> Marks:
-        return cls(tags.get(SCHEDULED_TAG), tags.get(CANCELLED_TAG))
+        return cls(tags.get(SCHEDULED_TAG), tags.get(CANCELLED_TAG), tags.get(DISABLED_TAG))
 
     def field(self, name: str) -> str | None:
-        """A `name=value` field of the scheduled mark (e.g. prior)."""
-        for part in (self.scheduled or "").split():
-            if part.startswith(f"{name}="):
-                return part.split("=", 1)[1]
+        """A `name=value` field of the scheduled mark, else of the soak's (e.g. prior: the
+        state before ksdelete changed anything)."""
+        for mark in (self.disabled, self.scheduled) if name == "prior" else (self.scheduled,):
+            for part in (mark or "").split():
+                if part.startswith(f"{name}="):
+                    return part.split("=", 1)[1]
         return None
+
+    @property
+    def disabled_at(self) -> datetime | None:
+        """When the soak disabled the key (the mark's first word)."""
+        word = (self.disabled or "").split(" ", 1)[0]
+        try:
+            return datetime.fromisoformat(word.replace("Z", "+00:00")) if word else None
+        except ValueError:
+            return None
 
 
 @dataclass(frozen=True)
@@ -210,10 +232,14 @@ class StepKind(StrEnum):
     DELETE_STORE = "DeleteKeyStore"
     VERIFY_DELETED = "VerifyDeleted"
     CANCEL_KEY_DELETION = "CancelKeyDeletion"  # `ksdelete cancel`
+    DISABLE_KEYS = "DisableKeys"  # --disable-first: the soak
+    AWAIT_SOAK = "AwaitSoak"
 
 
-POINTS_OF_NO_RETURN = frozenset({StepKind.SCHEDULE_KEY_DELETION, StepKind.DISCONNECT_STORE,
-                                 StepKind.DELETE_STORE})
+# Re-planned from a fresh snapshot before they run (every gate evaluated again). Disabling
+# is reversible, but it is the first change a soak makes, so it is checked the same way.
+POINTS_OF_NO_RETURN = frozenset({StepKind.DISABLE_KEYS, StepKind.SCHEDULE_KEY_DELETION,
+                                 StepKind.DISCONNECT_STORE, StepKind.DELETE_STORE})
 
 
 @dataclass(frozen=True)
@@ -241,6 +267,9 @@ class RefusalReason(StrEnum):
     KEY_COUNT = "unexpected-key-count"  # --expect-keys
     USED_WHILE_PENDING = "used-while-pending"  # the watch saw a pending key being used
     WATCH_BLIND = "watch-blind"  # the watch cannot read CloudTrail for a pending key
+    USED_WHILE_DISABLED = "used-while-disabled"  # --disable-first: a soaking key was wanted
+    SOAK_IMPOSSIBLE = "soak-impossible"  # --disable-first on a store that is not connected
+    SOAK_BROKEN = "soak-broken"  # someone enabled a key the soak disabled
     OUTSIDE_SAVED_PLAN = "outside-saved-plan"  # `apply`: the store is not as the plan saw it
 
 
@@ -298,6 +327,9 @@ class PlanOptions:
     # The watch: what to do about an attempt to use a key pending deletion: "cancel" its
     # deletion and refuse, only "refuse", or "ignore" (CloudTrail is not read).
     on_use: str = "cancel"
+    # --disable-first DAYS: disable the keys, and schedule them only after DAYS without an
+    # attempt to use them (0: schedule at once).
+    disable_first_days: int = 0
 
 
 @dataclass(frozen=True)
@@ -327,6 +359,7 @@ class Plan:
     # With a refusal: the step that makes the refused state safe again before the run stops
     # (the watch: cancel the deletion of keys someone tried to use). None: nothing to do.
     remedy: Step | None = None
+    soak_until: datetime | None = None  # --disable-first: when the keys may be scheduled
 
     def step(self, kind: StepKind) -> Step | None:
         return next((s for s in self.steps if s.kind is kind), None)

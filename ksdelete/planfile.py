@@ -108,6 +108,7 @@ def build(results: Sequence[StoreResult], identity: Identity, options: PlanOptio
             "protect_tags": [[name, value] for name, value in options.protect_tags],
             "expect_keys": options.expect_keys,
             "on_use": options.on_use,
+            "disable_first_days": options.disable_first_days,
         },
         "stores": stores,
     }
@@ -168,7 +169,8 @@ def read(path: Path) -> SavedPlan:
             protect_tags=tuple((str(name), None if value is None else str(value))
                                for name, value in opts.get("protect_tags", [])),
             expect_keys=None if expect is None else int(expect),
-            on_use=_on_use(opts.get("on_use", "cancel")))
+            on_use=_on_use(opts.get("on_use", "cancel")),
+            disable_first_days=int(opts.get("disable_first_days", 0)))
         stores = tuple(
             ApprovedStore(str(s["id"]), str(s["name"]), StoreType(s["type"]),
                           frozenset(str(k["id"]) for k in s["keys"]))

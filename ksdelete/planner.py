@@ -414,12 +414,81 @@ def no_use_while_pending(snap: Snapshot, options: PlanOptions, ctx: Context
                    f"no use attempted on {len(pending)} pending key(s) since scheduled")
 
 
+def no_use_while_disabled(snap: Snapshot, options: PlanOptions, ctx: Context
+                          ) -> Refusal | Verdict:
+    """--disable-first: nobody tried to use a key since the soak disabled it (CloudTrail,
+    since the key's DisableKey). Someone did: the key is still needed; it stays Disabled."""
+    soaking = [k for k in snap.keys if k.soaking]
+    if not soaking:
+        return Verdict("no_use_while_disabled", "n/a", "no key in a soak")
+    if options.on_use == "ignore":
+        return Verdict("no_use_while_disabled", "waived", "--on-use ignore: CloudTrail not read")
+    used = [(k, k.watch.attempts[0]) for k in soaking if k.watch and k.watch.attempts]
+    if used:
+        told = [f"{k.id}: {a.operation} by {a.caller} at {fmt_time(a.time)} ({a.error_code})"
+                for k, a in used]
+        return Refusal(
+            RefusalReason.USED_WHILE_DISABLED,
+            f"someone tried to use {len(used)} key(s) of {snap.store.id} that ksdelete "
+            f"disabled to soak: {'; '.join(told[:10])}. Nothing is scheduled; the keys stay "
+            "Disabled. Find and fix the caller, or `ksdelete cancel --enable` to bring them "
+            "back",
+            tuple(k.id for k, _ in used),
+        )
+    blind = [k for k in soaking if k.watch is None or k.watch.error or k.watch.since is None]
+    if blind:
+        return Refusal(
+            RefusalReason.WATCH_BLIND,
+            f"CloudTrail cannot be read for {len(blind)} key(s) ksdelete disabled to soak in "
+            f"{snap.store.id}: {_ids([k.id for k in blind])}; a soak that cannot see proves "
+            "nothing, so nothing is scheduled. Grant cloudtrail:LookupEvents, or pass "
+            "--on-use ignore",
+            tuple(k.id for k in blind),
+        )
+    return Verdict("no_use_while_disabled", "pass",
+                   f"no use attempted on {len(soaking)} disabled key(s) since the soak began")
+
+
+def soak_possible(snap: Snapshot, options: PlanOptions, ctx: Context) -> Refusal | Verdict:
+    """--disable-first needs a connected store: the keys of a disconnected one are
+    Unavailable, DisableKey does not take effect until the store reconnects, and every use
+    fails anyway, so a soak would prove nothing. And a key the soak disabled that someone
+    enabled again is wanted: only a person's fresh confirmation starts its soak again."""
+    if options.disable_first_days <= 0:
+        return Verdict("soak_possible", "n/a", "no --disable-first")
+    enabled = [k.id for k in snap.keys
+               if k.marks and k.marks.disabled and not k.marks.scheduled
+               and not k.marks.cancelled and k.state == "Enabled"]
+    if enabled and not ctx.interactive:
+        return Refusal(
+            RefusalReason.SOAK_BROKEN,
+            f"{len(enabled)} key(s) of {snap.store.id} that ksdelete disabled to soak are "
+            f"Enabled again: {_ids(enabled)}; someone needs them. Nothing was changed. To "
+            "start their soak again, run ksdelete without --yes and confirm",
+            tuple(enabled),
+        )
+    fresh = [k for k in snap.keys if not k.pending and not k.soaking]
+    state = snap.store.connection_state
+    if fresh and state is not ConnectionState.CONNECTED and not options.connect:
+        return Refusal(
+            RefusalReason.SOAK_IMPOSSIBLE,
+            f"--disable-first needs {snap.store.id} CONNECTED, but it is {state}: its keys "
+            "are Unavailable, DisableKey does not take effect until the store reconnects, and "
+            "every attempt to use them fails anyway, so a soak would prove nothing. Connect "
+            "it (--connect), or leave out --disable-first",
+            tuple(k.id for k in fresh),
+        )
+    return Verdict("soak_possible", "pass",
+                   f"{options.disable_first_days}-day soak with the keys disabled")
+
+
 # Ordered by what they protect: the first refusal is the one the operator reads, and the
 # watch comes early so that its remedy (cancelling a key in use) is never held back by another.
 GATES: tuple[Gate, ...] = (account_allowed, name_pinned, membership_known, no_use_while_pending,
-                           within_saved_plan, expected_key_count, no_keys_appeared,
-                           covered_by_confirmation, not_cancelled, not_protected,
-                           no_service_grants, not_recently_used, cloudhsm_connected)
+                           no_use_while_disabled, within_saved_plan, expected_key_count,
+                           no_keys_appeared, covered_by_confirmation, not_cancelled,
+                           soak_possible, not_protected, no_service_grants, not_recently_used,
+                           cloudhsm_connected)
 
 
 def evaluate(snap: Snapshot, options: PlanOptions, ctx: Context
@@ -481,6 +550,9 @@ def plan(snapshot: Snapshot, options: PlanOptions, now: datetime,
             "(--allow-orphaned-key-material)"
         )
 
+    soak_until = None
+    if to_schedule and options.disable_first_days > 0:
+        soak_until = _soak(snapshot, options, now, steps)
     if to_schedule:
         steps.append(Step(StepKind.SCHEDULE_KEY_DELETION, key_ids=to_schedule,
                           window_days=options.pending_window_days))
@@ -510,6 +582,8 @@ def plan(snapshot: Snapshot, options: PlanOptions, now: datetime,
         )
 
     status, phase = phase_of(snapshot, None)
+    if soak_until is not None and soak_until > now:
+        phase = f"soaking {len(to_schedule)} key(s) disabled until {fmt_time(soak_until)}"
     reconfirm = tuple(k.id for k in cancelled_keys(snapshot, ctx)
                       if ctx.reconfirmed is None or k.id not in ctx.reconfirmed)
     return Plan(
@@ -517,12 +591,30 @@ def plan(snapshot: Snapshot, options: PlanOptions, now: datetime,
         steps=tuple(steps),
         verdicts=verdicts,
         warnings=tuple(warnings),
-        earliest_gone=_earliest_gone(snapshot, options, now, bool(to_schedule)),
+        earliest_gone=_earliest_gone(snapshot, options, soak_until or now, bool(to_schedule)),
         external_key_ids=external_ids,
         phase=phase,
         status=status,
         reconfirm=reconfirm,
+        soak_until=soak_until,
     )
+
+
+def _soak(snap: Snapshot, options: PlanOptions, now: datetime, steps: list[Step]) -> datetime:
+    """--disable-first: disable the keys not yet soaking and wait out the soak; returns when
+    the last key's soak ends (a key whose soak starts now ends DAYS from now)."""
+    days = timedelta(days=options.disable_first_days)
+    to_disable = tuple(k.id for k in snap.keys if not k.pending and not k.soaking)
+    started = [k.marks.disabled_at for k in snap.keys
+               if k.soaking and k.marks and k.marks.disabled_at]
+    until = max([*(t + days for t in started), *([now + days] if to_disable else [])],
+                default=now)
+    if to_disable:
+        steps.append(Step(StepKind.DISABLE_KEYS, key_ids=to_disable,
+                          detail=f"{options.disable_first_days}-day soak"))
+    if until > now:
+        steps.append(Step(StepKind.AWAIT_SOAK, detail=f"until {fmt_time(until)}"))
+    return until
 
 
 def phase_of(snap: Snapshot, refusal: Refusal | None) -> tuple[Status, str]:
@@ -535,6 +627,9 @@ def phase_of(snap: Snapshot, refusal: Refusal | None) -> tuple[Status, str]:
         return status, f"refused ({refusal.reason})"
     keys = snap.keys
     pending = [k for k in keys if k.pending]
+    soaking = [k for k in keys if k.soaking]
+    if soaking:
+        return Status.PENDING, f"soaking {len(soaking)}/{len(keys)} key(s) disabled"
     if keys and len(pending) < len(keys):
         return Status.PENDING, f"keys-not-scheduled {len(keys) - len(pending)}/{len(keys)}"
     if keys:

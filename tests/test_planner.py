@@ -18,6 +18,7 @@ from ksdelete.models import (
     Identity,
     Key,
     KeyStore,
+    Marks,
     Pin,
     PlanOptions,
     RefusalReason,
@@ -429,3 +430,50 @@ def test_a_pending_key_the_watch_cannot_see_stops_the_run() -> None:
         assert result.refusal is not None
         assert result.refusal.reason is RefusalReason.WATCH_BLIND and result.remedy is None
         assert refused(Snapshot(store(), (k,)), on_use="ignore") is None
+
+
+# ---- --disable-first: the soak ------------------------------------------------------------
+
+def soaking(n: int, days_ago: float, *, attempts: tuple[Attempt, ...] = ()) -> Key:
+    start = NOW - timedelta(days=days_ago)
+    mark = f"{start:%Y-%m-%dT%H:%M:%SZ} prior=Enabled run=r1"
+    return replace(key(n, "Disabled"), marks=Marks(disabled=mark),
+                   watch=Watch(since=start, attempts=attempts))
+
+
+def test_the_first_soaking_run_disables_and_schedules_nothing_yet() -> None:
+    result = plan(Snapshot(store(), (key(1), key(2))), PlanOptions(disable_first_days=14), NOW)
+    assert result.refusal is None
+    assert [s.kind for s in result.steps][:2] == [StepKind.DISABLE_KEYS, StepKind.AWAIT_SOAK]
+    assert result.soak_until == NOW + timedelta(days=14)
+    assert result.phase.startswith("soaking 2 key(s) disabled until")
+
+
+def test_a_soak_in_progress_waits_and_an_ended_clean_soak_schedules() -> None:
+    options = PlanOptions(disable_first_days=14)
+    waiting = plan(Snapshot(store(), (soaking(1, 3), soaking(2, 5))), options, NOW)
+    assert [s.kind for s in waiting.steps][0] is StepKind.AWAIT_SOAK
+    assert waiting.soak_until == NOW + timedelta(days=11)
+    over = plan(Snapshot(store(), (soaking(1, 15), soaking(2, 20))), options, NOW)
+    assert over.refusal is None
+    assert [s.kind for s in over.steps][0] is StepKind.SCHEDULE_KEY_DELETION
+
+
+def test_a_use_attempt_during_the_soak_refuses_with_nothing_to_undo() -> None:
+    attempt = Attempt("Decrypt", "arn:aws:iam::111122223333:role/app", NOW - timedelta(days=1),
+                      "DisabledException")
+    result = plan(Snapshot(store(), (soaking(1, 20, attempts=(attempt,)),)),
+                  PlanOptions(disable_first_days=14), NOW)
+    assert result.refusal is not None
+    assert result.refusal.reason is RefusalReason.USED_WHILE_DISABLED
+    assert result.remedy is None and "DisabledException" in result.refusal.message
+
+
+def test_a_soak_needs_a_connected_store_and_a_re_enabled_key_needs_a_person() -> None:
+    disconnected = Snapshot(store(StoreType.EXTERNAL, ConnectionState.DISCONNECTED), (key(1),))
+    assert refused(disconnected, disable_first_days=7) is RefusalReason.SOAK_IMPOSSIBLE
+    reenabled = replace(soaking(1, 3), state="Enabled")
+    snap = Snapshot(store(), (reenabled,))
+    assert refused(snap, disable_first_days=7) is RefusalReason.SOAK_BROKEN
+    again = plan(snap, PlanOptions(disable_first_days=7), NOW, Context(interactive=True))
+    assert again.refusal is None and again.steps[0].kind is StepKind.DISABLE_KEYS
