@@ -810,6 +810,47 @@ def cancel(stores: tuple[str, ...], region: str | None, profile: str | None,
     inv.run(body)
 
 
+@cli.command()
+@click.argument("stores", nargs=-1, required=True, metavar="STORE...", callback=check_stores)
+@aws_options
+def report(stores: tuple[str, ...], region: str | None, profile: str | None,
+           endpoint_url: str | None, account_ids: frozenset[str], output: str, quiet: bool,
+           debug: bool, journal: Path | None) -> None:
+    """Report what AWS leaves behind of each STORE; read-only.
+
+    CloudHSM key store: which keys' material KMS failed to delete from the cluster
+    (CloudTrail DeleteKey events, backingKeysDeletionStatus), with key handles, and the
+    reminder that cluster backups still hold it. External key store: every external key ID
+    left in the external key manager. Works for a store that is gone, from the journal kept
+    when its keys were confirmed (and CloudTrail's last 90 days).
+
+    \b
+    Exit codes: 0 the store is gone (report complete as far as CloudTrail goes),
+    3 the store still exists, 1 error or nothing known of the store.
+
+    \b
+    Example:
+      ksdelete report cks-1234567890abcdef0 --output json
+    """
+    _setup_logging(debug)
+    inv = Invocation("report", output=output, quiet=quiet, debug=debug)
+
+    def body(inv: Invocation) -> None:
+        from ksdelete.app import build, make_reporter
+        from ksdelete.executor import RunOptions
+        from ksdelete.status import report as read_report
+
+        inv.reporter = reporter = make_reporter(quiet, debug=debug)
+        options = RunOptions(dry_run=True, allowed_accounts=account_ids)
+        app = build(_settings(region, profile, endpoint_url, journal), options, reporter,
+                    lambda snap, plan: False, read_only=True)  # reads only: never confirms
+        inv.identity, inv.run_id = app.identity, app.journal.run_id
+        for ref in stores:
+            inv.results.append(read_report(app.executor, app.executor.resolve(ref)))
+
+    inv.run(body)
+
+
 @cli.command(name="iam-policy")
 @click.option("--read-only", is_flag=True, help="Only what --dry-run, show-plan and status "
               "need.")

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 
-from ksdelete import discover, planner, signals, watch
+from ksdelete import discover, leftovers, planner, signals, watch
 from ksdelete.errors import (
     AccessDenied,
     AwsError,
@@ -50,6 +50,7 @@ from ksdelete.models import (
     Identity,
     Key,
     KeyStore,
+    Leftovers,
     Marks,
     Pin,
     Plan,
@@ -60,6 +61,7 @@ from ksdelete.models import (
     Step,
     StepKind,
     StoreResult,
+    StoreType,
     Usage,
     Watch,
 )
@@ -559,6 +561,30 @@ class Executor:
             steps.pop(0)
         result.status = Status.DELETED
         result.keys = ()
+        result.leftovers = self.leftovers(snap.store.id, store=snap.store)
+        for line in leftovers.lines(result.leftovers)[1:]:
+            self.reporter.note(line.strip(), level="warning" if "ORPHANED" in line else "info")
+
+    def leftovers(self, store_id: str, *, store: KeyStore | None = None,
+                  keys: tuple[Key, ...] = ()) -> Leftovers:
+        """What AWS leaves behind of this store: from what the journal kept when its keys
+        were confirmed (and `keys` seen now), and CloudTrail's DeleteKey events."""
+        known, records = self.journal.confirmed_store(store_id)
+        if store is not None:
+            known.update(store_name=store.name, store_type=store.type.value,
+                         cluster_id=store.cloudhsm_cluster_id or known.get("cluster_id"))
+        for key in keys:
+            records.setdefault(key.id, _key_record(key))
+        if known.get("store_type") != StoreType.CLOUDHSM.value or not records:
+            return leftovers.report(known, records)
+        start = self.gw.server_now() - timedelta(days=90)  # all of Event history
+        try:
+            return leftovers.report(known, records,
+                                    self.gw.lookup_events(("EventName", "DeleteKey"), start))
+        except AwsError as exc:
+            left = leftovers.report(known, records)
+            return replace(left, notes=(*left.notes, f"CloudTrail could not be read "
+                                        f"({exc.aws_code}): the material's fate is unknown"))
 
     def _done(self, result: StoreResult) -> str:
         """What this run already changed, for a refusal at a later point of no return."""

@@ -262,6 +262,22 @@ class Journal:
                            time=str(entry.get("time")))
         return None
 
+    def confirmed_store(self, store_id: str) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+        """What every ConfirmPlan of this store kept (the leftovers report needs it after the
+        keys are gone): the store's ID, name, type and cluster, and each key's latest record."""
+        store: dict[str, Any] = {"store_id": store_id}
+        keys: dict[str, dict[str, Any]] = {}
+        for e in self.entries():
+            if e.get("store_id") != store_id or e.get("operation") != "ConfirmPlan" \
+                    or e.get("phase") != "decision":
+                continue
+            store.update({k: e[k] for k in ("store_name", "store_type", "cluster_id")
+                          if e.get(k)})
+            for record in e.get("keys") or ():
+                if isinstance(record, dict) and record.get("id"):
+                    keys[str(record["id"])] = record
+        return store, keys
+
     def scheduled_keys(self, store_id: str) -> dict[str, ScheduledKey]:
         """Keys of this store that ksdelete scheduled for deletion (latest scheduling each)."""
         keys: dict[str, ScheduledKey] = {}

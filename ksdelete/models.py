@@ -415,3 +415,42 @@ class StoreResult:
     scanned: int = 0  # keys in the account and Region the last discovery looked at
     # `cancel`: per key, what it is now (recovered, still-pending, already-deleted) and why.
     key_outcomes: list[dict[str, Any]] = field(default_factory=list)
+    leftovers: Leftovers | None = None  # what AWS left behind, once deleted (and `report`)
+
+
+# CloudHSM DeleteKey events: backingKeysDeletionStatus[].deletionStatus (kms-gates-facts 5).
+FAILED = "FAILURE"
+SUCCEEDED = "SUCCESS"
+
+
+@dataclass(frozen=True)
+class KeyLeftover:
+    id: str
+    arn: str
+    created: str | None = None  # the key's creation date (journal), for the backup reminder
+    external_key_id: str | None = None
+    deleted_at: str | None = None  # DeleteKey's eventTime, if CloudTrail still has it
+    # CloudHSM: "SUCCESS", "FAILURE" (orphaned material) or None (no DeleteKey event seen).
+    material: str | None = None
+    key_handles: tuple[str, ...] = ()
+    backing_key_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Leftovers:
+    store_id: str
+    store_name: str
+    store_type: StoreType | None
+    cluster_id: str | None
+    keys: tuple[KeyLeftover, ...] = ()
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def orphaned(self) -> tuple[KeyLeftover, ...]:
+        return tuple(k for k in self.keys if k.material == FAILED)
+
+    @property
+    def unknown(self) -> tuple[KeyLeftover, ...]:
+        """CloudHSM keys whose DeleteKey event was not found (not deleted yet, or older than
+        CloudTrail's 90 days of Event history)."""
+        return tuple(k for k in self.keys if k.material is None)

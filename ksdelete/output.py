@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from ksdelete import __version__
+from ksdelete import __version__, leftovers
 from ksdelete.errors import ExitStatus
 from ksdelete.models import Identity, Key, Status, StoreResult
 
@@ -129,6 +129,9 @@ def store_json(result: StoreResult) -> dict[str, Any]:
         "warnings": list(result.warnings),
         "waivers": list(result.waivers),
         "key_outcomes": result.key_outcomes,
+        # What AWS leaves behind (CloudHSM material, external keys): after a deletion and
+        # from `ksdelete report`; null otherwise.
+        "leftovers": leftovers.as_json(result.leftovers) if result.leftovers else None,
         "error": result.error,
     }
 

@@ -1,4 +1,5 @@
-"""Read-only: where each store stands in the pipeline (`ksdelete status`).
+"""Read-only: where each store stands in the pipeline (`ksdelete status`), and what AWS
+leaves behind of it (`ksdelete report`).
 
 The phase and the exit code come from the planner, exactly as `delete` and `--dry-run` see
 them, so the commands cannot disagree.
@@ -6,8 +7,12 @@ them, so the commands cannot disagree.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+from ksdelete import leftovers
+from ksdelete.errors import StoreNotFoundError
 from ksdelete.executor import Executor, Target
-from ksdelete.models import Status, StoreResult
+from ksdelete.models import STORE_ID, Key, Status, StoreResult
 
 
 def status(executor: Executor, target: Target) -> StoreResult:
@@ -25,3 +30,45 @@ def status(executor: Executor, target: Target) -> StoreResult:
         executor.reporter.note(f"phase: {plan.phase}")
 
     return executor.guarded(target, body, gone_is_done=True)
+
+
+def report(executor: Executor, target: Target) -> StoreResult:
+    """What AWS leaves behind of one store (`ksdelete report`); reads only. For a store that
+    is gone, from the journal (what ksdelete kept when its keys were confirmed) and
+    CloudTrail; for one that exists, its keys now as well."""
+
+    missing = target.error
+
+    def body(target: Target, result: StoreResult) -> None:
+        store = target.store
+        pin = target.pin
+        if store is not None and pin is not None and pin.store_id != store.id:
+            # The name now belongs to another store: report on the one ksdelete dealt with.
+            executor.reporter.note(f"{target.ref!r} now names {store.id}; reporting on "
+                                   f"{pin.store_id}, the store ksdelete confirmed at {pin.time}",
+                                   level="warning")
+            store = None
+        store_id = store.id if store else (
+            target.ref if STORE_ID.match(target.ref) else pin.store_id if pin else None)
+        if store is None and (store_id is None
+                              or not executor.journal.confirmed_store(store_id)[1]):
+            # Gone (or never resolved), and this journal never saw its keys: nothing to say.
+            raise missing or StoreNotFoundError(f"no record of {target.ref!r}",
+                                                where=target.ref)
+        assert store_id is not None
+        keys: tuple[Key, ...] = ()
+        if store is not None:
+            keys = executor.snapshot(store.id, target.matched_by or "id", result).keys
+        result.store = store
+        result.leftovers = left = executor.leftovers(store_id, store=store, keys=keys)
+        result.status = Status.PENDING if store is not None else Status.DELETED
+        result.phase = "leftovers" if store is None else f"leftovers (store exists, " \
+            f"{len(keys)} key(s))"
+        for line in leftovers.lines(left):
+            executor.reporter.note(line)
+
+    # A store that is gone is reported from the journal, not an error; any other failure to
+    # resolve it (denied, ambiguous) still is.
+    if isinstance(missing, StoreNotFoundError):
+        target = replace(target, error=None)
+    return executor.guarded(target, body, gone_is_done=False)
