@@ -52,6 +52,7 @@ ROOT = Path(__file__).resolve().parent.parent
 REGION = "us-east-1"
 SCHEDULE_QUOTA = 15.0  # ScheduleKeyDeletion, requests per second (kms-reference 6.1)
 CANCEL_QUOTA = 5.0  # CancelKeyDeletion
+TAG_QUOTA = 10.0  # TagResource (AWS's request quota table)
 DOCS_LOOP = ("for key in $KEYS; do aws kms describe-key --key-id $key | "
              "grep '\"CustomKeyStoreId\": \"{store}\"' --context 100; done")
 
@@ -239,7 +240,9 @@ def aws_cli_loop(emulator: Emulator, store_id: str, total: int, sample: int, sta
 def ksdelete_status(emulator: Emulator, state: Path, name: str, expected: set[str],
                     results: Results, total: int) -> Ran:
     with measured(emulator) as numbers:
-        ran = run([tool("ksdelete"), "status", "bench-store", "--output", "json"],
+        # Discovery alone: the last-use gate (GetKeyLastUsage, 5 per second) is left out.
+        ran = run([tool("ksdelete"), "status", "bench-store", "--output", "json",
+                   "--unused-for", "0"],
                   environment(state, emulator.endpoint_url))
     assert ran.code == 3, ran.stderr[-2000:]
     store = json.loads(ran.stdout)["stores"][0]
@@ -325,6 +328,16 @@ def paced(args: argparse.Namespace, results: Results) -> None:
                 f"{quota:g} req/s quota; {throttled} of {len(calls)} requests throttled "
                 f"({throttled / max(1, len(calls)):.1%}), {len(surfaced)} errors reached the "
                 f"user (exit {ran.code})")
+            if operation == "ScheduleKeyDeletion":
+                # Each key is tagged (ksdelete's mark) just before it is scheduled, and
+                # TagResource's own quota (10 req/s) is below ScheduleKeyDeletion's (15).
+                tag_rate, tagged = journal_rate(state, "TagResource")
+                results.details["TagResource"] = {
+                    "keys": tagged, "rate": tag_rate, "quota": TAG_QUOTA,
+                    "share_of_quota": tag_rate / TAG_QUOTA}
+                say(f"  TagResource (the mark before each ScheduleKeyDeletion): {tagged} at "
+                    f"{tag_rate:.2f} req/s = {tag_rate / TAG_QUOTA:.0%} of its {TAG_QUOTA:g} "
+                    "req/s quota, which bounds scheduling")
 
 
 # ---- memory ------------------------------------------------------------------------------
@@ -342,7 +355,8 @@ def memory(args: argparse.Namespace, results: Results) -> None:
         for total in sorted(args.memory_keys):
             emulator.seed({"region": REGION, "plain_keys": total - seeded})
             seeded = total
-            ran = run([tool("ksdelete"), "bench-store", "--dry-run", "--output", "json"],
+            ran = run([tool("ksdelete"), "bench-store", "--dry-run", "--output", "json",
+                       "--unused-for", "0"],
                       environment(Path(scratch) / str(total), emulator.endpoint_url))
             assert ran.code == 0, ran.stderr[-2000:]
             results.details[f"dry run, {total} keys"] = {

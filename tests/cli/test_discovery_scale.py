@@ -30,7 +30,9 @@ def test_status_finds_exactly_the_stores_keys_among_thousands(emulator: Emulator
     for _ in range(3):
         # --no-cache: every run describes every key (the membership cache would spare runs
         # 2 and 3 the keys outside the store; tests/cli/test_cache.py covers that).
-        run = ksdelete(emulator, "status", "target", "--output", "json", "--no-cache")
+        # --unused-for 0: discovery is under test, not the last-use gate (5 calls a second).
+        run = ksdelete(emulator, "status", "target", "--output", "json", "--no-cache",
+                       "--unused-for", "0")
         store = run.store()
         assert {k["id"] for k in store["keys"]} == expected
         assert len(store["keys"]) == STORE_KEYS and store["undescribable"] == []
