@@ -179,6 +179,7 @@ class RefusalReason(StrEnum):
     CANCELLED_KEYS = "cancelled-keys"
     ORPHANED_KEY_MATERIAL = "orphaned-key-material"
     OUTSIDE_SAVED_PLAN = "outside-saved-plan"  # `apply`: the store is not as the plan saw it
+    OTHER_ENDPOINT = "other-endpoint"  # `apply`: not the KMS endpoint the plan was made against
 
 
 @dataclass(frozen=True)

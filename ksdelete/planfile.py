@@ -49,6 +49,7 @@ class SavedPlan:
     digest: str
     account: str
     region: str
+    endpoint_url: str | None  # None: AWS's own KMS endpoint
     options: PlanOptions
     stores: tuple[ApprovedStore, ...]
 
@@ -159,8 +160,11 @@ def read(path: Path) -> SavedPlan:
             ApprovedStore(str(s["id"]), str(s["name"]), StoreType(s["type"]),
                           frozenset(str(k["id"]) for k in s["keys"]))
             for s in content["stores"])
+        endpoint = content["endpoint_url"]
+        if endpoint is not None and not isinstance(endpoint, str):
+            raise TypeError(f"endpoint_url {endpoint!r}")
         return SavedPlan(path, content, str(digest), str(content["account"]),
-                         str(content["region"]), options, stores)
+                         str(content["region"]), endpoint, options, stores)
     except (KeyError, TypeError, ValueError) as exc:
         raise UsageError(f"the plan file is incomplete or malformed ({exc!r})",
                          where=where) from exc

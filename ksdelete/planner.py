@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 from ksdelete.models import (
     ConnectionState,
@@ -55,6 +56,45 @@ def account_refusal(identity: Identity | None, allowed: frozenset[str]) -> Refus
         RefusalReason.ACCOUNT_NOT_ALLOWED,
         f"the credentials are for account {account}, not {', '.join(sorted(allowed))} "
         "(--account-id); nothing was changed. Use credentials for the intended account",
+    )
+
+
+# Hosts of AWS's own KMS endpoints (public, FIPS, dual-stack, VPC endpoints, China).
+AWS_DOMAINS = (".amazonaws.com", ".amazonaws.com.cn", ".api.aws")
+
+
+def service_endpoint(url: str | None) -> str | None:
+    """Which KMS a saved plan names: None for AWS's own endpoints (any host under AWS's
+    domains), else the URL normalised (lower-case scheme and host, no default port, no
+    trailing slash), so that two spellings of one endpoint compare equal."""
+    if not url:
+        return None
+    parts = urlsplit(url.strip())
+    host = (parts.hostname or "").lower().rstrip(".")
+    if host.endswith(AWS_DOMAINS):
+        return None
+    scheme = parts.scheme.lower()
+    port = parts.port
+    if port is None or (scheme, port) in (("https", 443), ("http", 80)):
+        netloc = f"[{host}]" if ":" in host else host
+    else:
+        netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return f"{scheme}://{netloc}{parts.path.rstrip('/')}"
+
+
+def endpoint_refusal(planned: str | None, actual: str | None) -> Refusal | None:
+    """`apply`: a saved plan acts only on the KMS it was made against. Anywhere else its
+    stores are unknown (and would be reported deleted) or are someone else's. Asked before
+    any AWS call."""
+    planned, actual = service_endpoint(planned), service_endpoint(actual)
+    if planned == actual:
+        return None
+    made = planned or "AWS's own KMS endpoint"
+    now = actual or "AWS's own KMS endpoint"
+    return Refusal(
+        RefusalReason.OTHER_ENDPOINT,
+        f"the plan was made against {made}, but this run would use {now}; nothing was "
+        "changed. Check --endpoint-url, AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_KMS",
     )
 
 

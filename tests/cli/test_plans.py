@@ -252,3 +252,61 @@ def test_show_plan_renders_the_saved_plan_without_aws(emulator: Emulator,
     assert saved.exit_code == 0
     missing = CliRunner().invoke(cli, ["show-plan", str(tmp_path / "none.json")])
     assert missing.exit_code == 2 and "does not exist" in missing.stderr
+
+
+def test_a_plan_for_aws_is_refused_against_another_endpoint(emulator: Emulator,
+                                                            tmp_path: Path) -> None:
+    """A plan made against AWS (no endpoint recorded) applied where AWS_ENDPOINT_URL or
+    --endpoint-url points elsewhere (here: the emulator) must not report its store `deleted`
+    because that other endpoint does not know it: refused, exit 4, before any call."""
+    seed_one(emulator, keys=2)
+    path = tmp_path / "plan.json"
+    save(emulator, path, "target")
+    doc = json.loads(path.read_text())
+    doc["endpoint_url"] = None  # as if made against AWS's own endpoint
+    doc["stores"][0]["id"] = "cks-0123456789abcdef0"  # a store the emulator does not have
+    doc["digest"] = planfile.digest_of(doc)
+    path.write_text(json.dumps(doc))
+    calls = len(emulator.calls())
+    run = apply(emulator, path, tmp_path / "j.jsonl")
+    assert run.exit_code == 4, run.stdout
+    assert run.json()["plan_id"] == doc["digest"][:12] and run.json()["stores"] == []
+    message = run.json()["error"]["message"]
+    assert "the plan" in message and "AWS's own KMS endpoint" in message
+    assert emulator.endpoint_url in message
+    assert len(emulator.calls()) == calls  # not even GetCallerIdentity
+
+
+def test_a_plan_for_one_endpoint_is_refused_against_another(emulator: Emulator,
+                                                            tmp_path: Path) -> None:
+    seed_one(emulator, keys=2)
+    path = tmp_path / "plan.json"
+    save(emulator, path, "target")
+    journal = str(tmp_path / "j.jsonl")
+    for elsewhere in ("http://127.0.0.1:9", "https://kms.us-east-1.amazonaws.com"):
+        result = CliRunner().invoke(cli, ["apply", str(path), "--endpoint-url", elsewhere,
+                                          "--region", "us-east-1", "--journal", journal,
+                                          "--output", "json"], catch_exceptions=False)
+        assert result.exit_code == 4, result.stderr
+        message = json.loads(result.stdout)["error"]["message"]
+        assert f"the plan was made against {emulator.endpoint_url}" in message, message
+        assert f"--endpoint-url {emulator.endpoint_url}" in result.stderr
+    # The plan's own endpoint, spelled with a trailing slash, is the same endpoint.
+    same = ksdelete(emulator, "apply", str(path), "--journal", journal, "--output", "json",
+                    "--endpoint-url", emulator.endpoint_url + "/")
+    assert same.exit_code == 3, same.stderr
+    assert mutations(emulator)
+
+
+def test_aws_endpoints_are_recorded_as_aws() -> None:
+    from ksdelete.planner import service_endpoint
+
+    assert service_endpoint("https://kms.eu-west-1.amazonaws.com") is None
+    assert service_endpoint("https://kms-fips.us-east-1.amazonaws.com/") is None
+    assert service_endpoint("https://vpce-0a1b.kms.us-east-1.vpce.amazonaws.com") is None
+    assert service_endpoint("https://kms.cn-north-1.amazonaws.com.cn") is None
+    # Only a host under AWS's domains is AWS's; the rest is kept, normalised.
+    assert service_endpoint("https://kms.us-east-1.amazonaws.com.example.net") == \
+        "https://kms.us-east-1.amazonaws.com.example.net"
+    assert service_endpoint("HTTP://LocalHost:4566/") == "http://localhost:4566"
+    assert service_endpoint("https://proxy.example:443/kms") == "https://proxy.example/kms"
