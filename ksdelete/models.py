@@ -198,6 +198,9 @@ class ApprovedStore:
     name: str
     type: StoreType
     key_ids: frozenset[str]
+    # Keys already pending deletion when the plan was made: the plan does not schedule them,
+    # so one that is no longer pending was cancelled since, and stays cancelled.
+    pending_key_ids: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

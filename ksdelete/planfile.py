@@ -20,6 +20,7 @@ from typing import Any
 from ksdelete import __version__
 from ksdelete.errors import UsageError
 from ksdelete.models import (
+    PENDING_DELETION,
     ApprovedStore,
     ConnectionState,
     Identity,
@@ -158,7 +159,9 @@ def read(path: Path) -> SavedPlan:
                               bool(opts["allow_orphaned_key_material"]))
         stores = tuple(
             ApprovedStore(str(s["id"]), str(s["name"]), StoreType(s["type"]),
-                          frozenset(str(k["id"]) for k in s["keys"]))
+                          frozenset(str(k["id"]) for k in s["keys"]),
+                          frozenset(str(k["id"]) for k in s["keys"]
+                                    if k["state"] == PENDING_DELETION))
             for s in content["stores"])
         endpoint = content["endpoint_url"]
         if endpoint is not None and not isinstance(endpoint, str):

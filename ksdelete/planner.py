@@ -232,19 +232,23 @@ def not_cancelled(snap: Snapshot, options: PlanOptions, ctx: Context) -> Refusal
     who = "; ".join(f"{k.id}: {_cancel_story(k)}" for k in cancelled[:5])
     return Refusal(
         RefusalReason.CANCELLED_KEYS,
-        f"{len(ids)} key(s) of {snap.store.id} that ksdelete scheduled for deletion are no "
+        f"{len(ids)} key(s) of {snap.store.id} that ksdelete scheduled for deletion"
+        f"{' (or the saved plan saw pending deletion)' if ctx.approved else ''} are no "
         f"longer pending: someone cancelled their deletion, or an earlier run failed between "
         f"marking and scheduling them ({who}). An unattended run never schedules such a key "
-        "again; nothing was changed. To delete them after all, run ksdelete without --yes and "
-        "confirm",
+        f"again; nothing was changed. To delete them after all, run `ksdelete {snap.store.id}` "
+        "at a terminal, without --yes, and confirm (the prompt lists them)",
         tuple(ids),
     )
 
 
 def cancelled_keys(snap: Snapshot, ctx: Context) -> list[Key]:
-    """Keys ksdelete scheduled (a mark on the key, or this journal) that are not pending."""
+    """Keys ksdelete scheduled (a mark on the key, or this journal), or that the saved plan
+    being applied saw pending deletion, that are not pending now."""
+    pending_before = ctx.approved.pending_key_ids if ctx.approved else frozenset()
     return [k for k in snap.keys
-            if k.cancelled or (k.id in ctx.scheduled_before and not k.pending)]
+            if k.cancelled or (not k.pending and (k.id in ctx.scheduled_before
+                                                  or k.id in pending_before))]
 
 
 def _cancel_story(key: Key) -> str:

@@ -295,3 +295,16 @@ def test_a_saved_plan_admits_only_its_store_type_and_its_keys() -> None:
     assert retyped.refusal is not None
     assert retyped.refusal.reason is RefusalReason.OUTSIDE_SAVED_PLAN
     assert "EXTERNAL_KEY_STORE store" in retyped.refusal.message
+
+
+def test_a_saved_plan_refuses_a_key_it_saw_pending_that_is_pending_no_more() -> None:
+    approved = ApprovedStore(STORE, "payments", StoreType.CLOUDHSM, frozenset({"k1", "k2"}),
+                             pending_key_ids=frozenset({"k2"}))
+    ctx = Context(approved=approved)
+    still = plan(Snapshot(store(), (key(1), key(2, "PendingDeletion", 5))), PlanOptions(), NOW,
+                 ctx)
+    assert still.refusal is None and still.to_schedule == ("k1",)
+    cancelled = plan(Snapshot(store(), (key(1), key(2, "Disabled"))), PlanOptions(), NOW, ctx)
+    assert cancelled.refusal is not None
+    assert cancelled.refusal.reason is RefusalReason.CANCELLED_KEYS
+    assert cancelled.refusal.key_ids == ("k2",)

@@ -310,3 +310,27 @@ def test_aws_endpoints_are_recorded_as_aws() -> None:
         "https://kms.us-east-1.amazonaws.com.example.net"
     assert service_endpoint("HTTP://LocalHost:4566/") == "http://localhost:4566"
     assert service_endpoint("https://proxy.example:443/kms") == "https://proxy.example/kms"
+
+
+def test_a_key_pending_in_the_plan_and_cancelled_since_is_refused(emulator: Emulator,
+                                                                  tmp_path: Path) -> None:
+    """The reviewer saw this key already pending deletion (the plan schedules only the
+    others); someone cancelled it since, outside ksdelete (no mark on the key). `apply` must
+    not schedule it again: the review never approved scheduling it."""
+    target = seed_one(emulator, keys=2)["stores"][0]
+    kms = kms_client(emulator)
+    first, second = target["key_ids"]
+    kms.schedule_key_deletion(KeyId=first, PendingWindowInDays=7)
+    path = tmp_path / "plan.json"
+    save(emulator, path, "target")
+    (store,) = json.loads(path.read_text())["stores"]
+    assert [s["keys"] for s in store["steps"] if s["step"] == "ScheduleKeyDeletion"] == [[second]]
+    kms.cancel_key_deletion(KeyId=first)
+    before = emulator.state()
+    run = apply(emulator, path, tmp_path / "j.jsonl")
+    assert run.exit_code == 4, run.stderr
+    error = run.store()["error"]["message"]
+    assert first in error and "no longer pending" in error
+    assert f"ksdelete {target['id']}" in error  # how a person takes it from here
+    assert emulator.state() == before
+    assert keys_by_id(emulator)[first]["KeyState"] == "Disabled"
