@@ -14,7 +14,7 @@ from ksdelete import permissions, planfile
 from ksdelete.cli import cli
 from ksdelete.emulator import Emulator
 
-from .helpers import DAY, Run, keys_by_id, ksdelete, mutations, seed_one
+from .helpers import DAY, Run, at_the_prompt, keys_by_id, ksdelete, mutations, seed_one
 
 
 def kms_client(emulator: Emulator) -> Any:
@@ -178,9 +178,20 @@ def test_a_cancel_between_two_applies_is_refused(emulator: Emulator, tmp_path: P
     before = emulator.state()
     run = apply(emulator, path, tmp_path / "b.jsonl")  # another machine: the marks tell
     assert run.exit_code == 4, run.stderr
-    assert "cancelled" in run.store()["error"]["message"]
+    message = run.store()["error"]["message"]
+    assert "cancelled" in message
     assert emulator.state() == before
     assert {keys_by_id(emulator)[k]["KeyState"] for k in target["key_ids"]} == {"Disabled"}
+    # The way on that the refusal names: a person confirms at a terminal; then the same plan
+    # applies again, run after run.
+    command = f"ksdelete {target['id']}"
+    assert f"run `{command}` at a terminal" in message
+    confirmed = at_the_prompt(emulator, target["id"], "--pending-window-days", "7",
+                              "--journal", str(tmp_path / "b.jsonl"), keys=b"target\n")
+    assert confirmed.exit_code == 3, confirmed.stderr
+    assert apply(emulator, path, tmp_path / "b.jsonl").exit_code == 3
+    assert {keys_by_id(emulator)[k]["KeyState"] for k in target["key_ids"]} == {
+        "PendingDeletion"}
 
 
 def test_a_deleted_store_is_done_and_a_new_store_with_its_name_is_untouched(
