@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -39,6 +40,8 @@ from ksdelete.output import key_json
 
 PLAN_SCHEMA_VERSION = 1
 KIND = "ksdelete-plan"
+# A plan of 100,000 keys (the default KMS keys quota of an account and Region) is about 45 MB.
+MAX_PLAN_BYTES = 128 * 2**20
 
 
 @dataclass(frozen=True)
@@ -125,11 +128,32 @@ def write(path: Path, content: dict[str, Any]) -> None:
                          where=str(path)) from exc
 
 
+def _read_text(path: Path) -> str:
+    """The file's text: a regular file (a symlink to one is fine) of at most MAX_PLAN_BYTES.
+    A FIFO, a device (/dev/zero, /dev/stdin) or a directory is refused before it is read, so
+    an unattended run can neither hang on it nor fill its memory."""
+    where = str(path)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as file:
+        info = os.fstat(file.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise UsageError("the plan file is not a regular file", where=where,
+                             hint="Pass the plan file itself (a symlink to it is fine)")
+        data = file.read(MAX_PLAN_BYTES + 1)
+    if len(data) > MAX_PLAN_BYTES:
+        raise UsageError(f"the plan file is larger than {MAX_PLAN_BYTES // 2**20} MiB",
+                         where=where, hint="Pass the file --save-plan wrote")
+    return data.decode("utf-8")
+
+
 def read(path: Path) -> SavedPlan:
     """Read and check a plan file; anything wrong with it is a usage error (exit 2)."""
     where = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        if path.exists() and not path.is_file():  # never open a FIFO or a device: it can block
+            raise UsageError("the plan file is not a regular file", where=where,
+                             hint="Pass the plan file itself (a symlink to it is fine)")
+        text = _read_text(path)
     except FileNotFoundError as exc:
         raise UsageError("the plan file does not exist", where=where,
                          hint="Save one with: ksdelete STORE --dry-run --save-plan FILE") from exc

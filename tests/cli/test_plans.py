@@ -345,3 +345,36 @@ def test_a_key_pending_in_the_plan_and_cancelled_since_is_refused(emulator: Emul
     assert f"ksdelete {target['id']}" in error  # how a person takes it from here
     assert emulator.state() == before
     assert keys_by_id(emulator)[first]["KeyState"] == "Disabled"
+
+
+def test_a_plan_file_that_is_not_a_regular_file_or_too_large_is_a_usage_error(
+        emulator: Emulator, tmp_path: Path) -> None:
+    """A FIFO (or /dev/zero, /dev/stdin) used to hang a cron job forever, or fill its memory;
+    a symlink to a plan (a Kubernetes ConfigMap mount) is fine."""
+    import os
+    import subprocess
+
+    from .helpers import KSDELETE, env_for
+
+    seed_one(emulator, keys=1)
+    fifo = tmp_path / "plan.fifo"
+    os.mkfifo(fifo)
+    for bad in (fifo, Path("/dev/zero")):
+        for command in ("apply", "show-plan"):
+            run = subprocess.run([KSDELETE, command, str(bad), "--output", "json"],
+                                 env=env_for(emulator), capture_output=True, text=True,
+                                 timeout=30)
+            assert run.returncode == 2, run.stderr
+            assert "not a regular file" in json.loads(run.stdout)["error"]["message"]
+    huge = tmp_path / "huge.json"
+    with huge.open("wb") as out:
+        out.truncate(planfile.MAX_PLAN_BYTES + 1)
+    run = apply(emulator, huge, tmp_path / "j.jsonl")
+    assert run.exit_code == 2 and "larger than" in run.json()["error"]["message"]
+    path = tmp_path / "real" / "plan.json"
+    path.parent.mkdir()
+    save(emulator, path, "target")
+    link = tmp_path / "link.json"
+    link.symlink_to(path)
+    assert apply(emulator, link, tmp_path / "j.jsonl").exit_code == 3
+    assert mutations(emulator)
