@@ -361,11 +361,11 @@ def test_a_plan_file_that_is_not_a_regular_file_or_too_large_is_a_usage_error(
     os.mkfifo(fifo)
     for bad in (fifo, Path("/dev/zero")):
         for command in ("apply", "show-plan"):
-            run = subprocess.run([KSDELETE, command, str(bad), "--output", "json"],
-                                 env=env_for(emulator), capture_output=True, text=True,
-                                 timeout=30)
-            assert run.returncode == 2, run.stderr
-            assert "not a regular file" in json.loads(run.stdout)["error"]["message"]
+            proc = subprocess.run([KSDELETE, command, str(bad), "--output", "json"],
+                                  env=env_for(emulator), capture_output=True, text=True,
+                                  timeout=30)
+            assert proc.returncode == 2, proc.stderr
+            assert "not a regular file" in json.loads(proc.stdout)["error"]["message"]
     huge = tmp_path / "huge.json"
     with huge.open("wb") as out:
         out.truncate(planfile.MAX_PLAN_BYTES + 1)
