@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from ksdelete import __version__
 from ksdelete.errors import UsageError
 from ksdelete.models import (
     PENDING_DELETION,
+    STORE_ID,
     ApprovedStore,
     ConnectionState,
     Identity,
@@ -161,10 +163,14 @@ def read(path: Path) -> SavedPlan:
         reason = getattr(exc, "strerror", None) or str(exc)
         raise UsageError(f"cannot read the plan file: {reason}", where=where) from exc
     try:
-        content = json.loads(text)
+        content = json.loads(text, object_pairs_hook=_unique_members)
     except json.JSONDecodeError as exc:
         raise UsageError(f"the plan file is not JSON: {exc.msg} at line {exc.lineno}",
                          where=where) from exc
+    except ValueError as exc:  # a duplicated member
+        raise UsageError(f"the plan file is not as ksdelete writes it: {exc}", where=where,
+                         hint="Save a new plan with --dry-run --save-plan and review that"
+                         ) from exc
     if not isinstance(content, dict) or content.get("kind") != KIND:
         raise UsageError("not a ksdelete plan file", where=where)
     version = content.get("schema_version")
@@ -178,23 +184,68 @@ def read(path: Path) -> SavedPlan:
                          "match its content)", where=where,
                          hint="Save a new plan with --dry-run --save-plan and review that")
     try:
-        opts = content["options"]
-        options = PlanOptions(int(opts["pending_window_days"]), bool(opts["connect"]),
-                              bool(opts["allow_orphaned_key_material"]))
-        stores = tuple(
-            ApprovedStore(str(s["id"]), str(s["name"]), StoreType(s["type"]),
-                          frozenset(str(k["id"]) for k in s["keys"]),
-                          frozenset(str(k["id"]) for k in s["keys"]
-                                    if k["state"] == PENDING_DELETION))
-            for s in content["stores"])
-        endpoint = content["endpoint_url"]
-        if endpoint is not None and not isinstance(endpoint, str):
-            raise TypeError(f"endpoint_url {endpoint!r}")
-        return SavedPlan(path, content, str(digest), str(content["account"]),
-                         str(content["region"]), endpoint, options, stores)
+        return _checked(path, content, str(digest))
     except (KeyError, TypeError, ValueError) as exc:
-        raise UsageError(f"the plan file is incomplete or malformed ({exc!r})",
+        why = f"no {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise UsageError(f"the plan file is incomplete or malformed ({why})",
                          where=where) from exc
+
+
+def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose members are all named once: with a name twice, a person reading
+    the file sees the first value and json.loads keeps the last."""
+    seen: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in seen:
+            raise ValueError(f"the member {name!r} appears twice in one object")
+        seen[name] = value
+    return seen
+
+
+def _field(obj: Any, name: str, kind: type | tuple[type, ...]) -> Any:
+    if not isinstance(obj, dict):
+        raise TypeError(f"expected an object holding {name!r}, got {obj!r}")
+    value = obj[name]
+    # bool is an int in Python, and "false" is a truthy string: types are checked exactly.
+    if type(value) not in (kind if isinstance(kind, tuple) else (kind,)):
+        raise TypeError(f"{name!r} is {value!r}")
+    return value
+
+
+def _checked(path: Path, content: dict[str, Any], digest: str) -> SavedPlan:
+    """The plan, if it is as ksdelete writes it (whatever its digest says)."""
+    account = _field(content, "account", str)
+    if not re.fullmatch(r"\d{12}", account):
+        raise ValueError(f"account {account!r} is not a 12-digit AWS account ID")
+    region = _field(content, "region", str)
+    if not re.fullmatch(r"[a-z0-9-]{1,64}", region):
+        raise ValueError(f"region {region!r}")
+    endpoint = _field(content, "endpoint_url", (str, type(None)))
+    opts = _field(content, "options", dict)
+    window = _field(opts, "pending_window_days", int)
+    if not 7 <= window <= 30:
+        raise ValueError(f"pending_window_days {window} is not 7-30")
+    options = PlanOptions(window, _field(opts, "connect", bool),
+                          _field(opts, "allow_orphaned_key_material", bool))
+    stores: list[ApprovedStore] = []
+    for s in _field(content, "stores", list):
+        store_id = _field(s, "id", str)
+        if not STORE_ID.match(store_id):
+            raise ValueError(f"store id {store_id!r} is not a custom key store ID")
+        if any(a.id == store_id for a in stores):
+            raise ValueError(f"the store {store_id} is in the plan twice")
+        keys = _field(s, "keys", list)
+        ids = [_field(k, "id", str) for k in keys]
+        if not all(ids):
+            raise ValueError(f"a key of {store_id} has an empty id")
+        pending = frozenset(k["id"] for k in keys
+                            if _field(k, "state", str) == PENDING_DELETION)
+        stores.append(ApprovedStore(store_id, _field(s, "name", str),
+                                    StoreType(_field(s, "type", str)), frozenset(ids),
+                                    pending))
+    if not stores:
+        raise ValueError("the plan has no store")
+    return SavedPlan(path, content, digest, account, region, endpoint, options, tuple(stores))
 
 
 def _time(value: Any) -> datetime | None:

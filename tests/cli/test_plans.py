@@ -378,3 +378,48 @@ def test_a_plan_file_that_is_not_a_regular_file_or_too_large_is_a_usage_error(
     link.symlink_to(path)
     assert apply(emulator, link, tmp_path / "j.jsonl").exit_code == 3
     assert mutations(emulator)
+
+
+def _resealed(path: Path, edit: Any) -> Path:
+    """The saved plan, edited by `edit(doc)` and its digest recomputed (anyone can)."""
+    doc = json.loads(path.read_text())
+    edit(doc)
+    doc["digest"] = planfile.digest_of(doc)
+    out = path.with_name(f"edited-{len(list(path.parent.iterdir()))}.json")
+    out.write_text(json.dumps(doc))
+    return out
+
+
+def test_a_plan_file_ksdelete_could_not_have_written_is_a_usage_error(
+        emulator: Emulator, tmp_path: Path) -> None:
+    """Whatever its digest says: a duplicated JSON member (a reviewer reading the raw file sees
+    the first, json.loads keeps the last), a store twice, no store, options of the wrong type
+    ("false" is truthy) or out of range, a malformed store or key ID."""
+    seed_one(emulator, keys=2)
+    path = tmp_path / "plan.json"
+    save(emulator, path, "target", window="30")
+    doc = json.loads(path.read_text())
+    sneaky = dict(doc)
+    sneaky["options"] = {**doc["options"], "pending_window_days": 7}
+    sneaky["digest"] = planfile.digest_of(sneaky)
+    text = json.dumps(sneaky)
+    duplicated = tmp_path / "duplicated.json"  # shows 30 days first, then 7
+    duplicated.write_text(text.replace('"options": ', f'"options": {json.dumps(doc["options"])}, '
+                                       '"options": ', 1))
+    bad: list[Path] = [
+        duplicated,
+        _resealed(path, lambda d: d["stores"].append(d["stores"][0])),
+        _resealed(path, lambda d: d.update(stores=[])),
+        _resealed(path, lambda d: d["options"].update(connect="false")),
+        _resealed(path, lambda d: d["options"].update(pending_window_days=3)),
+        _resealed(path, lambda d: d["stores"][0].update(id="*")),
+        _resealed(path, lambda d: d["stores"][0]["keys"][0].update(id=None)),
+        _resealed(path, lambda d: d.update(account="1234")),
+    ]
+    for plan in bad:
+        run = apply(emulator, plan, tmp_path / "j.jsonl")
+        assert run.exit_code == 2, (plan.read_text()[:300], run.stderr)
+        assert mutations(emulator) == [], plan
+        shown = CliRunner().invoke(cli, ["show-plan", str(plan)])
+        assert shown.exit_code == 2, shown.stderr
+    assert "duplicate" in apply(emulator, duplicated, tmp_path / "j.jsonl").stderr
