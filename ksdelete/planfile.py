@@ -3,7 +3,9 @@
 A plan file is the reviewed dry run as JSON: who made it, where, every store and key, the
 options and the gates in force, and a digest over the canonical content (sorted keys, no
 whitespace, the digest itself left out) so that an edited file is detected. The plan's ID is
-the first 12 hex digits of the digest.
+the first 12 hex digits of the digest. The digest has no secret: it detects edits made without
+recomputing it and names the content, but it is no signature (whoever can write the file can
+reseal it); plan files are protected by where they live.
 """
 
 from __future__ import annotations
