@@ -423,3 +423,55 @@ def test_a_plan_file_ksdelete_could_not_have_written_is_a_usage_error(
         shown = CliRunner().invoke(cli, ["show-plan", str(plan)])
         assert shown.exit_code == 2, shown.stderr
     assert "duplicate" in apply(emulator, duplicated, tmp_path / "j.jsonl").stderr
+
+
+def test_no_option_of_apply_widens_the_plan(emulator: Emulator, tmp_path: Path) -> None:
+    """The window, the waivers and the guards are the plan's: `apply` takes none of `delete`'s
+    options that could change them (nor --yes, nor --dry-run), before or after its name."""
+    seed_one(emulator, keys=2)
+    path = tmp_path / "plan.json"
+    save(emulator, path, "target")
+    for extra in (["--pending-window-days", "30"], ["--include-new-keys"], ["--connect"],
+                  ["--allow-orphaned-key-material"], ["--yes"], ["--dry-run"],
+                  ["--account-id", "123456789012"], ["--missing-ok"]):
+        after = apply(emulator, path, tmp_path / "j.jsonl", *extra)
+        assert after.exit_code == 2, (extra, after.stderr)
+        before = ksdelete(emulator, *extra, "apply", str(path))
+        assert before.exit_code == 2, (extra, before.stderr)
+    assert mutations(emulator) == []
+
+
+def test_ctrl_c_during_apply_then_apply_again(emulator: Emulator, tmp_path: Path) -> None:
+    """SIGINT while scheduling: exit 130, the JSON names the plan and every change; no key is
+    left marked but not scheduled, so the next apply goes on (it is not refused as cancelled)."""
+    import signal
+    import subprocess
+    import time
+
+    from .helpers import KSDELETE, env_for
+
+    target = seed_one(emulator, keys=30)["stores"][0]
+    path = tmp_path / "plan.json"
+    save(emulator, path, "target")
+    plan_id = json.loads(path.read_text())["digest"][:12]
+    emulator.configure(latency_ms=100)
+    proc = subprocess.Popen([KSDELETE, "apply", str(path), "--output", "json"],
+                            env=env_for(emulator), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if "schedule: running" in line:
+            break
+    time.sleep(1)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    doc = json.loads(out)
+    assert doc["plan_id"] == plan_id and doc["stores"][0]["status"] == "interrupted"
+    states = [keys_by_id(emulator)[k]["KeyState"] for k in target["key_ids"]]
+    assert "PendingDeletion" in states and "Enabled" in states  # stopped half way
+    emulator.configure(latency_ms=0)
+    again = apply(emulator, path, tmp_path / "j.jsonl")
+    assert again.exit_code == 3, again.stderr
+    assert {keys_by_id(emulator)[k]["KeyState"] for k in target["key_ids"]} == {
+        "PendingDeletion"}
