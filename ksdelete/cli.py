@@ -550,7 +550,7 @@ def apply_plan(plan_file: Path, region: str | None, profile: str | None,
     store's type changed, a key the plan does not name is in a store (and not already pending
     deletion), or a planned key's deletion was cancelled. A store of the plan that no longer
     exists is done.
-    A missing, unreadable or edited FILE is a usage error (exit 2).
+    A missing, unreadable, malformed or edited FILE is a usage error (exit 2).
 
     \b
     Exit codes: 0 deleted, 1 error, 2 usage (bad FILE), 3 pending (run again after
