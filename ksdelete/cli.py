@@ -613,8 +613,8 @@ def apply_plan(plan_file: Path, region: str | None, profile: str | None,
 def show_plan(plan_file: Path, output: str) -> None:
     """Show a saved plan (FILE from --dry-run --save-plan) as the dry run did; no AWS call.
 
-    For a review in a pull request or a ticket. A missing, unreadable or edited FILE is a
-    usage error (exit 2).
+    For a review in a pull request or a ticket. A missing, unreadable, malformed or edited
+    FILE is a usage error (exit 2). The plan's digest detects edits; it is not a signature.
 
     \b
     Example:
