@@ -10,12 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ksdelete.discover import MembershipCache
-from ksdelete.errors import AccountRefused, UsageError
+from ksdelete.errors import AccountRefused, RefusedError, UsageError
 from ksdelete.executor import Confirm, Executor, RunOptions
 from ksdelete.gateway import AwsTarget, Gateway, is_local
 from ksdelete.journal import Journal, default_path
 from ksdelete.models import Identity
-from ksdelete.planner import account_refusal
+from ksdelete.planner import account_refusal, endpoint_refusal, service_endpoint
 from ksdelete.reporting import PlainReporter, QuietReporter, Reporter
 from ksdelete.retry import RetryPolicy
 
@@ -60,7 +60,8 @@ def build(settings: Settings, options: RunOptions, reporter: Reporter, confirm: 
           read_only: bool, policy: RetryPolicy | None = None,
           membership: MembershipCache | None = None) -> App:
     """Everything a command needs. Order: bad input (region, endpoint, profile, poll interval,
-    journal file) fails first, with no AWS call; then GetCallerIdentity and the account
+    journal file) fails first, with no AWS call, and so does `apply` against another endpoint
+    than its plan's; then GetCallerIdentity and the account
     guard; only then may the executor call KMS."""
     poll = settings.poll_interval
     gateway = Gateway(
@@ -72,6 +73,14 @@ def build(settings: Settings, options: RunOptions, reporter: Reporter, confirm: 
         raise UsageError(
             f"a poll interval of {poll:g}s would spend AWS's request quotas",
             where="--poll-interval", hint="Use 1s or more against AWS")
+    if options.plan_id is not None:  # `apply`: only against the KMS the plan was made for
+        refusal = endpoint_refusal(options.plan_endpoint, gateway.endpoint_url)
+        if refusal:
+            planned = service_endpoint(options.plan_endpoint)
+            raise RefusedError(
+                refusal.message, where=f"plan {options.plan_id}",
+                hint=f"Run with --endpoint-url {planned}" if planned else
+                "Run without --endpoint-url, AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_KMS")
     path = settings.journal or default_path()
     journal = Journal(path, region=gateway.region, read_only=read_only)
     if not read_only:

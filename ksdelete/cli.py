@@ -583,11 +583,11 @@ def _save_plan(inv: Invocation, app: Any, path: Path, options: PlanOptions) -> N
         names = ", ".join(f"{r.ref} ({r.status})" for r in unplanned)
         inv.after.append(f"the plan was not saved: {names} cannot be planned")
         return
-    endpoint = app.gateway.endpoint_url
+    from ksdelete.planner import service_endpoint
+
     content = planfile.build(
         inv.results, app.identity, options,
-        endpoint_url=None if ".amazonaws.com" in endpoint else endpoint,
-        now=app.gateway.server_now())
+        endpoint_url=service_endpoint(app.gateway.endpoint_url), now=app.gateway.server_now())
     planfile.write(path, content)
     inv.plan_id = plan_id = planfile.short_id(content["digest"])
     keys = sum(len(r.keys) for r in inv.results)
@@ -612,11 +612,12 @@ def apply_plan(plan_file: Path, region: str | None, profile: str | None,
 
     The review of the plan was the approval. Each run converges as `delete` does (same
     exit codes), but only within the plan: its stores by ID (never by name), its keys, its
-    options, in its account and Region. It refuses (exit 4, nothing changed) when the
-    credentials' account or the Region is not the plan's, a store's type changed, a key the
-    plan does not name is in a store (and not already pending deletion), or a planned key's
-    deletion was cancelled. A store of the plan that no longer exists is done.
-    A missing, unreadable or edited FILE is a usage error (exit 2).
+    options, in its account and Region, against its KMS endpoint. It refuses (exit 4, nothing
+    changed) when the credentials' account, the Region or the endpoint is not the plan's, a
+    store's type changed, a key the plan does not name is in a store (and not already pending
+    deletion), or a planned key's deletion was cancelled. A store of the plan that no longer
+    exists is done.
+    A missing, unreadable, malformed or edited FILE is a usage error (exit 2).
 
     \b
     Exit codes: 0 deleted, 1 error, 2 usage (bad FILE), 3 pending (run again after
@@ -641,7 +642,8 @@ def apply_plan(plan_file: Path, region: str | None, profile: str | None,
                                                 debug=debug)
         options = RunOptions(plan=saved.options, wait=wait, max_wait=max_wait,
                              allowed_accounts=frozenset({saved.account}), interactive=False,
-                             approved=saved.stores, plan_id=saved.plan_id)
+                             approved=saved.stores, plan_id=saved.plan_id,
+                             plan_endpoint=saved.endpoint_url)
         try:
             app = build(_settings(region, profile, endpoint_url, journal, poll_interval),
                         options, reporter, lambda snap, plan: True, read_only=False)
@@ -678,8 +680,8 @@ def apply_plan(plan_file: Path, region: str | None, profile: str | None,
 def show_plan(plan_file: Path, output: str) -> None:
     """Show a saved plan (FILE from --dry-run --save-plan) as the dry run did; no AWS call.
 
-    For a review in a pull request or a ticket. A missing, unreadable or edited FILE is a
-    usage error (exit 2).
+    For a review in a pull request or a ticket. A missing, unreadable, malformed or edited
+    FILE is a usage error (exit 2). The plan's digest detects edits; it is not a signature.
 
     \b
     Example:

@@ -102,6 +102,7 @@ class RunOptions:
     interactive: bool = False  # a person answers the prompt (see Context.interactive)
     approved: tuple[ApprovedStore, ...] = ()  # `apply`: the stores of the saved plan
     plan_id: str | None = None  # `apply`: the saved plan's ID (journalled with ConfirmPlan)
+    plan_endpoint: str | None = None  # `apply`: the plan's KMS endpoint (None: AWS's own)
 
 
 @dataclass(frozen=True)

@@ -271,6 +271,7 @@ class RefusalReason(StrEnum):
     SOAK_IMPOSSIBLE = "soak-impossible"  # --disable-first on a store that is not connected
     SOAK_BROKEN = "soak-broken"  # someone enabled a key the soak disabled
     OUTSIDE_SAVED_PLAN = "outside-saved-plan"  # `apply`: the store is not as the plan saw it
+    OTHER_ENDPOINT = "other-endpoint"  # `apply`: not the KMS endpoint the plan was made against
 
 
 @dataclass(frozen=True)
@@ -289,6 +290,9 @@ class ApprovedStore:
     name: str
     type: StoreType
     key_ids: frozenset[str]
+    # Keys already pending deletion when the plan was made: the plan does not schedule them,
+    # so one that is no longer pending was cancelled since, and stays cancelled.
+    pending_key_ids: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,9 @@
 A plan file is the reviewed dry run as JSON: who made it, where, every store and key, the
 options and the gates in force, and a digest over the canonical content (sorted keys, no
 whitespace, the digest itself left out) so that an edited file is detected. The plan's ID is
-the first 12 hex digits of the digest.
+the first 12 hex digits of the digest. The digest has no secret: it detects edits made without
+recomputing it and names the content, but it is no signature (whoever can write the file can
+reseal it); plan files are protected by where they live.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,6 +24,8 @@ from typing import Any
 from ksdelete import __version__
 from ksdelete.errors import UsageError
 from ksdelete.models import (
+    PENDING_DELETION,
+    STORE_ID,
     ApprovedStore,
     ConnectionState,
     Identity,
@@ -38,6 +44,8 @@ from ksdelete.output import key_json
 
 PLAN_SCHEMA_VERSION = 1
 KIND = "ksdelete-plan"
+# A plan of 100,000 keys (the default KMS keys quota of an account and Region) is about 45 MB.
+MAX_PLAN_BYTES = 128 * 2**20
 
 
 @dataclass(frozen=True)
@@ -49,6 +57,7 @@ class SavedPlan:
     digest: str
     account: str
     region: str
+    endpoint_url: str | None  # None: AWS's own KMS endpoint
     options: PlanOptions
     stores: tuple[ApprovedStore, ...]
 
@@ -129,11 +138,32 @@ def write(path: Path, content: dict[str, Any]) -> None:
                          where=str(path)) from exc
 
 
+def _read_text(path: Path) -> str:
+    """The file's text: a regular file (a symlink to one is fine) of at most MAX_PLAN_BYTES.
+    A FIFO, a device (/dev/zero, /dev/stdin) or a directory is refused before it is read, so
+    an unattended run can neither hang on it nor fill its memory."""
+    where = str(path)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as file:
+        info = os.fstat(file.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise UsageError("the plan file is not a regular file", where=where,
+                             hint="Pass the plan file itself (a symlink to it is fine)")
+        data = file.read(MAX_PLAN_BYTES + 1)
+    if len(data) > MAX_PLAN_BYTES:
+        raise UsageError(f"the plan file is larger than {MAX_PLAN_BYTES // 2**20} MiB",
+                         where=where, hint="Pass the file --save-plan wrote")
+    return data.decode("utf-8")
+
+
 def read(path: Path) -> SavedPlan:
     """Read and check a plan file; anything wrong with it is a usage error (exit 2)."""
     where = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        if path.exists() and not path.is_file():  # never open a FIFO or a device: it can block
+            raise UsageError("the plan file is not a regular file", where=where,
+                             hint="Pass the plan file itself (a symlink to it is fine)")
+        text = _read_text(path)
     except FileNotFoundError as exc:
         raise UsageError("the plan file does not exist", where=where,
                          hint="Save one with: ksdelete STORE --dry-run --save-plan FILE") from exc
@@ -141,10 +171,14 @@ def read(path: Path) -> SavedPlan:
         reason = getattr(exc, "strerror", None) or str(exc)
         raise UsageError(f"cannot read the plan file: {reason}", where=where) from exc
     try:
-        content = json.loads(text)
+        content = json.loads(text, object_pairs_hook=_unique_members)
     except json.JSONDecodeError as exc:
         raise UsageError(f"the plan file is not JSON: {exc.msg} at line {exc.lineno}",
                          where=where) from exc
+    except ValueError as exc:  # a duplicated member
+        raise UsageError(f"the plan file is not as ksdelete writes it: {exc}", where=where,
+                         hint="Save a new plan with --dry-run --save-plan and review that"
+                         ) from exc
     if not isinstance(content, dict) or content.get("kind") != KIND:
         raise UsageError("not a ksdelete plan file", where=where)
     version = content.get("schema_version")
@@ -158,27 +192,10 @@ def read(path: Path) -> SavedPlan:
                          "match its content)", where=where,
                          hint="Save a new plan with --dry-run --save-plan and review that")
     try:
-        opts = content["options"]
-        expect = opts.get("expect_keys")
-        options = PlanOptions(
-            int(opts["pending_window_days"]), bool(opts["connect"]),
-            bool(opts["allow_orphaned_key_material"]),
-            # The gates' options; a plan saved before they existed gets their defaults.
-            unused_for_days=int(opts.get("unused_for_days", PlanOptions.unused_for_days)),
-            allow_service_grants=bool(opts.get("allow_service_grants", False)),
-            protect_tags=tuple((str(name), None if value is None else str(value))
-                               for name, value in opts.get("protect_tags", [])),
-            expect_keys=None if expect is None else int(expect),
-            on_use=_on_use(opts.get("on_use", "cancel")),
-            disable_first_days=int(opts.get("disable_first_days", 0)))
-        stores = tuple(
-            ApprovedStore(str(s["id"]), str(s["name"]), StoreType(s["type"]),
-                          frozenset(str(k["id"]) for k in s["keys"]))
-            for s in content["stores"])
-        return SavedPlan(path, content, str(digest), str(content["account"]),
-                         str(content["region"]), options, stores)
+        return _checked(path, content, str(digest))
     except (KeyError, TypeError, ValueError) as exc:
-        raise UsageError(f"the plan file is incomplete or malformed ({exc!r})",
+        why = f"no {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise UsageError(f"the plan file is incomplete or malformed ({why})",
                          where=where) from exc
 
 
@@ -186,6 +203,83 @@ def _on_use(value: Any) -> str:
     if value not in ("cancel", "refuse", "ignore"):
         raise ValueError(f"on_use {value!r}")
     return str(value)
+
+
+def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose members are all named once: with a name twice, a person reading
+    the file sees the first value and json.loads keeps the last."""
+    seen: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in seen:
+            raise ValueError(f"the member {name!r} appears twice in one object")
+        seen[name] = value
+    return seen
+
+
+def _field(obj: Any, name: str, kind: type | tuple[type, ...]) -> Any:
+    if not isinstance(obj, dict):
+        raise TypeError(f"expected an object holding {name!r}, got {obj!r}")
+    value = obj[name]
+    # bool is an int in Python, and "false" is a truthy string: types are checked exactly.
+    if type(value) not in (kind if isinstance(kind, tuple) else (kind,)):
+        raise TypeError(f"{name!r} is {value!r}")
+    return value
+
+
+def _checked(path: Path, content: dict[str, Any], digest: str) -> SavedPlan:
+    """The plan, if it is as ksdelete writes it (whatever its digest says)."""
+    account = _field(content, "account", str)
+    if not re.fullmatch(r"\d{12}", account):
+        raise ValueError(f"account {account!r} is not a 12-digit AWS account ID")
+    region = _field(content, "region", str)
+    if not re.fullmatch(r"[a-z0-9-]{1,64}", region):
+        raise ValueError(f"region {region!r}")
+    endpoint = _field(content, "endpoint_url", (str, type(None)))
+    opts = _field(content, "options", dict)
+    window = _field(opts, "pending_window_days", int)
+    if not 7 <= window <= 30:
+        raise ValueError(f"pending_window_days {window} is not 7-30")
+    expect = opts.get("expect_keys")
+    if expect is not None and (type(expect) is not int or expect < 0):
+        raise ValueError(f"expect_keys {expect!r}")
+    tags = opts.get("protect_tags", [])
+    if not isinstance(tags, list) or not all(
+            isinstance(t, list) and len(t) == 2 and type(t[0]) is str
+            and (t[1] is None or type(t[1]) is str) for t in tags):
+        raise ValueError(f"protect_tags {tags!r}")
+    unused = opts.get("unused_for_days", PlanOptions.unused_for_days)
+    soak = opts.get("disable_first_days", 0)
+    for name, value in (("unused_for_days", unused), ("disable_first_days", soak)):
+        if type(value) is not int or value < 0:
+            raise ValueError(f"{name} {value!r}")
+    grants = opts.get("allow_service_grants", False)
+    if type(grants) is not bool:
+        raise TypeError(f"'allow_service_grants' is {grants!r}")
+    options = PlanOptions(
+        window, _field(opts, "connect", bool), _field(opts, "allow_orphaned_key_material", bool),
+        # The gates' options; a plan saved before they existed gets their defaults.
+        unused_for_days=unused, allow_service_grants=grants,
+        protect_tags=tuple((t[0], t[1]) for t in tags), expect_keys=expect,
+        on_use=_on_use(opts.get("on_use", "cancel")), disable_first_days=soak)
+    stores: list[ApprovedStore] = []
+    for s in _field(content, "stores", list):
+        store_id = _field(s, "id", str)
+        if not STORE_ID.match(store_id):
+            raise ValueError(f"store id {store_id!r} is not a custom key store ID")
+        if any(a.id == store_id for a in stores):
+            raise ValueError(f"the store {store_id} is in the plan twice")
+        keys = _field(s, "keys", list)
+        ids = [_field(k, "id", str) for k in keys]
+        if not all(ids):
+            raise ValueError(f"a key of {store_id} has an empty id")
+        pending = frozenset(k["id"] for k in keys
+                            if _field(k, "state", str) == PENDING_DELETION)
+        stores.append(ApprovedStore(store_id, _field(s, "name", str),
+                                    StoreType(_field(s, "type", str)), frozenset(ids),
+                                    pending))
+    if not stores:
+        raise ValueError("the plan has no store")
+    return SavedPlan(path, content, digest, account, region, endpoint, options, tuple(stores))
 
 
 def _time(value: Any) -> datetime | None:

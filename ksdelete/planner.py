@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 from ksdelete.models import (
     ConnectionState,
@@ -56,6 +57,45 @@ def account_refusal(identity: Identity | None, allowed: frozenset[str]) -> Refus
         RefusalReason.ACCOUNT_NOT_ALLOWED,
         f"the credentials are for account {account}, not {', '.join(sorted(allowed))} "
         "(--account-id); nothing was changed. Use credentials for the intended account",
+    )
+
+
+# Hosts of AWS's own KMS endpoints (public, FIPS, dual-stack, VPC endpoints, China).
+AWS_DOMAINS = (".amazonaws.com", ".amazonaws.com.cn", ".api.aws")
+
+
+def service_endpoint(url: str | None) -> str | None:
+    """Which KMS a saved plan names: None for AWS's own endpoints (any host under AWS's
+    domains), else the URL normalised (lower-case scheme and host, no default port, no
+    trailing slash), so that two spellings of one endpoint compare equal."""
+    if not url:
+        return None
+    parts = urlsplit(url.strip())
+    host = (parts.hostname or "").lower().rstrip(".")
+    if host.endswith(AWS_DOMAINS):
+        return None
+    scheme = parts.scheme.lower()
+    port = parts.port
+    if port is None or (scheme, port) in (("https", 443), ("http", 80)):
+        netloc = f"[{host}]" if ":" in host else host
+    else:
+        netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return f"{scheme}://{netloc}{parts.path.rstrip('/')}"
+
+
+def endpoint_refusal(planned: str | None, actual: str | None) -> Refusal | None:
+    """`apply`: a saved plan acts only on the KMS it was made against. Anywhere else its
+    stores are unknown (and would be reported deleted) or are someone else's. Asked before
+    any AWS call."""
+    planned, actual = service_endpoint(planned), service_endpoint(actual)
+    if planned == actual:
+        return None
+    made = planned or "AWS's own KMS endpoint"
+    now = actual or "AWS's own KMS endpoint"
+    return Refusal(
+        RefusalReason.OTHER_ENDPOINT,
+        f"the plan was made against {made}, but this run would use {now}; nothing was "
+        "changed. Check --endpoint-url, AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_KMS",
     )
 
 
@@ -193,19 +233,23 @@ def not_cancelled(snap: Snapshot, options: PlanOptions, ctx: Context) -> Refusal
     who = "; ".join(f"{k.id}: {_cancel_story(k)}" for k in cancelled[:5])
     return Refusal(
         RefusalReason.CANCELLED_KEYS,
-        f"{len(ids)} key(s) of {snap.store.id} that ksdelete scheduled for deletion are no "
+        f"{len(ids)} key(s) of {snap.store.id} that ksdelete scheduled for deletion"
+        f"{' (or the saved plan saw pending deletion)' if ctx.approved else ''} are no "
         f"longer pending: someone cancelled their deletion, or an earlier run failed between "
         f"marking and scheduling them ({who}). An unattended run never schedules such a key "
-        "again; nothing was changed. To delete them after all, run ksdelete without --yes and "
-        "confirm",
+        f"again; nothing was changed. To delete them after all, run `ksdelete {snap.store.id}` "
+        "at a terminal, without --yes, and confirm (the prompt lists them)",
         tuple(ids),
     )
 
 
 def cancelled_keys(snap: Snapshot, ctx: Context) -> list[Key]:
-    """Keys ksdelete scheduled (a mark on the key, or this journal) that are not pending."""
+    """Keys ksdelete scheduled (a mark on the key, or this journal), or that the saved plan
+    being applied saw pending deletion, that are not pending now."""
+    pending_before = ctx.approved.pending_key_ids if ctx.approved else frozenset()
     return [k for k in snap.keys
-            if k.cancelled or (k.id in ctx.scheduled_before and not k.pending)]
+            if k.cancelled or (not k.pending and (k.id in ctx.scheduled_before
+                                                  or k.id in pending_before))]
 
 
 def _cancel_story(key: Key) -> str:

@@ -477,3 +477,16 @@ def test_a_soak_needs_a_connected_store_and_a_re_enabled_key_needs_a_person() ->
     assert refused(snap, disable_first_days=7) is RefusalReason.SOAK_BROKEN
     again = plan(snap, PlanOptions(disable_first_days=7), NOW, Context(interactive=True))
     assert again.refusal is None and again.steps[0].kind is StepKind.DISABLE_KEYS
+
+
+def test_a_saved_plan_refuses_a_key_it_saw_pending_that_is_pending_no_more() -> None:
+    approved = ApprovedStore(STORE, "payments", StoreType.CLOUDHSM, frozenset({"k1", "k2"}),
+                             pending_key_ids=frozenset({"k2"}))
+    ctx = Context(approved=approved)
+    still = plan(Snapshot(store(), (key(1), key(2, "PendingDeletion", 5))), PlanOptions(), NOW,
+                 ctx)
+    assert still.refusal is None and still.to_schedule == ("k1",)
+    cancelled = plan(Snapshot(store(), (key(1), key(2, "Disabled"))), PlanOptions(), NOW, ctx)
+    assert cancelled.refusal is not None
+    assert cancelled.refusal.reason is RefusalReason.CANCELLED_KEYS
+    assert cancelled.refusal.key_ids == ("k2",)

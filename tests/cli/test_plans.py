@@ -14,7 +14,7 @@ from ksdelete import permissions, planfile
 from ksdelete.cli import cli
 from ksdelete.emulator import Emulator
 
-from .helpers import DAY, Run, keys_by_id, ksdelete, mutations, seed_one
+from .helpers import DAY, Run, at_the_prompt, keys_by_id, ksdelete, mutations, seed_one
 
 
 def kms_client(emulator: Emulator) -> Any:
@@ -178,9 +178,20 @@ def test_a_cancel_between_two_applies_is_refused(emulator: Emulator, tmp_path: P
     before = emulator.state()
     run = apply(emulator, path, tmp_path / "b.jsonl")  # another machine: the marks tell
     assert run.exit_code == 4, run.stderr
-    assert "cancelled" in run.store()["error"]["message"]
+    message = run.store()["error"]["message"]
+    assert "cancelled" in message
     assert emulator.state() == before
     assert {keys_by_id(emulator)[k]["KeyState"] for k in target["key_ids"]} == {"Disabled"}
+    # The way on that the refusal names: a person confirms at a terminal; then the same plan
+    # applies again, run after run.
+    command = f"ksdelete {target['id']}"
+    assert f"run `{command}` at a terminal" in message
+    confirmed = at_the_prompt(emulator, target["id"], "--pending-window-days", "7",
+                              "--journal", str(tmp_path / "b.jsonl"), keys=b"target\n")
+    assert confirmed.exit_code == 3, confirmed.stderr
+    assert apply(emulator, path, tmp_path / "b.jsonl").exit_code == 3
+    assert {keys_by_id(emulator)[k]["KeyState"] for k in target["key_ids"]} == {
+        "PendingDeletion"}
 
 
 def test_a_deleted_store_is_done_and_a_new_store_with_its_name_is_untouched(
@@ -252,3 +263,215 @@ def test_show_plan_renders_the_saved_plan_without_aws(emulator: Emulator,
     assert saved.exit_code == 0
     missing = CliRunner().invoke(cli, ["show-plan", str(tmp_path / "none.json")])
     assert missing.exit_code == 2 and "does not exist" in missing.stderr
+
+
+def test_a_plan_for_aws_is_refused_against_another_endpoint(emulator: Emulator,
+                                                            tmp_path: Path) -> None:
+    """A plan made against AWS (no endpoint recorded) applied where AWS_ENDPOINT_URL or
+    --endpoint-url points elsewhere (here: the emulator) must not report its store `deleted`
+    because that other endpoint does not know it: refused, exit 4, before any call."""
+    seed_one(emulator, keys=2)
+    path = tmp_path / "plan.json"
+    save(emulator, path, "target")
+    doc = json.loads(path.read_text())
+    doc["endpoint_url"] = None  # as if made against AWS's own endpoint
+    doc["stores"][0]["id"] = "cks-0123456789abcdef0"  # a store the emulator does not have
+    doc["digest"] = planfile.digest_of(doc)
+    path.write_text(json.dumps(doc))
+    calls = len(emulator.calls())
+    run = apply(emulator, path, tmp_path / "j.jsonl")
+    assert run.exit_code == 4, run.stdout
+    assert run.json()["plan_id"] == doc["digest"][:12] and run.json()["stores"] == []
+    message = run.json()["error"]["message"]
+    assert "the plan" in message and "AWS's own KMS endpoint" in message
+    assert emulator.endpoint_url in message
+    assert len(emulator.calls()) == calls  # not even GetCallerIdentity
+
+
+def test_a_plan_for_one_endpoint_is_refused_against_another(emulator: Emulator,
+                                                            tmp_path: Path) -> None:
+    seed_one(emulator, keys=2)
+    path = tmp_path / "plan.json"
+    save(emulator, path, "target")
+    journal = str(tmp_path / "j.jsonl")
+    for elsewhere in ("http://127.0.0.1:9", "https://kms.us-east-1.amazonaws.com"):
+        result = CliRunner().invoke(cli, ["apply", str(path), "--endpoint-url", elsewhere,
+                                          "--region", "us-east-1", "--journal", journal,
+                                          "--output", "json"], catch_exceptions=False)
+        assert result.exit_code == 4, result.stderr
+        message = json.loads(result.stdout)["error"]["message"]
+        assert f"the plan was made against {emulator.endpoint_url}" in message, message
+        assert f"--endpoint-url {emulator.endpoint_url}" in result.stderr
+    # The plan's own endpoint, spelled with a trailing slash, is the same endpoint.
+    same = ksdelete(emulator, "apply", str(path), "--journal", journal, "--output", "json",
+                    "--endpoint-url", emulator.endpoint_url + "/")
+    assert same.exit_code == 3, same.stderr
+    assert mutations(emulator)
+
+
+def test_aws_endpoints_are_recorded_as_aws() -> None:
+    from ksdelete.planner import service_endpoint
+
+    assert service_endpoint("https://kms.eu-west-1.amazonaws.com") is None
+    assert service_endpoint("https://kms-fips.us-east-1.amazonaws.com/") is None
+    assert service_endpoint("https://vpce-0a1b.kms.us-east-1.vpce.amazonaws.com") is None
+    assert service_endpoint("https://kms.cn-north-1.amazonaws.com.cn") is None
+    # Only a host under AWS's domains is AWS's; the rest is kept, normalised.
+    assert service_endpoint("https://kms.us-east-1.amazonaws.com.example.net") == \
+        "https://kms.us-east-1.amazonaws.com.example.net"
+    assert service_endpoint("HTTP://LocalHost:4566/") == "http://localhost:4566"
+    assert service_endpoint("https://proxy.example:443/kms") == "https://proxy.example/kms"
+
+
+def test_a_key_pending_in_the_plan_and_cancelled_since_is_refused(emulator: Emulator,
+                                                                  tmp_path: Path) -> None:
+    """The reviewer saw this key already pending deletion (the plan schedules only the
+    others); someone cancelled it since, outside ksdelete (no mark on the key). `apply` must
+    not schedule it again: the review never approved scheduling it."""
+    target = seed_one(emulator, keys=2)["stores"][0]
+    kms = kms_client(emulator)
+    first, second = target["key_ids"]
+    kms.schedule_key_deletion(KeyId=first, PendingWindowInDays=7)
+    path = tmp_path / "plan.json"
+    save(emulator, path, "target")
+    (store,) = json.loads(path.read_text())["stores"]
+    assert [s["keys"] for s in store["steps"] if s["step"] == "ScheduleKeyDeletion"] == [[second]]
+    kms.cancel_key_deletion(KeyId=first)
+    before = emulator.state()
+    run = apply(emulator, path, tmp_path / "j.jsonl")
+    assert run.exit_code == 4, run.stderr
+    error = run.store()["error"]["message"]
+    assert first in error and "no longer pending" in error
+    assert f"ksdelete {target['id']}" in error  # how a person takes it from here
+    assert emulator.state() == before
+    assert keys_by_id(emulator)[first]["KeyState"] == "Disabled"
+
+
+def test_a_plan_file_that_is_not_a_regular_file_or_too_large_is_a_usage_error(
+        emulator: Emulator, tmp_path: Path) -> None:
+    """A FIFO (or /dev/zero, /dev/stdin) used to hang a cron job forever, or fill its memory;
+    a symlink to a plan (a Kubernetes ConfigMap mount) is fine."""
+    import os
+    import subprocess
+
+    from .helpers import KSDELETE, env_for
+
+    seed_one(emulator, keys=1)
+    fifo = tmp_path / "plan.fifo"
+    os.mkfifo(fifo)
+    for bad in (fifo, Path("/dev/zero")):
+        for command in ("apply", "show-plan"):
+            proc = subprocess.run([KSDELETE, command, str(bad), "--output", "json"],
+                                  env=env_for(emulator), capture_output=True, text=True,
+                                  timeout=30)
+            assert proc.returncode == 2, proc.stderr
+            assert "not a regular file" in json.loads(proc.stdout)["error"]["message"]
+    huge = tmp_path / "huge.json"
+    with huge.open("wb") as out:
+        out.truncate(planfile.MAX_PLAN_BYTES + 1)
+    run = apply(emulator, huge, tmp_path / "j.jsonl")
+    assert run.exit_code == 2 and "larger than" in run.json()["error"]["message"]
+    path = tmp_path / "real" / "plan.json"
+    path.parent.mkdir()
+    save(emulator, path, "target")
+    link = tmp_path / "link.json"
+    link.symlink_to(path)
+    assert apply(emulator, link, tmp_path / "j.jsonl").exit_code == 3
+    assert mutations(emulator)
+
+
+def _resealed(path: Path, edit: Any) -> Path:
+    """The saved plan, edited by `edit(doc)` and its digest recomputed (anyone can)."""
+    doc = json.loads(path.read_text())
+    edit(doc)
+    doc["digest"] = planfile.digest_of(doc)
+    out = path.with_name(f"edited-{len(list(path.parent.iterdir()))}.json")
+    out.write_text(json.dumps(doc))
+    return out
+
+
+def test_a_plan_file_ksdelete_could_not_have_written_is_a_usage_error(
+        emulator: Emulator, tmp_path: Path) -> None:
+    """Whatever its digest says: a duplicated JSON member (a reviewer reading the raw file sees
+    the first, json.loads keeps the last), a store twice, no store, options of the wrong type
+    ("false" is truthy) or out of range, a malformed store or key ID."""
+    seed_one(emulator, keys=2)
+    path = tmp_path / "plan.json"
+    save(emulator, path, "target", window="30")
+    doc = json.loads(path.read_text())
+    sneaky = dict(doc)
+    sneaky["options"] = {**doc["options"], "pending_window_days": 7}
+    sneaky["digest"] = planfile.digest_of(sneaky)
+    text = json.dumps(sneaky)
+    duplicated = tmp_path / "duplicated.json"  # shows 30 days first, then 7
+    duplicated.write_text(text.replace('"options": ', f'"options": {json.dumps(doc["options"])}, '
+                                       '"options": ', 1))
+    bad: list[Path] = [
+        duplicated,
+        _resealed(path, lambda d: d["stores"].append(d["stores"][0])),
+        _resealed(path, lambda d: d.update(stores=[])),
+        _resealed(path, lambda d: d["options"].update(connect="false")),
+        _resealed(path, lambda d: d["options"].update(pending_window_days=3)),
+        _resealed(path, lambda d: d["stores"][0].update(id="*")),
+        _resealed(path, lambda d: d["stores"][0]["keys"][0].update(id=None)),
+        _resealed(path, lambda d: d.update(account="1234")),
+    ]
+    for plan in bad:
+        run = apply(emulator, plan, tmp_path / "j.jsonl")
+        assert run.exit_code == 2, (plan.read_text()[:300], run.stderr)
+        assert mutations(emulator) == [], plan
+        shown = CliRunner().invoke(cli, ["show-plan", str(plan)])
+        assert shown.exit_code == 2, shown.stderr
+    assert "duplicate" in apply(emulator, duplicated, tmp_path / "j.jsonl").stderr
+
+
+def test_no_option_of_apply_widens_the_plan(emulator: Emulator, tmp_path: Path) -> None:
+    """The window, the waivers and the guards are the plan's: `apply` takes none of `delete`'s
+    options that could change them (nor --yes, nor --dry-run), before or after its name."""
+    seed_one(emulator, keys=2)
+    path = tmp_path / "plan.json"
+    save(emulator, path, "target")
+    for extra in (["--pending-window-days", "30"], ["--include-new-keys"], ["--connect"],
+                  ["--allow-orphaned-key-material"], ["--yes"], ["--dry-run"],
+                  ["--account-id", "123456789012"], ["--missing-ok"]):
+        after = apply(emulator, path, tmp_path / "j.jsonl", *extra)
+        assert after.exit_code == 2, (extra, after.stderr)
+        before = ksdelete(emulator, *extra, "apply", str(path))
+        assert before.exit_code == 2, (extra, before.stderr)
+    assert mutations(emulator) == []
+
+
+def test_ctrl_c_during_apply_then_apply_again(emulator: Emulator, tmp_path: Path) -> None:
+    """SIGINT while scheduling: exit 130, the JSON names the plan and every change; no key is
+    left marked but not scheduled, so the next apply goes on (it is not refused as cancelled)."""
+    import signal
+    import subprocess
+    import time
+
+    from .helpers import KSDELETE, env_for
+
+    target = seed_one(emulator, keys=30)["stores"][0]
+    path = tmp_path / "plan.json"
+    save(emulator, path, "target")
+    plan_id = json.loads(path.read_text())["digest"][:12]
+    emulator.configure(latency_ms=100)
+    proc = subprocess.Popen([KSDELETE, "apply", str(path), "--output", "json"],
+                            env=env_for(emulator), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if "schedule: running" in line:
+            break
+    time.sleep(1)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    doc = json.loads(out)
+    assert doc["plan_id"] == plan_id and doc["stores"][0]["status"] == "interrupted"
+    states = [keys_by_id(emulator)[k]["KeyState"] for k in target["key_ids"]]
+    assert "PendingDeletion" in states and "Enabled" in states  # stopped half way
+    emulator.configure(latency_ms=0)
+    again = apply(emulator, path, tmp_path / "j.jsonl")
+    assert again.exit_code == 3, again.stderr
+    assert {keys_by_id(emulator)[k]["KeyState"] for k in target["key_ids"]} == {
+        "PendingDeletion"}
