@@ -734,7 +734,8 @@ def status(stores: tuple[str, ...], region: str | None, profile: str | None,
     same options), so the two cannot disagree.
 
     \b
-    Phases: keys-not-scheduled N/M, keys-pending N/M (earliest deletion),
+    Phases: soaking N/M (--disable-first), keys-not-scheduled N/M,
+    keys-pending N/M (earliest deletion),
     ready-to-disconnect, disconnecting, ready-to-delete, deleted (from the journal),
     membership-unknown, refused (REASON), not-found. Exit codes as for delete:
     0 deleted, 3 pending, 4 refused, 1 error / not found.
