@@ -10,6 +10,7 @@ from urllib.parse import parse_qs
 from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.kms.models import kms_backends
 
+from . import cloudtrail
 from .models import STORE_QUOTA, STORE_STATES, CustomKeyStore, EmulatorKmsBackend, KmsError
 from .realism import RUNTIME
 
@@ -50,6 +51,7 @@ def reset() -> dict[str, Any]:
     with RUNTIME.lock:
         kms_backends.reset()  # BackendDict.reset: every moto backend, ours included
         RUNTIME.clear()
+        cloudtrail.TRAIL.clear()
     return {"reset": True}
 
 
