@@ -299,6 +299,7 @@ class Trail:
         access_key_id: str | None,
         keys: list[Any],
     ) -> Event:
+        when = float(int(when))  # CloudTrail times have whole seconds (eventTime, EventTime)
         with RUNTIME.lock:
             self._seq += 1
             resources = [(KEY_RESOURCE_TYPE, resource_name(k)) for k in keys]
