@@ -933,13 +933,20 @@ def man_page(ctx: click.Context) -> None:
 @click.option("--disconnect-seconds", default=60.0, type=click.FloatRange(0), show_default=True,
               metavar="SECONDS", help="Emulated duration of DISCONNECTING.")
 @click.option("--seed", type=int, default=None, help="Deterministic IDs and randomness.")
+@click.option("--key-usage-tracking-start", default="2026-04-23T00:00:00Z", show_default=True,
+              metavar="ISO8601",
+              help="GetKeyLastUsage tracks use from here (or from a later key creation).")
+@click.option("--last-usage-delay", default=0.0, type=click.FloatRange(0), show_default=True,
+              metavar="SECONDS", help="GetKeyLastUsage shows a use this long after it.")
 def emulator(host: str, port: int, latency_ms: float, quotas: str, consistency_lag: float,
              fault_rate: float, time_scale: float, deletion_lateness: float,
-             connect_seconds: float, disconnect_seconds: float, seed: int | None) -> None:
+             connect_seconds: float, disconnect_seconds: float, seed: int | None,
+             key_usage_tracking_start: str, last_usage_delay: float) -> None:
     """Serve the KMS emulator (moto + custom key stores) over HTTP until Ctrl-C.
 
-    Any Region and any credentials are accepted. Control API: POST /_emulator/clock
-    {"advance": SECONDS}, /_emulator/reset, /_emulator/seed.
+    Any Region and any credentials are accepted; CloudTrail LookupEvents and STS
+    GetCallerIdentity answer on the same port. Control API: POST /_emulator/clock
+    {"advance": SECONDS}, /_emulator/reset, /_emulator/seed, /_emulator/config.
 
     \b
     Example:
@@ -953,10 +960,16 @@ def emulator(host: str, port: int, latency_ms: float, quotas: str, consistency_l
             UsageError(f"the emulator needs moto: {exc}", where="ksdelete emulator",
                        hint="pip install 'ksdelete[emulator]'"))
         return
-    serve(host, port, EmulatorConfig(
+    config = EmulatorConfig(
         latency_ms=latency_ms, quotas=quotas, consistency_lag=consistency_lag,
         fault_rate=fault_rate, time_scale=time_scale, deletion_lateness=deletion_lateness,
-        connect_seconds=connect_seconds, disconnect_seconds=disconnect_seconds, seed=seed))
+        connect_seconds=connect_seconds, disconnect_seconds=disconnect_seconds, seed=seed,
+        key_usage_tracking_start=key_usage_tracking_start, last_usage_delay=last_usage_delay)
+    try:
+        config.check()
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--key-usage-tracking-start") from exc
+    serve(host, port, config)
 
 
 @cli.command()

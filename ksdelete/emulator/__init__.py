@@ -10,18 +10,22 @@ Full reference: docs/emulator.md. In short:
   ``consistency_lag`` (stale reads of DescribeKey/ListKeys/ListAliases/DescribeCustomKeyStores),
   ``fault_rate`` (KMSInternalException 500; ``fault_operations`` limits it to some operations),
   ``time_scale``, ``deletion_lateness``,
-  ``connect_seconds``, ``disconnect_seconds``, ``validate`` (botocore-model shape checks), ``seed``.
+  ``connect_seconds``, ``disconnect_seconds``, ``validate`` (botocore-model shape checks), ``seed``,
+  ``key_usage_tracking_start``, ``last_usage_delay``, ``pending_deletion_crypto_error``,
+  ``cloudtrail_resource_name``, ``principals`` (access key ID -> caller ARN).
 * Control API under ``/_emulator/``: ``clock``, ``reset``, ``config``, ``seed``, ``state``,
   ``calls``, ``problems``, ``store-state``; never delayed, throttled or faulted.
 * Modelled: the six custom key store operations with the state machine (CONNECTING/DISCONNECTING
   take emulated time; a store named ``*fail-connect*`` ends FAILED), keys in stores (Unavailable
   unless the store is CONNECTED, except PendingDeletion; hidden Enabled/Disabled restored on
   connect), AWS-exact ScheduleKeyDeletion/CancelKeyDeletion, real deletion when the emulated clock
-  passes DeletionDate (+ lateness), ListKeys/ListAliases/DescribeCustomKeyStores paging, explicit
-  Deny key policies -> AccessDeniedException.
-* Not modelled: CloudTrail DeleteKey ``backingKeysDeletionStatus`` and orphaned HSM key handles,
-  hot-key and per-store crypto throttling, Unavailable for cryptographic operations, stale writes,
-  CloudHSM cluster / XKS proxy health checks beyond cluster and URI reuse.
+  passes DeletionDate (+ lateness), ListKeys/ListAliases/DescribeCustomKeyStores/ListGrants paging,
+  explicit Deny key policies -> AccessDeniedException, cryptographic operations refused by key
+  state, GetKeyLastUsage, CloudTrail events of key-naming KMS calls (and DeleteKey with CloudHSM
+  ``backingKeysDeletionStatus`` when a window ends) read with CloudTrail ``LookupEvents`` on the
+  same endpoint, callers (CloudTrail userIdentity, STS GetCallerIdentity) from the access key.
+* Not modelled: hot-key and per-store crypto throttling, stale writes, CloudHSM cluster / XKS proxy
+  health checks beyond cluster and URI reuse, trails and event delivery delays.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .config import EmulatorConfig
+from .config import DEFAULT_TRACKING_START, EmulatorConfig
 from .server import serve
 
 
@@ -25,6 +25,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--connect-seconds", type=float, default=300.0, metavar="SECONDS")
     parser.add_argument("--disconnect-seconds", type=float, default=60.0, metavar="SECONDS")
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument(
+        "--key-usage-tracking-start",
+        default=DEFAULT_TRACKING_START,
+        metavar="ISO8601",
+        help="GetKeyLastUsage's tracking start for keys created before it",
+    )
+    parser.add_argument("--last-usage-delay", type=float, default=0.0, metavar="SECONDS")
     parser.add_argument(
         "--no-validate",
         dest="validate",
@@ -47,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         disconnect_seconds=args.disconnect_seconds,
         validate=args.validate,
         seed=args.seed,
+        key_usage_tracking_start=args.key_usage_tracking_start,
+        last_usage_delay=args.last_usage_delay,
     )
     try:
         config.check()

@@ -43,12 +43,24 @@ def config_args(config: EmulatorConfig) -> list[str]:
         repr(config.connect_seconds),
         "--disconnect-seconds",
         repr(config.disconnect_seconds),
+        "--key-usage-tracking-start",
+        config.key_usage_tracking_start,
+        "--last-usage-delay",
+        repr(config.last_usage_delay),
     ]
     if not config.validate:
         args.append("--no-validate")
     if config.seed is not None:
         args += ["--seed", str(config.seed)]
     return args
+
+
+def control_only_knobs(config: EmulatorConfig) -> dict[str, Any]:
+    """Knobs that have no flag: applied over the control API once the server is up."""
+    default = EmulatorConfig()
+    names = ("fault_operations", "pending_deletion_crypto_error", "cloudtrail_resource_name",
+             "principals")
+    return {n: getattr(config, n) for n in names if getattr(config, n) != getattr(default, n)}
 
 
 class Emulator:
@@ -127,6 +139,9 @@ class Emulator:
         except EmulatorError:
             self.stop()
             raise
+        knobs = control_only_knobs(self.config)
+        if knobs:
+            self.configure(**knobs)
         return self
 
     def stop(self) -> None:

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime
 from typing import Any
+
+# kms-gates-facts §2: tracking began 2026-04-23 per two secondary sources (UNCONFIRMED).
+DEFAULT_TRACKING_START = "2026-04-23T00:00:00Z"
+PENDING_CRYPTO_ERRORS = ("KMSInvalidStateException", "DisabledException")
+RESOURCE_NAMES = ("arn", "key_id")
 
 
 @dataclass
@@ -26,6 +32,19 @@ class EmulatorConfig:
     disconnect_seconds: float = 60.0
     validate: bool = True
     seed: int | None = None
+    # GetKeyLastUsage's TrackingStartDate is max(this, key creation); ISO-8601 UTC.
+    key_usage_tracking_start: str = DEFAULT_TRACKING_START
+    # Emulated seconds between a cryptographic call and GetKeyLastUsage showing it (AWS: up to
+    # one hour).
+    last_usage_delay: float = 0.0
+    # Error code of a cryptographic call (and CreateGrant) on a PendingDeletion key: AWS documents
+    # both (key-state table footnotes [2] and [3]); which it returns is UNCONFIRMED.
+    pending_deletion_crypto_error: str = "KMSInvalidStateException"
+    # LookupEvents Resources[].ResourceName of a KMS key event: "arn" or "key_id" (UNCONFIRMED).
+    cloudtrail_resource_name: str = "arn"
+    # Access key ID -> principal ARN for CloudTrail userIdentity and STS GetCallerIdentity; an
+    # unmapped access key ID is arn:aws:iam::<account>:user/<access key ID>.
+    principals: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -46,6 +65,18 @@ class EmulatorConfig:
     def check(self) -> None:
         if self.quotas not in ("aws", "off"):
             raise ValueError("quotas must be 'aws' or 'off'")
+        if self.pending_deletion_crypto_error not in PENDING_CRYPTO_ERRORS:
+            raise ValueError(
+                f"pending_deletion_crypto_error must be one of {PENDING_CRYPTO_ERRORS}"
+            )
+        if self.cloudtrail_resource_name not in RESOURCE_NAMES:
+            raise ValueError(f"cloudtrail_resource_name must be one of {RESOURCE_NAMES}")
+        parse_instant(self.key_usage_tracking_start)
+        if not isinstance(self.principals, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and v.startswith("arn:")
+            for k, v in self.principals.items()
+        ):
+            raise ValueError("principals must map access key IDs to principal ARNs")
         if not 0.0 <= self.fault_rate <= 1.0:
             raise ValueError("fault_rate must be between 0 and 1")
         for name in (
@@ -55,14 +86,47 @@ class EmulatorConfig:
             "deletion_lateness",
             "connect_seconds",
             "disconnect_seconds",
+            "last_usage_delay",
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
 
 
+    def tracking_start(self) -> float:
+        """``key_usage_tracking_start`` as POSIX seconds."""
+        return parse_instant(self.key_usage_tracking_start)
+
+
+def parse_instant(value: Any) -> float:
+    """POSIX seconds from an epoch number or an ISO-8601 string (naive = UTC)."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a time: {value!r}")
+    if isinstance(value, int | float):
+        return float(value)
+    try:
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ValueError(f"not an ISO-8601 time: {value!r}") from exc
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()
+
+
 def _coerce(name: str, value: Any) -> Any:
-    if name in ("quotas", "fault_operations"):
+    if name in (
+        "quotas",
+        "fault_operations",
+        "pending_deletion_crypto_error",
+        "cloudtrail_resource_name",
+    ):
         return str(value)
+    if name == "key_usage_tracking_start":
+        instant = datetime.fromtimestamp(parse_instant(value), tz=UTC)
+        return instant.isoformat().replace("+00:00", "Z")
+    if name == "principals":
+        if not isinstance(value, dict):
+            raise ValueError("principals must be an object")
+        return {str(k): str(v) for k, v in value.items()}
     if name == "validate":
         if isinstance(value, str):
             return value.lower() in ("1", "true", "yes", "on")

@@ -10,10 +10,16 @@ from urllib.parse import parse_qs
 from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.kms.models import kms_backends
 
+from . import cloudtrail, shapes
+from .config import parse_instant
 from .models import STORE_QUOTA, STORE_STATES, CustomKeyStore, EmulatorKmsBackend, KmsError
 from .realism import RUNTIME
+from .responses import stamp_grant
 
 HSM_PASSWORD = "kmsPswd1"
+# The caller of a seeded last use unless the spec names one (map it with the principals knob).
+SEEDED_APP_ACCESS_KEY = "AKIAEMULATORSEEDAPP1"
+DAY = 86400.0
 TRUST_ANCHOR = "-----BEGIN CERTIFICATE-----\nMIIEmulatorTrustAnchor\n-----END CERTIFICATE-----"
 _B32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 
@@ -50,6 +56,7 @@ def reset() -> dict[str, Any]:
     with RUNTIME.lock:
         kms_backends.reset()  # BackendDict.reset: every moto backend, ours included
         RUNTIME.clear()
+        cloudtrail.TRAIL.clear()
     return {"reset": True}
 
 
@@ -140,6 +147,9 @@ def _seed_store(backend: EmulatorKmsBackend, raw: dict[str, Any]) -> dict[str, A
         raise ControlError("pending_keys + disabled_keys + undescribable_keys exceeds keys")
     origin = "AWS_CLOUDHSM" if kind == "AWS_CLOUDHSM" else "EXTERNAL_KEY_STORE"
     alias_base = _safe(name, "a-zA-Z0-9/_-")
+    per_key = raw.get("per_key") or []
+    if not isinstance(per_key, list) or len(per_key) > n:
+        raise ControlError("per_key must be a list of at most `keys` objects")
     key_ids = []
     for i in range(n):
         policy = _deny_policy(backend.account_id) if i >= n - denied else None
@@ -156,6 +166,16 @@ def _seed_store(backend: EmulatorKmsBackend, raw: dict[str, Any]) -> dict[str, A
             if origin == "EXTERNAL_KEY_STORE"
             else None,
         )
+        details: dict[str, Any] = {
+            member: raw[member]
+            for member in ("tags", "grants", "created", "created_days_ago", "last_used")
+            if member in raw
+        }
+        if i < len(per_key):
+            if not isinstance(per_key[i], dict):
+                raise ControlError("per_key entries must be objects")
+            details.update(per_key[i])
+        _seed_key_details(backend, key, details)
         if i < pending:
             backend.schedule(key, 30)
         elif i < pending + disabled:
@@ -176,6 +196,84 @@ def _seed_store(backend: EmulatorKmsBackend, raw: dict[str, Any]) -> dict[str, A
         default = "NETWORK_ERRORS" if kind == "AWS_CLOUDHSM" else "XKS_PROXY_NOT_REACHABLE"
         store.error_code = str(raw.get("connection_error_code") or default)
     return {"id": store.id, "name": name, "type": kind, "key_ids": key_ids}
+
+
+def _instant(spec: dict[str, Any], at: str, days_ago: str) -> float | None:
+    if at in spec:
+        return parse_instant(spec[at])
+    if days_ago in spec:
+        return RUNTIME.clock.epoch() - float(spec[days_ago]) * DAY
+    return None
+
+
+def _seed_key_details(backend: EmulatorKmsBackend, key: Any, details: dict[str, Any]) -> None:
+    """Tags, grants, a past creation date and a recorded last use for one seeded key."""
+    created = _instant(details, "created", "created_days_ago")
+    if created is not None:
+        key.creation_date = created
+    tags = details.get("tags")
+    if tags:
+        pairs = (
+            list(tags.items())
+            if isinstance(tags, dict)
+            else [(t["TagKey"], t["TagValue"]) for t in tags]
+        )
+        backend.tag_resource(key.arn, {str(k): str(v) for k, v in pairs})
+    allowed = set(shapes.kms_model().shape_for("GrantOperation").enum)
+    for spec in details.get("grants") or []:
+        operations = [str(o) for o in spec.get("operations", ["Decrypt", "Encrypt"])]
+        unknown = sorted(set(operations) - allowed)
+        if unknown:
+            raise ControlError(f"unknown grant operations {unknown}")
+        grant = key.add_grant(
+            spec.get("name") or "",
+            str(spec["grantee"]),
+            operations,
+            constraints=spec.get("constraints") or {},
+            retiring_principal=spec.get("retiring"),
+        )
+        stamp_grant(
+            grant,
+            max(float(key.creation_date), RUNTIME.clock.epoch() if created is None else created),
+            spec.get("grantee_service_principal"),
+        )
+    used = details.get("last_used")
+    if used:
+        _seed_last_use(backend, key, used)
+
+
+def _seed_last_use(backend: EmulatorKmsBackend, key: Any, used: dict[str, Any]) -> None:
+    """A successful cryptographic call in the past: last usage plus its CloudTrail event."""
+    operation = str(used.get("operation", "Decrypt"))
+    if operation not in cloudtrail.TRACKED_OPERATIONS:
+        raise ControlError(f"last_used.operation {operation!r} is not a tracked operation")
+    when = _instant(used, "at", "days_ago")
+    if when is None:
+        when = RUNTIME.clock.epoch()
+    caller = cloudtrail.Caller(
+        access_key_id=str(used.get("access_key_id", SEEDED_APP_ACCESS_KEY)),
+        account=key.account_id,
+        source_ip=str(used.get("source_ip", "10.0.0.10")),
+        user_agent=str(used.get("user_agent", "aws-sdk-java/2.20.0 (seeded by the emulator)")),
+    )
+    request_id, event_id = cloudtrail.new_uuid(), cloudtrail.new_uuid()
+    params: dict[str, Any] = {"keyId": key.arn}
+    if operation in ("Encrypt", "Decrypt"):
+        params["encryptionAlgorithm"] = "SYMMETRIC_DEFAULT"
+    record = cloudtrail.api_event(
+        operation=operation,
+        region=backend.region_name,
+        when=when,
+        caller=caller,
+        request_id=request_id,
+        event_id=event_id,
+        request_parameters=params,
+        response_elements=None,
+        keys=[key],
+        error=None,
+    )
+    cloudtrail.record_api_event(backend.region_name, when, caller, record, [key])
+    backend.record_usage(key, operation, when, event_id, request_id)
 
 
 def store_state(body: dict[str, Any]) -> dict[str, Any]:

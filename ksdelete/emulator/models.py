@@ -12,6 +12,7 @@ import fnmatch
 import heapq
 import json
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,7 @@ from moto.kms import models as moto_kms_models
 from moto.kms.models import Key, KmsBackend, kms_backends
 from moto.kms.utils import generate_private_key as _real_generate_private_key
 
+from . import cloudtrail
 from .realism import RUNTIME
 
 HSM_ERROR_ON_FAIL = "NETWORK_ERRORS"
@@ -51,6 +53,8 @@ class CustomKeyStore:
     xks: dict[str, Any] = field(default_factory=dict)
     # (target state, emulated epoch when reached, error code for FAILED)
     pending: tuple[str, float, str | None] | None = None
+    # CloudHSM key handles issued so far (each key's backing key gets the next one).
+    handles_issued: int = 0
 
     def entry(self) -> dict[str, Any]:
         """The ``CustomKeyStoresListEntry`` as AWS returns it (absent members omitted)."""
@@ -162,21 +166,66 @@ class EmulatorKmsBackend(KmsBackend):
 
     # ------------------------------------------------------------------ time-driven changes
     def tick(self) -> None:
-        """Apply everything the emulated clock has made due: store transitions, key deletions."""
+        """Apply everything the emulated clock has made due, in time order: store transitions
+        and key deletions (a key deleted while its CloudHSM store is not CONNECTED leaves its key
+        material in the cluster: FAILURE in its DeleteKey event)."""
         now = RUNTIME.clock.epoch()
-        for store in list(self.custom_key_stores.values()):
-            if store.pending is not None and store.pending[1] <= now:
-                target, _, err = store.pending
-                self._remember_store(store, with_keys=True)
-                store.state, store.error_code, store.pending = target, err, None
         heap = self._deletions
-        while heap and heap[0][0] <= now:
+        while True:
+            due_stores = [
+                (s.pending[1], s.id)
+                for s in list(self.custom_key_stores.values())
+                if s.pending is not None and s.pending[1] <= now
+            ]
+            next_store = min(due_stores) if due_stores else None
+            next_key = heap[0] if heap and heap[0][0] <= now else None
+            if next_store is None and next_key is None:
+                return
+            if next_store is not None and (next_key is None or next_store[0] <= next_key[0]):
+                moving = self.custom_key_stores[next_store[1]]
+                assert moving.pending is not None
+                target, _, err = moving.pending
+                self._remember_store(moving, with_keys=True)
+                moving.state, moving.error_code, moving.pending = target, err, None
+                continue
             due, key_id = heapq.heappop(heap)
             key = self.keys.get(key_id)
             if key is None or getattr(key, "vanish_at", None) != due:
                 continue  # cancelled or already gone
             self._remember_key(key)
+            store_id = getattr(key, "custom_key_store_id", None)
+            store = self.custom_key_stores.get(store_id) if store_id else None
+            cloudtrail.record_deletion(self.region_name, key, due, store)
             self.delete_key(key_id)
+
+    # ------------------------------------------------------------------ key last usage
+    def record_usage(
+        self, key: Key, operation: str, when: float, event_id: str, request_id: str
+    ) -> None:
+        """Note a successful cryptographic operation for GetKeyLastUsage (visible after the
+        ``last_usage_delay`` knob)."""
+        log: list[tuple[float, dict[str, Any]]] = getattr(key, "usage_log", None) or []
+        entry = {
+            "Operation": operation,
+            "Timestamp": when,
+            "CloudTrailEventId": event_id,
+            "KmsRequestId": request_id,
+        }
+        log.append((when + RUNTIME.config.last_usage_delay, entry))
+        setattr(key, "usage_log", log)  # noqa: B010 - moto's Key has no such field
+
+    def last_usage(self, key: Key, tracking_start: float) -> dict[str, Any]:
+        """The latest recorded use visible now and made since ``tracking_start``, or ``{}``."""
+        log: list[tuple[float, dict[str, Any]]] = getattr(key, "usage_log", None) or []
+        now = RUNTIME.clock.epoch()
+        visible = [e for at, e in log if at <= now and e["Timestamp"] >= tracking_start]
+        if not visible:
+            return {}
+        best = max(visible, key=lambda e: float(e["Timestamp"]))
+        setattr(  # noqa: B010 - keep only what can still matter
+            key, "usage_log", [(at, e) for at, e in log if at > now or e is best]
+        )
+        return dict(best)
 
     # ------------------------------------------------------------------ rendering
     def visible_state(self, key: Key) -> str:
@@ -324,11 +373,15 @@ class EmulatorKmsBackend(KmsBackend):
         key.multi_region = multi_region
         key.creation_date = RUNTIME.clock.epoch()
         # Extra per-key fields moto's Key lacks (read back with getattr).
-        extra: dict[str, Any] = {"vanish_at": None}
+        extra: dict[str, Any] = {"vanish_at": None, "usage_log": []}
         if store is not None:
             extra["custom_key_store_id"] = store.id
             if store.type == "AWS_CLOUDHSM":
                 extra["cloud_hsm_cluster_id"] = store.cluster_id
+                # The key material in the cluster: shown only in CloudTrail events.
+                store.handles_issued += 1
+                extra["key_handle"] = f"{store.handles_issued:02d}"
+                extra["backing_key_id"] = uuid.uuid4().hex + uuid.uuid4().hex
             else:
                 extra["xks_key_id"] = xks_key_id
         for name, value in extra.items():
@@ -347,6 +400,7 @@ class EmulatorKmsBackend(KmsBackend):
         replica.grants = {}
         replica.creation_date = RUNTIME.clock.epoch()
         setattr(replica, "vanish_at", None)  # noqa: B010
+        setattr(replica, "usage_log", [])  # noqa: B010 - "track last usage independently"
         target = kms_backends[self.account_id][replica_region]
         if isinstance(target, EmulatorKmsBackend):
             target._remember_key(None, replica.id)

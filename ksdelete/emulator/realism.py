@@ -42,7 +42,10 @@ AWS_QUOTAS: dict[str, float] = {
     "TagResource": 10,
     "UntagResource": 5,
     "UpdateKeyDescription": 5,
+    # CloudTrail (same endpoint): "limited to two per second, per account, per Region".
+    "cloudtrail:LookupEvents": 2,
 }
+CLOUDTRAIL_THROTTLE_MESSAGE = "Rate exceeded"
 # Cryptographic operations share one symmetric quota (us-east-1 value).
 CRYPTO_OPERATIONS = frozenset(
     {

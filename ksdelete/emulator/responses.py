@@ -10,13 +10,15 @@ import base64
 import binascii
 import json
 import re
+import struct
 import time
 from collections.abc import Callable
 from typing import Any
 
 from moto.kms.responses import KmsResponse
-from moto.kms.utils import RESERVED_ALIASES
+from moto.kms.utils import RESERVED_ALIASES, _deserialize_ciphertext_blob
 
+from . import cloudtrail
 from .models import (
     FAIL_CONNECT_MARKER,
     HSM_ERROR_ON_FAIL,
@@ -72,6 +74,41 @@ def _listing(member: str, items: list[Any], next_marker: str | None) -> str:
     return json.dumps(body)
 
 
+def stamp_grant(
+    grant: Any, created: float, service: str | None = None, retiring_service: str | None = None
+) -> None:
+    """Fields moto's Grant lacks (read back by :func:`grant_entry`)."""
+    setattr(grant, "creation_date", created)  # noqa: B010
+    setattr(grant, "grantee_service_principal", service)  # noqa: B010
+    setattr(grant, "retiring_service_principal", retiring_service)  # noqa: B010
+
+
+def grant_entry(key: Any, grant: Any) -> dict[str, Any]:
+    """A ``GrantListEntry`` as AWS returns it (absent members omitted)."""
+    out: dict[str, Any] = {
+        "KeyId": key.arn,
+        "GrantId": grant.id,
+        "CreationDate": getattr(grant, "creation_date", None) or float(key.creation_date),
+        "GranteePrincipal": grant.grantee_principal,
+        "IssuingAccount": f"arn:aws:iam::{key.account_id}:root",
+        "Operations": list(grant.operations or []),
+    }
+    if grant.name:
+        out["Name"] = grant.name
+    if grant.retiring_principal:
+        out["RetiringPrincipal"] = grant.retiring_principal
+    if grant.constraints:
+        out["Constraints"] = grant.constraints
+    for attr, member in (
+        ("grantee_service_principal", "GranteeServicePrincipal"),
+        ("retiring_service_principal", "RetiringServicePrincipal"),
+    ):
+        value = getattr(grant, attr, None)
+        if value:
+            out[member] = value
+    return out
+
+
 def _locked(fn: Callable[..., str]) -> Callable[..., str]:
     def wrapper(self: EmulatorKmsResponse) -> str:
         with RUNTIME.lock:
@@ -122,6 +159,7 @@ class EmulatorKmsResponse(KmsResponse):
                 raise KmsError(
                     "NotFoundException", f"Alias {self._display_arn(key_id)} is not found."
                 )
+            cloudtrail.note_key(target)
             return target
         if key_id.startswith("arn:"):
             if ":key/" not in key_id:
@@ -134,7 +172,53 @@ class EmulatorKmsResponse(KmsResponse):
         found = backend.keys.get(raw)
         if found is None:
             raise KmsError("NotFoundException", f"Key '{self._display_arn(key_id)}' does not exist")
+        cloudtrail.note_key(found)
         return found
+
+    def _usable(self, backend: EmulatorKmsBackend, key: Any) -> None:
+        """Refuse a cryptographic operation (or CreateGrant) per the key-state table
+        (kms-gates-facts §1): Disabled -> DisabledException, PendingDeletion -> the
+        ``pending_deletion_crypto_error`` knob, Unavailable -> KMSInvalidStateException."""
+        state = backend.visible_state(key)
+        if state == "Enabled":
+            return
+        if state == "Disabled":
+            raise KmsError("DisabledException", f"{key.arn} is disabled.")
+        if state == "PendingDeletion":
+            code = RUNTIME.config.pending_deletion_crypto_error
+            raise KmsError(code, f"{key.arn} is pending deletion.")
+        if state == "Unavailable":
+            raise KmsError("KMSInvalidStateException", f"{key.arn} is unavailable.")
+        words = re.sub(r"(?<!^)([A-Z])", r" \1", state).lower()
+        raise KmsError("KMSInvalidStateException", f"{key.arn} is {words}.")
+
+    def _crypto_key(self, member: str = "KeyId") -> Any:
+        """The key a cryptographic call names (ID, ARN, alias), checked usable; None when it does
+        not resolve (moto then answers with its own error)."""
+        backend = self.kms_backend
+        try:
+            key = self._key(backend, self._p(member), aliases=True)
+        except KmsError:
+            return None
+        self._usable(backend, key)
+        cloudtrail.note_key(key, used=True)
+        return key
+
+    def _ciphertext_key(self) -> Any:
+        """The key a ciphertext was made with, checked usable; None if the blob is not ours."""
+        backend = self.kms_backend
+        try:
+            blob = base64.b64decode(str(self._p("CiphertextBlob", "")))
+            key_id = _deserialize_ciphertext_blob(blob).key_id
+        except (binascii.Error, ValueError, struct.error):
+            return None
+        key = backend.keys.get(key_id)
+        if key is None:
+            return None
+        cloudtrail.note_key(key)
+        self._usable(backend, key)
+        cloudtrail.note_key(key, used=True)
+        return key
 
     def _authorize(self, key: Any, operation: str) -> None:
         action = f"kms:{operation}"
@@ -389,6 +473,123 @@ class EmulatorKmsResponse(KmsResponse):
                 "ReplicaPolicy": replica.generate_default_policy(),
             }
         )
+
+    # ------------------------------------------------------------------ cryptographic operations
+    # moto performs them; the emulator first refuses keys that are not usable and notes the
+    # key(s) for the CloudTrail event and GetKeyLastUsage (recorded by the server on success).
+    @_locked
+    def encrypt(self) -> str:
+        self._crypto_key()
+        return super().encrypt()
+
+    @_locked
+    def decrypt(self) -> str:
+        self._ciphertext_key()
+        return super().decrypt()
+
+    @_locked
+    def re_encrypt(self) -> str:
+        self._ciphertext_key()
+        self._crypto_key("DestinationKeyId")
+        return super().re_encrypt()
+
+    @_locked
+    def generate_data_key(self) -> str:
+        self._crypto_key()
+        return super().generate_data_key()
+
+    @_locked
+    def sign(self) -> str:
+        self._crypto_key()
+        return super().sign()
+
+    @_locked
+    def verify(self) -> str:
+        self._crypto_key()
+        return super().verify()
+
+    @_locked
+    def generate_mac(self) -> str:
+        self._crypto_key()
+        return super().generate_mac()
+
+    @_locked
+    def verify_mac(self) -> str:
+        self._crypto_key()
+        return super().verify_mac()
+
+    # ------------------------------------------------------------------ key last usage
+    @_locked
+    def get_key_last_usage(self) -> str:
+        """GetKeyLastUsage (kms-gates-facts §2): never refused for the key's state; a key ID or
+        key ARN only (an alias name -> NotFoundException, an alias ARN -> InvalidArnException:
+        AWS's codes are UNCONFIRMED)."""
+        backend = self.kms_backend
+        key = self._key(backend, self._p("KeyId"))
+        self._authorize(key, "GetKeyLastUsage")
+        created = float(key.creation_date)
+        start = max(RUNTIME.config.tracking_start(), created)
+        return json.dumps(
+            {
+                "KeyId": key.id,
+                "KeyLastUsage": backend.last_usage(key, start),
+                "TrackingStartDate": start,
+                "KeyCreationDate": created,
+            }
+        )
+
+    # ------------------------------------------------------------------ grants
+    @_locked
+    def create_grant(self) -> str:
+        """moto's grant, refused on Disabled/PendingDeletion keys (key-state table: CreateGrant
+        fails there, succeeds on Unavailable), with a creation date and the service principals."""
+        backend = self.kms_backend
+        try:
+            key = self._key(backend, self._p("KeyId"))
+        except KmsError:
+            return super().create_grant()  # moto's own answer for an unknown key
+        self._authorize(key, "CreateGrant")
+        state = backend.visible_state(key)
+        if state in ("Disabled", "PendingDeletion"):
+            self._usable(backend, key)
+        answer = super().create_grant()
+        grant = key.grants.get(json.loads(answer)["GrantId"])
+        if grant is not None:
+            stamp_grant(
+                grant,
+                RUNTIME.clock.epoch(),
+                self._p("GranteeServicePrincipal"),
+                self._p("RetiringServicePrincipal"),
+            )
+        return answer
+
+    @_locked
+    def list_grants(self) -> str:
+        """AWS's member set (moto adds GrantCount and sends nulls), key ARN as KeyId, real
+        Limit/Marker paging; succeeds in every key state."""
+        backend = self.kms_backend
+        key = self._key(backend, self._p("KeyId"))
+        self._authorize(key, "ListGrants")
+        grant_id = self._p("GrantId")
+        grantee = self._p("GranteePrincipal")
+        service = self._p("GranteeServicePrincipal")
+        grants = list(key.grants.values())
+        if grant_id is not None:
+            grants = [g for g in grants if g.id == grant_id]
+            if not grants:
+                raise KmsError("InvalidGrantIdException", f"Invalid grant ID {grant_id}")
+        if grantee is not None:
+            grants = [g for g in grants if g.grantee_principal == grantee]
+        if service is not None:
+            grants = [g for g in grants if getattr(g, "grantee_service_principal", None) == service]
+        entries = [grant_entry(key, g) for g in grants]
+        items = sorted(
+            ((f"{e.get('CreationDate', 0):020.6f}/{e['GrantId']}", e) for e in entries),
+            key=lambda pair: pair[0],
+        )
+        limit = int(self._p("Limit") or 50)
+        page, marker = _page(items, "ListGrants", limit, self._p("Marker"))
+        return _listing("Grants", page, marker)
 
     def _tags(self, operation: str, moto_action: Callable[[], str]) -> str:
         """TagResource / UntagResource fail on a key pending deletion (kms-gates-facts 1, [3])

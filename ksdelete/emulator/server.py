@@ -14,15 +14,19 @@ import uuid
 from collections.abc import Callable, Iterable
 from email.utils import formatdate
 from typing import Any
+from urllib.parse import parse_qs
+from xml.sax.saxutils import escape
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from . import control, shapes
+from . import cloudtrail, control, shapes
 from .config import EmulatorConfig
-from .models import install
-from .realism import RUNTIME, THROTTLE_MESSAGE
+from .models import EmulatorKmsBackend, install
+from .realism import CLOUDTRAIL_THROTTLE_MESSAGE, RUNTIME, THROTTLE_MESSAGE
 
 _REGION_RE = re.compile(r"Credential=[^/,\s]+/\d{8}/([^/]+)/")
+_CREDENTIAL_RE = re.compile(r"Credential=([^/,\s]+)/\d{8}/([^/]+)/([^/]+)/")
+_KEY_MEMBERS = ("KeyId", "TargetKeyId", "DestinationKeyId")
 _READS = frozenset({"DescribeKey", "ListKeys", "DescribeCustomKeyStores", "ListAliases"})
 
 StartResponse = Callable[..., Any]
@@ -68,9 +72,92 @@ class EmulatorApp:
             )
             return _respond(start_response, status, json.dumps(doc).encode(), "application/json")
         target = environ.get("HTTP_X_AMZ_TARGET", "")
-        if not target.startswith("TrentService."):
-            return self._moto(environ, start_response)  # type: ignore[no-any-return]
-        return self._kms(environ, start_response, target.split(".", 1)[1])
+        if target == cloudtrail.TARGET_PREFIX + "LookupEvents":
+            return self._lookup_events(environ, start_response)
+        if target.startswith("TrentService."):
+            return self._kms(environ, start_response, target.split(".", 1)[1])
+        cred = _CREDENTIAL_RE.search(environ.get("HTTP_AUTHORIZATION", ""))
+        if cred is not None and cred.group(3) == "sts":
+            answered = self._caller_identity(environ, start_response, cred.group(1))
+            if answered is not None:
+                return answered
+        return self._moto(environ, start_response)  # type: ignore[no-any-return]
+
+    # ------------------------------------------------------------------ STS
+    def _caller_identity(
+        self, environ: dict[str, Any], start_response: StartResponse, access_key_id: str
+    ) -> Iterable[bytes] | None:
+        """GetCallerIdentity answered from the same principal mapping as CloudTrail's
+        userIdentity; any other STS action goes to moto (body restored)."""
+        body = _read_body(environ)
+        environ["wsgi.input"] = io.BytesIO(body)
+        environ["CONTENT_LENGTH"] = str(len(body))
+        form = parse_qs(body.decode(errors="replace"))
+        if form.get("Action") != ["GetCallerIdentity"]:
+            return None
+        account = _account(environ)
+        ident, _ = cloudtrail.user_identity(access_key_id, account)
+        user_id = ident["principalId"]
+        request_id = cloudtrail.new_uuid()
+        xml = (
+            '<GetCallerIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">'
+            "<GetCallerIdentityResult>"
+            f"<Arn>{escape(ident['arn'])}</Arn><UserId>{escape(user_id)}</UserId>"
+            f"<Account>{escape(ident['accountId'])}</Account>"
+            "</GetCallerIdentityResult>"
+            f"<ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata>"
+            "</GetCallerIdentityResponse>"
+        )
+        return _respond(start_response, 200, xml.encode(), "text/xml", request_id)
+
+    # ------------------------------------------------------------------ CloudTrail
+    def _lookup_events(
+        self, environ: dict[str, Any], start_response: StartResponse
+    ) -> Iterable[bytes]:
+        body = _read_body(environ)
+        match = _REGION_RE.search(environ.get("HTTP_AUTHORIZATION", ""))
+        region = match.group(1) if match else "us-east-1"
+        cfg = RUNTIME.config
+        if cfg.latency_ms > 0:
+            time.sleep(cfg.latency_ms / 1000.0)
+        status, payload = self._lookup_answer(region, body, cfg)
+        found: list[str] = []
+        if cfg.validate:
+            found = shapes.validate_response_body("LookupEvents", status, payload, "cloudtrail")
+        call: dict[str, Any] = {
+            "service": "cloudtrail",
+            "operation": "LookupEvents",
+            "region": region,
+            "status": status,
+            "error": _error_code(status, payload),
+        }
+        with RUNTIME.lock:
+            RUNTIME.calls.append(call)
+            RUNTIME.problems.extend(f"cloudtrail {p}" for p in found)
+        request_id = cloudtrail.new_uuid()
+        return _respond(start_response, status, payload, "application/x-amz-json-1.1", request_id)
+
+    def _lookup_answer(self, region: str, body: bytes, cfg: EmulatorConfig) -> tuple[int, bytes]:
+        if RUNTIME.throttled(region, "cloudtrail:LookupEvents"):
+            return _error(400, "ThrottlingException", CLOUDTRAIL_THROTTLE_MESSAGE)
+        try:
+            params: Any = json.loads(body) if body.strip() else {}
+        except ValueError:
+            params = None
+        if not isinstance(params, dict):
+            return _error(400, "ValidationException", "Request body is not a JSON object")
+        try:
+            cloudtrail.check_lookup(params)
+            if cfg.validate:
+                problems = shapes.validate_request("LookupEvents", params, "cloudtrail")
+                if problems:
+                    return _error(400, "ValidationException", "; ".join(problems))
+            with RUNTIME.lock:
+                control.backend_for(region).tick()
+                result = cloudtrail.lookup_events(region, params)
+        except cloudtrail.TrailError as exc:
+            return _error(400, exc.code, exc.message)
+        return 200, json.dumps(result).encode()
 
     def _kms(
         self, environ: dict[str, Any], start_response: StartResponse, operation: str
@@ -85,13 +172,17 @@ class EmulatorApp:
         cfg = RUNTIME.config
         if cfg.latency_ms > 0:
             time.sleep(cfg.latency_ms / 1000.0)
-        status, payload = self._answer(environ, operation, region, body, params, cfg)
-        error = None
-        if status >= 300:
-            try:
-                error = str(json.loads(payload).get("__type", "")).rsplit("#", 1)[-1] or None
-            except (ValueError, AttributeError):
-                error = "<non-JSON>"
+        when = RUNTIME.clock.epoch()
+        request_id = cloudtrail.new_uuid()
+        context = cloudtrail.begin_call()
+        try:
+            status, payload = self._answer(environ, operation, region, body, params, cfg)
+        finally:
+            cloudtrail.end_call()
+        error = _error_code(status, payload)
+        if isinstance(params, dict):
+            self._record(environ, operation, region, params, status, payload, context,
+                         request_id, when)
         call: dict[str, Any] = {
             "operation": operation,
             "region": region,
@@ -108,7 +199,78 @@ class EmulatorApp:
         with RUNTIME.lock:
             RUNTIME.calls.append(call)
             RUNTIME.problems.extend(found)
-        return _respond(start_response, status, payload, "application/x-amz-json-1.1")
+        return _respond(
+            start_response, status, payload, "application/x-amz-json-1.1", request_id
+        )
+
+    def _record(
+        self,
+        environ: dict[str, Any],
+        operation: str,
+        region: str,
+        params: dict[str, Any],
+        status: int,
+        payload: bytes,
+        context: cloudtrail.CallContext,
+        request_id: str,
+        when: float,
+    ) -> None:
+        """The call's CloudTrail event, and its key's last usage when a crypto call succeeded."""
+        names_key = any(isinstance(params.get(m), str) for m in _KEY_MEMBERS)
+        if not (
+            names_key
+            or context.keys
+            or operation == "CreateKey"
+            or operation in cloudtrail.STORE_OPERATIONS
+        ):
+            return
+        doc: Any = None
+        if status < 300:
+            try:
+                doc = json.loads(payload) if payload.strip() else {}
+            except ValueError:
+                doc = None
+        with RUNTIME.lock:
+            backend = control.backend_for(region)
+            keys = list(context.keys) or _named_keys(backend, params, doc)
+            event_id = cloudtrail.new_uuid()
+            if status < 300 and operation in cloudtrail.TRACKED_OPERATIONS:
+                for key in context.used:
+                    if key.id in backend.keys:
+                        backend.record_usage(key, operation, when, event_id, request_id)
+            error = None
+            if status >= 300:
+                code = _error_code(status, payload) or "InternalFailure"
+                try:
+                    message = str(json.loads(payload).get("message", ""))
+                except (ValueError, AttributeError):
+                    message = ""
+                error = (code, message)
+            logged = cloudtrail.camel_members(params)
+            if operation in ("Decrypt", "ReEncrypt") and keys and "keyId" not in logged:
+                logged["keyId" if operation == "Decrypt" else "sourceKeyId"] = keys[0].arn
+            if operation in ("Encrypt", "Decrypt", "ReEncrypt", "GenerateDataKey",
+                             "GenerateDataKeyWithoutPlaintext"):
+                algorithm = "encryptionAlgorithm" if operation != "ReEncrypt" else \
+                    "destinationEncryptionAlgorithm"
+                if operation.startswith("GenerateDataKey"):
+                    algorithm = ""
+                if algorithm:
+                    logged.setdefault(algorithm, "SYMMETRIC_DEFAULT")
+            caller = _caller(environ)
+            record = cloudtrail.api_event(
+                operation=operation,
+                region=region,
+                when=when,
+                caller=caller,
+                request_id=request_id,
+                event_id=event_id,
+                request_parameters=logged or None,
+                response_elements=_response_elements(operation, doc),
+                keys=keys,
+                error=error,
+            )
+            cloudtrail.record_api_event(region, when, caller, record, keys)
 
     def _answer(
         self,
@@ -163,6 +325,79 @@ class EmulatorApp:
         return int(captured.get("status", 500)), payload
 
 
+def _account(environ: dict[str, Any]) -> str:
+    from moto.core.models import DEFAULT_ACCOUNT_ID
+
+    return str(environ.get("HTTP_X_MOTO_ACCOUNT_ID") or DEFAULT_ACCOUNT_ID)
+
+
+def _caller(environ: dict[str, Any]) -> cloudtrail.Caller:
+    cred = _CREDENTIAL_RE.search(environ.get("HTTP_AUTHORIZATION", ""))
+    return cloudtrail.Caller(
+        access_key_id=cred.group(1) if cred else "ANONYMOUS",
+        account=_account(environ),
+        source_ip=str(environ.get("REMOTE_ADDR") or "127.0.0.1"),
+        user_agent=str(environ.get("HTTP_USER_AGENT") or ""),
+    )
+
+
+def _error_code(status: int, payload: bytes) -> str | None:
+    if status < 300:
+        return None
+    try:
+        return str(json.loads(payload).get("__type", "")).rsplit("#", 1)[-1] or None
+    except (ValueError, AttributeError):
+        return "<non-JSON>"
+
+
+def _named_keys(backend: EmulatorKmsBackend, params: dict[str, Any], doc: Any) -> list[Any]:
+    """Keys named by a call the emulator's own actions did not resolve (moto's actions)."""
+    out: list[Any] = []
+    wanted = [params.get(m) for m in _KEY_MEMBERS]
+    if isinstance(doc, dict) and isinstance(doc.get("KeyMetadata"), dict):
+        wanted.append(doc["KeyMetadata"].get("KeyId"))
+    for ident in wanted:
+        if not isinstance(ident, str):
+            continue
+        key = None
+        if ident.startswith("alias/") or ":alias/" in ident:
+            name = "alias/" + ident.split(":alias/", 1)[-1].removeprefix("alias/")
+            key = next((k for k in list(backend.keys.values()) if name in k.aliases), None)
+        else:
+            key = backend.keys.get(ident.split(":key/", 1)[-1])
+        if key is not None and all(k is not key for k in out):
+            out.append(key)
+    return out
+
+
+def _response_elements(operation: str, doc: Any) -> dict[str, Any] | None:
+    """What KMS logs as ``responseElements`` for a successful call (kms-gates-facts §6): the key
+    ARN and state for Schedule/CancelKeyDeletion, new IDs for creations, null otherwise (reads,
+    cryptographic operations and empty answers)."""
+    if not isinstance(doc, dict):
+        return None
+    if operation == "ScheduleKeyDeletion":
+        out: dict[str, Any] = {"keyId": doc.get("KeyId"), "keyState": doc.get("KeyState")}
+        if "DeletionDate" in doc:
+            out["deletionDate"] = cloudtrail.human_date(float(doc["DeletionDate"]))
+        if "PendingWindowInDays" in doc:
+            out["pendingWindowInDays"] = doc["PendingWindowInDays"]
+        return out
+    if operation == "CancelKeyDeletion":
+        return {"keyId": doc.get("KeyId")}
+    if operation == "CreateKey" and isinstance(doc.get("KeyMetadata"), dict):
+        meta = dict(doc["KeyMetadata"])
+        for name in ("CreationDate", "DeletionDate", "ValidTo"):
+            if isinstance(meta.get(name), int | float):
+                meta[name] = cloudtrail.human_date(float(meta[name]))
+        return {"keyMetadata": cloudtrail.camel_members(meta)}
+    if operation == "CreateCustomKeyStore":
+        return {"customKeyStoreId": doc.get("CustomKeyStoreId")}
+    if operation == "CreateGrant":
+        return {"grantId": doc.get("GrantId")}
+    return None
+
+
 def _error(status: int, code: str, message: str) -> tuple[int, bytes]:
     return status, json.dumps({"__type": code, "message": message}).encode()
 
@@ -180,7 +415,11 @@ def _read_body(environ: dict[str, Any]) -> bytes:
 
 
 def _respond(
-    start_response: StartResponse, status: int, payload: bytes, content_type: str
+    start_response: StartResponse,
+    status: int,
+    payload: bytes,
+    content_type: str,
+    request_id: str | None = None,
 ) -> list[bytes]:
     reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 500: "Internal Server Error"}
     start_response(
@@ -188,7 +427,7 @@ def _respond(
         [
             ("Content-Type", content_type),
             ("Content-Length", str(len(payload))),
-            ("x-amzn-RequestId", str(uuid.uuid4())),
+            ("x-amzn-RequestId", request_id or str(uuid.uuid4())),
         ],
     )
     return [payload]

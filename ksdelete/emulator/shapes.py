@@ -1,4 +1,4 @@
-"""Validate raw KMS JSON bodies against botocore's KMS service model.
+"""Validate raw KMS (and CloudTrail) JSON bodies against botocore's service models.
 
 botocore's own ``ParamValidator`` checks only types, ``required`` and ``min``; the walker here also
 checks enums, ``max``, regex patterns (inputs only: AWS's own responses break some request
@@ -13,7 +13,7 @@ import base64
 import binascii
 import json
 import re
-from functools import cache, lru_cache
+from functools import cache
 from typing import Any
 
 import botocore.session
@@ -48,23 +48,28 @@ COMMON_ERRORS: frozenset[str] = frozenset(
 COMMON_FAULTS: frozenset[str] = frozenset({"InternalFailure", "ServiceUnavailable"})
 
 
-@lru_cache(maxsize=1)
+@cache
+def service_model(service: str) -> ServiceModel:
+    """A service model shipped with the installed botocore (``"kms"``, ``"cloudtrail"``)."""
+    return botocore.session.get_session().get_service_model(service)
+
+
 def kms_model() -> ServiceModel:
     """The KMS service model shipped with the installed botocore."""
-    return botocore.session.get_session().get_service_model("kms")
+    return service_model("kms")
 
 
-@lru_cache(maxsize=1)
-def fault_errors() -> frozenset[str]:
+@cache
+def fault_errors(service: str = "kms") -> frozenset[str]:
     """Error shapes the model marks ``"fault": true`` (answered with HTTP 500)."""
-    raw = kms_model()._shape_resolver._shape_map
+    raw = service_model(service)._shape_resolver._shape_map
     return frozenset(name for name, spec in raw.items() if spec.get("fault"))
 
 
 @cache
-def operation(name: str) -> OperationModel:
+def operation(name: str, service: str = "kms") -> OperationModel:
     """The operation model for ``name`` (e.g. ``"DescribeKey"``)."""
-    return kms_model().operation_model(name)
+    return service_model(service).operation_model(name)
 
 
 @cache
@@ -181,14 +186,16 @@ def _check_range(n: float, meta: dict[str, Any], where: str, out: list[str]) -> 
         out.append(f"{where}: value {n} above max {meta['max']}")
 
 
-def validate_request(operation_name: str, body: Any) -> list[str]:
+def validate_request(operation_name: str, body: Any, service: str = "kms") -> list[str]:
     """Problems in a request body (decoded JSON) for ``operation_name``; patterns are checked."""
-    return validate(body, operation(operation_name).input_shape, check_patterns=True)
+    return validate(body, operation(operation_name, service).input_shape, check_patterns=True)
 
 
-def validate_response_body(operation_name: str, status: int, raw: bytes) -> list[str]:
-    """Problems in a raw KMS response: output shape for 2xx, modeled/common error for the rest."""
-    op = operation(operation_name)
+def validate_response_body(
+    operation_name: str, status: int, raw: bytes, service: str = "kms"
+) -> list[str]:
+    """Problems in a raw response: output shape for 2xx, modeled/common error for the rest."""
+    op = operation(operation_name, service)
     prefix = f"{operation_name} (HTTP {status})"
     if status < 300:
         if not raw.strip():
@@ -211,7 +218,7 @@ def validate_response_body(operation_name: str, status: int, raw: bytes) -> list
     code = err["__type"].rsplit("#", 1)[-1]
     modeled = {s.name: s for s in op.error_shapes}
     if code in modeled:
-        fault = code in fault_errors()
+        fault = code in fault_errors(service)
         if fault != (status >= 500):
             return [f"{prefix}: {code} sent with wrong HTTP status"]
         return []
