@@ -36,6 +36,8 @@ PIPELINE: tuple[Phase, ...] = (
 STEP_PHASE: dict[StepKind, Phase] = {
     StepKind.CONNECT_STORE: Phase.CONNECT,
     StepKind.AWAIT_CONNECTED: Phase.CONNECT,
+    StepKind.DISABLE_KEYS: Phase.SCHEDULE,
+    StepKind.AWAIT_SOAK: Phase.WAIT,
     StepKind.SCHEDULE_KEY_DELETION: Phase.SCHEDULE,
     StepKind.AWAIT_KEYS_DELETED: Phase.WAIT,
     StepKind.DISCONNECT_STORE: Phase.DISCONNECT,
@@ -91,6 +93,8 @@ def describe_step(kind: StepKind, key_count: int, detail: str) -> str:
     text = {
         StepKind.CONNECT_STORE: "ConnectCustomKeyStore",
         StepKind.AWAIT_CONNECTED: "wait until the store is CONNECTED",
+        StepKind.DISABLE_KEYS: f"DisableKey for {key_count} key(s) (the soak)",
+        StepKind.AWAIT_SOAK: "wait out the soak, watching CloudTrail for attempts to use them",
         StepKind.SCHEDULE_KEY_DELETION: f"ScheduleKeyDeletion for {key_count} key(s)",
         StepKind.AWAIT_KEYS_DELETED: f"wait until all {key_count} key(s) are really deleted",
         StepKind.DISCONNECT_STORE: "DisconnectCustomKeyStore",
