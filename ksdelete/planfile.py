@@ -28,6 +28,7 @@ from ksdelete.models import (
     STORE_ID,
     ApprovedStore,
     ConnectionState,
+    Grant,
     Identity,
     Key,
     KeyStore,
@@ -38,6 +39,7 @@ from ksdelete.models import (
     StepKind,
     StoreResult,
     StoreType,
+    Usage,
     Verdict,
 )
 from ksdelete.output import key_json
@@ -282,6 +284,26 @@ def _checked(path: Path, content: dict[str, Any], digest: str) -> SavedPlan:
     return SavedPlan(path, content, digest, account, region, endpoint, options, tuple(stores))
 
 
+def _key(k: dict[str, Any], store_id: str) -> Key:
+    """A key as the plan file keeps it (output.key_json), with what the gates saw of it."""
+    usage = k.get("last_usage")
+    tags = k.get("tags")
+    grants = k.get("grants")
+    return Key(
+        k["id"], k["arn"], k["state"], store_id, _time(k.get("deletion_date")),
+        tuple(k.get("aliases") or ()), k.get("external_key_id"),
+        creation_date=_time(k.get("creation_date")),
+        tags=tuple((str(n), str(v)) for n, v in tags.items()) if isinstance(tags, dict)
+        else None,
+        grants=tuple(Grant(str(g["grant_id"]), str(g["grantee"]), tuple(g["operations"]),
+                           str(g.get("name", "")), str(g.get("retiring", "")))
+                     for g in grants) if isinstance(grants, list) else None,
+        usage=Usage(tracking_start=_time(usage.get("tracking_start")),
+                    last_used=_time(usage.get("last_used")), operation=usage.get("operation"),
+                    event_id=usage.get("cloudtrail_event_id"), error=usage.get("error"))
+        if isinstance(usage, dict) else None)
+
+
 def _time(value: Any) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
@@ -298,10 +320,7 @@ def restore(saved: SavedPlan) -> list[StoreResult]:
         for s in saved.document["stores"]:
             store = KeyStore(s["id"], s["name"], StoreType(s["type"]),
                              ConnectionState(s["connection_state"]))
-            keys = tuple(
-                Key(k["id"], k["arn"], k["state"], store.id, _time(k.get("deletion_date")),
-                    tuple(k.get("aliases") or ()), k.get("external_key_id"))
-                for k in s["keys"])
+            keys = tuple(_key(k, store.id) for k in s["keys"])
             steps = tuple(
                 Step(StepKind(st["step"]), tuple(st["keys"]), st.get("detail", ""),
                      window if st["step"] == StepKind.SCHEDULE_KEY_DELETION.value else None)

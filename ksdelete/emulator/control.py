@@ -19,6 +19,7 @@ from .responses import stamp_grant
 HSM_PASSWORD = "kmsPswd1"
 # The caller of a seeded last use unless the spec names one (map it with the principals knob).
 SEEDED_APP_ACCESS_KEY = "AKIAEMULATORSEEDAPP1"
+SEEDED_OPERATOR_ACCESS_KEY = "AKIAEMULATORSEEDOPS1"  # who scheduled the keys seeded pending
 DAY = 86400.0
 TRUST_ANCHOR = "-----BEGIN CERTIFICATE-----\nMIIEmulatorTrustAnchor\n-----END CERTIFICATE-----"
 _B32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
@@ -178,6 +179,7 @@ def _seed_store(backend: EmulatorKmsBackend, raw: dict[str, Any]) -> dict[str, A
         _seed_key_details(backend, key, details)
         if i < pending:
             backend.schedule(key, 30)
+            _seed_scheduled(backend, key, 30)
         elif i < pending + disabled:
             backend.set_enabled(key, False)
         if raw.get("aliases"):
@@ -274,6 +276,25 @@ def _seed_last_use(backend: EmulatorKmsBackend, key: Any, used: dict[str, Any]) 
     )
     cloudtrail.record_api_event(backend.region_name, when, caller, record, [key])
     backend.record_usage(key, operation, when, event_id, request_id)
+
+
+def _seed_scheduled(backend: EmulatorKmsBackend, key: Any, days: int) -> None:
+    """A key seeded pending deletion was scheduled by someone: its ScheduleKeyDeletion event,
+    as a CloudTrail watch over the waiting period finds for every pending key."""
+    when = RUNTIME.clock.epoch()
+    caller = cloudtrail.Caller(access_key_id=SEEDED_OPERATOR_ACCESS_KEY, account=key.account_id,
+                               source_ip="10.0.0.20",
+                               user_agent="aws-cli/2.15.0 (seeded by the emulator)")
+    deletion = key.deletion_date.timestamp() if key.deletion_date else when + days * 86400
+    record = cloudtrail.api_event(
+        operation="ScheduleKeyDeletion", region=backend.region_name, when=when, caller=caller,
+        request_id=cloudtrail.new_uuid(), event_id=cloudtrail.new_uuid(),
+        request_parameters={"keyId": key.id, "pendingWindowInDays": days},
+        response_elements={"keyId": key.arn, "keyState": "PendingDeletion",
+                           "deletionDate": cloudtrail.human_date(deletion),
+                           "pendingWindowInDays": days},
+        keys=[key], error=None)
+    cloudtrail.record_api_event(backend.region_name, when, caller, record, [key])
 
 
 def store_state(body: dict[str, Any]) -> dict[str, Any]:

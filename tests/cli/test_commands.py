@@ -169,11 +169,11 @@ def test_iam_policy_unused_for_lets_aws_enforce_the_last_use_gate() -> None:
     doc = json.loads(CliRunner().invoke(cli, ["iam-policy", "--unused-for", "30"]).stdout)
     by_sid = {s["Sid"]: s for s in doc["Statement"]}
     guarded = by_sid["KsdeleteOnlyUnusedKeys"]
-    assert guarded["Action"] == ["kms:ScheduleKeyDeletion"]
+    assert guarded["Action"] == ["kms:DisableKey", "kms:ScheduleKeyDeletion"]
     assert guarded["Condition"] == {"NumericGreaterThanEqualsIfExists": {
         "kms:TrailingDaysWithoutKeyUsage": 30}}
     others = {a for s in doc["Statement"] if s is not guarded for a in s["Action"]}
-    assert "kms:ScheduleKeyDeletion" not in others
+    assert not {"kms:ScheduleKeyDeletion", "kms:DisableKey"} & others
     read = json.loads(CliRunner().invoke(cli, ["iam-policy", "--read-only"]).stdout)
     assert {"kms:GetKeyLastUsage", "kms:ListGrants", "cloudtrail:LookupEvents"} <= {
         a for s in read["Statement"] for a in s["Action"]}
