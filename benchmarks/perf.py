@@ -238,7 +238,8 @@ def aws_cli_loop(emulator: Emulator, store_id: str, total: int, sample: int, sta
 
 
 def ksdelete_status(emulator: Emulator, state: Path, name: str, expected: set[str],
-                    results: Results, total: int) -> Ran:
+                    results: Results, total: int, latency: float) -> Ran:
+    seen = len(emulator.calls())
     with measured(emulator) as numbers:
         # Discovery alone: the last-use gate (GetKeyLastUsage, 5 per second) is left out.
         ran = run([tool("ksdelete"), "status", "bench-store", "--output", "json",
@@ -254,7 +255,14 @@ def ksdelete_status(emulator: Emulator, state: Path, name: str, expected: set[st
                              "max_rss_mb": ran.max_rss_mb}
     say(f"  {name}: {rate:7.1f} keys/s  ({ran.seconds:.2f} s end to end; client CPU "
         f"{ran.cpu:.1f} s, emulator CPU {numbers['emulator_cpu']:.1f} s)")
+    # After discovery, the grants gate reads ListGrants for each of the store's keys (paced
+    # under its 100 req/s quota): measured from the emulator's log, to tell the two apart.
+    grants = [c["wall"] for c in emulator.calls()[seen:] if c["operation"] == "ListGrants"]
+    gates = max(grants) - min(grants) + latency if grants else 0.0
+    results.details[name]["grants_s"] = gates
+    say(f"    of which reading the store keys' grants (the grants gate): {gates:.2f} s")
     return ran
+
 
 
 def discovery(args: argparse.Namespace, results: Results) -> None:
@@ -274,11 +282,17 @@ def discovery(args: argparse.Namespace, results: Results) -> None:
         # The two that fill the pipe, back to back (what the machine allows vs ksdelete).
         threaded_boto3(emulator, total, 32, results)
         first = ksdelete_status(emulator, state / "ksdelete", "ksdelete, first run", expected,
-                                results, total)
+                                results, total, args.latency_ms / 1000)
         second = ksdelete_status(emulator, state / "ksdelete", "ksdelete, second run (cache)",
-                                 expected, results, total)
+                                 expected, results, total, args.latency_ms / 1000)
         results.details["second run speed-up"] = first.seconds / second.seconds
         say(f"  second run: {first.seconds / second.seconds:.1f}x faster than the first")
+        # The grants read costs both runs the same (the store's keys at the ListGrants quota):
+        # discovery alone is what the cache speeds up.
+        alone = (first.seconds - results.details["ksdelete, first run"]["grants_s"]) / (
+            second.seconds - results.details["ksdelete, second run (cache)"]["grants_s"])
+        results.details["second run speed-up, discovery alone"] = alone
+        say(f"  second run, discovery alone (without the grants read): {alone:.1f}x faster")
 
 
 # ---- scheduling and cancel under the quotas ---------------------------------------------------
@@ -383,6 +397,8 @@ def targets(results: Results) -> None:
         if results.keys >= 10_000:  # the target is for 10,000 keys, 1 % in the store
             checks.append(("second run speed-up", results.details["second run speed-up"], ">=",
                            10))
+            checks.append(("second run speed-up, discovery alone",
+                           results.details["second run speed-up, discovery alone"], ">=", 10))
     for operation, share in (("ScheduleKeyDeletion", 0.85), ("CancelKeyDeletion", 0.85)):
         detail = results.details.get(operation)
         if detail:
@@ -391,6 +407,9 @@ def targets(results: Results) -> None:
                 (f"{operation} requests throttled", detail["throttled_share"], "<=", 0.05),
                 (f"{operation} errors surfaced", detail["errors_surfaced"], "<=", 0),
             ]
+    tag = results.details.get("TagResource")
+    if tag:  # what bounds scheduling: one mark per key, under TagResource's 10 req/s
+        checks.append(("TagResource share of its quota", tag["share_of_quota"], ">=", 0.85))
     for total, limit in ((30000, 150.0), (100000, 200.0)):
         detail = results.details.get(f"dry run, {total} keys")
         if detail:
