@@ -468,14 +468,23 @@ class Executor:
         deletion of keys someone tried to use), unless this run only reads; then stop."""
         assert plan.refusal is not None
         remedy = plan.remedy
+        failed: dict[str, AwsError] = {}
         if remedy is not None and not self.options.dry_run:
             keys = {k.id: k for k in snap.keys}
             who = self.identity.caller_arn
             for key_id in remedy.key_ids:
                 key = keys[key_id]
-                self.mutate(result, "CancelKeyDeletion",
-                            partial(self.gw.cancel_key_deletion, key.arn),
-                            key=key, already=not_pending)
+                try:
+                    self.mutate(result, "CancelKeyDeletion",
+                                partial(self.gw.cancel_key_deletion, key.arn),
+                                key=key, already=not_pending)
+                except AwsError as exc:  # one key's error must not leave the others pending
+                    failed[key_id] = exc
+                    self.reporter.note(f"{key_id}: CancelKeyDeletion failed: {exc.aws_code}: "
+                                       f"{exc.what}", level="error")
+                    continue
+                if result_outcome(result, key_id) == "already-gone":
+                    continue
                 use = key.watch.attempts[0].operation if key.watch and key.watch.attempts else ""
                 stamp = self.gw.server_now().strftime("%Y-%m-%dT%H:%M:%SZ")
                 value = tag_value(f"{stamp} by={who} watch={use}")
@@ -486,9 +495,24 @@ class Executor:
                 except AwsError as exc:
                     result.warnings.append(f"{key_id}: could not record the cancel on the key "
                                            f"({exc.aws_code})")
-            self.reporter.note(f"cancelled the deletion of {len(remedy.key_ids)} key(s) "
-                               f"someone tried to use: {', '.join(remedy.key_ids)}",
-                               level="warning")
+            gone = [k for k in remedy.key_ids if result_outcome(result, k) == "already-gone"]
+            cancelled = [k for k in remedy.key_ids if k not in failed and k not in gone]
+            if cancelled:
+                self.reporter.note(f"cancelled the deletion of {len(cancelled)} key(s) "
+                                   f"someone tried to use: {', '.join(cancelled)}",
+                                   level="warning")
+            if gone:
+                result.warnings.append(f"already deleted, too late to cancel: {', '.join(gone)}")
+            if failed:
+                # The key someone uses is still on its way out: that is no refusal with
+                # "nothing changed", it is a failure the operator must act on now.
+                why = "; ".join(f"{k} ({e.aws_code}: {e.what})" for k, e in failed.items())
+                raise KsdeleteError(
+                    f"{plan.refusal.message}. BUT the deletion of {len(failed)} of these "
+                    f"key(s) could not be cancelled, and they are still pending deletion: "
+                    f"{why} ({done or self._done(result)})", where=snap.store.id,
+                    hint="Cancel them now: grant kms:CancelKeyDeletion and run `ksdelete "
+                         f"cancel {snap.store.id}`, or `aws kms cancel-key-deletion`")
         raise _refusal_error(plan.refusal, snap.store.id, done or self._done(result))
 
     def _last_usage(self, key: Key) -> Usage:
