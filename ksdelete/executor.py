@@ -784,14 +784,27 @@ class Executor:
         for in CloudTrail; `ksdelete cancel --enable` brings the keys back."""
         keys = {k.id: k for k in snap.keys}
         stamp = self.gw.server_now().strftime("%Y-%m-%dT%H:%M:%SZ")
+        reconfirmed = self._context.reconfirmed or frozenset()
         for done, key_id in enumerate(step.key_ids, 1):
             key = keys[key_id]
-            value = f"{stamp} prior={key.state} run={self.journal.run_id}"
+            # The state to restore is the one before ksdelete first changed the key.
+            prior = (key.marks.field("prior") if key.marks else None) or key.state
+            value = (f"{stamp} prior={prior} days={self.options.plan.disable_first_days} "
+                     f"run={self.journal.run_id}")
             self.mutate(result, "TagResource",
                         partial(self.gw.tag_resource, key.arn, {DISABLED_TAG: value}), key=key)
+            old = [t for t, v in ((CANCELLED_TAG, key.marks and key.marks.cancelled),
+                                  (SCHEDULED_TAG, key.marks and key.marks.scheduled)) if v]
+            if old and key.id in reconfirmed:
+                # A person confirmed it again, knowing it was cancelled: a new soak begins,
+                # and the old marks would keep it from ever being seen as soaking.
+                self.mutate(result, "UntagResource",
+                            partial(self.gw.untag_resource, key.arn, old), key=key)
             self.mutate(result, "DisableKey", partial(self.gw.disable_key, key.arn), key=key,
                         detail={"prior_state": key.state})
-            marks = replace(key.marks or Marks(), disabled=value)
+            marks = replace(key.marks or Marks(), disabled=value,
+                            **({"cancelled": None, "scheduled": None}
+                               if old and key.id in reconfirmed else {}))
             keys[key_id] = replace(key, marks=marks, state="Disabled")
             result.keys = tuple(keys.values())
             self.reporter.progress(Phase.SCHEDULE, done, len(step.key_ids))

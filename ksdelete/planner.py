@@ -498,8 +498,6 @@ def soak_possible(snap: Snapshot, options: PlanOptions, ctx: Context) -> Refusal
     Unavailable, DisableKey does not take effect until the store reconnects, and every use
     fails anyway, so a soak would prove nothing. And a key the soak disabled that someone
     enabled again is wanted: only a person's fresh confirmation starts its soak again."""
-    if options.disable_first_days <= 0:
-        return Verdict("soak_possible", "n/a", "no --disable-first")
     enabled = [k.id for k in snap.keys
                if k.marks and k.marks.disabled and not k.marks.scheduled
                and not k.marks.cancelled and k.state == "Enabled"]
@@ -511,6 +509,10 @@ def soak_possible(snap: Snapshot, options: PlanOptions, ctx: Context) -> Refusal
             "start their soak again, run ksdelete without --yes and confirm",
             tuple(enabled),
         )
+    if options.disable_first_days <= 0:
+        soaking = sum(1 for k in snap.keys if k.soaking)
+        return Verdict("soak_possible", "n/a", f"no --disable-first; {soaking} key(s) still "
+                       "in the soak an earlier run began" if soaking else "no --disable-first")
     fresh = [k for k in snap.keys if not k.pending and not k.soaking]
     state = snap.store.connection_state
     if fresh and state is not ConnectionState.CONNECTED and not options.connect:
@@ -595,7 +597,7 @@ def plan(snapshot: Snapshot, options: PlanOptions, now: datetime,
         )
 
     soak_until = None
-    if to_schedule and options.disable_first_days > 0:
+    if to_schedule and (options.disable_first_days > 0 or any(k.soaking for k in keys)):
         soak_until = _soak(snapshot, options, now, steps)
     if to_schedule:
         steps.append(Step(StepKind.SCHEDULE_KEY_DELETION, key_ids=to_schedule,
@@ -646,13 +648,15 @@ def plan(snapshot: Snapshot, options: PlanOptions, now: datetime,
 
 def _soak(snap: Snapshot, options: PlanOptions, now: datetime, steps: list[Step]) -> datetime:
     """--disable-first: disable the keys not yet soaking and wait out the soak; returns when
-    the last key's soak ends (a key whose soak starts now ends DAYS from now)."""
+    the last key's soak ends (a key whose soak starts now ends DAYS from now). A soak under
+    way lasts at least the DAYS it began with (its mark), whatever later runs pass: leaving
+    out --disable-first, or passing fewer days, does not cut it short."""
     days = timedelta(days=options.disable_first_days)
-    to_disable = tuple(k.id for k in snap.keys if not k.pending and not k.soaking)
-    started = [k.marks.disabled_at for k in snap.keys
-               if k.soaking and k.marks and k.marks.disabled_at]
-    until = max([*(t + days for t in started), *([now + days] if to_disable else [])],
-                default=now)
+    to_disable = tuple(k.id for k in snap.keys if not k.pending and not k.soaking) \
+        if options.disable_first_days > 0 else ()
+    ends = [k.marks.disabled_at + max(days, timedelta(days=k.marks.soak_days or 0))
+            for k in snap.keys if k.soaking and k.marks and k.marks.disabled_at]
+    until = max([*ends, *([now + days] if to_disable else [])], default=now)
     if to_disable:
         steps.append(Step(StepKind.DISABLE_KEYS, key_ids=to_disable,
                           detail=f"{options.disable_first_days}-day soak"))

@@ -10,7 +10,7 @@ import pytest
 
 from ksdelete.emulator import Emulator
 
-from .helpers import DAY, keys_by_id, ksdelete, mutations, seed_one
+from .helpers import DAY, at_the_prompt, keys_by_id, ksdelete, mutations, seed_one
 from .test_gates import app_uses, client
 
 
@@ -51,3 +51,58 @@ def test_one_key_the_remedy_cannot_cancel_does_not_leave_the_others_pending(
     assert stuck in message and "still pending deletion" in message
     assert "Encrypt" in message and "used-while-pending" in json.dumps(run.store()["phase"])
     assert "AccessDeniedException" in message
+
+
+# ---- the soak across runs -----------------------------------------------------------------
+
+def test_a_soak_is_not_cut_short_by_a_later_run_without_disable_first(
+        emulator: Emulator) -> None:
+    target = seed_one(emulator, keys=2)["stores"][0]
+    assert ksdelete(emulator, "target", "--yes", "--disable-first", "14").exit_code == 3
+    emulator.advance(DAY)
+    # A colleague's cron line without the option (or with a shorter one): the soak started
+    # for 14 days goes on; nothing is scheduled before it ends.
+    for args in ((), ("--disable-first", "2")):
+        run = ksdelete(emulator, "target", "--yes", *args, "--output", "json")
+        assert run.exit_code == 3, run.stderr
+        assert run.store()["phase"]["name"] == "soaking", run.store()["phase"]
+        assert not [c for c in mutations(emulator) if c["operation"] == "ScheduleKeyDeletion"]
+    emulator.advance(14 * DAY)
+    done = ksdelete(emulator, "target", "--yes")
+    assert done.exit_code == 3, done.stderr
+    keys = keys_by_id(emulator)
+    assert {keys[k]["KeyState"] for k in target["key_ids"]} == {"PendingDeletion"}
+
+
+def test_a_soaked_key_enabled_again_refuses_a_run_without_disable_first(
+        emulator: Emulator) -> None:
+    target = seed_one(emulator, keys=2)["stores"][0]
+    assert ksdelete(emulator, "target", "--yes", "--disable-first", "7").exit_code == 3
+    wanted = sorted(target["key_ids"])[0]
+    client(emulator).enable_key(KeyId=wanted)  # someone needs it back
+    emulator.advance(8 * DAY)
+    run = ksdelete(emulator, "target", "--yes", "--unused-for", "0", "--output", "json")
+    assert run.exit_code == 4, run.stderr
+    assert run.store()["phase"]["reason"] == "soak-broken"
+    assert wanted in run.store()["error"]["message"]
+    assert not [c for c in mutations(emulator) if c["operation"] == "ScheduleKeyDeletion"]
+
+
+def test_a_soak_cancelled_then_restarted_at_a_terminal_can_end(emulator: Emulator) -> None:
+    target = seed_one(emulator, keys=2)["stores"][0]
+    assert ksdelete(emulator, "target", "--yes", "--disable-first", "7").exit_code == 3
+    assert ksdelete(emulator, "cancel", "target", "--yes").exit_code == 0
+    # Unattended runs stay off the keys a cancel stopped the soak of ...
+    assert ksdelete(emulator, "target", "--yes", "--disable-first", "7").exit_code == 4
+    # ... until a person confirms them again: their soak starts over, and it can end.
+    again = at_the_prompt(emulator, "target", "--disable-first", "7", keys=b"target\n")
+    assert again.exit_code == 3, again.stderr
+    emulator.advance(8 * DAY)
+    after = ksdelete(emulator, "target", "--yes", "--disable-first", "7", "--output", "json")
+    assert after.exit_code == 3, after.stderr
+    keys = keys_by_id(emulator)
+    assert {keys[k]["KeyState"] for k in target["key_ids"]} == {"PendingDeletion"}
+    # cancel --enable still restores the state before the first soak (Enabled).
+    assert ksdelete(emulator, "cancel", "target", "--yes", "--enable").exit_code == 0
+    keys = keys_by_id(emulator)
+    assert {keys[k]["KeyState"] for k in target["key_ids"]} == {"Enabled"}
