@@ -106,3 +106,24 @@ def test_a_soak_cancelled_then_restarted_at_a_terminal_can_end(emulator: Emulato
     assert ksdelete(emulator, "cancel", "target", "--yes", "--enable").exit_code == 0
     keys = keys_by_id(emulator)
     assert {keys[k]["KeyState"] for k in target["key_ids"]} == {"Enabled"}
+
+
+# ---- the leftovers report -----------------------------------------------------------------
+
+def test_leftovers_read_past_the_first_page_of_delete_key_events(emulator: Emulator) -> None:
+    emulator.configure(disconnect_seconds=0.5)
+    target = seed_one(emulator, keys=2, plain=55)["stores"][0]
+    assert ksdelete(emulator, "target", "--yes", "--pending-window-days", "7").exit_code == 3
+    kms = client(emulator)
+    plain = [k["KeyId"] for k in emulator.state()["keys"] if not k.get("CustomKeyStoreId")]
+    assert len(plain) >= 55
+    for key_id in plain:  # 55 later DeleteKey events: the store's own are on the second page
+        kms.schedule_key_deletion(KeyId=key_id, PendingWindowInDays=8)
+    emulator.advance(9 * DAY)
+    run = ksdelete(emulator, "target", "--yes", "--wait", "--poll-interval", "0.2s",
+                   "--output", "json")
+    assert run.exit_code == 0, run.stderr
+    left = run.store()["leftovers"]
+    assert left["unknown"] == [] and left["orphaned"] == [], json.dumps(left)
+    assert {k["material_deletion"] for k in left["keys"]} == {"SUCCESS"}
+    assert sorted(k["id"] for k in left["keys"]) == sorted(target["key_ids"])
