@@ -600,12 +600,15 @@ class Executor:
                          cluster_id=store.cloudhsm_cluster_id or known.get("cluster_id"))
         for key in keys:
             records.setdefault(key.id, _key_record(key))
-        if known.get("store_type") != StoreType.CLOUDHSM.value or not records:
+        if known.get("store_type") != StoreType.CLOUDHSM.value:
             return leftovers.report(known, records)
         start = self.gw.server_now() - timedelta(days=90)  # all of Event history
         try:
+            # A journal with no key of the store (another machine confirmed it) cannot say
+            # when to stop: read all of it, for the events that name the store.
             return leftovers.report(known, records,
-                                    self.gw.lookup_events(("EventName", "DeleteKey"), start))
+                                    self.gw.lookup_events(("EventName", "DeleteKey"), start),
+                                    by_store=not records)
         except AwsError as exc:
             left = leftovers.report(known, records)
             return replace(left, notes=(*left.notes, f"CloudTrail could not be read "

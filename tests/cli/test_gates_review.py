@@ -5,6 +5,7 @@ against the emulator."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -127,3 +128,21 @@ def test_leftovers_read_past_the_first_page_of_delete_key_events(emulator: Emula
     assert left["unknown"] == [] and left["orphaned"] == [], json.dumps(left)
     assert {k["material_deletion"] for k in left["keys"]} == {"SUCCESS"}
     assert sorted(k["id"] for k in left["keys"]) == sorted(target["key_ids"])
+
+
+def test_orphaned_material_is_reported_by_a_run_with_another_journal(
+        emulator: Emulator, tmp_path: Path) -> None:
+    """The run that ends the deletion may not be the one that confirmed it (another machine,
+    a container with fresh state): CloudTrail's DeleteKey events name the store."""
+    target = seed_one(emulator, keys=2)["stores"][0]
+    store_id = target["id"]
+    assert ksdelete(emulator, "target", "--yes", "--pending-window-days", "7").exit_code == 3
+    client(emulator).disconnect_custom_key_store(CustomKeyStoreId=store_id)
+    emulator.advance(9 * DAY)
+    run = ksdelete(emulator, store_id, "--yes", "--allow-orphaned-key-material", "--wait",
+                   "--poll-interval", "0.2s", "--journal", str(tmp_path / "fresh.jsonl"),
+                   "--output", "json")
+    assert run.exit_code == 0, run.stderr
+    left = run.store()["leftovers"]
+    assert sorted(left["orphaned"]) == sorted(target["key_ids"]), json.dumps(left)
+    assert all(k["key_handles"] for k in left["keys"])
