@@ -45,12 +45,12 @@ def report(store: dict[str, Any], keys: dict[str, dict[str, Any]],
                     newest[arn] = record
             # A key of this store the journal never kept (the run that confirmed it wrote
             # another journal): its DeleteKey event names the store.
-            arn = _store_key_arn(record, store_id)
-            if arn and arn not in arns:
-                key_id = arn.rsplit("/", 1)[-1]
-                keys[key_id] = {"id": key_id, "arn": arn}
-                arns.add(arn)
-                newest[arn] = record
+            other = _store_key_arn(record, store_id)
+            if other and other not in arns:
+                key_id = other.rsplit("/", 1)[-1]
+                keys[key_id] = {"id": key_id, "arn": other}
+                arns.add(other)
+                newest[other] = record
             if keys and not by_store and len(newest) == len(arns):
                 break  # the rest of the account's history is not needed
     found: list[KeyLeftover] = []
