@@ -529,9 +529,13 @@ def soak_possible(snap: Snapshot, options: PlanOptions, ctx: Context) -> Refusal
 
 
 # Ordered by what they protect: the first refusal is the one the operator reads, and the
-# watch comes early so that its remedy (cancelling a key in use) is never held back by another.
-GATES: tuple[Gate, ...] = (account_allowed, name_pinned, membership_known, no_use_while_pending,
-                           no_use_while_disabled, within_saved_plan, expected_key_count,
+# watch comes early so that its remedy (cancelling a key in use) is never held back by another:
+# right after the gates that say this is the store meant (account, name). Not after
+# membership_known: keys already pending are deleted by AWS whatever ksdelete does, and which
+# of them are in the store is known even when some other key of the account is not.
+GATES: tuple[Gate, ...] = (account_allowed, name_pinned, no_use_while_pending,
+                           no_use_while_disabled, membership_known, within_saved_plan,
+                           expected_key_count,
                            no_keys_appeared, covered_by_confirmation, not_cancelled,
                            soak_possible, not_protected, no_service_grants, not_recently_used,
                            cloudhsm_connected)

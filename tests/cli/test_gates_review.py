@@ -146,3 +146,21 @@ def test_orphaned_material_is_reported_by_a_run_with_another_journal(
     left = run.store()["leftovers"]
     assert sorted(left["orphaned"]) == sorted(target["key_ids"]), json.dumps(left)
     assert all(k["key_handles"] for k in left["keys"])
+
+
+def test_an_unrelated_undescribable_key_does_not_silence_the_watch(emulator: Emulator) -> None:
+    """Membership unknown (a key elsewhere in the account denies DescribeKey) refuses every
+    run; the keys already pending still get deleted by AWS when their window ends, so the
+    watch's remedy must not wait for membership to be known."""
+    target = seed_one(emulator, keys=2)["stores"][0]
+    assert ksdelete(emulator, "target", "--yes", "--pending-window-days", "7").exit_code == 3
+    wanted = sorted(target["key_ids"])[0]
+    assert app_uses(emulator, wanted) is not None
+    stranger = client(emulator).create_key()["KeyMetadata"]["KeyId"]
+    deny(emulator, stranger, "kms:DescribeKey")
+    emulator.advance(DAY)
+    run = ksdelete(emulator, "target", "--yes", "--output", "json")
+    assert run.exit_code == 4, run.stderr
+    assert keys_by_id(emulator)[wanted]["KeyState"] == "Disabled", run.stderr
+    assert cancels(emulator) == [wanted]
+    assert run.store()["phase"]["reason"] == "used-while-pending"
