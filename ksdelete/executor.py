@@ -342,6 +342,7 @@ class Executor:
             interactive=self.options.interactive,
             scheduled_before=frozenset(self.journal.scheduled_keys(target.store.id)),
             approved=approved,
+            read_only=self.options.dry_run,
         )
         self.reporter.note(f"{target.ref!r} matched the store {target.matched_by}: "
                            f"{target.store.id} ({target.store.name})")

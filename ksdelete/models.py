@@ -326,6 +326,9 @@ class Context:
     scheduled_before: frozenset[str] = frozenset()
     # `apply`: the store as the saved plan shows it; only its keys may be scheduled.
     approved: ApprovedStore | None = None
+    # This run only reads (a dry run, `status`): a refusal's remedy is not applied, and the
+    # refusal says so instead of claiming it was.
+    read_only: bool = False
 
 
 @dataclass(frozen=True)

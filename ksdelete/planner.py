@@ -430,9 +430,16 @@ def no_use_while_pending(snap: Snapshot, options: PlanOptions, ctx: Context
     if used:
         told = [f"{k.id}: {a.operation} by {a.caller} at {fmt_time(a.time)} ({a.error_code})"
                 for k, a in used]
-        action = ("their deletion is cancelled now (they come back Disabled: the callers "
-                  "still fail, but the keys and the data they protect are safe)"
-                  if options.on_use == "cancel" else "--on-use refuse: nothing was changed")
+        if options.on_use != "cancel":
+            action = ("--on-use refuse: nothing was changed; they are still pending deletion "
+                      "(`ksdelete cancel` stops it)")
+        elif ctx.read_only:
+            action = ("this run only reads, so they are still pending deletion: the next run "
+                      "that is not a dry run cancels their deletion (--on-use cancel), or "
+                      "`ksdelete cancel` now")
+        else:
+            action = ("their deletion is cancelled now (they come back Disabled: the callers "
+                      "still fail, but the keys and the data they protect are safe)")
         return Refusal(
             RefusalReason.USED_WHILE_PENDING,
             f"someone tried to use {len(used)} key(s) of {snap.store.id} while pending "
@@ -575,7 +582,8 @@ def plan(snapshot: Snapshot, options: PlanOptions, now: datetime,
     if refusal:
         status, phase = phase_of(snapshot, refusal)
         remedy = None
-        if refusal.reason is RefusalReason.USED_WHILE_PENDING and options.on_use == "cancel":
+        if refusal.reason is RefusalReason.USED_WHILE_PENDING and options.on_use == "cancel" \
+                and not ctx.read_only:
             remedy = Step(StepKind.CANCEL_KEY_DELETION, key_ids=refusal.key_ids,
                           detail="someone tried to use them while pending deletion")
         return Plan(store_id=store.id, steps=(), refusal=refusal, verdicts=verdicts,

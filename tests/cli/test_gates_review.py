@@ -164,3 +164,23 @@ def test_an_unrelated_undescribable_key_does_not_silence_the_watch(emulator: Emu
     assert keys_by_id(emulator)[wanted]["KeyState"] == "Disabled", run.stderr
     assert cancels(emulator) == [wanted]
     assert run.store()["phase"]["reason"] == "used-while-pending"
+
+
+@pytest.mark.parametrize("command", [("status",), ("--dry-run",)])
+def test_a_read_only_run_does_not_claim_it_cancelled_a_key_in_use(
+        emulator: Emulator, command: tuple[str, ...]) -> None:
+    target = seed_one(emulator, keys=2)["stores"][0]
+    assert ksdelete(emulator, "target", "--yes", "--pending-window-days", "7").exit_code == 3
+    wanted = sorted(target["key_ids"])[0]
+    assert app_uses(emulator, wanted) is not None
+    emulator.advance(DAY)
+    args = [*command, "target"] if command == ("status",) else ["target", *command]
+    run = ksdelete(emulator, *args, "--output", "json")
+    assert run.exit_code == 4, run.stderr
+    assert cancels(emulator) == []
+    assert keys_by_id(emulator)[wanted]["KeyState"] == "PendingDeletion"
+    message: str = run.store()["error"]["message"]
+    assert wanted in message
+    assert "cancelled now" not in message and "are safe" not in message, message
+    assert "still pending deletion" in message
+    assert "cancelled now" not in run.stderr and "are safe" not in run.stderr
