@@ -340,7 +340,8 @@ class Executor:
             else self.journal.confirmed_keys(target.store.id),
             pin=target.pin,
             interactive=self.options.interactive,
-            scheduled_before=frozenset(self.journal.scheduled_keys(target.store.id)),
+            scheduled_before=frozenset(self.journal.scheduled_keys(target.store.id))
+            | self.journal.cancelled_keys(target.store.id),
             approved=approved,
             read_only=self.options.dry_run,
         )

@@ -322,7 +322,8 @@ class Context:
     interactive: bool = False
     # The cancelled keys that person saw listed at the prompt and confirmed; None before.
     reconfirmed: frozenset[str] | None = None
-    # Keys this journal says ksdelete scheduled in the store (evidence besides the marks).
+    # Keys this journal says ksdelete scheduled, or cancelled, in the store (evidence besides
+    # the marks).
     scheduled_before: frozenset[str] = frozenset()
     # `apply`: the store as the saved plan shows it; only its keys may be scheduled.
     approved: ApprovedStore | None = None

@@ -184,3 +184,24 @@ def test_a_read_only_run_does_not_claim_it_cancelled_a_key_in_use(
     assert "cancelled now" not in message and "are safe" not in message, message
     assert "still pending deletion" in message
     assert "cancelled now" not in run.stderr and "are safe" not in run.stderr
+
+
+def test_a_watch_cancel_whose_mark_could_not_be_written_still_holds(emulator: Emulator) -> None:
+    """A key someone else scheduled (no mark of ksdelete's) that the watch cancels: if the
+    cancel mark cannot be written (TagResource denied, or Ctrl-C between the two calls), the
+    journal's record of the cancel still keeps unattended runs off it."""
+    target = seed_one(emulator, keys=2)["stores"][0]
+    by_hand = sorted(target["key_ids"])[0]
+    client(emulator).schedule_key_deletion(KeyId=by_hand, PendingWindowInDays=7)
+    assert ksdelete(emulator, "target", "--yes", "--pending-window-days", "7").exit_code == 3
+    assert app_uses(emulator, by_hand) is not None
+    deny(emulator, by_hand, "kms:TagResource")
+    emulator.advance(DAY)
+    run = ksdelete(emulator, "target", "--yes", "--output", "json")
+    assert run.exit_code == 4 and cancels(emulator) == [by_hand], run.stderr
+    assert keys_by_id(emulator)[by_hand]["KeyState"] == "Disabled"
+    deny(emulator, by_hand, "kms:NoSuchAction")  # the denial was transient
+    again = ksdelete(emulator, "target", "--yes", "--output", "json")
+    assert again.exit_code == 4, again.stderr
+    assert again.store()["phase"]["reason"] == "cancelled-keys"
+    assert keys_by_id(emulator)[by_hand]["KeyState"] == "Disabled"
