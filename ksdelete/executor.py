@@ -340,8 +340,10 @@ class Executor:
             else self.journal.confirmed_keys(target.store.id),
             pin=target.pin,
             interactive=self.options.interactive,
-            scheduled_before=frozenset(self.journal.scheduled_keys(target.store.id)),
+            scheduled_before=frozenset(self.journal.scheduled_keys(target.store.id))
+            | self.journal.cancelled_keys(target.store.id),
             approved=approved,
+            read_only=self.options.dry_run,
         )
         self.reporter.note(f"{target.ref!r} matched the store {target.matched_by}: "
                            f"{target.store.id} ({target.store.name})")
@@ -468,14 +470,23 @@ class Executor:
         deletion of keys someone tried to use), unless this run only reads; then stop."""
         assert plan.refusal is not None
         remedy = plan.remedy
+        failed: dict[str, AwsError] = {}
         if remedy is not None and not self.options.dry_run:
             keys = {k.id: k for k in snap.keys}
             who = self.identity.caller_arn
             for key_id in remedy.key_ids:
                 key = keys[key_id]
-                self.mutate(result, "CancelKeyDeletion",
-                            partial(self.gw.cancel_key_deletion, key.arn),
-                            key=key, already=not_pending)
+                try:
+                    self.mutate(result, "CancelKeyDeletion",
+                                partial(self.gw.cancel_key_deletion, key.arn),
+                                key=key, already=not_pending)
+                except AwsError as exc:  # one key's error must not leave the others pending
+                    failed[key_id] = exc
+                    self.reporter.note(f"{key_id}: CancelKeyDeletion failed: {exc.aws_code}: "
+                                       f"{exc.what}", level="error")
+                    continue
+                if result_outcome(result, key_id) == "already-gone":
+                    continue
                 use = key.watch.attempts[0].operation if key.watch and key.watch.attempts else ""
                 stamp = self.gw.server_now().strftime("%Y-%m-%dT%H:%M:%SZ")
                 value = tag_value(f"{stamp} by={who} watch={use}")
@@ -486,9 +497,24 @@ class Executor:
                 except AwsError as exc:
                     result.warnings.append(f"{key_id}: could not record the cancel on the key "
                                            f"({exc.aws_code})")
-            self.reporter.note(f"cancelled the deletion of {len(remedy.key_ids)} key(s) "
-                               f"someone tried to use: {', '.join(remedy.key_ids)}",
-                               level="warning")
+            gone = [k for k in remedy.key_ids if result_outcome(result, k) == "already-gone"]
+            cancelled = [k for k in remedy.key_ids if k not in failed and k not in gone]
+            if cancelled:
+                self.reporter.note(f"cancelled the deletion of {len(cancelled)} key(s) "
+                                   f"someone tried to use: {', '.join(cancelled)}",
+                                   level="warning")
+            if gone:
+                result.warnings.append(f"already deleted, too late to cancel: {', '.join(gone)}")
+            if failed:
+                # The key someone uses is still on its way out: that is no refusal with
+                # "nothing changed", it is a failure the operator must act on now.
+                why = "; ".join(f"{k} ({e.aws_code}: {e.what})" for k, e in failed.items())
+                raise KsdeleteError(
+                    f"{plan.refusal.message}. BUT the deletion of {len(failed)} of these "
+                    f"key(s) could not be cancelled, and they are still pending deletion: "
+                    f"{why} ({done or self._done(result)})", where=snap.store.id,
+                    hint="Cancel them now: grant kms:CancelKeyDeletion and run `ksdelete "
+                         f"cancel {snap.store.id}`, or `aws kms cancel-key-deletion`")
         raise _refusal_error(plan.refusal, snap.store.id, done or self._done(result))
 
     def _last_usage(self, key: Key) -> Usage:
@@ -576,12 +602,15 @@ class Executor:
                          cluster_id=store.cloudhsm_cluster_id or known.get("cluster_id"))
         for key in keys:
             records.setdefault(key.id, _key_record(key))
-        if known.get("store_type") != StoreType.CLOUDHSM.value or not records:
+        if known.get("store_type") != StoreType.CLOUDHSM.value:
             return leftovers.report(known, records)
         start = self.gw.server_now() - timedelta(days=90)  # all of Event history
         try:
+            # A journal with no key of the store (another machine confirmed it) cannot say
+            # when to stop: read all of it, for the events that name the store.
             return leftovers.report(known, records,
-                                    self.gw.lookup_events(("EventName", "DeleteKey"), start))
+                                    self.gw.lookup_events(("EventName", "DeleteKey"), start),
+                                    by_store=not records)
         except AwsError as exc:
             left = leftovers.report(known, records)
             return replace(left, notes=(*left.notes, f"CloudTrail could not be read "
@@ -760,14 +789,27 @@ class Executor:
         for in CloudTrail; `ksdelete cancel --enable` brings the keys back."""
         keys = {k.id: k for k in snap.keys}
         stamp = self.gw.server_now().strftime("%Y-%m-%dT%H:%M:%SZ")
+        reconfirmed = self._context.reconfirmed or frozenset()
         for done, key_id in enumerate(step.key_ids, 1):
             key = keys[key_id]
-            value = f"{stamp} prior={key.state} run={self.journal.run_id}"
+            # The state to restore is the one before ksdelete first changed the key.
+            prior = (key.marks.field("prior") if key.marks else None) or key.state
+            value = (f"{stamp} prior={prior} days={self.options.plan.disable_first_days} "
+                     f"run={self.journal.run_id}")
             self.mutate(result, "TagResource",
                         partial(self.gw.tag_resource, key.arn, {DISABLED_TAG: value}), key=key)
+            old = [t for t, v in ((CANCELLED_TAG, key.marks and key.marks.cancelled),
+                                  (SCHEDULED_TAG, key.marks and key.marks.scheduled)) if v]
+            if old and key.id in reconfirmed:
+                # A person confirmed it again, knowing it was cancelled: a new soak begins,
+                # and the old marks would keep it from ever being seen as soaking.
+                self.mutate(result, "UntagResource",
+                            partial(self.gw.untag_resource, key.arn, old), key=key)
             self.mutate(result, "DisableKey", partial(self.gw.disable_key, key.arn), key=key,
                         detail={"prior_state": key.state})
-            marks = replace(key.marks or Marks(), disabled=value)
+            marks = replace(key.marks or Marks(), disabled=value,
+                            **({"cancelled": None, "scheduled": None}
+                               if old and key.id in reconfirmed else {}))
             keys[key_id] = replace(key, marks=marks, state="Disabled")
             result.keys = tuple(keys.values())
             self.reporter.progress(Phase.SCHEDULE, done, len(step.key_ids))

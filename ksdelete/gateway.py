@@ -521,13 +521,15 @@ class Gateway:
     def lookup_events(self, attribute: tuple[str, str], start: datetime,
                       end: datetime | None = None) -> Iterator[dict[str, Any]]:
         """CloudTrail Event history (LookupEvents), newest first: each event's record (the
-        parsed CloudTrailEvent JSON). One lookup attribute, as the API allows."""
+        parsed CloudTrailEvent JSON). One lookup attribute, as the API allows. The time range
+        is fixed once: a NextToken is valid only with the same parameters."""
         token: str | None = None
+        end = end or self.server_now()
         while True:
             params: dict[str, Any] = {
                 "LookupAttributes": [{"AttributeKey": attribute[0],
                                       "AttributeValue": attribute[1]}],
-                "StartTime": start, "EndTime": end or self.server_now(), "MaxResults": 50}
+                "StartTime": start, "EndTime": end, "MaxResults": 50}
             if token:
                 params["NextToken"] = token
             page = self._call("LookupEvents", self._cloudtrail(), **params).response

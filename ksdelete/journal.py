@@ -278,6 +278,14 @@ class Journal:
                     keys[str(record["id"])] = record
         return store, keys
 
+    def cancelled_keys(self, store_id: str) -> frozenset[str]:
+        """Keys of this store whose deletion ksdelete cancelled (the watch, or `cancel`): the
+        evidence that outlives a cancel mark that could not be written."""
+        return frozenset(
+            str(e["key_id"]) for e in self.entries()
+            if e.get("store_id") == store_id and e.get("operation") == "CancelKeyDeletion"
+            and e.get("phase") == "result" and e.get("outcome") == "ok" and e.get("key_id"))
+
     def scheduled_keys(self, store_id: str) -> dict[str, ScheduledKey]:
         """Keys of this store that ksdelete scheduled for deletion (latest scheduling each)."""
         keys: dict[str, ScheduledKey] = {}

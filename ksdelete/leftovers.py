@@ -23,20 +23,35 @@ from ksdelete.watch import is_for
 
 
 def report(store: dict[str, Any], keys: dict[str, dict[str, Any]],
-           delete_events: Iterable[dict[str, Any]] = ()) -> Leftovers:
+           delete_events: Iterable[dict[str, Any]] = (), *, by_store: bool = False
+           ) -> Leftovers:
     """The leftovers of one store from what the journal kept (`store`: id, name, type and
     cluster; `keys`: each key's record as confirmed) and, for a CloudHSM store, the account's
-    DeleteKey events (CloudTrail records, newest first; matched to the keys by ARN)."""
+    DeleteKey events (CloudTrail records, newest first; matched to the keys by ARN, and to
+    the store by `additionalEventData.customKeyStoreId`). With `by_store`, every event is
+    read (the journal may not know every key); else reading stops once each key is found."""
     raw_type = store.get("store_type")
     store_type = StoreType(raw_type) if raw_type in {t.value for t in StoreType} else None
     newest: dict[str, dict[str, Any]] = {}
+    keys = dict(keys)
     if store_type is StoreType.CLOUDHSM:
         arns = {str(r.get("arn") or k) for k, r in keys.items()}
+        store_id = store.get("store_id")
         for record in delete_events:
+            if record.get("eventName") != "DeleteKey":
+                continue
             for arn in arns - newest.keys():
-                if record.get("eventName") == "DeleteKey" and is_for(record, arn):
+                if is_for(record, arn):
                     newest[arn] = record
-            if len(newest) == len(arns):
+            # A key of this store the journal never kept (the run that confirmed it wrote
+            # another journal): its DeleteKey event names the store.
+            other = _store_key_arn(record, store_id)
+            if other and other not in arns:
+                key_id = other.rsplit("/", 1)[-1]
+                keys[key_id] = {"id": key_id, "arn": other}
+                arns.add(other)
+                newest[other] = record
+            if keys and not by_store and len(newest) == len(arns):
                 break  # the rest of the account's history is not needed
     found: list[KeyLeftover] = []
     for key_id, record in sorted(keys.items()):
@@ -60,6 +75,19 @@ def report(store: dict[str, Any], keys: dict[str, dict[str, Any]],
                      "in your external key manager; delete it there if nothing else uses it")
     return Leftovers(str(store.get("store_id") or ""), str(store.get("store_name") or ""),
                      store_type, store.get("cluster_id"), tuple(found), tuple(notes))
+
+
+def _store_key_arn(record: dict[str, Any], store_id: Any) -> str | None:
+    """The ARN of the key a DeleteKey event deleted, if the event says it was in this store."""
+    extra = record.get("additionalEventData")
+    if not store_id or not isinstance(extra, dict) or extra.get("customKeyStoreId") != store_id:
+        return None
+    response = record.get("responseElements")
+    arn = response.get("keyId") if isinstance(response, dict) else None
+    if not arn:
+        arn = next((r.get("ARN") for r in record.get("resources") or ()
+                    if isinstance(r, dict) and r.get("ARN")), None)
+    return str(arn) if arn else None
 
 
 def _with_delete_event(left: KeyLeftover, record: dict[str, Any]) -> KeyLeftover:

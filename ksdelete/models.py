@@ -147,7 +147,7 @@ class Watch:
 
 SCHEDULED_TAG = "ksdelete:scheduled"
 CANCELLED_TAG = "ksdelete:cancelled"
-DISABLED_TAG = "ksdelete:disabled"  # --disable-first: "<time> prior=<state> run=<run id>"
+DISABLED_TAG = "ksdelete:disabled"  # --disable-first: "<time> prior=<state> days=<N> run=<id>"
 
 
 @dataclass(frozen=True)
@@ -156,7 +156,7 @@ class Marks:
 
     scheduled: str | None = None  # "<time> prior=<state> run=<run id>"
     cancelled: str | None = None  # "<time> by=<caller ARN>"
-    disabled: str | None = None  # "<time> prior=<state> run=<run id>" (--disable-first)
+    disabled: str | None = None  # "<time> prior=<state> days=<N> run=<id>" (--disable-first)
 
     @property
     def any(self) -> bool:
@@ -175,6 +175,17 @@ class Marks:
             for part in (mark or "").split():
                 if part.startswith(f"{name}="):
                     return part.split("=", 1)[1]
+        return None
+
+    @property
+    def soak_days(self) -> int | None:
+        """How long the soak was to last when it began (`days=` of the soak's mark)."""
+        for part in (self.disabled or "").split():
+            if part.startswith("days="):
+                try:
+                    return int(part.split("=", 1)[1])
+                except ValueError:
+                    return None
         return None
 
     @property
@@ -311,10 +322,14 @@ class Context:
     interactive: bool = False
     # The cancelled keys that person saw listed at the prompt and confirmed; None before.
     reconfirmed: frozenset[str] | None = None
-    # Keys this journal says ksdelete scheduled in the store (evidence besides the marks).
+    # Keys this journal says ksdelete scheduled, or cancelled, in the store (evidence besides
+    # the marks).
     scheduled_before: frozenset[str] = frozenset()
     # `apply`: the store as the saved plan shows it; only its keys may be scheduled.
     approved: ApprovedStore | None = None
+    # This run only reads (a dry run, `status`): a refusal's remedy is not applied, and the
+    # refusal says so instead of claiming it was.
+    read_only: bool = False
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,9 @@ DISCOVERY = ("describe_store", "list_keys", "describe_key", "list_aliases", "lis
 STEP_CALLS: dict[StepKind, tuple[str, ...]] = {
     StepKind.CONNECT_STORE: ("describe_store", "disconnect_store", "connect_store"),
     StepKind.AWAIT_CONNECTED: ("describe_store",),
-    # --disable-first: the soak's mark, then DisableKey.
-    StepKind.DISABLE_KEYS: ("tag_resource", "disable_key"),
+    # --disable-first: the soak's mark (and, for keys a person confirmed again after a cancel,
+    # the old marks removed), then DisableKey.
+    StepKind.DISABLE_KEYS: ("tag_resource", "untag_resource", "disable_key"),
     StepKind.AWAIT_SOAK: ("describe_key",),
     # ksdelete marks each key (a tag) just before scheduling it: the evidence of a cancel.
     StepKind.SCHEDULE_KEY_DELETION: ("tag_resource", "untag_resource", "schedule_key_deletion",

@@ -430,9 +430,16 @@ def no_use_while_pending(snap: Snapshot, options: PlanOptions, ctx: Context
     if used:
         told = [f"{k.id}: {a.operation} by {a.caller} at {fmt_time(a.time)} ({a.error_code})"
                 for k, a in used]
-        action = ("their deletion is cancelled now (they come back Disabled: the callers "
-                  "still fail, but the keys and the data they protect are safe)"
-                  if options.on_use == "cancel" else "--on-use refuse: nothing was changed")
+        if options.on_use != "cancel":
+            action = ("--on-use refuse: nothing was changed; they are still pending deletion "
+                      "(`ksdelete cancel` stops it)")
+        elif ctx.read_only:
+            action = ("this run only reads, so they are still pending deletion: the next run "
+                      "that is not a dry run cancels their deletion (--on-use cancel), or "
+                      "`ksdelete cancel` now")
+        else:
+            action = ("their deletion is cancelled now (they come back Disabled: the callers "
+                      "still fail, but the keys and the data they protect are safe)")
         return Refusal(
             RefusalReason.USED_WHILE_PENDING,
             f"someone tried to use {len(used)} key(s) of {snap.store.id} while pending "
@@ -498,8 +505,6 @@ def soak_possible(snap: Snapshot, options: PlanOptions, ctx: Context) -> Refusal
     Unavailable, DisableKey does not take effect until the store reconnects, and every use
     fails anyway, so a soak would prove nothing. And a key the soak disabled that someone
     enabled again is wanted: only a person's fresh confirmation starts its soak again."""
-    if options.disable_first_days <= 0:
-        return Verdict("soak_possible", "n/a", "no --disable-first")
     enabled = [k.id for k in snap.keys
                if k.marks and k.marks.disabled and not k.marks.scheduled
                and not k.marks.cancelled and k.state == "Enabled"]
@@ -511,6 +516,10 @@ def soak_possible(snap: Snapshot, options: PlanOptions, ctx: Context) -> Refusal
             "start their soak again, run ksdelete without --yes and confirm",
             tuple(enabled),
         )
+    if options.disable_first_days <= 0:
+        soaking = sum(1 for k in snap.keys if k.soaking)
+        return Verdict("soak_possible", "n/a", f"no --disable-first; {soaking} key(s) still "
+                       "in the soak an earlier run began" if soaking else "no --disable-first")
     fresh = [k for k in snap.keys if not k.pending and not k.soaking]
     state = snap.store.connection_state
     if fresh and state is not ConnectionState.CONNECTED and not options.connect:
@@ -527,9 +536,13 @@ def soak_possible(snap: Snapshot, options: PlanOptions, ctx: Context) -> Refusal
 
 
 # Ordered by what they protect: the first refusal is the one the operator reads, and the
-# watch comes early so that its remedy (cancelling a key in use) is never held back by another.
-GATES: tuple[Gate, ...] = (account_allowed, name_pinned, membership_known, no_use_while_pending,
-                           no_use_while_disabled, within_saved_plan, expected_key_count,
+# watch comes early so that its remedy (cancelling a key in use) is never held back by another:
+# right after the gates that say this is the store meant (account, name). Not after
+# membership_known: keys already pending are deleted by AWS whatever ksdelete does, and which
+# of them are in the store is known even when some other key of the account is not.
+GATES: tuple[Gate, ...] = (account_allowed, name_pinned, no_use_while_pending,
+                           no_use_while_disabled, membership_known, within_saved_plan,
+                           expected_key_count,
                            no_keys_appeared, covered_by_confirmation, not_cancelled,
                            soak_possible, not_protected, no_service_grants, not_recently_used,
                            cloudhsm_connected)
@@ -569,7 +582,8 @@ def plan(snapshot: Snapshot, options: PlanOptions, now: datetime,
     if refusal:
         status, phase = phase_of(snapshot, refusal)
         remedy = None
-        if refusal.reason is RefusalReason.USED_WHILE_PENDING and options.on_use == "cancel":
+        if refusal.reason is RefusalReason.USED_WHILE_PENDING and options.on_use == "cancel" \
+                and not ctx.read_only:
             remedy = Step(StepKind.CANCEL_KEY_DELETION, key_ids=refusal.key_ids,
                           detail="someone tried to use them while pending deletion")
         return Plan(store_id=store.id, steps=(), refusal=refusal, verdicts=verdicts,
@@ -595,7 +609,7 @@ def plan(snapshot: Snapshot, options: PlanOptions, now: datetime,
         )
 
     soak_until = None
-    if to_schedule and options.disable_first_days > 0:
+    if to_schedule and (options.disable_first_days > 0 or any(k.soaking for k in keys)):
         soak_until = _soak(snapshot, options, now, steps)
     if to_schedule:
         steps.append(Step(StepKind.SCHEDULE_KEY_DELETION, key_ids=to_schedule,
@@ -646,13 +660,15 @@ def plan(snapshot: Snapshot, options: PlanOptions, now: datetime,
 
 def _soak(snap: Snapshot, options: PlanOptions, now: datetime, steps: list[Step]) -> datetime:
     """--disable-first: disable the keys not yet soaking and wait out the soak; returns when
-    the last key's soak ends (a key whose soak starts now ends DAYS from now)."""
+    the last key's soak ends (a key whose soak starts now ends DAYS from now). A soak under
+    way lasts at least the DAYS it began with (its mark), whatever later runs pass: leaving
+    out --disable-first, or passing fewer days, does not cut it short."""
     days = timedelta(days=options.disable_first_days)
-    to_disable = tuple(k.id for k in snap.keys if not k.pending and not k.soaking)
-    started = [k.marks.disabled_at for k in snap.keys
-               if k.soaking and k.marks and k.marks.disabled_at]
-    until = max([*(t + days for t in started), *([now + days] if to_disable else [])],
-                default=now)
+    to_disable = tuple(k.id for k in snap.keys if not k.pending and not k.soaking) \
+        if options.disable_first_days > 0 else ()
+    ends = [k.marks.disabled_at + max(days, timedelta(days=k.marks.soak_days or 0))
+            for k in snap.keys if k.soaking and k.marks and k.marks.disabled_at]
+    until = max([*ends, *([now + days] if to_disable else [])], default=now)
     if to_disable:
         steps.append(Step(StepKind.DISABLE_KEYS, key_ids=to_disable,
                           detail=f"{options.disable_first_days}-day soak"))

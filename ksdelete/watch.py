@@ -45,20 +45,31 @@ def read_trail(records: Iterable[dict[str, Any]], key_arn: str, *,
     scheduling) and every failed use of the key after it. Attempts before the anchor do not
     count: they belong to an earlier scheduling, already dealt with."""
     attempts: list[Attempt] = []
+    since: datetime | None = None
     for record in records:
+        when = _time(record.get("eventTime"))
+        if since is not None and (when is None or when < since):
+            break  # past the anchor's second: an earlier scheduling's business
         if not is_for(record, key_arn):
             continue
         name = str(record.get("eventName", ""))
         error = record.get("errorCode")
         if name in anchors and not error:
-            return Watch(since=_time(record.get("eventTime")), attempts=tuple(attempts))
+            if since is None:
+                # eventTime has one-second resolution and events of one second come in no
+                # promised order: read on through the anchor's second (a use in that second
+                # counts; the cautious side).
+                since = when
+                if since is None:
+                    break
+            continue
         if name in CRYPTO_OPERATIONS and error in USE_ERRORS:
             attempts.append(Attempt(
                 operation=name, caller=_caller(record.get("userIdentity")),
-                time=_time(record.get("eventTime")), error_code=str(error),
+                time=when, error_code=str(error),
                 message=str(record.get("errorMessage") or ""),
                 event_id=str(record.get("eventID") or "")))
-    return Watch(since=None, attempts=tuple(attempts))
+    return Watch(since=since, attempts=tuple(attempts))
 
 
 def merge(earlier: Watch, later: Watch) -> Watch:
@@ -67,7 +78,7 @@ def merge(earlier: Watch, later: Watch) -> Watch:
     since = later.since or earlier.since
     seen: dict[str, Attempt] = {}
     for attempt in (*earlier.attempts, *later.attempts):
-        if since is None or attempt.time is None or attempt.time > since:
+        if since is None or attempt.time is None or attempt.time >= since:
             seen.setdefault(attempt.event_id or repr(attempt), attempt)
     ordered = sorted(seen.values(), key=lambda a: a.time or datetime.min, reverse=True)
     return Watch(since=since, attempts=tuple(ordered))

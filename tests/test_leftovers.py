@@ -21,7 +21,8 @@ def keys(*ns: int) -> dict[str, dict[str, Any]]:
                       "external_key_id": f"ext-{n}"} for n in ns}
 
 
-def delete_event(n: int, status: str, *, handles: bool = True) -> dict[str, Any]:
+def delete_event(n: int, status: str, *, handles: bool = True, store: str = "cks-1"
+                 ) -> dict[str, Any]:
     entry: dict[str, Any] = {"backingKeyId": f"bk-{n}", "deletionStatus": status}
     if handles:
         entry["keyHandle"] = str(10 + n)
@@ -29,7 +30,7 @@ def delete_event(n: int, status: str, *, handles: bool = True) -> dict[str, Any]
     return {"eventName": "DeleteKey", "eventType": "AwsServiceEvent",
             "eventTime": "2026-11-20T00:00:00Z", "responseElements": {"keyId": arn(n)},
             "resources": [{"ARN": arn(n), "type": "AWS::KMS::Key"}],
-            "additionalEventData": {"customKeyStoreId": "cks-1",
+            "additionalEventData": {"customKeyStoreId": store,
                                     "clusterId": "cluster-1a23b4cdefg",
                                     "backingKeys": json.dumps([backing]),
                                     "backingKeysDeletionStatus": json.dumps([entry])}}
@@ -52,10 +53,19 @@ def test_cloudhsm_orphaned_material_is_named_with_its_key_handle() -> None:
 
 
 def test_the_newest_delete_event_of_each_key_counts_and_other_keys_are_ignored() -> None:
-    newest_first = [delete_event(9, "FAILURE"), delete_event(1, "SUCCESS"),
+    newest_first = [delete_event(9, "FAILURE", store="cks-2"), delete_event(1, "SUCCESS"),
                     delete_event(1, "FAILURE")]
     left = report(STORE, keys(1), newest_first)
     assert left.keys[0].material == "SUCCESS" and not left.orphaned
+    assert [k.id for k in left.keys] == ["k1"]
+
+
+def test_keys_the_journal_never_kept_are_found_by_the_store_their_event_names() -> None:
+    events = [delete_event(9, "FAILURE", store="cks-2"), delete_event(2, "FAILURE"),
+              delete_event(1, "SUCCESS")]
+    left = report(STORE, {}, events, by_store=True)
+    assert [k.id for k in left.keys] == ["k1", "k2"]
+    assert [k.id for k in left.orphaned] == ["k2"] and left.orphaned[0].key_handles == ("12",)
 
 
 def test_external_key_store_lists_every_external_key_left_behind() -> None:

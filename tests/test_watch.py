@@ -69,3 +69,18 @@ def test_merge_keeps_attempts_after_the_newest_anchor_once_each() -> None:
     assert merge(earlier, Watch(since=None, attempts=(a2, a1))).attempts == (a2, a1)
     rescheduled = merge(earlier, Watch(since=T0 + timedelta(hours=3), attempts=()))
     assert rescheduled.attempts == () and rescheduled.since == T0 + timedelta(hours=3)
+
+
+def test_an_attempt_in_the_same_second_as_the_scheduling_counts_in_any_order() -> None:
+    """eventTime has one-second resolution and LookupEvents does not promise an order within
+    a second: an attempt in the scheduling's second may be listed after it, and a later
+    reading (merge) must not drop it either."""
+    used = record("Decrypt", 40, error="KMSInvalidStateException")
+    anchor = record("ScheduleKeyDeletion", 40)
+    before = record("Decrypt", 39, error="KMSInvalidStateException")
+    for newest_first in ([used, anchor], [anchor, used, before]):
+        watch = read_trail(newest_first, ARN)
+        assert watch.since == T0 + timedelta(hours=40)
+        assert [a.time for a in watch.attempts] == [T0 + timedelta(hours=40)]
+        again = merge(Watch(since=watch.since), watch)
+        assert [a.time for a in again.attempts] == [T0 + timedelta(hours=40)]
