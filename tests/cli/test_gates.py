@@ -253,3 +253,28 @@ def test_report_on_a_store_nothing_is_known_of_is_an_error(emulator: Emulator) -
     seed_one(emulator)
     run = ksdelete(emulator, "report", "cks-0000000000000000", "--output", "json")
     assert run.exit_code == 1
+
+
+def test_on_use_ignore_waives_the_watch_and_says_so(emulator: Emulator) -> None:
+    target = seed_one(emulator, keys=2)["stores"][0]
+    assert ksdelete(emulator, "target", "--yes", "--pending-window-days", "7").exit_code == 3
+    assert app_uses(emulator, sorted(target["key_ids"])[0]) is not None
+    before = len(emulator.calls())
+    run = ksdelete(emulator, "target", "--yes", "--on-use", "ignore", "--output", "json")
+    assert run.exit_code == 3, run.stderr
+    assert any(w.startswith("no_use_while_pending: --on-use ignore") for w in
+               run.store()["waivers"])
+    assert not [c for c in emulator.calls()[before:] if c["operation"] == "LookupEvents"]
+    assert not [c for c in mutations(emulator) if c["operation"] == "CancelKeyDeletion"]
+
+
+def test_connect_waives_the_soak_on_a_disconnected_cloudhsm_store(emulator: Emulator) -> None:
+    emulator.configure(connect_seconds=0.5)
+    target = seed_one(emulator, state="DISCONNECTED", keys=1)["stores"][0]
+    refused = ksdelete(emulator, "target", "--yes", "--disable-first", "7", "--output", "json")
+    assert refused.exit_code == 4 and error_code(refused) == "soak-impossible"
+    run = ksdelete(emulator, "target", "--yes", "--disable-first", "7", "--connect",
+                   "--poll-interval", "0.2s", "--output", "json")
+    assert run.exit_code == 3, run.stderr
+    assert keys_by_id(emulator)[target["key_ids"][0]]["KeyState"] == "Disabled"
+    assert run.store()["phase"]["name"] == "soaking"
