@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from ksdelete.models import (
+    Attempt,
     ConnectionState,
     Context,
     Identity,
@@ -417,6 +418,13 @@ def not_recently_used(snap: Snapshot, options: PlanOptions, ctx: Context
     return Verdict("not_recently_used", "pass", detail)
 
 
+def _attempts(keys: list[Key]) -> tuple[list[tuple[Key, Attempt]], list[str]]:
+    """The keys someone tried to use (their latest attempt), and how to tell each."""
+    used = [(k, k.watch.attempts[0]) for k in keys if k.watch and k.watch.attempts]
+    return used, [f"{k.id}: {a.operation} by {a.caller} at {fmt_time(a.time)} "
+                  f"({a.error_code})" for k, a in used]
+
+
 def no_use_while_pending(snap: Snapshot, options: PlanOptions, ctx: Context
                          ) -> Refusal | Verdict:
     """The watch: nobody tried to use a key while it waits out its window (CloudTrail, since
@@ -426,10 +434,8 @@ def no_use_while_pending(snap: Snapshot, options: PlanOptions, ctx: Context
         return Verdict("no_use_while_pending", "n/a", "no key pending deletion")
     if options.on_use == "ignore":
         return Verdict("no_use_while_pending", "waived", "--on-use ignore: CloudTrail not read")
-    used = [(k, k.watch.attempts[0]) for k in pending if k.watch and k.watch.attempts]
+    used, told = _attempts(pending)
     if used:
-        told = [f"{k.id}: {a.operation} by {a.caller} at {fmt_time(a.time)} ({a.error_code})"
-                for k, a in used]
         if options.on_use != "cancel":
             action = ("--on-use refuse: nothing was changed; they are still pending deletion "
                       "(`ksdelete cancel` stops it)")
@@ -474,10 +480,8 @@ def no_use_while_disabled(snap: Snapshot, options: PlanOptions, ctx: Context
         return Verdict("no_use_while_disabled", "n/a", "no key in a soak")
     if options.on_use == "ignore":
         return Verdict("no_use_while_disabled", "waived", "--on-use ignore: CloudTrail not read")
-    used = [(k, k.watch.attempts[0]) for k in soaking if k.watch and k.watch.attempts]
+    used, told = _attempts(soaking)
     if used:
-        told = [f"{k.id}: {a.operation} by {a.caller} at {fmt_time(a.time)} ({a.error_code})"
-                for k, a in used]
         return Refusal(
             RefusalReason.USED_WHILE_DISABLED,
             f"someone tried to use {len(used)} key(s) of {snap.store.id} that ksdelete "
