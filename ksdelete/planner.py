@@ -425,6 +425,12 @@ def _attempts(keys: list[Key]) -> tuple[list[tuple[Key, Attempt]], list[str]]:
                   f"({a.error_code})" for k, a in used]
 
 
+def _blind(keys: list[Key]) -> list[Key]:
+    """The keys the watch could not see: not read, the lookup failed, or the key's own
+    scheduling (or DisableKey) event was not found, so an empty result proves nothing."""
+    return [k for k in keys if k.watch is None or k.watch.error or k.watch.since is None]
+
+
 def no_use_while_pending(snap: Snapshot, options: PlanOptions, ctx: Context
                          ) -> Refusal | Verdict:
     """The watch: nobody tried to use a key while it waits out its window (CloudTrail, since
@@ -453,7 +459,7 @@ def no_use_while_pending(snap: Snapshot, options: PlanOptions, ctx: Context
             "a key after all, run ksdelete again without --yes and confirm it",
             tuple(k.id for k, _ in used),
         )
-    blind = [k for k in pending if k.watch is None or k.watch.error or k.watch.since is None]
+    blind = _blind(pending)
     if blind:
         why = "; ".join(sorted({(k.watch.error if k.watch else None)
                                 or ("not read" if k.watch is None
@@ -490,7 +496,7 @@ def no_use_while_disabled(snap: Snapshot, options: PlanOptions, ctx: Context
             "back",
             tuple(k.id for k, _ in used),
         )
-    blind = [k for k in soaking if k.watch is None or k.watch.error or k.watch.since is None]
+    blind = _blind(soaking)
     if blind:
         return Refusal(
             RefusalReason.WATCH_BLIND,
