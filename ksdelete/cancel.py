@@ -221,7 +221,7 @@ def _leave_evidence(executor: Executor, result: StoreResult, recovered: list[_Ca
     """Tag each recovered key with who cancelled and when (it is no longer pending, so it can
     be tagged). The `ksdelete:scheduled` mark stays: together they keep unattended runs off."""
     who = executor.identity.caller_arn
-    now = executor.gw.server_now().strftime("%Y-%m-%dT%H:%M:%SZ")
+    now = executor.stamp()
     value = tag_value(f"{now} by={who}")
     for c in recovered:
         key = members.get(c.key_id) or Key(c.key_id, c.arn, "", "")
@@ -264,7 +264,7 @@ def _restore(executor: Executor, result: StoreResult, keys: list[Key],
     was Disabled stays Disabled (perhaps on purpose); an unknown prior state is left alone.
     One key's error does not stop the others; the errors are returned."""
     errors: dict[str, AwsError] = {}
-    now = executor.gw.server_now().strftime("%Y-%m-%dT%H:%M:%SZ")
+    now = executor.stamp()
     for key in keys:
         prior = _prior(key, scheduled)
         try:

@@ -488,7 +488,7 @@ class Executor:
                 if result_outcome(result, key_id) == "already-gone":
                     continue
                 use = key.watch.attempts[0].operation if key.watch and key.watch.attempts else ""
-                stamp = self.gw.server_now().strftime("%Y-%m-%dT%H:%M:%SZ")
+                stamp = self.stamp()
                 value = tag_value(f"{stamp} by={who} watch={use}")
                 try:
                     self.mutate(result, "TagResource",
@@ -788,7 +788,7 @@ class Executor:
         DisableKey (5 per second). A failed use of a disabled key is what the soak watches
         for in CloudTrail; `ksdelete cancel --enable` brings the keys back."""
         keys = {k.id: k for k in snap.keys}
-        stamp = self.gw.server_now().strftime("%Y-%m-%dT%H:%M:%SZ")
+        stamp = self.stamp()
         reconfirmed = self._context.reconfirmed or frozenset()
         for done, key_id in enumerate(step.key_ids, 1):
             key = keys[key_id]
@@ -835,11 +835,15 @@ class Executor:
             until = fresh.soak_until
         return "the soak is over"
 
+    def stamp(self) -> str:
+        """AWS's time now, as ksdelete writes it into its marks on keys."""
+        return self.gw.server_now().strftime("%Y-%m-%dT%H:%M:%SZ")
+
     def mark(self, result: StoreResult, key: Key) -> None:
         """Leave ksdelete's mark on the key before scheduling it (a key pending deletion cannot
         be tagged): whoever later sees the mark on a key that is not pending knows its deletion
         was cancelled, on any machine, with or without this journal."""
-        now = self.gw.server_now().strftime("%Y-%m-%dT%H:%M:%SZ")
+        now = self.stamp()
         # After a soak, the state to restore is the one before the soak disabled the key.
         prior = (key.marks.field("prior") if key.soaking and key.marks else None) or key.state
         value = f"{now} prior={prior} run={self.journal.run_id}"
