@@ -748,21 +748,27 @@ def status(stores: tuple[str, ...], region: str | None, profile: str | None,
     inv = Invocation("status", output=output, quiet=quiet, debug=debug, missing_ok=missing_ok)
 
     def body(inv: Invocation) -> None:
-        from ksdelete.app import build, make_reporter
         from ksdelete.executor import RunOptions
         from ksdelete.status import status as read_status
 
-        inv.reporter = reporter = make_reporter(quiet, debug=debug)
-        options = RunOptions(
-            plan=plan,
-            dry_run=True, missing_ok=missing_ok, allowed_accounts=account_ids)
-        app = build(_settings(region, profile, endpoint_url, journal), options, reporter,
-                    lambda snap, plan: False, read_only=True)  # reads only: never confirms
-        inv.identity, inv.run_id = app.identity, app.journal.run_id
-        for ref in stores:
-            inv.results.append(read_status(app.executor, app.executor.resolve(ref)))
+        options = RunOptions(plan=plan, dry_run=True, missing_ok=missing_ok,
+                             allowed_accounts=account_ids)
+        _read_each(inv, stores, read_status, options,
+                   _settings(region, profile, endpoint_url, journal), quiet=quiet, debug=debug)
 
     inv.run(body)
+
+
+def _read_each(inv: Invocation, stores: tuple[str, ...], read: Callable[[Any, Any], StoreResult],
+               options: Any, settings: Any, *, quiet: bool, debug: bool) -> None:
+    """A read-only command (status, report): `read` each STORE; nothing is ever confirmed."""
+    from ksdelete.app import build, make_reporter
+
+    inv.reporter = reporter = make_reporter(quiet, debug=debug)
+    app = build(settings, options, reporter, lambda snap, plan: False, read_only=True)
+    inv.identity, inv.run_id = app.identity, app.journal.run_id
+    for ref in stores:
+        inv.results.append(read(app.executor, app.executor.resolve(ref)))
 
 
 @cli.command()
@@ -839,17 +845,12 @@ def report(stores: tuple[str, ...], region: str | None, profile: str | None,
     inv = Invocation("report", output=output, quiet=quiet, debug=debug)
 
     def body(inv: Invocation) -> None:
-        from ksdelete.app import build, make_reporter
         from ksdelete.executor import RunOptions
         from ksdelete.status import report as read_report
 
-        inv.reporter = reporter = make_reporter(quiet, debug=debug)
-        options = RunOptions(dry_run=True, allowed_accounts=account_ids)
-        app = build(_settings(region, profile, endpoint_url, journal), options, reporter,
-                    lambda snap, plan: False, read_only=True)  # reads only: never confirms
-        inv.identity, inv.run_id = app.identity, app.journal.run_id
-        for ref in stores:
-            inv.results.append(read_report(app.executor, app.executor.resolve(ref)))
+        _read_each(inv, stores, read_report,
+                   RunOptions(dry_run=True, allowed_accounts=account_ids),
+                   _settings(region, profile, endpoint_url, journal), quiet=quiet, debug=debug)
 
     inv.run(body)
 
