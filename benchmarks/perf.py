@@ -1,4 +1,4 @@
-"""Every figure of the README's Performance section, measured in one run on this machine.
+"""Every figure of docs/performance.md, measured in one run on this machine.
 
     .venv/bin/pip install -e '.[test,bench]'
     .venv/bin/python benchmarks/perf.py

@@ -465,18 +465,10 @@ class RichReporter:
             parts.append(self._keys_table(snapshot))
         parts.extend(Text(f"key {bad.id} cannot be described: {bad.error_code}", style="red")
                      for bad in snapshot.undescribable)
-        seen = [(k, evidence_lines(k)) for k in snapshot.keys]
-        seen = [(k, lines) for k, lines in seen if lines]
-        if seen:
-            evidence = Text("What the checks saw", style="bold")
-            for key, lines in seen[:EVIDENCE_SHOWN]:
-                evidence.append(f"\n {key.id}", style="dim")
-                for line in lines:
-                    evidence.append(f"\n   {line}")
-            if len(seen) > EVIDENCE_SHOWN:
-                evidence.append(f"\n ... and {len(seen) - EVIDENCE_SHOWN} more key(s) "
-                                "(--output json lists all)", style="dim")
-            parts.append(evidence)
+        detailed = sum(1 for k in snapshot.keys[EVIDENCE_SHOWN:] if evidence_lines(k))
+        if detailed:
+            parts.append(Text(f"what the checks saw is shown for the first {EVIDENCE_SHOWN} "
+                              f"key(s); {detailed} more in --output json", style="dim"))
         checks = [v for v in plan.verdicts if v.verdict != "n/a"]
         if checks:
             text = Text("Checks", style="bold")
@@ -514,24 +506,30 @@ class RichReporter:
         """One row per key; on narrow terminals aliases and dates go under the ID and state."""
         wide = self._width() >= MAX_WIDTH
         keys = Table(box=None, padding=(0, 1), header_style="bold dim", show_edge=False)
-        keys.add_column("Key ID" if wide else "Key ID / aliases", no_wrap=True)
+        # Key IDs are never cut or wrapped; the checks' lines under them may wrap.
+        keys.add_column("Key ID" if wide else "Key ID / aliases",
+                        min_width=max((len(k.id) for k in snapshot.keys), default=6))
         if wide:
             keys.add_column("Aliases", overflow="fold")
         keys.add_column("State" if wide else "State / deletion date", no_wrap=True)
         if wide:
             keys.add_column("Deletion date", no_wrap=True)
         keys.add_column("External key ID", overflow="fold")
-        for key in snapshot.keys:
+        for index, key in enumerate(snapshot.keys):
+            # What the gates saw (last use, grants, tags) goes under the key: each key once.
+            seen = evidence_lines(key) if index < EVIDENCE_SHOWN else []
             aliases = Text(", ".join(key.aliases) or "-", style="" if wide else "dim")
             state = Text(key.state, style="yellow" if key.state == PENDING_DELETION else "")
             date = Text(fmt_time(key.deletion_date) if key.deletion_date else "-",
                         style="" if wide else "dim")
             external = Text(key.external_key_id or "-")
+            checks = [Text(f"  {line}", style="dim") for line in seen]
             if wide:
-                keys.add_row(key.id, aliases, state, date, external)
+                keys.add_row(Text("\n").join([Text(key.id), *checks]), aliases, state, date,
+                             external)
             else:
                 aliases.overflow = "fold"
-                keys.add_row(Text("\n").join([Text(key.id), aliases]),
+                keys.add_row(Text("\n").join([Text(key.id), aliases, *checks]),
                              Text("\n").join([state, date]) if key.deletion_date else state,
                              external)
         return keys

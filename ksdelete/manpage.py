@@ -176,6 +176,7 @@ def render(cli: click.Group, *, prog_name: str = "ksdelete", version: str = __ve
         out += [".TP", f"\\fI{escape(name)}\\fR", escape(text)]
     out += [".SH EXAMPLES", *examples]
     out += [".SH SEE ALSO",
-            escape("The README of ksdelete (CLI reference, IAM permissions, JSON output); "
+            escape("ksdelete's docs/ folder: operations.md (runbooks, cron), safety.md (gates, "
+                   "IAM permissions), json.md (JSON output), cli.md (CLI reference); "
                    "AWS KMS Developer Guide, \"Deleting a custom key store\".")]
     return "\n".join(out) + "\n"

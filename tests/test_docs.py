@@ -1,5 +1,5 @@
-"""The README's CLI reference and the man page are generated from the CLI; they must never go
-stale."""
+"""The CLI reference (docs/cli.md) and the man page are generated from the CLI; they must never
+go stale. The README stays short and its links stay inside the repository."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ from ksdelete.cli import cli
 from ksdelete.manpage import render as render_man_page
 
 README = Path(__file__).resolve().parent.parent / "README.md"
-MAN_PAGE = README.parent / "docs" / "ksdelete.1"
+DOCS = README.parent / "docs"
+CLI_REFERENCE = DOCS / "cli.md"
+MAN_PAGE = DOCS / "ksdelete.1"
 START, END = "<!-- cli-reference:start -->", "<!-- cli-reference:end -->"
 
 
@@ -30,15 +32,15 @@ def render_reference() -> str:
     return "\n".join(parts)
 
 
-def test_readme_cli_reference_is_current() -> None:
-    text = README.read_text(encoding="utf-8")
+def test_cli_reference_is_current() -> None:
+    text = CLI_REFERENCE.read_text(encoding="utf-8")
     pattern = re.compile(re.escape(START) + r".*?" + re.escape(END), re.S)
     fresh = f"{START}\n{render_reference()}{END}"
     if os.environ.get("KSDELETE_UPDATE_DOCS"):
         text = pattern.sub(lambda _: fresh, text)
-        README.write_text(text, encoding="utf-8")
-    assert pattern.search(text), "README lacks the CLI reference markers"
-    assert fresh in text, "README CLI reference is stale: KSDELETE_UPDATE_DOCS=1 pytest " \
+        CLI_REFERENCE.write_text(text, encoding="utf-8")
+    assert pattern.search(text), "docs/cli.md lacks the CLI reference markers"
+    assert fresh in text, "docs/cli.md is stale: KSDELETE_UPDATE_DOCS=1 pytest " \
         "tests/test_docs.py"
 
 
@@ -74,3 +76,37 @@ def test_quick_start_has_exactly_two_commands() -> None:
     blocks = re.findall(r"```bash\n(.*?)```", quick, re.S)
     assert [b.strip().count("\n") for b in blocks] == [0, 0]
     assert "ksdelete demo" in blocks[0] and "pytest" in blocks[1]
+
+
+def test_readme_is_short() -> None:
+    """The README leads; the reference lives in docs/ (issue 19: at most 300 lines)."""
+    lines = README.read_text(encoding="utf-8").splitlines()
+    assert len(lines) <= 300, f"README.md has {len(lines)} lines; move reference text to docs/"
+
+
+LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+
+
+@pytest.mark.parametrize("doc", [README, *sorted(DOCS.glob("*.md"))], ids=lambda p: p.name)
+def test_links_stay_inside_the_repository_and_resolve(doc: Path) -> None:
+    """Every relative link of the README and docs/ names a file of this repository that exists;
+    no document cites a file outside it."""
+    root = README.parent.resolve()
+    text = doc.read_text(encoding="utf-8")
+    assert "../shared" not in text, f"{doc.name} cites a file outside the repository"
+    for target in LINK.findall(text):
+        if target.startswith(("http://", "https://", "#", "mailto:")):
+            continue
+        path = (doc.parent / target.split("#", 1)[0]).resolve()
+        assert path.is_relative_to(root), f"{doc.name}: {target} points outside the repository"
+        assert path.exists(), f"{doc.name}: {target} does not exist"
+
+
+def test_the_json_example_is_valid() -> None:
+    """docs/json.md's example is a real document: the published schema accepts it."""
+    from cli.helpers import validated
+
+    text = (DOCS / "json.md").read_text(encoding="utf-8")
+    example = re.search(r"```json\n(.*?)```", text, re.S)
+    assert example, "docs/json.md has no JSON example"
+    validated(example.group(1))

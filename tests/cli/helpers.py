@@ -23,6 +23,34 @@ MUTATING = {"ScheduleKeyDeletion", "CancelKeyDeletion", "EnableKey", "DisableKey
             "UntagResource"}
 
 
+SCHEMA = Path(__file__).resolve().parents[2] / "docs" / "ksdelete-output.schema.json"
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    names = [name for name, _ in pairs]
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    assert not duplicated, f"JSON object with duplicate members {duplicated}"
+    return dict(pairs)
+
+
+def validated(stdout: str) -> dict[str, Any]:
+    """stdout is exactly one JSON object, without duplicate members, that the published schema
+    (docs/ksdelete-output.schema.json) accepts. Every --output json run of the tests goes
+    through here."""
+    import jsonschema
+
+    doc = json.loads(stdout, object_pairs_hook=_no_duplicates)
+    assert isinstance(doc, dict), stdout
+    schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
+    jsonschema.Draft202012Validator(schema).validate(doc)
+    return doc
+
+
+def _wants_json(args: tuple[str, ...]) -> bool:
+    return "--output=json" in args or any(
+        a == "--output" and b == "json" for a, b in zip(args, args[1:], strict=False))
+
+
 @dataclass
 class Run:
     exit_code: int
@@ -30,8 +58,7 @@ class Run:
     stderr: str
 
     def json(self) -> dict[str, Any]:
-        doc: dict[str, Any] = json.loads(self.stdout)
-        return doc
+        return validated(self.stdout)
 
     def store(self, index: int = 0) -> dict[str, Any]:
         result: dict[str, Any] = self.json()["stores"][index]
@@ -43,6 +70,8 @@ def ksdelete(emulator: Emulator, *args: str, input: str | None = None) -> Run:
         cli, [*args, "--endpoint-url", emulator.endpoint_url, "--region", "us-east-1"],
         input=input, catch_exceptions=False,
     )
+    if _wants_json(args):
+        validated(result.stdout)
     return Run(result.exit_code, result.stdout, result.stderr)
 
 
@@ -124,4 +153,5 @@ def at_the_prompt(emulator: Emulator, *args: str, keys: bytes | None = None,
     proc.wait(timeout=60)
     reader.join(timeout=60)
     os.close(master)
+    validated(out)
     return Run(proc.returncode, out, "".join(seen))
