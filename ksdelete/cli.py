@@ -304,8 +304,8 @@ def _setup_logging(debug: bool) -> None:
             logging.getLogger(noisy).setLevel(logging.INFO)
 
 
-def _confirmer(yes: bool, action: str, identity: Callable[[], Identity | None]
-               ) -> Callable[[Snapshot, Plan], bool]:
+def _confirmer(yes: bool, action: str, identity: Callable[[], Identity | None], *,
+               quiet: bool = False) -> Callable[[Snapshot, Plan], bool]:
     def confirm(snap: Snapshot, plan: Plan) -> bool:
         if yes:
             return True
@@ -316,6 +316,11 @@ def _confirmer(yes: bool, action: str, identity: Callable[[], Identity | None]
             )
         store = snap.store
         who = identity()
+        if quiet:  # --quiet showed no plan: nobody confirms what they have not seen
+            from ksdelete.reporting import plan_lines
+
+            for line in plan_lines(snap, plan, window_days=0):
+                sys.stderr.write(printable(line) + "\n")
         place = f" in account {who.account}, {who.region}" if who else ""
         cancelled = list(plan.reconfirm)
         if cancelled:
@@ -548,7 +553,7 @@ def delete(stores: tuple[str, ...], region: str | None, profile: str | None,
             interactive=not yes and not dry_run and sys.stdin.isatty(),
         )
         app = build(_settings(region, profile, endpoint_url, journal, poll_interval), options,
-                    reporter, _confirmer(yes, "delete it", lambda: inv.identity),
+                    reporter, _confirmer(yes, "delete it", lambda: inv.identity, quiet=quiet),
                     read_only=dry_run)
         inv.identity, inv.run_id = app.identity, app.journal.run_id
         reporter.start(command="delete", dry_run=dry_run)
@@ -800,7 +805,8 @@ def cancel(stores: tuple[str, ...], region: str | None, profile: str | None,
 
         _require_confirmation_channel(yes, "cancel")
         inv.reporter = reporter = make_reporter(quiet, debug=debug)
-        confirm = _confirmer(yes, "cancel its key deletions", lambda: inv.identity)
+        confirm = _confirmer(yes, "cancel its key deletions", lambda: inv.identity,
+                             quiet=quiet)
         app = build(_settings(region, profile, endpoint_url, journal),
                     RunOptions(allowed_accounts=account_ids), reporter, confirm,
                     read_only=False)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from ksdelete import discover, leftovers, planner, signals, watch
 from ksdelete.errors import (
@@ -260,7 +261,48 @@ class Executor:
         elif result.status is Status.PENDING and result.store is not None:
             # Where the run stopped, from what it saw last (not the plan it started with).
             result.phase = planner.phase_of(Snapshot(result.store, result.keys), None)[1]
+        self._report(result)
         return result
+
+    def _last_report(self, store_id: str) -> dict[str, Any] | None:
+        """What the last changing run reported for this store, when this run is unattended
+        and changes AWS (a person at the prompt, a dry run and `status` see everything)."""
+        if self.options.dry_run or self.options.interactive:
+            return None
+        return self.journal.last_report(store_id)
+
+    def _repeating(self, store_id: str, snap: Snapshot, plan: Plan, result: StoreResult
+                   ) -> Plan:
+        """The plan as this run shows it: warnings the last run already gave in the same phase
+        are not repeated (cron mails every run's output); `result.repeated` marks such a run
+        until it changes something."""
+        last = self._last_report(store_id)
+        phase = planner.phase_of(snap, plan.refusal)[1]
+        if last is None or _phase_name(str(last.get("store_phase") or "")) != _phase_name(phase):
+            return plan
+        said = set(last.get("warnings") or ())
+        result.repeated = True
+        return replace(plan, warnings=tuple(w for w in plan.warnings if w not in said))
+
+    def _report(self, result: StoreResult) -> None:
+        """Journal where a changing run left the store (see Journal.report)."""
+        store_id = result.store.id if result.store else None
+        if store_id is None or self.options.dry_run or result.phase is None:
+            return
+        result.repeated = result.repeated and not any(
+            a.outcome == "ok" for a in result.actions) and result.status is Status.PENDING
+        if result.status is Status.DELETED:
+            last = self._last_report(store_id)
+            result.repeated = last is not None and last.get("store_phase") == "deleted"
+        if result.repeated:
+            return
+        plan_warnings = list(result.plan.warnings) if result.plan else []
+        try:
+            self.journal.report(store_id=store_id, store_name=result.store.name
+                                if result.store else None, phase=result.phase,
+                                warnings=sorted(set(plan_warnings + result.warnings)))
+        except JournalError as exc:  # the run's outcome stands; the next run says it again
+            self.reporter.note(str(exc), level="warning")
 
     def _not_found(self, target: Target, result: StoreResult, exc: StoreNotFoundError, *,
                    gone_is_done: bool) -> None:
@@ -283,7 +325,11 @@ class Executor:
             if store_id != target.ref:
                 note = f"{store_id} was {note}"
             result.warnings.append(note)
-            self.reporter.phase(Phase.DISCOVER, PhaseState.DONE, note)
+            last = self._last_report(store_id) if store_id else None
+            if last is not None and last.get("store_phase") == "deleted":
+                result.repeated = True  # said once is enough (cron mails every run's output)
+            else:
+                self.reporter.phase(Phase.DISCOVER, PhaseState.DONE, note)
             return
         result.status, result.phase = Status.MISSING, "not-found"
         self.reporter.phase(Phase.DISCOVER, PhaseState.FAILED, exc.what)
@@ -349,7 +395,7 @@ class Executor:
                            f"{target.store.id} ({target.store.name})")
         snap = self.snapshot(target.store.id, target.matched_by or "id", result)
         plan = self._plan(snap, result)
-        self.reporter.plan(snap, plan)
+        self.reporter.plan(snap, self._repeating(target.store.id, snap, plan, result))
         return snap, plan
 
     def snapshot(self, store_id: str, matched_by: str, result: StoreResult, *,
@@ -1023,6 +1069,11 @@ def _record(plan: Plan, result: StoreResult) -> list[str]:
             result.waivers.append(text)
             new.append(f"waived {text}")
     return new
+
+
+def _phase_name(phase: str) -> str:
+    """A phase's name without its counts and dates ("keys-pending 3/3, ..." -> keys-pending)."""
+    return phase.split(" ", 1)[0]
 
 
 def _refusal_error(refusal: Refusal, store_id: str, done: str = "") -> KsdeleteError:

@@ -175,6 +175,16 @@ class Journal:
                      **({"keys": keys} if keys is not None else {}),
                      **({"plan_id": plan_id} if plan_id is not None else {}), **extra})
 
+    def report(self, *, store_id: str, store_name: str | None, phase: str,
+               warnings: list[str]) -> None:
+        """Journal what a changing run reported for a store at its end (its phase and
+        warnings), so that the next unattended run repeats a warning only when the phase has
+        changed (cron mail), not every day."""
+        self._write({"time": self._now().isoformat(), "phase": "report", "run_id": self.run_id,
+                     "account": self.account, "caller_arn": self.caller_arn,
+                     "region": self.region, "store_id": store_id, "store_name": store_name,
+                     "operation": "Report", "store_phase": phase, "warnings": warnings})
+
     @contextmanager
     def record(self, *, store_id: str, operation: str, key_id: str | None = None,
                key_arn: str | None = None, store_name: str | None = None
@@ -277,6 +287,12 @@ class Journal:
                 if isinstance(record, dict) and record.get("id"):
                     keys[str(record["id"])] = record
         return store, keys
+
+    def last_report(self, store_id: str) -> dict[str, Any] | None:
+        """The latest Report line of this store (see `report`), if any."""
+        return next((e for e in reversed(self.entries())
+                     if e.get("operation") == "Report" and e.get("store_id") == store_id),
+                    None)
 
     def cancelled_keys(self, store_id: str) -> frozenset[str]:
         """Keys of this store whose deletion ksdelete cancelled (the watch, or `cancel`): the

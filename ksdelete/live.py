@@ -45,6 +45,7 @@ from ksdelete.reporting import (
     PIPELINE,
     Phase,
     PhaseState,
+    changes,
     describe_step,
     evidence_lines,
     fmt_time,
@@ -553,7 +554,7 @@ class RichReporter:
         below: list[RenderableType] = []
         for r in results:
             store = r.store.id if r.store else r.ref
-            done = sum(1 for a in r.actions if a.outcome == "ok")
+            done = changes(r)[0]
             cells: list[RenderableType] = [
                 Text(store), Text(str(r.status), style=STATUS_STYLE.get(r.status, "")),
                 str(len(r.keys)), str(done),

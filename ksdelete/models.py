@@ -435,6 +435,9 @@ class StoreResult:
     # `cancel`: per key, what it is now (recovered, still-pending, already-deleted) and why.
     key_outcomes: list[dict[str, Any]] = field(default_factory=list)
     leftovers: Leftovers | None = None  # what AWS left behind, once deleted (and `report`)
+    # An unattended run that found the store where the last run reported it (same phase, per
+    # the journal) and changed nothing: the summary leaves out what was already said.
+    repeated: bool = False
 
 
 # CloudHSM DeleteKey events: backingKeysDeletionStatus[].deletionStatus (kms-gates-facts 5).

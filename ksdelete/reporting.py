@@ -106,14 +106,59 @@ def describe_step(kind: StepKind, key_count: int, detail: str) -> str:
     return f"{text} ({detail})" if detail else text
 
 
-def plan_lines(snapshot: Snapshot, plan: Plan, *, window_days: int) -> list[str]:
-    """The plan as plain text lines (used by the plain reporter and the dry run)."""
+def acts_on_keys(plan: Plan) -> bool:
+    """Whether the plan changes keys (schedules, disables, cancels): then each key is listed."""
+    return any(step.key_ids and step.kind not in (StepKind.AWAIT_KEYS_DELETED,
+                                                   StepKind.AWAIT_SOAK)
+               for step in plan.steps)
+
+
+def _compact_plan_lines(snapshot: Snapshot, plan: Plan, head: list[str]) -> list[str]:
+    """A plan that only waits, in a bounded number of lines whatever the number of keys: the
+    keys by state, the checks that did not simply pass, the next step (cron mail)."""
+    states: dict[str, int] = {}
+    for key in snapshot.keys:
+        states[key.state] = states.get(key.state, 0) + 1
+    dates = [k.deletion_date for k in snapshot.keys if k.deletion_date]
+    counts = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
+    first, last = (fmt_time(min(dates)), fmt_time(max(dates))) if dates else ("", "")
+    deleting = f", deleting {first}" + (f" .. {last}" if last != first else "") if dates \
+        else ""
+    lines = [*head, f"{len(snapshot.keys)} key(s) in the store" + (
+        f": {counts}{deleting}" if counts else "") + f" ({snapshot.scanned} key(s) in the "
+        "account and Region scanned)"]
+    lines.extend(f"  key {bad.id} cannot be described: {bad.error_code}"
+                 for bad in snapshot.undescribable)
+    verdicts = [v for v in plan.verdicts if v.verdict != "n/a"]
+    passed = sum(1 for v in verdicts if v.verdict == "pass")
+    others = [f"{v.gate} {v.verdict}" for v in verdicts if v.verdict != "pass"]
+    lines.append(f"checks: {passed} pass" + (f", {', '.join(others)}" if others else ""))
+    if plan.steps:
+        first = plan.steps[0]
+        more = len(plan.steps) - 1
+        lines.append(f"next: {describe_step(first.kind, len(first.key_ids), first.detail)}"
+                     + (f" (then {more} more step(s))" if more else ""))
+    if plan.earliest_gone:
+        lines.append(f"earliest the store can be gone: {fmt_time(plan.earliest_gone)}")
+    lines.extend(f"warning: {w}" for w in plan.warnings)
+    return lines
+
+
+def plan_lines(snapshot: Snapshot, plan: Plan, *, window_days: int,
+               compact: bool = False) -> list[str]:
+    """The plan as plain text lines (used by the plain reporter and the dry run); `compact`
+    for a plan that acts on no key (see `_compact_plan_lines`)."""
     store = snapshot.store
-    lines = [
+    head = [
         *([where(snapshot.identity)] if snapshot.identity else []),
         f"store {store.id} ({store.name}), matched by {snapshot.matched_by}: "
         f"type {store.type}, connection {store.connection_state}"
         + (f" ({store.connection_error_code})" if store.connection_error_code else ""),
+    ]
+    if compact and not plan.refusal and not acts_on_keys(plan):
+        return _compact_plan_lines(snapshot, plan, head)
+    lines = [
+        *head,
         f"{len(snapshot.keys)} key(s) in the store ({snapshot.scanned} key(s) in the "
         "account and Region scanned)",
     ]
@@ -183,6 +228,7 @@ class PlainReporter:
         self.window_days = window_days
         self.clock = clock
         self._ref = ""
+        self.dry_run = False
         self._last_progress: dict[Phase, float] = {}
         self._last_wait: tuple[tuple[int, int], float] = ((-1, -1), 0.0)
 
@@ -193,6 +239,7 @@ class PlainReporter:
         self.stream.flush()
 
     def start(self, *, command: str, dry_run: bool) -> None:
+        self.dry_run = dry_run
         if dry_run:
             self._line("DRY RUN: nothing will be changed")
 
@@ -201,13 +248,15 @@ class PlainReporter:
         self._last_progress.clear()
 
     def phase(self, phase: Phase, state: PhaseState, detail: str = "") -> None:
+        self._last_progress.pop(phase, None)  # progress is timed from the phase's start
         self._line(f"{phase}: {state}" + (f": {detail}" if detail else ""))
 
     def progress(self, phase: Phase, done: int, total: int | None) -> None:
-        # At most one line every 5 seconds per phase (and the last one), so logs stay short.
+        # A line when a phase has run for 30 seconds, then every 30 seconds: a log shows a long
+        # scan is alive, and a short run (cron) prints none (its "done" line says the count).
         now = self.clock().timestamp()
-        last = self._last_progress.get(phase)
-        if done == total or last is None or now - last >= 5:
+        last = self._last_progress.setdefault(phase, now)
+        if now - last >= 30:
             self._last_progress[phase] = now
             self._line(f"{phase}: {done}/{total if total is not None else '?'}")
 
@@ -215,7 +264,10 @@ class PlainReporter:
         self._line(f"retry: {call} attempt {attempt} failed ({reason}); next try in {delay:.1f}s")
 
     def plan(self, snapshot: Snapshot, plan: Plan) -> None:
-        for line in plan_lines(snapshot, plan, window_days=self.window_days):
+        # A run that only waits (cron during the waiting period) lists no key: its output
+        # stays the same length for 3 keys or 3,000. A dry run is for review: every key.
+        for line in plan_lines(snapshot, plan, window_days=self.window_days,
+                               compact=not self.dry_run):
             self._line(line)
 
     def note(self, text: str, *, level: str = "info") -> None:
@@ -246,19 +298,51 @@ class QuietReporter(PlainReporter):
             super()._line(f"error: {text}")
 
 
+# What a person counts as a change (ksdelete's tag marks are bookkeeping, not changes).
+_CHANGES: tuple[tuple[str, str], ...] = (
+    ("CancelKeyDeletion", "key(s) recovered"), ("EnableKey", "key(s) enabled"),
+    ("DisableKey", "key(s) disabled"), ("ScheduleKeyDeletion", "key(s) scheduled"),
+    ("ConnectCustomKeyStore", "store connected"),
+    ("DisconnectCustomKeyStore", "store disconnected"),
+    ("DeleteCustomKeyStore", "store deleted"),
+)
+
+
+def changes(result: StoreResult) -> tuple[int, str]:
+    """The changes a run made, counted the way a person counts them: keys scheduled (not API
+    calls: the tag written before each is not a change of its own), the store disconnected;
+    the count and the words ("3 key(s) scheduled, store disconnected", or "no change")."""
+    done: dict[str, set[str | None]] = {}
+    for action in result.actions:
+        if action.outcome == "ok":
+            done.setdefault(action.operation, set()).add(action.key_id)
+    parts: list[str] = []
+    count = 0
+    for operation, words in _CHANGES:
+        if operation in done:
+            n = len(done[operation]) if words.startswith("key") else 1
+            count += n
+            parts.append(f"{n} {words}" if words.startswith("key") else words)
+    return count, ", ".join(parts) or "no change"
+
+
 def summary_lines(results: Sequence[StoreResult], identity: Identity | None = None
                   ) -> list[str]:
     lines = [where(identity)] if identity and results else []
     for r in results:
         store = r.store.id if r.store else r.ref
-        done = sum(1 for a in r.actions if a.outcome == "ok")
-        text = f"{store}: {r.status}, {len(r.keys)} key(s) in the store, {done} change(s) made"
+        where_now = f" ({r.phase})" if r.phase and r.status is Status.PENDING else ""
+        text = f"{store}: {r.status}{where_now}, {len(r.keys)} key(s) in the store, " \
+            f"{changes(r)[1]}"
         if r.resume_after and r.status is Status.PLANNED:
             text += f", gone at the earliest {fmt_time(r.resume_after)}"
         elif r.resume_after:
             text += f", run again after {fmt_time(r.resume_after)}"
         if r.error:
             text += f"; {r.error['message']}"
+        if r.repeated:
+            text += " (no change since the last run)"
         lines.append(printable(text))
-        lines.extend(printable(f"  waived: {w}") for w in r.waivers)
+        if not r.repeated:  # the waivers were said when the phase began
+            lines.extend(printable(f"  waived: {w}") for w in r.waivers)
     return lines

@@ -1,0 +1,90 @@
+"""Cron mail: a scheduled run in which nothing changed prints a bounded number of lines,
+whatever the number of keys; warnings are repeated when the phase changes, not every day; a
+store reported deleted stays quiet (issue 19)."""
+
+from __future__ import annotations
+
+from ksdelete.emulator import Emulator
+
+from .helpers import DAY, Run, ksdelete, seed_one
+
+# Unattended, a 7-day window; the gates that read per key are off (this is about output).
+RUN = ("--yes", "--pending-window-days", "7", "--unused-for", "0", "--on-use", "ignore")
+
+
+def _lines(run: Run) -> list[str]:
+    return [line for line in (run.stdout + run.stderr).splitlines() if line.strip()]
+
+
+def _waiting_day(emulator: Emulator, keys: int) -> tuple[Run, Run, Run]:
+    """A store's keys scheduled by a first --yes run, and the runs of the next two days."""
+    emulator.reset()
+    seeded = seed_one(emulator, type="EXTERNAL_KEY_STORE", keys=keys, plain=3, other=1)
+    args = (seeded["stores"][0]["id"], *RUN)
+    first = ksdelete(emulator, *args)
+    assert first.exit_code == 3, first.stderr
+    emulator.advance(DAY)
+    second = ksdelete(emulator, *args)
+    assert second.exit_code == 3, second.stderr
+    emulator.advance(DAY)
+    third = ksdelete(emulator, *args)
+    assert third.exit_code == 3, third.stderr
+    return first, second, third
+
+
+def test_a_run_that_changes_nothing_prints_as_many_lines_for_100_keys_as_for_3(
+        emulator: Emulator) -> None:
+    few = _waiting_day(emulator, 3)[2]
+    many = _waiting_day(emulator, 100)[2]
+    assert len(_lines(many)) == len(_lines(few)), "\n".join(_lines(many))
+    assert len(_lines(few)) <= 15, "\n".join(_lines(few))
+    # What the person needs is still there: the store's phase and when to look again.
+    assert "keys-pending 100/100" in many.stdout + many.stderr
+    assert "run again after" in many.stdout
+
+
+def test_a_warning_is_repeated_when_the_phase_changes_not_every_day(emulator: Emulator) -> None:
+    first, second, third = _waiting_day(emulator, 3)
+    external = "KMS never deletes external keys"
+    assert external in first.stderr  # the run that scheduled the keys: a new phase
+    assert "waived: not_recently_used" in first.stdout
+    for later in (second, third):  # the days after: nothing changed, nothing repeated
+        assert external not in later.stderr, later.stderr
+        assert "waived" not in later.stdout and "no change since the last run" in later.stdout
+
+
+def test_a_deleted_store_is_reported_once(emulator: Emulator) -> None:
+    seed_one(emulator, type="EXTERNAL_KEY_STORE", keys=2, plain=1, other=1)
+    args = ("target", *RUN)
+    assert ksdelete(emulator, *args).exit_code == 3
+    emulator.advance(8 * DAY)
+    done = ksdelete(emulator, *args)
+    assert done.exit_code == 0, done.stderr
+    assert "deleted" in done.stdout
+    again = ksdelete(emulator, *args)
+    assert again.exit_code == 0, again.stderr
+    assert len(_lines(again)) <= 2, "\n".join(_lines(again))
+
+
+def test_quiet_at_a_terminal_shows_the_plan_before_it_asks(emulator: Emulator) -> None:
+    """-q on a terminal used to ask for the typed store ID without showing any plan."""
+    import os
+    import pty
+    import subprocess
+
+    from .helpers import KSDELETE, env_for
+
+    seeded = seed_one(emulator, type="EXTERNAL_KEY_STORE", keys=2, plain=1, other=1)
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([KSDELETE, "target", "-q", "--unused-for", "0"],
+                            env=env_for(emulator), stdin=slave, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    os.close(slave)
+    os.write(master, b"no\n")  # not the store's name: not confirmed, nothing changes
+    out, err = proc.communicate(timeout=120)
+    os.close(master)
+    assert proc.returncode == 4, err
+    asked = err.index("Type the store ID")
+    for key_id in seeded["stores"][0]["key_ids"]:
+        assert key_id in err[:asked], err
+    assert "steps:" in err[:asked]
