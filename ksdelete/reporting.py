@@ -134,9 +134,9 @@ def _compact_plan_lines(snapshot: Snapshot, plan: Plan, head: list[str]) -> list
     others = [f"{v.gate} {v.verdict}" for v in verdicts if v.verdict != "pass"]
     lines.append(f"checks: {passed} pass" + (f", {', '.join(others)}" if others else ""))
     if plan.steps:
-        first = plan.steps[0]
+        step = plan.steps[0]
         more = len(plan.steps) - 1
-        lines.append(f"next: {describe_step(first.kind, len(first.key_ids), first.detail)}"
+        lines.append(f"next: {describe_step(step.kind, len(step.key_ids), step.detail)}"
                      + (f" (then {more} more step(s))" if more else ""))
     if plan.earliest_gone:
         lines.append(f"earliest the store can be gone: {fmt_time(plan.earliest_gone)}")
