@@ -16,7 +16,7 @@ from typing import Any, TypeVar, cast
 
 import click
 
-from ksdelete import signals
+from ksdelete import exitcodes, signals
 from ksdelete.errors import (
     AccountRefused,
     ExitStatus,
@@ -508,6 +508,7 @@ def check_stores(ctx: click.Context | None, param: click.Parameter | None,
 @click.option("--missing-ok", is_flag=True, help="A store that does not exist is not an error.")
 @click.option("--save-plan", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
               help="With --dry-run: write the plan to FILE for review and `ksdelete apply`.")
+@exitcodes.documented("delete")
 def delete(stores: tuple[str, ...], region: str | None, profile: str | None,
            endpoint_url: str | None, account_ids: frozenset[str], output: str, quiet: bool,
            debug: bool, journal: Path | None, dry_run: bool, yes: bool,
@@ -517,11 +518,6 @@ def delete(stores: tuple[str, ...], region: str | None, profile: str | None,
 
     Every STORE is resolved before anything changes; one that cannot be stops the whole
     run. A STORE that looks like a key store ID (cks-...) is only looked up as an ID.
-
-    \b
-    Exit codes: 0 deleted (or --dry-run planned), 1 error, 2 usage,
-    3 pending (run again after resume_after), 4 refused by a safety check,
-    130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
 
     \b
     Examples:
@@ -610,6 +606,7 @@ def apply_options(fn: F) -> F:
 @click.argument("plan_file", metavar="FILE", type=click.Path(path_type=Path))
 @apply_options
 @wait_options
+@exitcodes.documented("apply")
 def apply_plan(plan_file: Path, region: str | None, profile: str | None,
                endpoint_url: str | None, output: str, quiet: bool, debug: bool,
                journal: Path | None, wait: bool, max_wait: float, poll_interval: float) -> None:
@@ -623,10 +620,6 @@ def apply_plan(plan_file: Path, region: str | None, profile: str | None,
     deletion), or a planned key's deletion was cancelled. A store of the plan that no longer
     exists is done.
     A missing, unreadable, malformed or edited FILE is a usage error (exit 2).
-
-    \b
-    Exit codes: 0 deleted, 1 error, 2 usage (bad FILE), 3 pending (run again after
-    resume_after), 4 refused, 130 interrupted, 143 terminated.
 
     \b
     Example:
@@ -682,6 +675,7 @@ def apply_plan(plan_file: Path, region: str | None, profile: str | None,
 @click.argument("plan_file", metavar="FILE", type=click.Path(path_type=Path))
 @click.option("--output", "output", type=click.Choice(["text", "json"]), default="text",
               show_default=True, help="json: exactly one JSON object on stdout.")
+@exitcodes.documented("show-plan")
 def show_plan(plan_file: Path, output: str) -> None:
     """Show a saved plan (FILE from --dry-run --save-plan) as the dry run did; no AWS call.
 
@@ -730,6 +724,7 @@ def show_plan(plan_file: Path, output: str) -> None:
 @aws_options
 @plan_options
 @click.option("--missing-ok", is_flag=True, help="A store that does not exist is not an error.")
+@exitcodes.documented("status")
 def status(stores: tuple[str, ...], region: str | None, profile: str | None,
            endpoint_url: str | None, account_ids: frozenset[str], output: str, quiet: bool,
            debug: bool, journal: Path | None, plan: PlanOptions, missing_ok: bool) -> None:
@@ -742,8 +737,7 @@ def status(stores: tuple[str, ...], region: str | None, profile: str | None,
     Phases: soaking N/M (--disable-first), keys-not-scheduled N/M,
     keys-pending N/M (earliest deletion),
     ready-to-disconnect, disconnecting, ready-to-delete, deleted (from the journal),
-    membership-unknown, refused (REASON), not-found. Exit codes as for delete:
-    0 deleted, 3 pending, 4 refused, 1 error / not found.
+    membership-unknown, refused (REASON), not-found.
 
     \b
     Example:
@@ -782,6 +776,7 @@ def _read_each(inv: Invocation, stores: tuple[str, ...], read: Callable[[Any, An
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--enable", is_flag=True, help="Re-enable the keys after cancelling.")
 @click.option("--connect", is_flag=True, help="Reconnect the store afterwards.")
+@exitcodes.documented("cancel")
 def cancel(stores: tuple[str, ...], region: str | None, profile: str | None,
            endpoint_url: str | None, account_ids: frozenset[str], output: str, quiet: bool,
            debug: bool, journal: Path | None, yes: bool, enable: bool, connect: bool) -> None:
@@ -828,6 +823,7 @@ def cancel(stores: tuple[str, ...], region: str | None, profile: str | None,
 @cli.command()
 @click.argument("stores", nargs=-1, required=True, metavar="STORE...", callback=check_stores)
 @aws_options
+@exitcodes.documented("report")
 def report(stores: tuple[str, ...], region: str | None, profile: str | None,
            endpoint_url: str | None, account_ids: frozenset[str], output: str, quiet: bool,
            debug: bool, journal: Path | None) -> None:
@@ -838,10 +834,6 @@ def report(stores: tuple[str, ...], region: str | None, profile: str | None,
     reminder that cluster backups still hold it. External key store: every external key ID
     left in the external key manager. Works for a store that is gone, from the journal kept
     when its keys were confirmed (and CloudTrail's last 90 days).
-
-    \b
-    Exit codes: 0 the store is gone (report complete as far as CloudTrail goes),
-    3 the store still exists, 1 error or nothing known of the store.
 
     \b
     Example:

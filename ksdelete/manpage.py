@@ -13,26 +13,12 @@ import re
 
 import click
 
-from ksdelete import __version__
+from ksdelete import __version__, exitcodes
 from ksdelete.errors import ExitStatus
 from ksdelete.output import SEVERITY
 
-EXIT_STATUS = {
-    ExitStatus.OK: "done: the store is deleted (or, with --dry-run, the plan was computed; "
-                   "with --missing-ok, the store does not exist).",
-    ExitStatus.ERROR: "error: AWS or unexpected failure after retries; a store that does not "
-                      "exist (and that the journal did not see deleted).",
-    ExitStatus.USAGE: "usage: bad arguments, or a change without --yes when there is no "
-                      "terminal.",
-    ExitStatus.PENDING: "pending: progress made or nothing to do yet; run again after "
-                        "resume_after (also: another run holds the store's lock).",
-    ExitStatus.REFUSED: "refused by a safety check (a gate) or not confirmed; nothing was "
-                        "changed after the check, and the message says what the run had "
-                        "already done.",
-    ExitStatus.INTERRUPTED: "interrupted (Ctrl-C); the summary and the journal say what was "
-                            "done.",
-    ExitStatus.TERMINATED: "terminated (SIGTERM); stopped as cleanly as Ctrl-C.",
-}
+# One table for the man page, every command's --help and the README: ksdelete.exitcodes.
+EXIT_STATUS = exitcodes.GENERAL
 
 ENVIRONMENT = [
     ("AWS_PROFILE, AWS_REGION",

@@ -110,3 +110,26 @@ def test_the_json_example_is_valid() -> None:
     example = re.search(r"```json\n(.*?)```", text, re.S)
     assert example, "docs/json.md has no JSON example"
     validated(example.group(1))
+
+
+def test_exit_codes_come_from_one_table() -> None:
+    """Every command's --help, the man page and the README say what ksdelete.exitcodes says
+    (issue 19: they disagreed)."""
+    from ksdelete import exitcodes
+    from ksdelete.errors import ExitStatus
+
+    assert set(exitcodes.GENERAL) == set(ExitStatus)
+    for name, codes in exitcodes.COMMANDS.items():
+        assert name in cli.commands, name
+        text = CliRunner().invoke(cli, [name, "--help"], terminal_width=200).stdout
+        assert text.count("Exit codes:") == 1, name
+        for code, meaning in codes.items():
+            assert f"{int(code):>3}  {meaning}" in text, (name, code)
+    man = render_man_page(cli)
+    for code, meaning in exitcodes.GENERAL.items():
+        assert f"\\fB{int(code)}\\fR" in man and meaning.split(" ", 1)[0] in man
+    readme = README.read_text(encoding="utf-8")
+    table = readme.split("## Exit codes", 1)[1].split("\n## ", 1)[0]
+    rows = set(re.findall(r"^\| ([0-9][0-9 /]*) \|", table, re.M))
+    listed = {int(c) for row in rows for c in row.split("/")}
+    assert listed == {int(c) for c in ExitStatus}, listed

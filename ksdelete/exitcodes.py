@@ -1,0 +1,99 @@
+"""What each exit code means for each command: the one table that every command's --help
+section, the man page's EXIT STATUS and docs/cli.md are generated from (a test checks the
+README's table against it)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from ksdelete.errors import ExitStatus
+
+OK, ERROR, USAGE, PENDING, REFUSED = (ExitStatus.OK, ExitStatus.ERROR, ExitStatus.USAGE,
+                                      ExitStatus.PENDING, ExitStatus.REFUSED)
+STOPPED: dict[ExitStatus, str] = {
+    ExitStatus.INTERRUPTED: "interrupted (Ctrl-C); the summary says what was done",
+    ExitStatus.TERMINATED: "terminated (SIGTERM); stopped as cleanly as Ctrl-C",
+}
+LOCK = "another run holds the store's lock past --max-wait"
+
+# The meaning of every code, for any command (the man page's EXIT STATUS, the README).
+GENERAL: dict[ExitStatus, str] = {
+    OK: "done: the store is deleted (with --dry-run: the plan was computed)",
+    ERROR: "error: AWS or an unexpected failure after retries; a store that does not exist",
+    USAGE: "usage: bad arguments, a change without --yes and no terminal, a plan file "
+           "missing or edited",
+    PENDING: f"pending: progress made or nothing to do yet; run again after resume_after "
+             f"(also: {LOCK})",
+    REFUSED: "refused by a safety check, or not confirmed; nothing was changed after the "
+             "check",
+    **STOPPED,
+}
+
+COMMANDS: dict[str, dict[ExitStatus, str]] = {
+    "delete": {
+        OK: "deleted (with --dry-run: planned; with --missing-ok: no such store)",
+        ERROR: "error (AWS, after retries; a store that does not exist)",
+        USAGE: "usage (bad arguments; a change without --yes and no terminal)",
+        PENDING: f"pending: run again after resume_after (also: {LOCK})",
+        REFUSED: "refused by a safety check, or not confirmed",
+        **STOPPED,
+    },
+    "apply": {
+        OK: "deleted (a store of the plan that no longer exists is done)",
+        ERROR: "error (AWS, after retries)",
+        USAGE: "usage (bad arguments; FILE missing, unreadable, not a plan, or edited)",
+        PENDING: f"pending: run again after resume_after (also: {LOCK})",
+        REFUSED: "refused: another account, Region or endpoint than the plan's, keys outside "
+                 "it, or a safety check",
+        **STOPPED,
+    },
+    "status": {
+        OK: "deleted",
+        ERROR: "error, or no such store",
+        USAGE: "usage",
+        PENDING: "pending (keys in their waiting period, or a step still to run)",
+        REFUSED: "refused: a run would be refused (the phase names the check)",
+        **STOPPED,
+    },
+    "cancel": {
+        OK: "every key that could be recovered was",
+        ERROR: "a key is still pending deletion or could not be checked, or nothing could be "
+               "recovered",
+        USAGE: "usage (bad arguments; no --yes and no terminal)",
+        REFUSED: "not confirmed, or a safety check (the account guard)",
+        **STOPPED,
+    },
+    "report": {
+        OK: "the store is gone (the report is complete as far as CloudTrail goes)",
+        ERROR: "error, or nothing is known of the store",
+        USAGE: "usage",
+        PENDING: "the store still exists",
+        **STOPPED,
+    },
+    "show-plan": {
+        OK: "the plan is shown",
+        USAGE: "usage (FILE missing, unreadable, not a plan, or edited)",
+    },
+}
+
+F = TypeVar("F", bound=Callable[..., object])
+
+
+def help_section(command: str) -> str:
+    """The "Exit codes" paragraph of a command's --help (click's \\b keeps its lines)."""
+    lines = [f"  {int(code):>3}  {text}" for code, text in COMMANDS[command].items()]
+    return "\b\nExit codes:\n" + "\n".join(lines)
+
+
+def documented(command: str) -> Callable[[F], F]:
+    """Put the command's exit codes into its help, before its example."""
+    def decorate(fn: F) -> F:
+        doc = fn.__doc__ or ""
+        marker = "\n    \b\n    Example"
+        section = "\n".join(f"    {line}" for line in help_section(command).splitlines())
+        at = doc.find(marker)
+        fn.__doc__ = (doc[:at] + "\n\n" + section + "\n" + doc[at:]) if at >= 0 else \
+            doc + "\n\n" + section + "\n"
+        return fn
+    return decorate
