@@ -853,6 +853,87 @@ def report(stores: tuple[str, ...], region: str | None, profile: str | None,
     inv.run(body)
 
 
+@cli.command()
+@aws_options
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--max-wait", callback=parse_duration, default="20m", show_default=True,
+              help="How long to wait for CloudTrail and GetKeyLastUsage to show the calls.")
+@click.option("--poll-interval", callback=parse_duration, default="30s", show_default=True,
+              help="Pause between two readings while waiting.")
+@exitcodes.documented("probe")
+def probe(region: str | None, profile: str | None, endpoint_url: str | None,
+          account_ids: frozenset[str], output: str, quiet: bool, debug: bool,
+          journal: Path | None, yes: bool, max_wait: float, poll_interval: float) -> None:
+    """Check, on this account and Region, what the watch and the gates rely on.
+
+    Creates one throwaway KMS key (a standard AWS_KMS key, tagged ksdelete:probe), uses it
+    once, schedules its deletion (7-day window), makes one Encrypt call that fails because
+    the key is pending deletion, then reads back what ksdelete reads: CloudTrail by event
+    name (as the watch does) and by ResourceName, the key's own ScheduleKeyDeletion, and
+    GetKeyLastUsage, measuring how late each event arrives. It never touches another key and
+    leaves its key pending deletion (it costs one key for at most 7 days). The report says,
+    per assumption, confirmed, refuted or could not tell, and what that means here.
+    `ksdelete iam-policy --probe` prints the permissions it needs.
+
+    \b
+    Example:
+      ksdelete probe --region eu-west-1 --account-id 111122223333
+    """
+    _setup_logging(debug)
+    inv = Invocation("probe", output=output, quiet=quiet, debug=debug)
+
+    def body(inv: Invocation) -> None:
+        from ksdelete import probe as probing
+        from ksdelete.app import build, make_reporter
+        from ksdelete.executor import RunOptions
+
+        _require_confirmation_channel(yes, "create the probe key")
+        inv.reporter = reporter = make_reporter(quiet, debug=debug)
+        app = build(_settings(region, profile, endpoint_url, journal),
+                    RunOptions(allowed_accounts=account_ids), reporter,
+                    lambda snap, plan: False, read_only=False)
+        inv.identity, inv.run_id = app.identity, app.journal.run_id
+        if not yes:
+            sys.stderr.write(
+                f"The probe creates one KMS key in account {app.identity.account}, "
+                f"{app.identity.region}, uses it once and schedules its deletion (7 days). "
+                "Type 'probe' to go on: ")
+            sys.stderr.flush()
+            if sys.stdin.readline().strip() != "probe":
+                raise RefusedError("not confirmed; nothing was changed", where="probe")
+        runner = probing.Probe(app.gateway, note=reporter.note)
+
+        def record(operation: str, key_id: str | None) -> Any:
+            return app.journal.record(store_id="probe", operation=operation, key_id=key_id)
+
+        try:
+            obs = runner.run(run_id=app.journal.run_id, max_wait=max_wait, poll=poll_interval,
+                             record=record)
+        except (KsdeleteError, KeyboardInterrupt) as exc:
+            left = runner.obs.key_id
+            if left and isinstance(exc, KsdeleteError):
+                exc.what += f"; the probe key {left} was left pending deletion (7 days)" \
+                    if runner.obs.scheduled_at else f"; the probe key {left} exists"
+            raise
+        finally:
+            app.journal.close()
+        found = probing.findings(obs)
+        code = probing.exit_status(found)
+        if output == "json":
+            doc = document("probe", [], int(code), identity=app.identity,
+                           run_id=app.journal.run_id)
+            doc["probe"] = probing.as_json(obs, found)
+            _emit(json.dumps(doc, default=str), code)
+        else:
+            from ksdelete.reporting import where
+
+            for line in [where(app.identity), *probing.lines(obs, found)]:
+                _emit(printable(line), code)
+        sys.exit(int(code))
+
+    inv.run(body)
+
+
 @cli.command(name="iam-policy")
 @click.option("--read-only", is_flag=True, help="Only what --dry-run, show-plan and status "
               "need.")
@@ -861,7 +942,10 @@ def report(stores: tuple[str, ...], region: str | None, profile: str | None,
 @click.option("--unused-for", type=click.IntRange(1, 3650), metavar="DAYS",
               help="Allow ScheduleKeyDeletion and DisableKey only on keys unused for DAYS "
                    "days (condition kms:TrailingDaysWithoutKeyUsage), so AWS enforces it.")
-def iam_policy(read_only: bool, apply_only: bool, unused_for: int | None) -> None:
+@click.option("--probe", "for_probe", is_flag=True,
+              help="Only what `ksdelete probe` needs (CreateKey, Encrypt on its own key, ...).")
+def iam_policy(read_only: bool, apply_only: bool, unused_for: int | None,
+               for_probe: bool) -> None:
     """Print the least-privilege IAM policy ksdelete needs, as JSON.
 
     Derived from the permissions each pipeline step declares, so it cannot drift.
@@ -870,11 +954,17 @@ def iam_policy(read_only: bool, apply_only: bool, unused_for: int | None) -> Non
     Examples:
       ksdelete iam-policy > ksdelete-policy.json
       ksdelete iam-policy --apply-only --unused-for 30 > ksdelete-cron-policy.json
+      ksdelete iam-policy --probe > ksdelete-probe-policy.json
     """
-    from ksdelete.permissions import policy
+    from ksdelete.permissions import policy, probe_policy
 
     if read_only and apply_only:
         raise click.UsageError("--read-only and --apply-only exclude each other")
+    if for_probe:
+        if read_only or apply_only or unused_for:
+            raise click.UsageError("--probe takes no other option")
+        click.echo(json.dumps(probe_policy(), indent=2))
+        return
     click.echo(json.dumps(policy(read_only=read_only, apply_only=apply_only,
                                  unused_for=unused_for), indent=2))
 

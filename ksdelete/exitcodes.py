@@ -71,6 +71,16 @@ COMMANDS: dict[str, dict[ExitStatus, str]] = {
         PENDING: "the store still exists",
         **STOPPED,
     },
+    "probe": {
+        OK: "the watch can be trusted here: it found the probe's failed call",
+        ERROR: "error (AWS, after retries); the message says what the probe left behind",
+        USAGE: "usage (bad arguments; no --yes and no terminal)",
+        PENDING: "could not tell yet (CloudTrail was late): run it again with a longer "
+                 "--max-wait",
+        REFUSED: "the watch cannot be trusted here (the failed call stayed invisible), or "
+                 "not confirmed",
+        **STOPPED,
+    },
     "show-plan": {
         OK: "the plan is shown",
         USAGE: "usage (FILE missing, unreadable, not a plan, or edited)",

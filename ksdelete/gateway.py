@@ -113,6 +113,9 @@ PERMISSIONS: dict[str, str] = {
     "list_grants": "kms:ListGrants",
     "disable_key": "kms:DisableKey",
     "lookup_events": "cloudtrail:LookupEvents",
+    # `ksdelete probe` only: its one throwaway key (tags given at creation need TagResource).
+    "create_probe_key": "kms:CreateKey",
+    "encrypt": "kms:Encrypt",
 }
 
 
@@ -492,6 +495,19 @@ class Gateway:
 
     def disable_key(self, key_id: str) -> Called:
         return self._call("DisableKey", KeyId=key_id)
+
+    def create_probe_key(self, description: str, tags: dict[str, str]) -> Key:
+        """`ksdelete probe`: a standard symmetric AWS_KMS key, described and tagged as the
+        probe's (the only key ksdelete ever creates)."""
+        response = self._call(
+            "CreateKey", Description=description, KeyUsage="ENCRYPT_DECRYPT",
+            KeySpec="SYMMETRIC_DEFAULT", Origin="AWS_KMS",
+            Tags=[{"TagKey": k, "TagValue": v} for k, v in tags.items()]).response
+        return key_from_metadata(response["KeyMetadata"])
+
+    def encrypt(self, key_id: str, plaintext: bytes) -> Called:
+        """One cryptographic call (`ksdelete probe` uses its own key only)."""
+        return self._call("Encrypt", KeyId=key_id, Plaintext=plaintext)
 
     def get_key_last_usage(self, key_id: str) -> Usage:
         """The last successful cryptographic use KMS recorded for the key (GetKeyLastUsage)."""

@@ -33,6 +33,18 @@ STEP_CALLS: dict[StepKind, tuple[str, ...]] = {
 }
 
 
+# `ksdelete probe`: its one key, used once, scheduled, then CloudTrail and last use read back.
+PROBE = ("create_probe_key", "tag_resource", "encrypt", "schedule_key_deletion",
+         "get_key_last_usage", "lookup_events")
+
+
+def probe_policy() -> dict[str, Any]:
+    """Exactly what `ksdelete probe` needs (TagResource: the tag given at CreateKey)."""
+    return {"Version": "2012-10-17", "Statement": [
+        {"Sid": "KsdeleteProbe", "Effect": "Allow",
+         "Action": sorted({PERMISSIONS[c] for c in PROBE}), "Resource": "*"}]}
+
+
 # The actions AWS lets a policy condition on kms:TrailingDaysWithoutKeyUsage.
 USAGE_CONDITIONED = frozenset({"kms:ScheduleKeyDeletion", "kms:DisableKey"})
 

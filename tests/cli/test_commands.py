@@ -73,6 +73,7 @@ def test_every_gateway_operation_has_a_declared_permission() -> None:
     used = set(permissions.DISCOVERY)
     for calls in permissions.STEP_CALLS.values():
         used |= set(calls)
+    used |= set(permissions.PROBE)
     assert used == set(gateway.PERMISSIONS)
 
 

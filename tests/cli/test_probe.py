@@ -1,0 +1,71 @@
+"""`ksdelete probe` against the emulator: what it creates, uses and schedules (only its own
+key), what it reports, and what it leaves behind when it fails midway (issue 22)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from click.testing import CliRunner
+
+from ksdelete.cli import cli
+from ksdelete.emulator import Emulator
+
+from .helpers import ksdelete, mutations, seed_one
+
+FAST = ("--max-wait", "2m", "--poll-interval", "1s")
+
+
+def _findings(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {f["name"]: f for f in doc["probe"]["findings"]}
+
+
+def _calls(emulator: Emulator, operation: str) -> list[dict[str, Any]]:
+    return [c for c in emulator.calls() if c["operation"] == operation]
+
+
+def test_the_probe_confirms_what_the_emulator_models_and_touches_only_its_key(
+        emulator: Emulator) -> None:
+    seeded = seed_one(emulator, keys=2, plain=3)
+    before = {k["KeyId"]: k["KeyState"] for k in emulator.state()["keys"]}
+    run = ksdelete(emulator, "probe", "--yes", "--output", "json", *FAST)
+    assert run.exit_code == 0, run.stderr
+    doc = run.json()
+    found = _findings(doc)
+    assert found["watch_sees_use_attempts"]["verdict"] == "confirmed"
+    assert found["use_error_on_pending_key"]["verdict"] == "confirmed"
+    assert found["anchor_visible"]["verdict"] == "confirmed"
+    assert found["last_usage_records_use"]["verdict"] == "confirmed"
+    assert found["last_usage_custom_key_stores"]["verdict"] == "still unconfirmed"
+    assert found["delivery_delay"]["verdict"] == "confirmed"
+    key_id = doc["probe"]["key_id"]
+    # Nothing but the probe key was created, used or scheduled.
+    created = _calls(emulator, "CreateKey")
+    assert len(created) == 1
+    for operation in ("Encrypt", "ScheduleKeyDeletion", "TagResource"):
+        assert {str(c.get("key_id")).rsplit("/", 1)[-1] for c in _calls(emulator, operation)} \
+            <= {key_id, "None"}, operation
+    assert {c["operation"] for c in mutations(emulator)} <= {"CreateKey", "ScheduleKeyDeletion"}
+    after = {k["KeyId"]: k["KeyState"] for k in emulator.state()["keys"]}
+    assert after.pop(key_id) == "PendingDeletion"
+    assert after == before
+    assert seeded["stores"][0]["key_ids"]
+
+
+def test_a_probe_that_fails_midway_leaves_only_its_key_pending_and_says_so(
+        emulator: Emulator) -> None:
+    emulator.configure(fault_rate=1.0, fault_operations="Encrypt")  # AWS fails every Encrypt
+    run = ksdelete(emulator, "probe", "--yes", *FAST)
+    assert run.exit_code == 1, run.stderr
+    assert "was left pending deletion" in run.stderr
+    keys = emulator.state()["keys"]
+    assert [k["KeyState"] for k in keys] == ["PendingDeletion"]
+
+
+def test_iam_policy_for_the_probe_is_exactly_what_it_calls() -> None:
+    import json
+
+    doc = json.loads(CliRunner().invoke(cli, ["iam-policy", "--probe"]).stdout)
+    actions = {a for s in doc["Statement"] for a in s["Action"]}
+    assert actions == {"kms:CreateKey", "kms:TagResource", "kms:Encrypt",
+                       "kms:ScheduleKeyDeletion", "kms:GetKeyLastUsage",
+                       "cloudtrail:LookupEvents"}
