@@ -227,7 +227,7 @@ def _leave_evidence(executor: Executor, result: StoreResult, recovered: list[_Ca
         key = members.get(c.key_id) or Key(c.key_id, c.arn, "", "")
         try:
             executor.mutate(result, "TagResource",
-                            partial(executor.gw.tag_resource, c.arn, {CANCELLED_TAG: value}),
+                            partial(executor.tag_after_cancel, c.arn, {CANCELLED_TAG: value}),
                             key=key)
         except AwsError as exc:
             result.warnings.append(f"{c.key_id}: could not record the cancel on the key "
@@ -284,7 +284,7 @@ def _restore(executor: Executor, result: StoreResult, keys: list[Key],
             cancelled = (key.marks.cancelled if key.marks and key.marks.cancelled else
                          f"{now} by={executor.identity.caller_arn}")
             executor.mutate(result, "TagResource", partial(
-                executor.gw.tag_resource, key.arn,
+                executor.tag_after_cancel, key.arn,
                 {CANCELLED_TAG: tag_value(f"{cancelled} {RESTORED}{now}")}), key=key)
         except AwsError as exc:
             errors[key.id] = exc

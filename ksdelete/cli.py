@@ -26,7 +26,16 @@ from ksdelete.errors import (
     UsageError,
 )
 from ksdelete.meta import SHELLS, completion_script, show_version
-from ksdelete.models import STORE_ID, Identity, Plan, PlanOptions, Snapshot, Status, StoreResult
+from ksdelete.models import (
+    MAX_SOAK_DAYS,
+    STORE_ID,
+    Identity,
+    Plan,
+    PlanOptions,
+    Snapshot,
+    Status,
+    StoreResult,
+)
 from ksdelete.output import document, exit_status, most_severe
 from ksdelete.reporting import Reporter, printable, summary_lines
 
@@ -227,9 +236,11 @@ def plan_options(fn: F) -> F:
         click.option("--allow-service-grants", is_flag=True,
                      help="Go on although keys have grants to AWS services (live "
                           "integrations)."),
-        click.option("--disable-first", type=click.IntRange(0, 365), default=0, metavar="DAYS",
+        click.option("--disable-first", type=click.IntRange(0, MAX_SOAK_DAYS), default=0,
+                     metavar="DAYS",
                      help="Disable the keys first and schedule their deletion only after DAYS "
-                          "days with no attempt to use them (CloudTrail); 0: schedule at once."),
+                          f"days with no attempt to use them (CloudTrail); 0: schedule at once. "
+                          f"At most {MAX_SOAK_DAYS}: CloudTrail keeps 90 days."),
         click.option("--on-use", type=click.Choice(["cancel", "refuse", "ignore"]),
                      default="cancel", show_default=True,
                      help="When CloudTrail shows an attempt to use a key pending deletion: "
@@ -940,8 +951,11 @@ def probe(region: str | None, profile: str | None, endpoint_url: str | None,
 @click.option("--apply-only", is_flag=True,
               help="Only what `apply` needs (an unattended runner: no undo).")
 @click.option("--unused-for", type=click.IntRange(1, 3650), metavar="DAYS",
-              help="Allow ScheduleKeyDeletion and DisableKey only on keys unused for DAYS "
-                   "days (condition kms:TrailingDaysWithoutKeyUsage), so AWS enforces it.")
+              help="Add a Deny of ScheduleKeyDeletion and DisableKey on keys with a "
+                   "cryptographic use in the last DAYS days (NumericLessThan "
+                   "kms:TrailingDaysWithoutKeyUsage DAYS): AWS itself refuses them, whatever "
+                   "else allows it. AWS's value for a key never used is not documented: a "
+                   "never-used key created less than DAYS days ago may be denied too.")
 @click.option("--probe", "for_probe", is_flag=True,
               help="Only what `ksdelete probe` needs (CreateKey, Encrypt on its own key, ...).")
 def iam_policy(read_only: bool, apply_only: bool, unused_for: int | None,

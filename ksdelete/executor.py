@@ -67,7 +67,7 @@ from ksdelete.models import (
     Watch,
 )
 from ksdelete.reporting import STEP_PHASE, Phase, PhaseState, Reporter
-from ksdelete.retry import poll_until
+from ksdelete.retry import poll_until, retry_while_lagging
 
 log = logging.getLogger("ksdelete")
 
@@ -390,6 +390,7 @@ class Executor:
             | self.journal.cancelled_keys(target.store.id),
             approved=approved,
             read_only=self.options.dry_run,
+            soaks=self.journal.soak_starts(target.store.id),
         )
         self.reporter.note(f"{target.ref!r} matched the store {target.matched_by}: "
                            f"{target.store.id} ({target.store.name})")
@@ -538,7 +539,7 @@ class Executor:
                 value = tag_value(f"{stamp} by={who} watch={use}")
                 try:
                     self.mutate(result, "TagResource",
-                                partial(self.gw.tag_resource, key.arn, {CANCELLED_TAG: value}),
+                                partial(self.tag_after_cancel, key.arn, {CANCELLED_TAG: value}),
                                 key=key)
                 except AwsError as exc:
                     result.warnings.append(f"{key_id}: could not record the cancel on the key "
@@ -636,7 +637,8 @@ class Executor:
         result.keys = ()
         result.leftovers = self.leftovers(snap.store.id, store=snap.store)
         for line in leftovers.lines(result.leftovers)[1:]:
-            self.reporter.note(line.strip(), level="warning" if "ORPHANED" in line else "info")
+            alarming = "ORPHANED" in line or "not confirmed" in line
+            self.reporter.note(line.strip(), level="warning" if alarming else "info")
 
     def leftovers(self, store_id: str, *, store: KeyStore | None = None,
                   keys: tuple[Key, ...] = ()) -> Leftovers:
@@ -795,11 +797,14 @@ class Executor:
         def one(key_id: str) -> Key | None:
             key = keys[key_id]
             self.mark(result, key)
-            called = self.mutate(
-                result, "ScheduleKeyDeletion",
-                lambda: self.gw.schedule_key_deletion(key.arn, days), key=key,
-                already=_already_scheduled, detail={"prior_state": key.state},
-            )
+            try:
+                called = self.mutate(
+                    result, "ScheduleKeyDeletion",
+                    lambda: self.gw.schedule_key_deletion(key.arn, days), key=key,
+                    already=_already_scheduled, detail={"prior_state": key.state},
+                )
+            except AccessDenied as exc:
+                raise _explain_denied(exc, key, self.gw.server_now()) from exc
             if called is None and result_outcome(result, key_id) == "already-gone":
                 return None
             deletion = called.response.get("DeletionDate") if called else None
@@ -840,8 +845,8 @@ class Executor:
             key = keys[key_id]
             # The state to restore is the one before ksdelete first changed the key.
             prior = (key.marks.field("prior") if key.marks else None) or key.state
-            value = (f"{stamp} prior={prior} days={self.options.plan.disable_first_days} "
-                     f"run={self.journal.run_id}")
+            days = step.soak_days or self.options.plan.disable_first_days
+            value = f"{stamp} prior={prior} days={days} run={self.journal.run_id}"
             self.mutate(result, "TagResource",
                         partial(self.gw.tag_resource, key.arn, {DISABLED_TAG: value}), key=key)
             old = [t for t, v in ((CANCELLED_TAG, key.marks and key.marks.cancelled),
@@ -851,16 +856,19 @@ class Executor:
                 # and the old marks would keep it from ever being seen as soaking.
                 self.mutate(result, "UntagResource",
                             partial(self.gw.untag_resource, key.arn, old), key=key)
-            self.mutate(result, "DisableKey", partial(self.gw.disable_key, key.arn), key=key,
-                        detail={"prior_state": key.state})
+            try:
+                self.mutate(result, "DisableKey", partial(self.gw.disable_key, key.arn),
+                            key=key, detail={"prior_state": key.state, "soak_days": str(days)})
+            except AccessDenied as exc:
+                raise _explain_denied(exc, key, self.gw.server_now()) from exc
             marks = replace(key.marks or Marks(), disabled=value,
                             **({"cancelled": None, "scheduled": None}
                                if old and key.id in reconfirmed else {}))
             keys[key_id] = replace(key, marks=marks, state="Disabled")
             result.keys = tuple(keys.values())
             self.reporter.progress(Phase.SCHEDULE, done, len(step.key_ids))
-        return f"{len(step.key_ids)} key(s) disabled for a {self.options.plan.disable_first_days}" \
-            "-day soak"
+        return f"{len(step.key_ids)} key(s) disabled for a " \
+            f"{step.soak_days or self.options.plan.disable_first_days}-day soak"
 
     def _await_soak(self, snap: Snapshot, result: StoreResult) -> str:
         """Wait out the soak: without --wait, come back later (exit 3); with --wait, sleep,
@@ -880,6 +888,15 @@ class Executor:
                 self._stop(fresh, fresh_snap, result)
             until = fresh.soak_until
         return "the soak is over"
+
+    def tag_after_cancel(self, arn: str, tags: dict[str, str]) -> Called:
+        """TagResource right after CancelKeyDeletion: AWS may still see the key pending
+        deletion for a moment (KMSInvalidStateException); retried within the consistency
+        window before the caller warns."""
+        return retry_while_lagging(
+            lambda: self.gw.tag_resource(arn, tags), call="TagResource",
+            lagging=lambda exc: isinstance(exc, KeyInvalidState), policy=self.gw.policy,
+            on_retry=self.reporter.retry)
 
     def stamp(self) -> str:
         """AWS's time now, as ksdelete writes it into its marks on keys."""
@@ -1103,6 +1120,26 @@ def _key_record(key: Key) -> dict[str, object]:
             "external_key_id": key.external_key_id,
             "deletion_date": key.deletion_date.isoformat() if key.deletion_date else None,
             "creation_date": key.creation_date.isoformat() if key.creation_date else None}
+
+
+def _explain_denied(exc: AccessDenied, key: Key, now: datetime) -> AccessDenied:
+    """AccessDenied on ScheduleKeyDeletion or DisableKey: a Deny on
+    kms:TrailingDaysWithoutKeyUsage (`ksdelete iam-policy --unused-for DAYS`) refuses a key
+    used within DAYS, and may refuse a never-used key created within DAYS too (AWS does not
+    document the value for keys never used). Say so, with the key's age."""
+    if key.creation_date is None:
+        return exc
+    created = key.creation_date if key.creation_date.tzinfo else \
+        key.creation_date.replace(tzinfo=UTC)
+    age = max(0, int((now - created).total_seconds() // 86400))
+    hint = (f"{key.id} was created {age} day(s) ago: a Deny on "
+            "kms:TrailingDaysWithoutKeyUsage (as `ksdelete iam-policy --unused-for DAYS` "
+            f"writes) with DAYS above {age} may be why, even if the key was never used (AWS "
+            "does not document the value for keys never used); check its last use, then "
+            "wait or ask for an exception")
+    hint = f"{exc.hint}. {hint}" if exc.hint else hint
+    return AccessDenied(exc.what, operation=exc.operation, aws_code=exc.aws_code,
+                        request_id=exc.request_id, where=exc.where, hint=hint)
 
 
 def _already_scheduled(exc: AwsError) -> str | None:

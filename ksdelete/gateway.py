@@ -426,7 +426,7 @@ class Gateway:
                     aliases.setdefault(target, []).append(alias["AliasName"])
         return aliases
 
-    def _pages(self, operation: str, limit: int) -> Iterator[dict[str, Any]]:
+    def _pages(self, operation: str, limit: int, **fixed: Any) -> Iterator[dict[str, Any]]:
         """Every page of a Marker/NextMarker/Truncated listing, checked for completeness.
 
         The listing ends only on a page with `Truncated` false. A truncated page without a
@@ -437,7 +437,7 @@ class Gateway:
         marker: str | None = None
         pages = 0
         while True:
-            params: dict[str, Any] = {"Limit": limit}
+            params: dict[str, Any] = {**fixed, "Limit": limit}
             if marker is not None:
                 params["Marker"] = marker
             page = self._call(operation, **params).response
@@ -472,18 +472,12 @@ class Gateway:
         return self._call("EnableKey", KeyId=key_id)
 
     def list_resource_tags(self, key_id: str) -> dict[str, str]:
-        """Every tag of one key (ListResourceTags works in every key state)."""
+        """Every tag of one key (ListResourceTags works in every key state); a listing cut
+        short raises IncompleteListingError (not_protected must not pass on part of it)."""
         tags: dict[str, str] = {}
-        marker: str | None = None
-        while True:
-            params: dict[str, Any] = {"KeyId": key_id, "Limit": 50}
-            if marker:
-                params["Marker"] = marker
-            page = self._call("ListResourceTags", **params).response
+        for page in self._pages("ListResourceTags", 50, KeyId=key_id):
             tags.update({t["TagKey"]: t["TagValue"] for t in page.get("Tags", [])})
-            marker = page.get("NextMarker")
-            if not page.get("Truncated") or not marker:
-                return tags
+        return tags
 
     def tag_resource(self, key_id: str, tags: dict[str, str]) -> Called:
         """Fails (KeyInvalidState) on a key pending deletion, works in every other state."""
@@ -518,21 +512,15 @@ class Gateway:
                      event_id=last.get("CloudTrailEventId"))
 
     def list_grants(self, key_id: str) -> tuple[Grant, ...]:
-        """Every grant on one key (ListGrants works in every key state)."""
+        """Every grant on one key (ListGrants works in every key state); a listing cut
+        short raises IncompleteListingError (no_service_grants must not pass on part of it)."""
         grants: list[Grant] = []
-        marker: str | None = None
-        while True:
-            params: dict[str, Any] = {"KeyId": key_id, "Limit": 100}
-            if marker:
-                params["Marker"] = marker
-            page = self._call("ListGrants", **params).response
+        for page in self._pages("ListGrants", 100, KeyId=key_id):
             grants += [Grant(grant_id=g.get("GrantId", ""), grantee=g.get("GranteePrincipal", ""),
                              operations=tuple(g.get("Operations", [])), name=g.get("Name", ""),
                              retiring=g.get("RetiringPrincipal", ""))
                        for g in page.get("Grants", [])]
-            marker = page.get("NextMarker")
-            if not page.get("Truncated") or not marker:
-                return tuple(grants)
+        return tuple(grants)
 
     def lookup_events(self, attribute: tuple[str, str], start: datetime,
                       end: datetime | None = None) -> Iterator[dict[str, Any]]:

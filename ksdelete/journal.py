@@ -302,6 +302,25 @@ class Journal:
             if e.get("store_id") == store_id and e.get("operation") == "CancelKeyDeletion"
             and e.get("phase") == "result" and e.get("outcome") == "ok" and e.get("key_id"))
 
+    def soak_starts(self, store_id: str) -> dict[str, tuple[datetime, int | None]]:
+        """Keys of this store ksdelete disabled for a soak (--disable-first): when (latest
+        DisableKey each) and for how many days."""
+        soaks: dict[str, tuple[datetime, int | None]] = {}
+        for e in self.entries():
+            if e.get("store_id") == store_id and e.get("operation") == "DisableKey" \
+                    and e.get("phase") == "result" and e.get("outcome") == "ok" \
+                    and e.get("key_id"):
+                try:
+                    when = datetime.fromisoformat(str(e.get("time")))
+                except ValueError:
+                    continue
+                if when.tzinfo is None:
+                    when = when.replace(tzinfo=UTC)
+                raw = e.get("soak_days")
+                days = int(raw) if isinstance(raw, str) and raw.isdigit() else None
+                soaks[str(e["key_id"])] = (when, days)
+        return soaks
+
     def scheduled_keys(self, store_id: str) -> dict[str, ScheduledKey]:
         """Keys of this store that ksdelete scheduled for deletion (latest scheduling each)."""
         keys: dict[str, ScheduledKey] = {}

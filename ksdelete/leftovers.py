@@ -94,10 +94,22 @@ def _with_delete_event(left: KeyLeftover, record: dict[str, Any]) -> KeyLeftover
     extra = record.get("additionalEventData") or {}
     statuses = _json_list(extra.get("backingKeysDeletionStatus"))
     backing = _json_list(extra.get("backingKeys")) or statuses
-    status = (FAILED if any(s.get("deletionStatus") == FAILED for s in statuses)
-              else SUCCEEDED if statuses else None)
-    handles = tuple(str(b["keyHandle"]) for b in (*statuses, *backing)
-                    if isinstance(b, dict) and b.get("keyHandle") is not None)
+    # AWS documents SUCCESS and FAILURE only: anything else (or no status at all) is not a
+    # confirmed deletion.
+    found = [str(s.get("deletionStatus")) for s in statuses]
+    if any(f == FAILED for f in found):
+        status = FAILED
+    elif found and all(f == SUCCEEDED for f in found):
+        status = SUCCEEDED
+    else:
+        status = next((f for f in found if f != SUCCEEDED), None) or "NO-STATUS"
+    # AWS's current DeleteKey example carries only backingKeyId, which AWS calls "the key
+    # handle of the key material": the handle to delete it by when keyHandle is absent.
+    handles = tuple(str(b["keyHandle"]) if b.get("keyHandle") is not None
+                    else str(b["backingKeyId"])
+                    for b in (*statuses, *backing)
+                    if isinstance(b, dict) and (b.get("keyHandle") is not None
+                                                or b.get("backingKeyId") is not None))
     ids = tuple(str(b["backingKeyId"]) for b in (*statuses, *backing)
                 if isinstance(b, dict) and b.get("backingKeyId") is not None)
     return KeyLeftover(left.id, left.arn, left.created, left.external_key_id,
@@ -132,10 +144,15 @@ def lines(left: Leftovers) -> list[str]:
             out.append("  delete orphaned material from the cluster by key handle with the "
                        "CloudHSM CLI (key delete), as AWS documents under 'How to delete "
                        "orphaned key material'")
+        out.extend(f"  {key.id}: deletion of its material from the cluster not confirmed: "
+                   f"its DeleteKey event ({key.deleted_at or '-'}) reports {key.material}, not "
+                   f"SUCCESS; key handle(s) {', '.join(key.key_handles) or '-'}: check the "
+                   "cluster, and delete the material by key handle if it is still there"
+                   for key in left.unconfirmed)
         out.extend(f"  {key.id}: no DeleteKey event in CloudTrail (not deleted yet, or older "
                    "than 90 days): whether its material left the cluster is unknown"
                    for key in left.unknown)
-        done = len(left.keys) - len(left.orphaned) - len(left.unknown)
+        done = sum(1 for key in left.keys if key.material == SUCCEEDED)
         if done:
             out.append(f"  {done} key(s): material deleted from the cluster (SUCCESS)")
     elif left.store_type is StoreType.EXTERNAL:
@@ -156,5 +173,6 @@ def as_json(left: Leftovers) -> dict[str, Any]:
                   "backing_key_ids": list(k.backing_key_ids)} for k in left.keys],
         "orphaned": [k.id for k in left.orphaned],
         "unknown": [k.id for k in left.unknown],
+        "unconfirmed": [k.id for k in left.unconfirmed],
         "notes": list(left.notes),
     }

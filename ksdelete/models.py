@@ -6,6 +6,7 @@ Everything here is frozen; the planner is a pure function from a Snapshot to a P
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -89,6 +90,14 @@ class Key:
                 and marks.scheduled is None and not self.pending and self.state != "Enabled")
 
     @property
+    def soak_broken(self) -> bool:
+        """Disabled by ksdelete's soak, then enabled again by someone (not scheduled, not
+        cancelled): someone needs it; only a person's confirmation starts its soak again."""
+        marks = self.marks
+        return (marks is not None and marks.disabled is not None and marks.scheduled is None
+                and marks.cancelled is None and self.state == "Enabled")
+
+    @property
     def cancelled(self) -> bool:
         """A mark of ksdelete's on a key that is no longer pending: someone cancelled its
         deletion (or a run failed between marking and scheduling it)."""
@@ -147,6 +156,12 @@ class Watch:
 
 SCHEDULED_TAG = "ksdelete:scheduled"
 CANCELLED_TAG = "ksdelete:cancelled"
+# --disable-first: CloudTrail's Event history keeps 90 days, and the soak's end is checked
+# against the key's DisableKey event there: a soak must end (and the runs after it find that
+# event) well inside them; 5 days of slack for runs after the soak's end.
+MAX_SOAK_DAYS = 85
+# AWS allows at most 50 tags per KMS key (TagException "Too many tags", kms-gates-facts 6).
+MAX_TAGS_PER_KEY = 50
 DISABLED_TAG = "ksdelete:disabled"  # --disable-first: "<time> prior=<state> days=<N> run=<id>"
 
 
@@ -261,6 +276,7 @@ class Step:
     key_ids: tuple[str, ...] = ()
     detail: str = ""
     window_days: int | None = None  # ScheduleKeyDeletion's PendingWindowInDays
+    soak_days: int | None = None  # DisableKeys: the soak's length (its mark's days=)
 
 
 class RefusalReason(StrEnum):
@@ -281,6 +297,7 @@ class RefusalReason(StrEnum):
     USED_WHILE_DISABLED = "used-while-disabled"  # --disable-first: a soaking key was wanted
     SOAK_IMPOSSIBLE = "soak-impossible"  # --disable-first on a store that is not connected
     SOAK_BROKEN = "soak-broken"  # someone enabled a key the soak disabled
+    TOO_MANY_TAGS = "too-many-tags"  # a key has no room for ksdelete's mark (AWS: 50 tags)
     OUTSIDE_SAVED_PLAN = "outside-saved-plan"  # `apply`: the store is not as the plan saw it
     OTHER_ENDPOINT = "other-endpoint"  # `apply`: not the KMS endpoint the plan was made against
 
@@ -330,6 +347,9 @@ class Context:
     # This run only reads (a dry run, `status`): a refusal's remedy is not applied, and the
     # refusal says so instead of claiming it was.
     read_only: bool = False
+    # --disable-first: when this journal says ksdelete disabled each key for its soak, and for
+    # how many days (evidence besides the key's mark, which anyone who may tag it can edit).
+    soaks: Mapping[str, tuple[datetime, int | None]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -452,7 +472,9 @@ class KeyLeftover:
     created: str | None = None  # the key's creation date (journal), for the backup reminder
     external_key_id: str | None = None
     deleted_at: str | None = None  # DeleteKey's eventTime, if CloudTrail still has it
-    # CloudHSM: "SUCCESS", "FAILURE" (orphaned material) or None (no DeleteKey event seen).
+    # CloudHSM: "SUCCESS" (every backing key), "FAILURE" (orphaned material), another status
+    # as the event gave it (not confirmed; AWS documents only SUCCESS and FAILURE), or None
+    # (no DeleteKey event seen).
     material: str | None = None
     key_handles: tuple[str, ...] = ()
     backing_key_ids: tuple[str, ...] = ()
@@ -470,6 +492,13 @@ class Leftovers:
     @property
     def orphaned(self) -> tuple[KeyLeftover, ...]:
         return tuple(k for k in self.keys if k.material == FAILED)
+
+    @property
+    def unconfirmed(self) -> tuple[KeyLeftover, ...]:
+        """CloudHSM keys whose DeleteKey event reports something other than SUCCESS or
+        FAILURE (AWS documents only those two): their material is not confirmed deleted."""
+        return tuple(k for k in self.keys
+                     if k.material is not None and k.material not in (SUCCEEDED, FAILED))
 
     @property
     def unknown(self) -> tuple[KeyLeftover, ...]:

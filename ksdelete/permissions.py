@@ -61,26 +61,30 @@ def actions(*, read_only: bool, apply_only: bool = False) -> list[str]:
 
 def policy(*, read_only: bool, apply_only: bool = False,
            unused_for: int | None = None) -> dict[str, Any]:
-    """With `unused_for` DAYS, AWS itself refuses ScheduleKeyDeletion (and DisableKey) on a
-    key used within DAYS, through the condition key kms:TrailingDaysWithoutKeyUsage, even for
-    a caller that bypasses ksdelete's own check."""
+    """With `unused_for` DAYS, AWS itself refuses ScheduleKeyDeletion and DisableKey on a key
+    used within DAYS, even to a caller that bypasses ksdelete's own check: a Deny under
+    `NumericLessThan kms:TrailingDaysWithoutKeyUsage DAYS` (kms-gates-facts correction 4). A
+    condition on an Allow refuses nothing that another statement (a key policy with kms:*, an
+    admin policy) allows, and ...IfExists on an Allow fails open; a Deny wins over every Allow.
+    No IfExists: where AWS gives no value the Deny does not apply. AWS's value for a key never
+    used is not documented (one 3rd-party test found days since creation: a never-used key
+    younger than DAYS was denied)."""
     read = actions(read_only=True)
     statements: list[dict[str, Any]] = [
         {"Sid": "KsdeleteDiscover", "Effect": "Allow", "Action": read, "Resource": "*"}
     ]
     if not read_only:
         write = [a for a in actions(read_only=False, apply_only=apply_only) if a not in read]
-        guarded = [a for a in write if a in USAGE_CONDITIONED] if unused_for else []
         statements.append(
             {"Sid": "KsdeleteApply" if apply_only else "KsdeleteDeleteAndUndo",
-             "Effect": "Allow", "Action": [a for a in write if a not in guarded],
-             "Resource": "*"}
+             "Effect": "Allow", "Action": write, "Resource": "*"}
         )
+        guarded = [a for a in write if a in USAGE_CONDITIONED] if unused_for else []
         if guarded:
             statements.append(
-                {"Sid": "KsdeleteOnlyUnusedKeys", "Effect": "Allow", "Action": guarded,
+                {"Sid": "KsdeleteDenyRecentlyUsedKeys", "Effect": "Deny", "Action": guarded,
                  "Resource": "*",
-                 "Condition": {"NumericGreaterThanEqualsIfExists": {
+                 "Condition": {"NumericLessThan": {
                      "kms:TrailingDaysWithoutKeyUsage": unused_for}}}
             )
     return {"Version": "2012-10-17", "Statement": statements}

@@ -24,6 +24,7 @@ from typing import Any
 from ksdelete import __version__
 from ksdelete.errors import UsageError
 from ksdelete.models import (
+    MAX_SOAK_DAYS,
     PENDING_DELETION,
     STORE_ID,
     ApprovedStore,
@@ -254,6 +255,8 @@ def _checked(path: Path, content: dict[str, Any], digest: str) -> SavedPlan:
     for name, value in (("unused_for_days", unused), ("disable_first_days", soak)):
         if type(value) is not int or value < 0:
             raise ValueError(f"{name} {value!r}")
+    if soak > MAX_SOAK_DAYS:  # a soak CloudTrail's 90 days could never confirm the end of
+        raise ValueError(f"disable_first_days {soak!r} above {MAX_SOAK_DAYS}")
     grants = opts.get("allow_service_grants", False)
     if type(grants) is not bool:
         raise TypeError(f"'allow_service_grants' is {grants!r}")

@@ -15,6 +15,10 @@ from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from ksdelete.models import (
+    DISABLED_TAG,
+    MAX_SOAK_DAYS,
+    MAX_TAGS_PER_KEY,
+    SCHEDULED_TAG,
     Attempt,
     ConnectionState,
     Context,
@@ -335,6 +339,39 @@ def not_protected(snap: Snapshot, options: PlanOptions, ctx: Context) -> Refusal
     )
 
 
+def room_for_marks(snap: Snapshot, options: PlanOptions, ctx: Context) -> Refusal | Verdict:
+    """ksdelete tags each key before it changes it (the scheduled mark; with --disable-first
+    the soak's mark too), and AWS allows at most 50 tags per key: a key that has no room
+    would stop the run in the middle of scheduling, so it is refused before anything
+    changes."""
+    keys = _to_schedule(snap)
+    if not keys:
+        return Verdict("room_for_marks", "n/a", "no keys to schedule")
+    soak = options.disable_first_days > 0
+    full: list[str] = []
+    for key in keys:
+        if key.tags is None:
+            continue  # not read: the tag write itself fails safe (before ScheduleKeyDeletion)
+        names = {name for name, _ in key.tags}
+        wanted = {SCHEDULED_TAG} | ({DISABLED_TAG} if soak and not key.soaking else set())
+        missing = len(wanted - names)
+        if len(names) + missing > MAX_TAGS_PER_KEY:
+            full.append(f"{key.id} ({len(names)} tags, needs {missing} more)")
+    if not full:
+        return Verdict("room_for_marks", "pass",
+                       f"every key has room for ksdelete's mark ({MAX_TAGS_PER_KEY} tags "
+                       "per key)")
+    return Refusal(
+        RefusalReason.TOO_MANY_TAGS,
+        f"{len(full)} key(s) of {snap.store.id} cannot take ksdelete's mark: AWS allows "
+        f"{MAX_TAGS_PER_KEY} tags per key, and ksdelete tags each key before it schedules "
+        f"(or disables) it: {_ids(full)}; nothing was changed. Remove a tag from each "
+        "(UntagResource: `aws kms untag-resource --key-id KEY --tag-keys NAME`), then run "
+        "again",
+        tuple(h.split(" ", 1)[0] for h in full),
+    )
+
+
 def _tags_text(tags: tuple[tuple[str, str | None], ...]) -> str:
     return ", ".join(name if value is None else f"{name}={value}" for name, value in tags)
 
@@ -515,15 +552,15 @@ def soak_possible(snap: Snapshot, options: PlanOptions, ctx: Context) -> Refusal
     Unavailable, DisableKey does not take effect until the store reconnects, and every use
     fails anyway, so a soak would prove nothing. And a key the soak disabled that someone
     enabled again is wanted: only a person's fresh confirmation starts its soak again."""
-    enabled = [k.id for k in snap.keys
-               if k.marks and k.marks.disabled and not k.marks.scheduled
-               and not k.marks.cancelled and k.state == "Enabled"]
+    enabled = [k.id for k in snap.keys if k.soak_broken]
     if enabled and not ctx.interactive:
         return Refusal(
             RefusalReason.SOAK_BROKEN,
             f"{len(enabled)} key(s) of {snap.store.id} that ksdelete disabled to soak are "
-            f"Enabled again: {_ids(enabled)}; someone needs them. Nothing was changed. To "
-            "start their soak again, run ksdelete without --yes and confirm",
+            f"Enabled again: {_ids(enabled)}; someone needs them. Nothing was changed. Find "
+            "out why; to go on, run ksdelete at a terminal (without --yes) and confirm: "
+            "their soak starts again (they are disabled again for at least the days of "
+            "their first soak) before anything is scheduled",
             tuple(enabled),
         )
     if options.disable_first_days <= 0:
@@ -532,6 +569,7 @@ def soak_possible(snap: Snapshot, options: PlanOptions, ctx: Context) -> Refusal
                        "in the soak an earlier run began" if soaking else "no --disable-first")
     fresh = [k for k in snap.keys if not k.pending and not k.soaking]
     state = snap.store.connection_state
+    # With --connect the plan connects the store (either type) before disabling.
     if fresh and state is not ConnectionState.CONNECTED and not options.connect:
         return Refusal(
             RefusalReason.SOAK_IMPOSSIBLE,
@@ -555,7 +593,7 @@ GATES: tuple[Gate, ...] = (account_allowed, name_pinned, no_use_while_pending,
                            expected_key_count,
                            no_keys_appeared, covered_by_confirmation, not_cancelled,
                            soak_possible, not_protected, no_service_grants, not_recently_used,
-                           cloudhsm_connected)
+                           room_for_marks, cloudhsm_connected)
 
 
 def evaluate(snap: Snapshot, options: PlanOptions, ctx: Context
@@ -605,7 +643,11 @@ def plan(snapshot: Snapshot, options: PlanOptions, now: datetime,
     steps: list[Step] = []
     warnings: list[str] = []
 
-    connecting = (store.type is StoreType.CLOUDHSM and bool(keys)
+    # A soak needs the store CONNECTED whatever its type (its keys are Unavailable
+    # otherwise, and every use fails anyway): --connect connects an external key store too.
+    soak = bool(to_schedule) and (options.disable_first_days > 0
+                                  or any(k.soaking or k.soak_broken for k in keys))
+    connecting = ((store.type is StoreType.CLOUDHSM or soak) and bool(keys)
                   and state is not ConnectionState.CONNECTED and options.connect)
     if connecting:
         if state is not ConnectionState.CONNECTING:
@@ -619,8 +661,8 @@ def plan(snapshot: Snapshot, options: PlanOptions, now: datetime,
         )
 
     soak_until = None
-    if to_schedule and (options.disable_first_days > 0 or any(k.soaking for k in keys)):
-        soak_until = _soak(snapshot, options, now, steps)
+    if soak:
+        soak_until = _soak(snapshot, options, ctx, now, steps, warnings)
     if to_schedule:
         steps.append(Step(StepKind.SCHEDULE_KEY_DELETION, key_ids=to_schedule,
                           window_days=options.pending_window_days))
@@ -668,23 +710,68 @@ def plan(snapshot: Snapshot, options: PlanOptions, now: datetime,
     )
 
 
-def _soak(snap: Snapshot, options: PlanOptions, now: datetime, steps: list[Step]) -> datetime:
+def _soak(snap: Snapshot, options: PlanOptions, ctx: Context, now: datetime,
+          steps: list[Step], warnings: list[str]) -> datetime:
     """--disable-first: disable the keys not yet soaking and wait out the soak; returns when
     the last key's soak ends (a key whose soak starts now ends DAYS from now). A soak under
-    way lasts at least the DAYS it began with (its mark), whatever later runs pass: leaving
-    out --disable-first, or passing fewer days, does not cut it short."""
-    days = timedelta(days=options.disable_first_days)
-    to_disable = tuple(k.id for k in snap.keys if not k.pending and not k.soaking) \
-        if options.disable_first_days > 0 else ()
-    ends = [k.marks.disabled_at + max(days, timedelta(days=k.marks.soak_days or 0))
-            for k in snap.keys if k.soaking and k.marks and k.marks.disabled_at]
-    until = max([*ends, *([now + days] if to_disable else [])], default=now)
+    way lasts at least the DAYS it began with, whatever later runs pass: leaving out
+    --disable-first, or passing fewer days, does not cut it short.
+
+    The key's mark can be edited by anyone who may tag the key, so its end is checked against
+    what ksdelete did not write on the key: CloudTrail's DisableKey event (the watch's anchor)
+    and this journal's DisableKey. The soak began at the latest of them and of the mark's
+    time; it lasts the longest of the days known. A mark that cannot be read, with nothing to
+    confirm when the soak began, means the soak is not over. A key someone enabled again
+    during its soak (a person confirmed it at the prompt) is soaked again, for at least the
+    days of its first soak, even without --disable-first."""
+    days = options.disable_first_days
+    broken = {k.id: k for k in snap.keys if k.soak_broken and not k.pending}
+    to_disable = tuple(k.id for k in snap.keys if not k.pending and not k.soaking
+                       and (days > 0 or k.id in broken))
+    again = max([_soak_days(k, ctx, days) for k in broken.values()], default=0)
+    ends: list[datetime] = []
+    unknown: list[str] = []
+    for key in snap.keys:
+        if not key.soaking or key.marks is None:
+            continue
+        journal = ctx.soaks.get(key.id)
+        trail = key.watch.since if key.watch and not key.watch.error else None
+        confirmed = [t for t in (trail, journal[0] if journal else None) if t is not None]
+        if not confirmed:
+            unknown.append(key.id)
+            ends.append(now + timedelta(days=max(days, 1)))  # not over; looked at again
+            continue
+        start = max([*confirmed, *([key.marks.disabled_at] if key.marks.disabled_at else [])])
+        ends.append(start + timedelta(days=_soak_days(key, ctx, days)))
+    if unknown:
+        warnings.append(
+            f"the soak of {len(unknown)} key(s) is not over: when it began is not confirmed "
+            f"(neither CloudTrail's DisableKey nor this journal shows it): {_ids(unknown)}; "
+            "let the watch read CloudTrail (not --on-use ignore), or run from the machine "
+            "whose journal began the soak")
+    soak_days = max(days, again)
+    until = max([*ends, *([now + timedelta(days=soak_days)] if to_disable else [])],
+                default=now)
     if to_disable:
         steps.append(Step(StepKind.DISABLE_KEYS, key_ids=to_disable,
-                          detail=f"{options.disable_first_days}-day soak"))
+                          detail=f"{soak_days}-day soak", soak_days=soak_days))
     if until > now:
         steps.append(Step(StepKind.AWAIT_SOAK, detail=f"until {fmt_time(until)}"))
     return until
+
+
+def _soak_days(key: Key, ctx: Context, days: int) -> int:
+    """How long a key's soak lasts: the longest of this run's DAYS, the mark's days= and
+    the journal's. A mark whose days cannot be read, with no journal to tell, means the
+    longest soak ksdelete allows."""
+    journal = ctx.soaks.get(key.id)
+    known = [days, *([journal[1]] if journal and journal[1] else [])]
+    mark_days = key.marks.soak_days if key.marks else None
+    if mark_days is None and not (journal and journal[1]):
+        known.append(MAX_SOAK_DAYS)
+    elif mark_days is not None:
+        known.append(mark_days)
+    return max(known)
 
 
 def phase_of(snap: Snapshot, refusal: Refusal | None) -> tuple[Status, str]:

@@ -130,3 +130,26 @@ def poll_until(
         before_sleep=before_sleep,
     )
     return retrying(read)
+
+
+def retry_while_lagging(
+    fn: Callable[[], T],
+    *,
+    call: str,
+    lagging: Callable[[BaseException], bool],
+    policy: RetryPolicy,
+    on_retry: RetryObserver = _ignore,
+) -> T:
+    """Run a write that AWS may refuse for a moment after an earlier one (eventual
+    consistency: a TagResource right after CancelKeyDeletion can still see the key pending),
+    retrying while `lagging(error)` within the consistency window; then the error stands."""
+    retrying = Retrying(
+        retry=retry_if_exception(lagging),
+        stop=stop_after_delay(policy.consistency_timeout),
+        wait=wait_random_exponential(multiplier=policy.consistency_initial,
+                                     max=policy.consistency_max),
+        sleep=policy.sleep,
+        reraise=True,
+        before_sleep=_before_sleep(call, on_retry, _exception_reason),
+    )
+    return retrying(fn)

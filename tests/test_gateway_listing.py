@@ -127,3 +127,55 @@ def test_list_aliases_pages_and_checks_markers_too(stubbed: tuple[Gateway, Stubb
     stub.add_response("list_aliases", alias_page(marker="m1"), params(100, "m1"))
     with pytest.raises(IncompleteListingError, match="already used"):
         gateway.list_aliases()
+
+
+def test_tags_and_grants_read_through_the_same_fail_closed_pager(
+        stubbed: tuple[Gateway, Stubber]) -> None:
+    """not_protected and no_service_grants must never pass on a listing cut short."""
+    gateway, stub = stubbed
+    key = ARN + "k1"
+
+    def tags(*pairs: tuple[str, str], marker: str | None = None,
+             truncated: bool | None = None) -> dict[str, Any]:
+        page: dict[str, Any] = {"Tags": [{"TagKey": k, "TagValue": v} for k, v in pairs],
+                                "Truncated": marker is not None if truncated is None
+                                else truncated}
+        if marker is not None:
+            page["NextMarker"] = marker
+        return page
+
+    def grants(*names: str, marker: str | None = None,
+               truncated: bool | None = None) -> dict[str, Any]:
+        page: dict[str, Any] = {
+            "Grants": [{"GrantId": n, "GranteePrincipal": "rds.amazonaws.com", "Name": n,
+                        "Operations": ["Decrypt"]} for n in names],
+            "Truncated": marker is not None if truncated is None else truncated}
+        if marker is not None:
+            page["NextMarker"] = marker
+        return page
+
+    def p(limit: int, marker: str | None = None) -> dict[str, Any]:
+        return {"KeyId": key, **params(limit, marker)}
+
+    # Well-behaved paging still reads everything.
+    stub.add_response("list_resource_tags", tags(("a", "1"), marker="m1"), p(50))
+    stub.add_response("list_resource_tags", tags(("b", "2")), p(50, "m1"))
+    assert gateway.list_resource_tags(key) == {"a": "1", "b": "2"}
+    # Truncated without a NextMarker: an error, not "no more tags".
+    stub.add_response("list_resource_tags", tags(("a", "1"), marker="m1"), p(50))
+    stub.add_response("list_resource_tags", tags(truncated=True), p(50, "m1"))
+    with pytest.raises(IncompleteListingError, match="no NextMarker") as raised:
+        gateway.list_resource_tags(key)
+    assert raised.value.operation == "ListResourceTags"
+    stub.add_response("list_resource_tags", tags(marker="m1"), p(50))
+    stub.add_response("list_resource_tags", tags(marker="m1"), p(50, "m1"))
+    with pytest.raises(IncompleteListingError, match="already used"):
+        gateway.list_resource_tags(key)
+
+    stub.add_response("list_grants", grants("g1", marker="m1"), p(100))
+    stub.add_response("list_grants", grants("g2"), p(100, "m1"))
+    assert [g.grant_id for g in gateway.list_grants(key)] == ["g1", "g2"]
+    stub.add_response("list_grants", grants("g1", truncated=True), p(100))
+    with pytest.raises(IncompleteListingError, match="no NextMarker") as raised:
+        gateway.list_grants(key)
+    assert raised.value.operation == "ListGrants" and raised.value.pages == 1

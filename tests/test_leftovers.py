@@ -76,3 +76,37 @@ def test_external_key_store_lists_every_external_key_left_behind() -> None:
     text = "\n".join(lines(left))
     assert "external key ext-1" in text and "external key ext-2" in text
     assert "external key manager" in text
+
+
+def current_delete_event(n: int, status: str) -> dict[str, Any]:
+    """The shape of AWS's current example (ct-delete-key.html): backingKeyId only, no
+    keyHandle; AWS calls backingKeyId "the key handle of the key material"."""
+    return delete_event(n, status, handles=False)
+
+
+def test_backing_key_id_is_the_handle_when_the_event_has_no_key_handle() -> None:
+    left = report(STORE, keys(1), [current_delete_event(1, "FAILURE")])
+    assert [k.id for k in left.orphaned] == ["k1"]
+    assert left.orphaned[0].key_handles == ("bk-1",)
+    text = "\n".join(lines(left))
+    assert "key handle(s) -" not in text and "key handle(s) bk-1" in text
+
+
+def test_only_success_counts_as_deleted() -> None:
+    """AWS documents SUCCESS and FAILURE only: anything else is not a confirmed deletion."""
+    odd = current_delete_event(1, "IN_PROGRESS")
+    empty = current_delete_event(2, "SUCCESS")
+    empty["additionalEventData"]["backingKeysDeletionStatus"] = "[]"
+    mixed = current_delete_event(3, "SUCCESS")
+    entries = json.loads(mixed["additionalEventData"]["backingKeysDeletionStatus"])
+    entries.append({"backingKeyId": "bk-3b", "deletionStatus": "PENDING"})
+    mixed["additionalEventData"]["backingKeysDeletionStatus"] = json.dumps(entries)
+    left = report(STORE, keys(1, 2, 3, 4), [odd, empty, mixed, current_delete_event(4, "SUCCESS")])
+    by_id = {k.id: k for k in left.keys}
+    assert by_id["k4"].material == "SUCCESS"
+    assert all(by_id[k].material != "SUCCESS" for k in ("k1", "k2", "k3"))
+    assert {k.id for k in left.unconfirmed} == {"k1", "k2", "k3"}
+    text = "\n".join(lines(left))
+    assert "1 key(s): material deleted from the cluster (SUCCESS)" in text
+    assert "not confirmed" in text and "IN_PROGRESS" in text
+    assert sorted(as_json(left)["unconfirmed"]) == ["k1", "k2", "k3"]

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ksdelete.models import (
+    MAX_SOAK_DAYS,
     ApprovedStore,
     Attempt,
     ConnectionState,
@@ -436,7 +437,7 @@ def test_a_pending_key_the_watch_cannot_see_stops_the_run() -> None:
 
 def soaking(n: int, days_ago: float, *, attempts: tuple[Attempt, ...] = ()) -> Key:
     start = NOW - timedelta(days=days_ago)
-    mark = f"{start:%Y-%m-%dT%H:%M:%SZ} prior=Enabled run=r1"
+    mark = f"{start:%Y-%m-%dT%H:%M:%SZ} prior=Enabled days=14 run=r1"
     return replace(key(n, "Disabled"), marks=Marks(disabled=mark),
                    watch=Watch(since=start, attempts=attempts))
 
@@ -490,3 +491,24 @@ def test_a_saved_plan_refuses_a_key_it_saw_pending_that_is_pending_no_more() -> 
     assert cancelled.refusal is not None
     assert cancelled.refusal.reason is RefusalReason.CANCELLED_KEYS
     assert cancelled.refusal.key_ids == ("k2",)
+
+
+def test_a_soak_mark_without_readable_days_or_confirmed_start_is_not_over() -> None:
+    """The mark can be edited by anyone who may tag the key: without days= the soak lasts the
+    longest ksdelete allows (unless the journal knows); without CloudTrail's DisableKey or the
+    journal to confirm its start it is not over at all."""
+    options = PlanOptions()  # a later run without --disable-first
+    began = NOW - timedelta(days=20)
+    no_days = replace(soaking(1, 20),
+                      marks=Marks(disabled=f"{began:%Y-%m-%dT%H:%M:%SZ} prior=Enabled run=r1"))
+    waiting = plan(Snapshot(store(), (no_days,)), options, NOW)
+    assert waiting.soak_until == NOW - timedelta(days=20) + timedelta(days=MAX_SOAK_DAYS)
+    journal = Context(soaks={"k1": (NOW - timedelta(days=20), 14)})
+    assert plan(Snapshot(store(), (no_days,)), options, NOW, journal).to_schedule == ("k1",)
+    unconfirmed = replace(soaking(1, 20), watch=Watch(since=None))
+    blind = plan(Snapshot(store(), (unconfirmed,)), PlanOptions(on_use="ignore"), NOW)
+    assert blind.soak_until is not None and blind.soak_until > NOW
+    assert any("not confirmed" in w for w in blind.warnings)
+    later = plan(Snapshot(store(), (soaking(1, 20),)), options, NOW,
+                 Context(soaks={"k1": (NOW - timedelta(days=2), 14)}))
+    assert later.soak_until == NOW + timedelta(days=12)  # the journal's later start counts

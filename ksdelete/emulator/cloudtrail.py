@@ -337,7 +337,9 @@ def key_resources(keys: list[Any]) -> list[dict[str, Any]]:
 
 
 def backing_keys(key: Any) -> list[dict[str, str]]:
-    return [{"keyHandle": key.key_handle, "backingKeyId": key.backing_key_id}]
+    """AWS's current examples (ct-delete-key.html) carry only ``backingKeyId``, which AWS
+    calls "the key handle of the key material"; no ``keyHandle``."""
+    return [{"backingKeyId": key.backing_key_id}]
 
 
 def store_event_data(key: Any, *, with_backing_keys: bool) -> dict[str, Any] | None:

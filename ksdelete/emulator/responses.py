@@ -18,7 +18,7 @@ from typing import Any
 from moto.kms.responses import KmsResponse
 from moto.kms.utils import RESERVED_ALIASES, _deserialize_ciphertext_blob
 
-from . import cloudtrail
+from . import cloudtrail, shapes
 from .models import (
     FAIL_CONNECT_MARKER,
     HSM_ERROR_ON_FAIL,
@@ -164,6 +164,10 @@ class EmulatorKmsResponse(KmsResponse):
         if key_id.startswith("arn:"):
             if ":key/" not in key_id:
                 raise KmsError("InvalidArnException", f"Invalid ARN {key_id}")
+            arn_region = key_id.split(":")[3] if key_id.count(":") >= 5 else ""
+            if arn_region != self.region:
+                # Recorded from AWS (LocalStack's test_get_key_in_different_region).
+                raise KmsError("NotFoundException", f"Invalid arn {arn_region}")
             raw = key_id.split(":key/", 1)[1]
         else:
             raw = key_id
@@ -193,13 +197,13 @@ class EmulatorKmsResponse(KmsResponse):
         raise KmsError("KMSInvalidStateException", f"{key.arn} is {words}.")
 
     def _crypto_key(self, member: str = "KeyId") -> Any:
-        """The key a cryptographic call names (ID, ARN, alias), checked usable; None when it does
-        not resolve (moto then answers with its own error)."""
+        """The key a cryptographic call names (ID, ARN, alias), checked usable; a key that
+        does not resolve gets the emulator's NotFoundException (AWS's recorded wording), a
+        missing KeyId moto's own answer (None)."""
         backend = self.kms_backend
-        try:
-            key = self._key(backend, self._p(member), aliases=True)
-        except KmsError:
+        if not isinstance(self._p(member), str):
             return None
+        key = self._key(backend, self._p(member), aliases=True)
         self._usable(backend, key)
         cloudtrail.note_key(key, used=True)
         return key
@@ -222,7 +226,10 @@ class EmulatorKmsResponse(KmsResponse):
 
     def _authorize(self, key: Any, operation: str) -> None:
         action = f"kms:{operation}"
-        if policy_denies(key.policy, action, key.arn):
+        context: dict[str, float] = {}
+        if operation in ("ScheduleKeyDeletion", "DisableKey"):
+            context["kms:TrailingDaysWithoutKeyUsage"] = self.kms_backend.trailing_days(key)
+        if policy_denies(key.policy, action, key.arn, context):
             raise KmsError(
                 "AccessDeniedException",
                 f"User: arn:aws:iam::{self.current_account}:root is not authorized to perform: "
@@ -294,6 +301,12 @@ class EmulatorKmsResponse(KmsResponse):
             raise KmsError(
                 "ValidationException", "XksKeyId is valid only for keys in an external key store."
             )
+        check_tags([], self._p("Tags") or [])
+        spec = self._p("KeySpec")
+        specs = shapes.kms_model().shape_for("KeySpec").enum
+        if spec in specs and spec != "SYMMETRIC_DEFAULT" and self._p("KeyUsage") is None:
+            raise KmsError("ValidationException", "You must specify a KeyUsage value for all KMS "
+                           "keys except for symmetric encryption keys.")
         key = backend.new_key(
             policy=self._p("Policy"),
             description=self._p("Description") or "",
@@ -393,6 +406,21 @@ class EmulatorKmsResponse(KmsResponse):
         return _listing("Aliases", page, marker)
 
     @_locked
+    def create_alias(self) -> str:
+        name = self._p("AliasName")
+        if isinstance(name, str) and not name.startswith("alias/"):
+            raise KmsError("ValidationException", 'Alias must start with the prefix "alias/". '
+                           "Please see https://docs.aws.amazon.com/kms/latest/developerguide/"
+                           "kms-alias.html")
+        return super().create_alias()
+
+    @_locked
+    def generate_random(self) -> str:
+        if self._p("NumberOfBytes") is None:
+            raise KmsError("ValidationException", "NumberOfBytes is required.")
+        return super().generate_random()
+
+    @_locked
     def schedule_key_deletion(self) -> str:
         backend = self.kms_backend
         key = self._key(backend, self._p("KeyId"))
@@ -421,6 +449,10 @@ class EmulatorKmsResponse(KmsResponse):
         if key.key_state != "PendingDeletion":
             raise KmsError("KMSInvalidStateException", f"{key.arn} is not pending deletion.")
         backend.cancel(key)
+        # Eventual consistency (kms-gates-facts correction 6): the next TagResource calls on
+        # the key may still see it pending deletion.
+        setattr(key, "tag_failures_left",  # noqa: B010 - moto's Key has no such field
+                int(RUNTIME.config.tag_after_cancel_failures))
         return json.dumps({"KeyId": key.arn})
 
     @_locked
@@ -544,10 +576,9 @@ class EmulatorKmsResponse(KmsResponse):
         """moto's grant, refused on Disabled/PendingDeletion keys (key-state table: CreateGrant
         fails there, succeeds on Unavailable), with a creation date and the service principals."""
         backend = self.kms_backend
-        try:
-            key = self._key(backend, self._p("KeyId"))
-        except KmsError:
-            return super().create_grant()  # moto's own answer for an unknown key
+        # An unknown key: NotFoundException (AWS-validated: LocalStack's
+        # test_create_grant_with_invalid_key), never moto's crash (HTTP 500).
+        key = self._key(backend, self._p("KeyId"))
         self._authorize(key, "CreateGrant")
         state = backend.visible_state(key)
         if state in ("Disabled", "PendingDeletion"):
@@ -601,6 +632,13 @@ class EmulatorKmsResponse(KmsResponse):
         self._authorize(key, operation)
         if key.key_state == "PendingDeletion":
             raise KmsError("KMSInvalidStateException", f"{key.arn} is pending deletion.")
+        if operation == "TagResource":
+            left = int(getattr(key, "tag_failures_left", 0) or 0)
+            if left > 0:
+                setattr(key, "tag_failures_left", left - 1)  # noqa: B010
+                raise KmsError("KMSInvalidStateException", f"{key.arn} is pending deletion.")
+            check_tags(self.kms_backend.list_resource_tags(key.id).get("Tags", []),
+                       self._p("Tags") or [])
         return moto_action()
 
     @_locked
@@ -892,3 +930,21 @@ class EmulatorKmsResponse(KmsResponse):
         if "XksProxyAuthenticationCredential" in params:
             store.xks["AccessKeyId"] = params["XksProxyAuthenticationCredential"]["AccessKeyId"]
         return "{}"
+
+
+# AWS's limit of tags per KMS key (kms-gates-facts correction 6).
+MAX_TAGS = 50
+
+
+def check_tags(existing: list[dict[str, Any]], new: list[dict[str, Any]]) -> None:
+    """TagException as recorded from real AWS (LocalStack's AWS-validated snapshots):
+    "Duplicate tag keys", "Tags beginning with aws: are reserved", "Too many tags" (more than
+    50 once the new tags are added; rewriting an existing tag adds none)."""
+    names = [str(t.get("TagKey", "")) for t in new if isinstance(t, dict)]
+    if len(set(names)) != len(names):
+        raise KmsError("TagException", "Duplicate tag keys")
+    if any(n.lower().startswith("aws:") for n in names):
+        raise KmsError("TagException", "Tags beginning with aws: are reserved")
+    have = {str(t.get("TagKey")) for t in existing if isinstance(t, dict)}
+    if len(have | set(names)) > MAX_TAGS:
+        raise KmsError("TagException", "Too many tags")

@@ -296,7 +296,7 @@ class EmulatorApp:
         if params is None or not isinstance(params, dict):
             return _error(400, "SerializationException", "Request body is not a JSON object")
         if cfg.validate:
-            problems = shapes.validate_request(operation, params)
+            problems = shapes.request_errors(operation, params)
             if problems:
                 count = len(problems)
                 return _error(

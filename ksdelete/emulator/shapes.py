@@ -228,3 +228,95 @@ def validate_response_body(
         return []
     # A fault of another operation used here (KMSInternalException is modeled nearly everywhere).
     return [f"{prefix}: error {code} is not modeled for this operation"]
+
+
+def request_errors(operation_name: str, body: Any, service: str = "kms") -> list[str]:
+    """A request's problems in AWS's words (``1 validation error detected: <these, joined by
+    "; ">``), as recorded from real AWS: ``Value 'v' at 'tags.1.member.tagKey' failed to
+    satisfy constraint: Member must have length less than or equal to 128``: member names in
+    lowerCamelCase, list items ``.N.member`` counted from 1. Problems AWS words otherwise
+    (wrong JSON types, unknown members) keep the emulator's own wording."""
+    out: list[str] = []
+    shape = operation(operation_name, service).input_shape
+    if shape is not None and isinstance(body, dict):
+        _aws_walk(body, shape, "", out)
+    return out
+
+
+def _camel(name: str) -> str:
+    return name[:1].lower() + name[1:]
+
+
+def _value_text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _aws_walk(value: Any, shape: Shape, path: str, out: list[str]) -> None:
+    def fail(constraint: str) -> None:
+        shown = "null" if value is None else f"'{_value_text(value)}'"
+        out.append(f"Value {shown} at '{path}' failed to satisfy constraint: Member must "
+                   f"{constraint}")
+
+    if value is None:
+        fail("not be null")
+        return
+    kind, meta = shape.type_name, shape.metadata
+    if kind == "structure":
+        if not isinstance(value, dict):
+            out.append(f"{path or '<body>'}: expected object, got {type(value).__name__}")
+            return
+        for name in shape.required_members:
+            if name not in value:
+                where = f"{path}.{_camel(name)}" if path else _camel(name)
+                out.append(f"Value null at '{where}' failed to satisfy constraint: Member "
+                           "must not be null")
+        for name, item in value.items():
+            if name not in shape.members:
+                out.append(f"{path or '<body>'}: unknown member {name}")
+                continue
+            where = f"{path}.{_camel(name)}" if path else _camel(name)
+            _aws_walk(item, shape.members[name], where, out)
+        return
+    if kind == "list":
+        if not isinstance(value, list):
+            out.append(f"{path}: expected array, got {type(value).__name__}")
+            return
+        _aws_len(len(value), meta, fail)
+        for i, item in enumerate(value, 1):
+            _aws_walk(item, shape.member, f"{path}.{i}.member", out)
+        return
+    if kind == "map":
+        if not isinstance(value, dict):
+            out.append(f"{path}: expected object (map), got {type(value).__name__}")
+            return
+        _aws_len(len(value), meta, fail)
+        for k, item in value.items():
+            _aws_walk(k, shape.key, f"{path}.{k}.key", out)
+            _aws_walk(item, shape.value, f"{path}.{k}.value", out)
+        return
+    problems: list[str] = []
+    _walk(value, shape, path, problems, True)  # types, base64: the emulator's own wording
+    if any("expected" in p or "base64" in p for p in problems):
+        out.extend(problems)
+        return
+    if kind == "string":
+        _aws_len(len(value), meta, fail)
+        if shape.enum and value not in shape.enum:
+            fail(f"satisfy enum value set: [{', '.join(shape.enum)}]")
+        pattern = meta.get("pattern")
+        if pattern and _compiled(pattern).search(value) is None:
+            fail(f"satisfy regular expression pattern: {pattern}")
+    elif kind in ("integer", "long", "float", "double"):
+        if "min" in meta and value < meta["min"]:
+            fail(f"have value greater than or equal to {meta['min']}")
+        if "max" in meta and value > meta["max"]:
+            fail(f"have value less than or equal to {meta['max']}")
+    elif kind == "blob":
+        _aws_len(len(base64.b64decode(value)), meta, fail)
+
+
+def _aws_len(n: int, meta: dict[str, Any], fail: Any) -> None:
+    if "min" in meta and n < meta["min"]:
+        fail(f"have length greater than or equal to {meta['min']}")
+    if "max" in meta and n > meta["max"]:
+        fail(f"have length less than or equal to {meta['max']}")

@@ -167,14 +167,24 @@ def test_a_store_argument_that_cannot_be_an_id_or_name_is_a_usage_error(ref: str
 
 
 def test_iam_policy_unused_for_lets_aws_enforce_the_last_use_gate() -> None:
+    """An Allow with a condition refuses nothing another statement allows (a key policy with
+    kms:*), and ...IfExists on an Allow fails open: AWS refuses only through a Deny."""
     doc = json.loads(CliRunner().invoke(cli, ["iam-policy", "--unused-for", "30"]).stdout)
     by_sid = {s["Sid"]: s for s in doc["Statement"]}
-    guarded = by_sid["KsdeleteOnlyUnusedKeys"]
-    assert guarded["Action"] == ["kms:DisableKey", "kms:ScheduleKeyDeletion"]
-    assert guarded["Condition"] == {"NumericGreaterThanEqualsIfExists": {
-        "kms:TrailingDaysWithoutKeyUsage": 30}}
-    others = {a for s in doc["Statement"] if s is not guarded for a in s["Action"]}
-    assert not {"kms:ScheduleKeyDeletion", "kms:DisableKey"} & others
+    deny = by_sid["KsdeleteDenyRecentlyUsedKeys"]
+    assert deny["Effect"] == "Deny" and deny["Resource"] == "*"
+    assert deny["Action"] == ["kms:DisableKey", "kms:ScheduleKeyDeletion"]
+    assert deny["Condition"] == {"NumericLessThan": {"kms:TrailingDaysWithoutKeyUsage": 30}}
+    assert "IfExists" not in json.dumps(doc)
+    allowed = {a for s in doc["Statement"] if s["Effect"] == "Allow" for a in s["Action"]}
+    assert {"kms:ScheduleKeyDeletion", "kms:DisableKey"} <= allowed  # plainly allowed
+    assert all("Condition" not in s for s in doc["Statement"] if s["Effect"] == "Allow")
+    assert allowed == set(permissions.actions(read_only=False))
+    # Without --unused-for: no Deny at all.
+    plain = json.loads(CliRunner().invoke(cli, ["iam-policy"]).stdout)
+    assert {s["Effect"] for s in plain["Statement"]} == {"Allow"}
+    helptext = CliRunner().invoke(cli, ["iam-policy", "--help"]).stdout
+    assert "Deny" in helptext and "never used" in helptext and "not documented" in helptext
     read = json.loads(CliRunner().invoke(cli, ["iam-policy", "--read-only"]).stdout)
     assert {"kms:GetKeyLastUsage", "kms:ListGrants", "cloudtrail:LookupEvents"} <= {
         a for s in read["Statement"] for a in s["Action"]}
