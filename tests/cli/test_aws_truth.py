@@ -43,7 +43,8 @@ def test_the_unused_for_deny_refuses_a_young_key_and_the_error_says_why(
     key created 2 days ago is refused; ksdelete says this condition may be why."""
     doc = json.loads(CliRunner().invoke(cli, ["iam-policy", "--unused-for", "30"]).stdout)
     deny = next(s for s in doc["Statement"] if s["Effect"] == "Deny")
-    young = seed_one(emulator, keys=1, created_days_ago=2)["stores"][0]["key_ids"][0]
+    # 2.5 days: whole days, whatever second the Date header rounds to.
+    young = seed_one(emulator, keys=1, created_days_ago=2.5)["stores"][0]["key_ids"][0]
     kms = client(emulator)
     kms.put_key_policy(KeyId=young, PolicyName="default", Policy=key_policy_with(deny))
     run = ksdelete(emulator, "target", "--yes", "--unused-for", "0", "--output", "json")
