@@ -94,7 +94,7 @@ def build(settings: Settings, options: RunOptions, reporter: Reporter, confirm: 
         from ksdelete.cache import open_cache
 
         membership = open_cache(path.parent, account=identity.account, region=identity.region,
-                                enabled=settings.cache,
+                                endpoint=gateway.endpoint_url, enabled=settings.cache,
                                 warn=lambda text: reporter.note(text, level="warning"))
     executor = Executor(gateway, journal, reporter, options, confirm, identity,
                         membership=membership, lock_dir=path.parent / "locks")

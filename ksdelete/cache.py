@@ -6,16 +6,19 @@ it has never seen, and counts the rest as elsewhere. It never widens what gets a
 discovery skips only keys proven to be in another store (or in none), and a key is acted on
 only if this run's DescribeKey says it is in the store.
 
-One file per account and Region, beside the journal (`cache/membership-ACCOUNT-REGION.json`),
-mode 0600 in 0700 directories, opened without following symlinks, replaced atomically (a
-temporary file in the same directory, fsync, rename). A file that cannot be read, is not
-valid, or belongs to another account, Region or format is ignored with a warning: every key is
-described and the file is written anew. `--no-cache` neither reads nor writes it.
+One file per account, Region and KMS endpoint, beside the journal
+(`cache/membership-ACCOUNT-REGION.json` for AWS's own endpoints; another endpoint, such as an
+emulator, adds a digest of its URL), mode 0600 in 0700 directories, opened without following
+symlinks, replaced atomically (a temporary file in the same directory, fsync, rename). A file
+that cannot be read, is not valid, or belongs to another account, Region, endpoint or format is
+ignored with a warning: every key is described and the file is written anew. `--no-cache`
+neither reads nor writes it.
 """
 
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import re
@@ -28,6 +31,7 @@ from typing import Any
 from ksdelete.discover import MembershipCache
 from ksdelete.journal import make_private_dirs, open_private
 from ksdelete.models import STORE_ID
+from ksdelete.planner import service_endpoint
 
 FORMAT = "ksdelete-key-membership"
 VERSION = 1
@@ -40,8 +44,15 @@ MAX_BYTES = 256 * 1024 * 1024  # about 6 million keys; anything larger is not ou
 Warn = Callable[[str], None]
 
 
-def cache_path(directory: Path, account: str, region: str) -> Path:
-    name = "-".join(SAFE.sub("_", part) for part in (account, region))
+def cache_path(directory: Path, account: str, region: str, *, endpoint: str | None = None
+               ) -> Path:
+    """The file of one account, Region and KMS endpoint (None, or any of AWS's own: one file;
+    another endpoint, e.g. an emulator whose key IDs may repeat after a reset: its own)."""
+    parts = [account, region]
+    service = service_endpoint(endpoint)
+    if service is not None:
+        parts.append(hashlib.sha256(service.encode()).hexdigest()[:16])
+    name = "-".join(SAFE.sub("_", part) for part in parts)
     return directory / "cache" / f"membership-{name}.json"
 
 
@@ -52,10 +63,12 @@ class CacheFileError(Exception):
 class MembershipFile:
     """The file behind one account's and Region's MembershipCache."""
 
-    def __init__(self, path: Path, *, account: str, region: str, warn: Warn) -> None:
+    def __init__(self, path: Path, *, account: str, region: str, warn: Warn,
+                 endpoint: str | None = None) -> None:
         self.path = path
         self.account = account
         self.region = region
+        self.endpoint = service_endpoint(endpoint)  # None: AWS's own
         self._warn = warn
         self._save_failed = False
 
@@ -91,6 +104,10 @@ class MembershipFile:
             raise CacheFileError(
                 f"it belongs to account {doc.get('account')!r}, Region {doc.get('region')!r}, "
                 f"not account {self.account}, {self.region}")
+        if doc.get("endpoint") != self.endpoint:
+            raise CacheFileError(
+                f"it belongs to the KMS endpoint {doc.get('endpoint') or 'of AWS'}, not "
+                f"{self.endpoint or 'of AWS'}")
         stores = doc.get("stores")
         if not isinstance(stores, dict):
             raise CacheFileError("it has no valid 'stores' map")
@@ -124,7 +141,8 @@ class MembershipFile:
             stores.setdefault(store_id, []).append(key_id)
         doc = {
             "format": FORMAT, "version": VERSION, "account": self.account,
-            "region": self.region, "written": datetime.now(UTC).isoformat(timespec="seconds"),
+            "region": self.region, "endpoint": self.endpoint,
+            "written": datetime.now(UTC).isoformat(timespec="seconds"),
             "stores": {store: sorted(ids) for store, ids in sorted(stores.items())},
         }
         return json.dumps(doc, separators=(",", ":")).encode()
@@ -154,14 +172,14 @@ class MembershipFile:
 
 
 def open_cache(directory: Path, *, account: str, region: str, enabled: bool,
-               warn: Warn) -> MembershipCache:
+               warn: Warn, endpoint: str | None = None) -> MembershipCache:
     """The MembershipCache for one run: loaded from its file and saved after every scan that
     learnt something, or (not `enabled`, --no-cache) one that describes every key and
     touches no file."""
     if not enabled:
         return MembershipCache(trusted=False)
-    backing = MembershipFile(cache_path(directory, account, region), account=account,
-                             region=region, warn=warn)
+    backing = MembershipFile(cache_path(directory, account, region, endpoint=endpoint),
+                             account=account, region=region, warn=warn, endpoint=endpoint)
     return MembershipCache(backing.load(), on_scan=backing.save)
 
 

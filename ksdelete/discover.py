@@ -14,7 +14,8 @@ import math
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Set
+from collections.abc import Callable, Iterable, Iterator, Set
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any, Protocol, runtime_checkable
 
@@ -69,6 +70,17 @@ class MembershipCache:
     def distrust(self) -> None:
         """Describe every key from now on in this process (what is learnt is still kept)."""
         self.trusted = False
+
+    @contextmanager
+    def set_aside(self) -> Iterator[None]:
+        """Describe every key for the scans inside this block (the one before a disconnect:
+        a wrong entry must not hide a live key that the disconnect would make Unavailable);
+        what they learn is kept."""
+        trusted, self.trusted = self.trusted, False
+        try:
+            yield
+        finally:
+            self.trusted = trusted
 
     def items(self) -> list[tuple[str, str]]:
         with self._lock:

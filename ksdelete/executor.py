@@ -607,21 +607,27 @@ class Executor:
         steps = list(plan.steps)
         replans = 0
         replanned = False  # steps come from a plan made on a snapshot taken just now
+        uncached = False  # ... and that snapshot described every key (no membership cache)
         while steps:
             step = steps[0]
-            if step.kind in POINTS_OF_NO_RETURN and not replanned:
+            # Before a disconnect, every key is described: a wrong cache entry must not hide
+            # a live key of the store that the disconnect would make Unavailable.
+            whole = step.kind is StepKind.DISCONNECT_STORE
+            if step.kind in POINTS_OF_NO_RETURN and not (replanned and (uncached or not whole)):
                 replans += 1
                 if replans > MAX_REPLANS:
                     raise KsdeleteError("the store keeps changing under this run",
                                         where=snap.store.id,
                                         hint="Check who else is working on it, then run again")
-                snap = self.snapshot(snap.store.id, snap.matched_by, result)
+                with self.membership.set_aside() if whole else contextlib.nullcontext():
+                    snap = self.snapshot(snap.store.id, snap.matched_by, result)
                 fresh = self._plan(snap, result)
                 if fresh.refusal:
                     self.reporter.phase(STEP_PHASE[step.kind], PhaseState.FAILED,
                                         fresh.refusal.reason)
                     self._stop(fresh, snap, result)
                 steps, replanned = list(fresh.steps), True  # AWS may have moved on: follow it
+                uncached = whole
                 continue
             replanned = False
             phase = STEP_PHASE[step.kind]

@@ -169,3 +169,20 @@ def test_each_account_and_region_has_its_own_file(tmp_path: Path) -> None:
     assert cache_path(tmp_path, ACCOUNT, REGION) != cache_path(tmp_path, ACCOUNT, "us-east-1")
     assert cache_path(tmp_path, ACCOUNT, REGION) != cache_path(tmp_path, "444455556666", REGION)
     assert cache_path(tmp_path, "../x", REGION).parent == tmp_path / "cache"
+
+
+def test_each_endpoint_has_its_own_file_and_awss_own_endpoints_share_one(tmp_path: Path) -> None:
+    aws = cache_path(tmp_path, ACCOUNT, REGION)
+    assert cache_path(tmp_path, ACCOUNT, REGION,
+                      endpoint=f"https://kms.{REGION}.amazonaws.com") == aws
+    one = cache_path(tmp_path, ACCOUNT, REGION, endpoint="http://127.0.0.1:4566")
+    assert one not in (aws, cache_path(tmp_path, ACCOUNT, REGION,
+                                       endpoint="http://127.0.0.1:4567"))
+    assert one == cache_path(tmp_path, ACCOUNT, REGION, endpoint="HTTP://127.0.0.1:4566/")
+
+
+def test_a_file_of_another_endpoint_is_ignored(tmp_path: Path, warnings: list[str]) -> None:
+    path = cache_path(tmp_path, ACCOUNT, REGION)
+    write_doc(path, valid_doc(endpoint="http://127.0.0.1:4566"))  # copied, or renamed
+    assert backing(tmp_path, warnings).load() == {}
+    assert "belongs to the KMS endpoint http://127.0.0.1:4566, not of AWS" in warnings[0]

@@ -11,7 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+from click.testing import CliRunner
 
+from ksdelete.cache import cache_path
+from ksdelete.cli import cli
 from ksdelete.emulator import Emulator
 
 from .helpers import DAY, keys_by_id, ksdelete, mutations, seed_one
@@ -19,9 +22,10 @@ from .helpers import DAY, keys_by_id, ksdelete, mutations, seed_one
 ACCOUNT = "123456789012"  # the emulator's
 
 
-def cache_file() -> Path:
-    return Path(os.environ["XDG_STATE_HOME"]) / "ksdelete" / "cache" / \
-        f"membership-{ACCOUNT}-us-east-1.json"
+def cache_file(emulator: Emulator) -> Path:
+    """The cache file of the emulator's account, Region and endpoint."""
+    return cache_path(Path(os.environ["XDG_STATE_HOME"]) / "ksdelete", ACCOUNT, "us-east-1",
+                      endpoint=emulator.endpoint_url)
 
 
 def described(emulator: Emulator) -> list[str]:
@@ -32,16 +36,16 @@ def key_id_of(arn: str) -> str:
     return arn.rsplit("/", 1)[-1]
 
 
-def rewrite_cache(change: dict[str, str]) -> None:
+def rewrite_cache(emulator: Emulator, change: dict[str, str]) -> None:
     """Edit the cache file as a stale, tampered or buggy one might be: key ID -> store."""
-    doc = json.loads(cache_file().read_text())
+    doc = json.loads(cache_file(emulator).read_text())
     owners = {k: store for store, keys in doc["stores"].items() for k in keys}
     owners.update(change)
     stores: dict[str, list[str]] = {}
     for key_id, store in owners.items():
         stores.setdefault(store, []).append(key_id)
     doc["stores"] = stores
-    cache_file().write_text(json.dumps(doc))
+    cache_file(emulator).write_text(json.dumps(doc))
 
 
 def kms(emulator: Emulator) -> Any:
@@ -55,7 +59,7 @@ def test_a_second_run_describes_only_the_stores_keys_and_keys_never_seen(
     first = ksdelete(emulator, "status", "target", "--output", "json")
     assert first.exit_code == 3, first.stderr
     assert len(described(emulator)) == 28
-    assert stat.S_IMODE(cache_file().stat().st_mode) == 0o600
+    assert stat.S_IMODE(cache_file(emulator).stat().st_mode) == 0o600
 
     # A key created in the store after the first run, and an unrelated new key.
     client = kms(emulator)
@@ -79,7 +83,7 @@ def test_no_cache_describes_every_key_and_writes_no_file(emulator: Emulator) -> 
         run = ksdelete(emulator, "--no-cache", "status", "target", "--output", "json")
         assert run.exit_code == 3, run.stderr
     assert len(described(emulator)) == 2 * 10
-    assert not cache_file().exists()
+    assert not cache_file(emulator).parent.exists()
 
 
 def test_a_cache_that_claims_other_keys_for_the_store_widens_nothing(
@@ -88,7 +92,8 @@ def test_a_cache_that_claims_other_keys_for_the_store_widens_nothing(
     target, other = seeded["stores"]
     assert ksdelete(emulator, "status", "target").exit_code == 3
     outsiders = [*seeded["plain_key_ids"], *other["key_ids"]]
-    rewrite_cache(dict.fromkeys(outsiders, target["id"]))  # a lie: "these are in the store"
+    # A lie: "these are in the store".
+    rewrite_cache(emulator, dict.fromkeys(outsiders, target["id"]))
     before = keys_by_id(emulator)
 
     run = ksdelete(emulator, "target", "--yes", "--pending-window-days", "7", "--output",
@@ -100,17 +105,17 @@ def test_a_cache_that_claims_other_keys_for_the_store_widens_nothing(
     after = keys_by_id(emulator)
     assert all(after[k] == before[k] for k in outsiders)
     # This run's DescribeKey corrected the cache.
-    doc = json.loads(cache_file().read_text())
+    doc = json.loads(cache_file(emulator).read_text())
     assert set(doc["stores"][target["id"]]) == set(target["key_ids"])
 
 
-def test_a_key_hidden_by_a_wrong_cache_is_found_when_the_store_will_not_delete(
+def test_a_key_hidden_by_a_wrong_cache_is_found_before_the_store_is_disconnected(
         emulator: Emulator) -> None:
     seeded = seed_one(emulator, type="EXTERNAL_KEY_STORE", keys=3, plain=4, other=1)
     target = seeded["stores"][0]
     hidden = target["key_ids"][0]
     assert ksdelete(emulator, "status", "target").exit_code == 3
-    rewrite_cache({hidden: ""})  # a lie: "this key is in no store"
+    rewrite_cache(emulator, {hidden: ""})  # a lie: "this key is in no store"
 
     first = ksdelete(emulator, "target", "--yes", "--pending-window-days", "7")
     assert first.exit_code == 3, first.stderr
@@ -121,39 +126,62 @@ def test_a_key_hidden_by_a_wrong_cache_is_found_when_the_store_will_not_delete(
     emulator.advance(31 * DAY)
     emulator.configure(disconnect_seconds=0.5)
     last = ksdelete(emulator, "target", "--yes", "--output", "json", "--poll-interval", "0.2s")
-    # DeleteCustomKeyStore said the store still has keys: a scan without the cache found the
-    # hidden key, and the gates refused to go on with a key nobody confirmed.
-    assert "scanning again, describing every key" in last.stderr
+    # The snapshot before DisconnectCustomKeyStore describes every key (no cache): it found
+    # the hidden key, and the gates refused to go on with a key nobody confirmed, before the
+    # disconnect that would have made that live key Unavailable.
     assert last.exit_code == 4, last.stderr
     store = last.store()
     assert [k["id"] for k in store["keys"]] == [hidden]
     assert hidden in store["error"]["message"]
-    assert target["id"] in {s["CustomKeyStoreId"] for s in emulator.state()["stores"]}
-    assert keys_by_id(emulator)[hidden]["KeyState"] != "PendingDeletion"
-    doc = json.loads(cache_file().read_text())
+    assert "DisconnectCustomKeyStore" not in {m["operation"] for m in mutations(emulator)}
+    stores = {s["CustomKeyStoreId"]: s for s in emulator.state()["stores"]}
+    assert stores[target["id"]]["ConnectionState"] == "CONNECTED"
+    assert keys_by_id(emulator)[hidden]["KeyState"] == "Enabled"
+    doc = json.loads(cache_file(emulator).read_text())
     assert doc["stores"][target["id"]] == [hidden]  # the cache is right again
+
+
+def test_the_cache_of_one_endpoint_is_not_used_for_another(emulator: Emulator) -> None:
+    """A re-seeded emulator (or another KMS endpoint) has other keys under the same account
+    and Region: its runs neither read nor overwrite another endpoint's cache."""
+    seeded = seed_one(emulator, keys=3, plain=4, other=1)
+    target = seeded["stores"][0]
+    assert ksdelete(emulator, "status", "target").exit_code == 3
+    first = cache_file(emulator)
+    assert json.loads(first.read_text())["endpoint"] == emulator.endpoint_url
+    hidden = target["key_ids"][0]
+    rewrite_cache(emulator, {hidden: ""})  # true here, perhaps not of another endpoint
+    other_endpoint = emulator.endpoint_url.replace("127.0.0.1", "localhost")
+    result = CliRunner().invoke(cli, ["status", "target", "--output", "json", "--endpoint-url",
+                                      other_endpoint, "--region", "us-east-1"])
+    assert result.exit_code == 3, result.stderr
+    keys = {k["id"] for k in json.loads(result.stdout)["stores"][0]["keys"]}
+    assert keys == set(target["key_ids"])
+    files = sorted(first.parent.glob("membership-*.json"))
+    assert len(files) == 2  # one per endpoint
+    assert json.loads(first.read_text())["stores"][""].count(hidden) == 1  # left alone
 
 
 def test_a_corrupt_cache_file_is_ignored_with_a_warning(emulator: Emulator) -> None:
     seeded = seed_one(emulator, keys=2, plain=4, other=1)
-    cache_file().parent.mkdir(parents=True, exist_ok=True)
-    cache_file().write_bytes(b'{"format": "ksdelete-key-membership", "stor')
+    cache_file(emulator).parent.mkdir(parents=True, exist_ok=True)
+    cache_file(emulator).write_bytes(b'{"format": "ksdelete-key-membership", "stor')
     run = ksdelete(emulator, "status", "target", "--output", "json")
     assert run.exit_code == 3, run.stderr
     assert "warning: ignoring the key membership cache" in run.stderr
     assert "not valid JSON" in run.stderr
     assert {k["id"] for k in run.store()["keys"]} == set(seeded["stores"][0]["key_ids"])
     assert len(described(emulator)) == 7
-    assert json.loads(cache_file().read_text())["account"] == ACCOUNT  # written anew
+    assert json.loads(cache_file(emulator).read_text())["account"] == ACCOUNT  # written anew
 
 
 def test_another_accounts_cache_file_is_ignored_with_a_warning(emulator: Emulator) -> None:
     seeded = seed_one(emulator, keys=2, plain=4, other=1)
     target = seeded["stores"][0]
     assert ksdelete(emulator, "status", "target").exit_code == 3
-    doc = json.loads(cache_file().read_text())
+    doc = json.loads(cache_file(emulator).read_text())
     doc["account"] = "999999999999"  # e.g. copied from another machine or account
-    cache_file().write_text(json.dumps(doc))
+    cache_file(emulator).write_text(json.dumps(doc))
     before = len(described(emulator))
 
     run = ksdelete(emulator, "status", "target", "--output", "json")
