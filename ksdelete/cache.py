@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ksdelete.discover import MembershipCache
+from ksdelete.errors import os_reason
 from ksdelete.journal import make_private_dirs, open_private
 from ksdelete.models import STORE_ID
 from ksdelete.planner import service_endpoint
@@ -193,5 +194,5 @@ def _reason(exc: BaseException) -> str:
             return "it is not a regular file"
         if exc.errno == errno.EPERM:
             return "it is owned by another user"
-        return exc.strerror or str(exc)
+        return os_reason(exc)
     return str(exc)

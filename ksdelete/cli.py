@@ -18,12 +18,15 @@ import click
 
 from ksdelete import exitcodes, signals
 from ksdelete.errors import (
+    DISK_FULL,
     AccountRefused,
     ExitStatus,
     KsdeleteError,
     RefusedError,
     Terminated,
     UsageError,
+    disk_full_hint,
+    os_reason,
 )
 from ksdelete.meta import SHELLS, completion_script, show_version
 from ksdelete.models import (
@@ -420,6 +423,10 @@ class Invocation:
             self.identity = exc.identity  # the JSON says whose credentials these are
         if isinstance(exc, KsdeleteError):
             code, message, error_code = exc.exit_status, str(exc), exc.code
+        elif isinstance(exc, OSError) and exc.errno in DISK_FULL:
+            where = f" ({exc.filename})" if exc.filename else ""
+            code, error_code = ExitStatus.ERROR, "disk-full"
+            message = f"{os_reason(exc)}{where}. {disk_full_hint(exc.filename or 'it')}"
         else:
             code, message, error_code = ExitStatus.ERROR, \
                 f"unexpected {type(exc).__name__}: {exc}", "internal"

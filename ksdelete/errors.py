@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from enum import IntEnum
 from typing import ClassVar
 
@@ -158,3 +159,23 @@ class IncompleteListingError(IncompleteDiscoveryError):
         super().__init__(what, where=where or operation, hint=hint)
         self.operation = operation
         self.pages = pages
+
+
+# A file system with no room left for ksdelete's state (journal, locks, cache).
+DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def os_reason(exc: OSError) -> str:
+    """Why a file operation failed, as an operator reads it: a full disk says so."""
+    text = exc.strerror or str(exc)
+    if exc.errno == errno.ENOSPC:
+        return f"the disk is full ({text})"
+    if exc.errno == errno.EDQUOT:
+        return f"the disk quota is used up ({text})"
+    return text
+
+
+def disk_full_hint(path: object) -> str:
+    """What to do about a full disk under `path`."""
+    return (f"Free space on the file system that holds {path} (see df -h), or pass --journal "
+            "PATH on another one (the locks and the cache live beside it); then run again")

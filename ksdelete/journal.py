@@ -26,7 +26,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ksdelete.errors import AwsError, JournalError, UsageError
+from ksdelete.errors import (
+    DISK_FULL,
+    AwsError,
+    JournalError,
+    UsageError,
+    disk_full_hint,
+    os_reason,
+)
 from ksdelete.models import Pin
 
 
@@ -124,7 +131,8 @@ class Journal:
         except OSError as exc:
             raise UsageError(
                 f"cannot open the journal: {_reason(exc)}", where=str(self.path),
-                hint="Pass --journal PATH to a regular file of yours in a writable directory",
+                hint=disk_full_hint(self.path.parent) if exc.errno in DISK_FULL else
+                "Pass --journal PATH to a regular file of yours in a writable directory",
             ) from exc
 
     def close(self) -> None:
@@ -150,8 +158,9 @@ class Journal:
                     os.ftruncate(self._fd, start)
                 raise JournalError(
                     f"cannot write the journal: {_reason(exc)}", where=str(self.path),
-                    hint="Free space or fix the file, then run again: AWS state is re-read "
-                         "on every run",
+                    hint=(disk_full_hint(self.path.parent) if exc.errno in DISK_FULL
+                          else "Fix the file, then run again")
+                    + ": AWS state is re-read on every run",
                 ) from exc
             if self._entries is not None:
                 self._entries.append(json.loads(line))
@@ -347,7 +356,7 @@ def _reason(exc: OSError) -> str:
         return "it is a symbolic link"
     if exc.errno == errno.ENXIO:  # a FIFO with no reader
         return "not a regular file"
-    return exc.strerror or str(exc)
+    return os_reason(exc)
 
 
 def read_entries(path: Path) -> list[dict[str, Any]]:

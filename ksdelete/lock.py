@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ksdelete.errors import LockTimeoutError, UsageError
+from ksdelete.errors import DISK_FULL, LockTimeoutError, UsageError, disk_full_hint, os_reason
 from ksdelete.journal import open_private
 
 SAFE = re.compile(r"[^A-Za-z0-9._-]")
@@ -38,9 +38,10 @@ class StoreLock:
         try:
             fd = open_private(self.path, os.O_RDWR | os.O_CREAT)
         except OSError as exc:
-            raise UsageError(f"cannot open the lock file: {exc.strerror or exc}",
+            raise UsageError(f"cannot open the lock file: {os_reason(exc)}",
                              where=str(self.path),
-                             hint="Pass --journal PATH in a directory of yours") from exc
+                             hint=disk_full_hint(self.path.parent) if exc.errno in DISK_FULL
+                             else "Pass --journal PATH in a directory of yours") from exc
         deadline = self._clock() + timeout
         told = False
         while True:
@@ -61,9 +62,16 @@ class StoreLock:
                     ) from None
                 self._sleep(min(poll, max(0.0, deadline - self._clock())))
         self._fd = fd
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps({"pid": os.getpid(),
-                                  "since": datetime.now(UTC).isoformat()}).encode(), 0)
+        try:  # who holds it, for a run that waits for it
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps({"pid": os.getpid(),
+                                      "since": datetime.now(UTC).isoformat()}).encode(), 0)
+        except OSError as exc:  # a disk this full would fail the journal next: stop now
+            self.release()
+            raise UsageError(f"cannot write the lock file: {os_reason(exc)}",
+                             where=str(self.path),
+                             hint=disk_full_hint(self.path.parent) if exc.errno in DISK_FULL
+                             else "Pass --journal PATH in a directory of yours") from exc
 
     def release(self) -> None:
         if self._fd is not None:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ksdelete import __version__
-from ksdelete.errors import UsageError
+from ksdelete.errors import DISK_FULL, UsageError, disk_full_hint, os_reason
 from ksdelete.models import (
     MAX_SOAK_DAYS,
     PENDING_DELETION,
@@ -137,8 +137,9 @@ def write(path: Path, content: dict[str, Any]) -> None:
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise UsageError(f"cannot write the plan file: {exc.strerror or exc}",
-                         where=str(path)) from exc
+        raise UsageError(f"cannot write the plan file: {os_reason(exc)}", where=str(path),
+                         hint=disk_full_hint(path.parent) if exc.errno in DISK_FULL
+                         else "Pass --save-plan a path in a directory of yours") from exc
 
 
 def _read_text(path: Path) -> str:

@@ -1,0 +1,83 @@
+"""What an operator reads when something outside ksdelete is wrong (a full disk, a relative
+state directory, a profile that does not exist, an old botocore, a lock held by another run,
+no arguments at all): one line that says what and what to do, and the documented exit code."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+
+from ksdelete.emulator import Emulator
+
+from .helpers import ksdelete, mutations, seed_one
+
+
+def test_a_full_disk_under_the_lock_file_says_so_and_changes_nothing(
+        emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    seed_one(emulator, keys=2)
+
+    def full(fd: int, data: bytes, offset: int) -> int:  # the lock's holder record
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "pwrite", full)
+    run = ksdelete(emulator, "target", "--yes", "--output", "json")
+    assert run.exit_code == 1, run.stderr
+    message = run.store()["error"]["message"]
+    assert "unexpected" not in message and "unexpected" not in run.stderr
+    assert "the disk is full" in message and "lock" in message
+    assert "Free space" in message  # what to do
+    assert mutations(emulator) == []
+
+
+def test_any_disk_full_error_says_so(tmp_path: Path, emulator: Emulator,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full disk where ksdelete did not expect one (here: creating the state directory)
+    names the disk, not an "unexpected OSError"."""
+    seed_one(emulator, keys=1)
+    real_mkdir = os.mkdir
+
+    def full(path: str | bytes | os.PathLike[str], *args: object, **kwargs: object) -> None:
+        if "state" in str(path):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_mkdir(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "mkdir", full)
+    run = ksdelete(emulator, "target", "--yes", "--output", "json")
+    assert run.exit_code in (1, 2), run.stderr
+    message = run.json()["error"]["message"]
+    assert "the disk is full" in message and "unexpected" not in message
+    assert mutations(emulator) == []
+
+
+def test_a_full_disk_under_the_saved_plan_says_so(
+        emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seed_one(emulator, keys=1)
+    real = Path.write_text
+
+    def full(self: Path, *args: object, **kwargs: object) -> int:
+        if self.name.startswith(".plan.json"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "write_text", full)
+    run = ksdelete(emulator, "target", "--dry-run", "--save-plan", str(tmp_path / "plan.json"),
+                   "--output", "json")
+    assert run.exit_code == 2, run.stderr
+    message = run.json()["error"]["message"]
+    assert message.startswith("cannot write the plan file: the disk is full"), message
+    assert "Free space on the file system" in message
+
+
+def test_an_unforeseen_disk_full_error_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    from ksdelete.cli import Invocation
+
+    inv = Invocation("delete", output="text", quiet=False, debug=False)
+    with pytest.raises(SystemExit) as stop:
+        inv.fail(OSError(errno.ENOSPC, "No space left on device", "/var/lib/x/file"))
+    assert stop.value.code == 1
+    err = capsys.readouterr().err
+    assert "the disk is full (No space left on device) (/var/lib/x/file)" in err
+    assert "unexpected" not in err and "Free space" in err
