@@ -338,11 +338,11 @@ def _confirmer(yes: bool, action: str, identity: Callable[[], Identity | None], 
         place = f" in account {who.account}, {who.region}" if who else ""
         cancelled = list(plan.reconfirm)
         if cancelled:
-            sys.stderr.write(
+            sys.stderr.write(printable(
                 f"{len(cancelled)} key(s) were scheduled for deletion by ksdelete and then "
                 f"cancelled by someone: {', '.join(cancelled)}. Confirming schedules them "
-                "again.\n")
-        sys.stderr.write(f"Type the store ID ({store.id}) or name to {action}{place}: ")
+                "again.") + "\n")
+        sys.stderr.write(printable(f"Type the store ID ({store.id}) or name to {action}{place}: "))
         sys.stderr.flush()
         answer = sys.stdin.readline()  # Ctrl-C raises KeyboardInterrupt: exit 130
         if not answer:  # end of input (Ctrl-D): not confirmed
@@ -410,10 +410,10 @@ class Invocation:
                              default=str), code)
             if not self.quiet and not getattr(self.reporter, "shows_summary", False):
                 for line in lines:
-                    click.echo(line, err=True)
+                    click.echo(printable(line), err=True)
         else:
             for line in lines:
-                _emit(line, code)
+                _emit(printable(line), code)
         sys.exit(int(code))
 
     def fail(self, exc: BaseException) -> None:
@@ -432,7 +432,7 @@ class Invocation:
                 f"unexpected {type(exc).__name__}: {exc}", "internal"
         if self.debug:
             traceback.print_exception(exc, file=sys.stderr)
-        click.echo(f"ksdelete: error: {message}", err=True)
+        click.echo(printable(f"ksdelete: error: {message}"), err=True)
         if self.output == "json":
             _emit(json.dumps(document(self.command, self.results, int(code),
                                       dry_run=self.dry_run, identity=self.identity,
@@ -440,7 +440,8 @@ class Invocation:
                                       plan_id=self.plan_id, run_id=self.run_id),
                              default=str), code)
         else:  # stdout carries the result: here, what stopped the invocation
-            for line in [*summary_lines(self.results, self.identity), f"error: {message}"]:
+            for line in [*summary_lines(self.results, self.identity),
+                         printable(f"error: {message}")]:
                 _emit(line, code)
         sys.exit(int(code))
 
@@ -1113,7 +1114,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         ctx = getattr(exc, "ctx", None)
         where = ctx.command_path if ctx is not None else "ksdelete"
         message = f"{exc.format_message().rstrip('.')} ({where}). Run '{where} --help' for usage"
-        click.echo(f"ksdelete: error: {message}", err=True)
+        click.echo(printable(f"ksdelete: error: {message}"), err=True)
         if _wants_json(args):
             _emit(json.dumps(document(where.split()[-1], [], int(ExitStatus.USAGE),
                                       error={"code": "usage", "message": message})),

@@ -9,7 +9,8 @@ The Live display is started lazily (on the first running phase or progress repor
 the plan (so a confirmation prompt reads cleanly), and always stopped by `finish()` or `close()`;
 an `atexit` hook stops it too if an exception escapes the pipeline.
 
-Data from AWS (aliases, names, messages) is always wrapped in `Text`, never parsed as markup.
+Data from AWS (aliases, names, messages) is always wrapped in `Text`, never parsed as markup,
+and escaped with `printable()` (control characters, bidi controls) as it comes in.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from ksdelete.reporting import (
     describe_step,
     evidence_lines,
     fmt_time,
+    printable,
     where,
 )
 
@@ -202,12 +204,13 @@ class RichReporter:
         self._end_section()
         with self._lock:
             phases = COMMAND_PHASES.get(self.command, ())
+            ref = printable(ref)
             self._section = _Section(ref=ref, rows={p: _Row(p) for p in phases}, title=ref)
 
     def phase(self, phase: Phase, state: PhaseState, detail: str = "") -> None:
         with self._lock:
             row = self._current().row(phase)
-            row.state, row.detail = state, detail
+            row.state, row.detail = state, printable(detail)
             if state is not PhaseState.RUNNING and row.task is not None:
                 self._bars.update(row.task, visible=False)
             if phase is Phase.WAIT and state is not PhaseState.RUNNING:
@@ -249,6 +252,7 @@ class RichReporter:
             if section is not None:
                 section.retry = _Retry(call, attempt, delay, self._get_time())
                 section.retries += 1
+        reason = printable(reason)
         what = (f"attempt {attempt} failed ({reason})" if " " not in reason
                 else f"attempt {attempt}: {reason}")
         text = Text.assemble(
@@ -259,10 +263,12 @@ class RichReporter:
     def plan(self, snapshot: Snapshot, plan: Plan) -> None:
         with self._lock:
             store = snapshot.store
-            self._current().title = f"{store.id} ({store.name})" if store.name else store.id
+            self._current().title = printable(f"{store.id} ({store.name})" if store.name
+                                              else store.id)
         self.console.print(self._plan_panel(snapshot, plan))
 
     def note(self, text: str, *, level: str = "info") -> None:
+        text = printable(text)
         if level == "error":
             self._shown.add(text)
             self._print_line(Text.assemble(("error: ", "bold red"), (text, "red")))
@@ -286,7 +292,7 @@ class RichReporter:
             if results:
                 self.console.print(self._summary(results))
                 for r in results:
-                    message = r.error["message"] if r.error else ""
+                    message = printable(r.error["message"]) if r.error else ""
                     if message and message not in self._shown:
                         where = r.store.id if r.store else r.ref
                         self.console.print(Text.assemble((f"{where}: ", "bold"),
@@ -449,14 +455,14 @@ class RichReporter:
         store = snapshot.store
         parts: list[RenderableType] = []
         head = Text.assemble(
-            ("store ", "dim"), (store.id, "bold"), f" ({store.name})",
+            ("store ", "dim"), (printable(store.id), "bold"), f" ({printable(store.name)})",
             ("  matched by ", "dim"), snapshot.matched_by,
             ("\ntype ", "dim"), str(store.type), ("  connection ", "dim"),
             (str(store.connection_state),
              "red" if store.connection_error_code or store.connection_state == "FAILED" else ""),
         )
         if store.connection_error_code:
-            head.append(f" ({store.connection_error_code})", style="red")
+            head.append(printable(f" ({store.connection_error_code})"), style="red")
         if snapshot.identity:
             head.append(f"\n{where(snapshot.identity)}", style="dim")
         head.append(f"\n{len(snapshot.keys)} key(s) in the store ", style="bold")
@@ -464,7 +470,8 @@ class RichReporter:
         parts.append(head)
         if snapshot.keys:
             parts.append(self._keys_table(snapshot))
-        parts.extend(Text(f"key {bad.id} cannot be described: {bad.error_code}", style="red")
+        parts.extend(Text(printable(f"key {bad.id} cannot be described: {bad.error_code}"),
+                          style="red")
                      for bad in snapshot.undescribable)
         detailed = sum(1 for k in snapshot.keys[EVIDENCE_SHOWN:] if evidence_lines(k))
         if detailed:
@@ -478,10 +485,11 @@ class RichReporter:
                 text.append(f"\n {v.gate} ", style="dim")
                 text.append(v.verdict, style=style)
                 if v.detail:
-                    text.append(f": {v.detail}")
+                    text.append(f": {printable(v.detail)}")
             parts.append(text)
         if plan.refusal:
-            parts.append(Text.assemble(("refused: ", "bold red"), (plan.refusal.message, "red")))
+            parts.append(Text.assemble(("refused: ", "bold red"),
+                                       (printable(plan.refusal.message), "red")))
         else:
             steps = Text("Steps", style="bold")
             for index, step in enumerate(plan.steps, 1):
@@ -489,14 +497,14 @@ class RichReporter:
                 if step.window_days is not None:
                     detail = f"{step.window_days}-day window" + (f", {detail}" if detail else "")
                 steps.append(f"\n {index:>2}. ", style="dim")
-                steps.append(describe_step(step.kind, len(step.key_ids), detail))
+                steps.append(printable(describe_step(step.kind, len(step.key_ids), detail)))
             parts.append(steps)
             if plan.earliest_gone:
                 parts.append(Text.assemble(
                     ("Earliest the store can be gone: ", "bold"), fmt_time(plan.earliest_gone),
                     (" (AWS may delete keys up to 24 h after their DeletionDate)", "dim"),
                 ))
-        parts.extend(Text.assemble(("warning: ", "bold yellow"), (w, "yellow"))
+        parts.extend(Text.assemble(("warning: ", "bold yellow"), (printable(w), "yellow"))
                      for w in plan.warnings)
         title = Text("Plan" + (" (dry run)" if self.dry_run else ""), style="bold")
         return Panel(Group(*_spaced(parts)), title=title, title_align="left",
@@ -519,18 +527,21 @@ class RichReporter:
         for index, key in enumerate(snapshot.keys):
             # What the gates saw (last use, grants, tags) goes under the key: each key once.
             seen = evidence_lines(key) if index < EVIDENCE_SHOWN else []
-            aliases = Text(", ".join(key.aliases) or "-", style="" if wide else "dim")
-            state = Text(key.state, style="yellow" if key.state == PENDING_DELETION else "")
+            aliases = Text(printable(", ".join(key.aliases)) or "-",
+                           style="" if wide else "dim")
+            state = Text(printable(key.state),
+                         style="yellow" if key.state == PENDING_DELETION else "")
             date = Text(fmt_time(key.deletion_date) if key.deletion_date else "-",
                         style="" if wide else "dim")
-            external = Text(key.external_key_id or "-")
-            checks = [Text(f"  {line}", style="dim") for line in seen]
+            external = Text(printable(key.external_key_id or "-"))
+            key_id = Text(printable(key.id))
+            checks = [Text(printable(f"  {line}"), style="dim") for line in seen]
             if wide:
-                keys.add_row(Text("\n").join([Text(key.id), *checks]), aliases, state, date,
+                keys.add_row(Text("\n").join([key_id, *checks]), aliases, state, date,
                              external)
             else:
                 aliases.overflow = "fold"
-                keys.add_row(Text("\n").join([Text(key.id), aliases, *checks]),
+                keys.add_row(Text("\n").join([key_id, aliases, *checks]),
                              Text("\n").join([state, date]) if key.deletion_date else state,
                              external)
         return keys
@@ -553,7 +564,7 @@ class RichReporter:
             table.add_column("Remaining", ratio=1, min_width=20)
         below: list[RenderableType] = []
         for r in results:
-            store = r.store.id if r.store else r.ref
+            store = printable(r.store.id if r.store else r.ref)
             done = changes(r)[0]
             cells: list[RenderableType] = [
                 Text(store), Text(str(r.status), style=STATUS_STYLE.get(r.status, "")),

@@ -75,12 +75,20 @@ def fmt_time(value: datetime | None) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-_CONTROL = {c: f"\\x{c:02x}" for c in [*range(32), 127]}
+# What a terminal or a log reader would act on rather than show: C0 controls and DEL, C1
+# controls (U+0080-U+009F: U+009B is CSI, a one-byte ESC [), and the Unicode controls that
+# reorder or break a line: the bidi marks, embeddings, overrides and isolates (a name reading
+# "exe.jpg" may be "gpj.exe"), and the line and paragraph separators.
+_CONTROL = {
+    **{c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)]},
+    **{c: f"\\u{c:04x}" for c in [0x061C, 0x200E, 0x200F, 0x2028, 0x2029,
+                                   *range(0x202A, 0x202F), *range(0x2066, 0x206A)]},
+}
 
 
 def printable(text: str) -> str:
-    """Text from AWS (a store name, an error message) with control characters shown escaped,
-    so that nothing can rewrite the operator's terminal or a log line."""
+    """Text from AWS (a store name, a tag, an error message) with every control character
+    shown escaped, so that nothing can rewrite the operator's terminal or a log line."""
     return text.translate(_CONTROL)
 
 
