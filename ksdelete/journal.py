@@ -38,7 +38,18 @@ from ksdelete.models import Pin
 
 
 def state_dir() -> Path:
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    """Where the journal, the locks and the cache live: $XDG_STATE_HOME/ksdelete, else
+    ~/.local/state/ksdelete. A relative directory would move ksdelete's memory with the
+    working directory (cron, systemd and a shell each start elsewhere): a usage error."""
+    variable = "XDG_STATE_HOME"
+    base = os.environ.get(variable)
+    if not base:
+        variable, base = "HOME", os.environ.get("HOME") or str(Path.home())
+        base = str(Path(base) / ".local" / "state")
+    if not Path(base).is_absolute():
+        raise UsageError(f"{variable} is a relative path ({base!r}), not an absolute one",
+                         where=variable, hint=f"Set {variable} to an absolute path, or pass "
+                         "--journal PATH")
     return Path(base) / "ksdelete"
 
 

@@ -26,7 +26,8 @@ ENVIRONMENT = [
      "rest of its usual variables and files (credentials, config) as always."),
     ("AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_KMS",
      "a KMS endpoint other than AWS's, such as the emulator (like --endpoint-url)."),
-    ("XDG_STATE_HOME", "where the journal lives (default ~/.local/state)."),
+    ("XDG_STATE_HOME", "where the journal lives (default ~/.local/state); an absolute path "
+     "(a relative one is a usage error)."),
     ("NO_COLOR", "no colours in the terminal view."),
     ("_KSDELETE_COMPLETE", "set by the completion scripts (see the completion command)."),
 ]

@@ -81,3 +81,28 @@ def test_an_unforeseen_disk_full_error_says_so(capsys: pytest.CaptureFixture[str
     err = capsys.readouterr().err
     assert "the disk is full (No space left on device) (/var/lib/x/file)" in err
     assert "unexpected" not in err and "Free space" in err
+
+
+@pytest.mark.parametrize("variable, value", [("XDG_STATE_HOME", "state"),
+                                             ("XDG_STATE_HOME", "./x/../state"),
+                                             ("HOME", "home")])
+def test_a_relative_state_directory_is_a_usage_error(
+        emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: str,
+        value: str) -> None:
+    """A relative XDG_STATE_HOME would put the journal (the memory of what was confirmed and
+    scheduled) wherever the command happens to run: refused, before any AWS call."""
+    seed_one(emulator, keys=1)
+    if variable == "HOME":
+        monkeypatch.delenv("XDG_STATE_HOME")
+    monkeypatch.setenv(variable, value)
+    monkeypatch.chdir(tmp_path)
+    before = len(emulator.calls())
+    for args in (["status", "target"], ["target", "--yes", "--output", "json"]):
+        run = ksdelete(emulator, *args)
+        assert run.exit_code == 2, run.stderr
+        lines = run.stderr.strip().splitlines()
+        assert len(lines) == 1, run.stderr
+        assert lines[0].startswith("ksdelete: error: ") and variable in lines[0]
+        assert "absolute" in lines[0] and "Traceback" not in run.stderr
+    assert len(emulator.calls()) == before  # no AWS call
+    assert list(tmp_path.iterdir()) == []  # nothing created where the command ran
