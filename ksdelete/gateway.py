@@ -248,9 +248,13 @@ class Gateway:
             )
             region = session.region_name
         except botocore.exceptions.ProfileNotFound as exc:
+            # The profile may come from AWS_PROFILE (target.profile is then None).
+            name = target.profile or exc.kwargs.get("profile") or os.environ.get("AWS_PROFILE")
+            source = "--profile" if target.profile else "AWS_PROFILE"
             raise UsageError(
-                f"AWS profile {target.profile!r} not found", where="--profile",
-                hint="Check ~/.aws/config or AWS_PROFILE",
+                f"AWS profile {name!r} not found", where=source,
+                hint=f"Check the profile names in ~/.aws/config (aws configure list-profiles), "
+                     f"or fix {source}",
             ) from exc
         except botocore.exceptions.BotoCoreError as exc:  # e.g. an unparsable config file
             raise UsageError(f"cannot read the AWS configuration: {exc}", where="--profile",

@@ -106,3 +106,19 @@ def test_a_relative_state_directory_is_a_usage_error(
         assert "absolute" in lines[0] and "Traceback" not in run.stderr
     assert len(emulator.calls()) == before  # no AWS call
     assert list(tmp_path.iterdir()) == []  # nothing created where the command ran
+
+
+def test_a_profile_that_does_not_exist_is_named(emulator: Emulator,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    seed_one(emulator, keys=1)
+    monkeypatch.setenv("AWS_PROFILE", "nope")
+    run = ksdelete(emulator, "status", "target", "--output", "json")
+    assert run.exit_code == 2, run.stderr
+    message = run.json()["error"]["message"]
+    assert "profile 'nope' not found" in message and "None" not in message
+    assert "AWS_PROFILE" in message
+
+    monkeypatch.delenv("AWS_PROFILE")
+    run = ksdelete(emulator, "status", "target", "--profile", "also-nope")
+    assert run.exit_code == 2, run.stderr
+    assert "profile 'also-nope' not found (--profile)" in run.stderr
