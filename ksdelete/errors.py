@@ -101,6 +101,11 @@ class Throttled(AwsError):
     """ThrottlingException and friends, after every retry."""
 
 
+class OperationUnsupported(AwsError):
+    """The operation is unknown to this botocore (too old) or to the endpoint
+    (UnknownOperationException): `what` says which, and the boto3 it needs."""
+
+
 class CredentialsError(KsdeleteError):
     code = "credentials"
 

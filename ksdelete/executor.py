@@ -27,6 +27,7 @@ from ksdelete.errors import (
     KeyInvalidState,
     KeyNotFound,
     KsdeleteError,
+    OperationUnsupported,
     RefusedError,
     StoreHasKeys,
     StoreInvalidState,
@@ -569,8 +570,8 @@ class Executor:
             return self.gw.get_key_last_usage(key.arn)
         except (AccessDenied, KeyNotFound) as exc:
             return Usage(error=exc.aws_code or exc.code)
-        except AttributeError:  # a botocore too old to know GetKeyLastUsage
-            return Usage(error="this botocore has no GetKeyLastUsage; upgrade boto3")
+        except OperationUnsupported as exc:  # an old botocore, or an endpoint without it
+            return Usage(error=exc.what)
 
     def _plan(self, snap: Snapshot, result: StoreResult) -> Plan:
         plan = planner.plan(snap, self.options.plan, self.gw.server_now(), self._context)

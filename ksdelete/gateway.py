@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import boto3
+import botocore
 import botocore.config
 import botocore.exceptions
 
@@ -32,6 +33,7 @@ from ksdelete.errors import (
     KeyAlreadyPendingDeletion,
     KeyInvalidState,
     KeyNotFound,
+    OperationUnsupported,
     StoreHasKeys,
     StoreInvalidState,
     Throttled,
@@ -84,9 +86,13 @@ SERVER_ERROR_CODES = frozenset(
      "InternalFailure", "ServiceUnavailable"}
 )
 
+# The first boto3 (and botocore, same version) whose model has the operation.
+FIRST_BOTO3: dict[str, str] = {"GetKeyLastUsage": "1.42.97"}
+
 # AWS error codes -> the typed errors the rest of ksdelete sees.
 ERROR_TYPES: dict[str, type[AwsError]] = {
     "NotFoundException": KeyNotFound,
+    "UnknownOperationException": OperationUnsupported,
     "KMSInvalidStateException": KeyInvalidState,
     "CustomKeyStoreInvalidStateException": StoreInvalidState,
     "CustomKeyStoreHasCMKsException": StoreHasKeys,
@@ -307,7 +313,16 @@ class Gateway:
 
     def _call(self, operation: str, client: Any = None, **params: Any) -> Called:
         client = client or self._kms
-        method = getattr(client, _snake(operation))
+        needs = f"boto3 >= {FIRST_BOTO3[operation]}" if operation in FIRST_BOTO3 else \
+            "a newer boto3"
+        try:
+            method = getattr(client, _snake(operation))
+        except AttributeError as exc:  # not in this botocore's model
+            raise OperationUnsupported(
+                f"botocore {botocore.__version__} has no {operation}: it needs {needs} "
+                f"(pip install -U 'boto3>={FIRST_BOTO3.get(operation, boto3.__version__)}')",
+                operation=operation, aws_code="OperationNotInBotocore", where=operation,
+            ) from exc
         bucket = self.pacing.buckets.get(operation)
 
         def once() -> Called:
@@ -321,6 +336,9 @@ class Gateway:
                 code = _error_code(exc) or "Unknown"
                 log.debug("%s answered %s (request %s)", operation, code, meta.get("RequestId"))
                 message = str(exc.response.get("Error", {}).get("Message") or code)
+                if code == "UnknownOperationException":  # an endpoint older than the call
+                    message = (f"this KMS endpoint does not know {operation} ({code}); it "
+                               f"needs a KMS that has it, such as AWS's, and {needs}")
                 if bucket is not None and code in THROTTLING_CODES:
                     bucket.throttled()
                 raise _typed(operation, code, message)(

@@ -421,14 +421,16 @@ def not_recently_used(snap: Snapshot, options: PlanOptions, ctx: Context
     now = snap.observed_at
     unknown = [k for k in keys if k.usage is None or k.usage.error]
     if unknown or now is None:
-        why = "; ".join(sorted({(k.usage.error if k.usage else None) or "not read"
-                                for k in unknown})) or "no clock"
+        errors = sorted({(k.usage.error if k.usage else None) or "not read" for k in unknown})
+        why = "; ".join(errors) or "no clock"
+        grant = "Grant kms:GetKeyLastUsage, or pass" if any(
+            "AccessDenied" in error for error in errors) else "Pass"
         return Refusal(
             RefusalReason.RECENTLY_USED,
             f"the last use of {len(unknown)} key(s) of {snap.store.id} could not be read "
             f"({why}): {_ids([k.id for k in unknown])}; whether they are still used is "
-            "unknown, so nothing was changed. Grant kms:GetKeyLastUsage, or pass "
-            "--unused-for 0 to go on without this check",
+            f"unknown, so nothing was changed. {grant} --unused-for 0 to go on without this "
+            "check",
             tuple(k.id for k in unknown), )
     since = now - timedelta(days=days)
     used = [k for k in keys if k.usage and k.usage.last_used and k.usage.last_used > since]

@@ -9,6 +9,7 @@ Full reference: docs/emulator.md. In short:
   ``latency_ms``, ``quotas`` ("aws": per-operation token buckets -> ThrottlingException 400),
   ``consistency_lag`` (stale reads of DescribeKey/ListKeys/ListAliases/DescribeCustomKeyStores),
   ``fault_rate`` (KMSInternalException 500; ``fault_operations`` limits it to some operations),
+  ``unknown_operations`` (answered UnknownOperationException, as by an endpoint without them),
   ``time_scale``, ``deletion_lateness``,
   ``connect_seconds``, ``disconnect_seconds``, ``validate`` (botocore-model shape checks), ``seed``,
   ``key_usage_tracking_start``, ``last_usage_delay``, ``pending_deletion_crypto_error``,

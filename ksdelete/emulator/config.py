@@ -26,6 +26,9 @@ class EmulatorConfig:
     # Comma-separated KMS operations the fault rate applies to ("" = every operation), e.g.
     # "DescribeKey" for an outage of one API.
     fault_operations: str = ""
+    # Comma-separated KMS operations answered UnknownOperationException, as an endpoint that
+    # predates them would (an older KMS-compatible service), e.g. "GetKeyLastUsage".
+    unknown_operations: str = ""
     time_scale: float = 1.0
     deletion_lateness: float = 0.0
     connect_seconds: float = 300.0
@@ -121,6 +124,7 @@ def _coerce(name: str, value: Any) -> Any:
     if name in (
         "quotas",
         "fault_operations",
+        "unknown_operations",
         "pending_deletion_crypto_error",
         "cloudtrail_resource_name",
     ):

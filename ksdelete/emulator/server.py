@@ -282,7 +282,8 @@ class EmulatorApp:
         params: Any,
         cfg: EmulatorConfig,
     ) -> tuple[int, bytes]:
-        if operation not in shapes.kms_model().operation_names:
+        unknown = {op.strip() for op in cfg.unknown_operations.split(",") if op.strip()}
+        if operation not in shapes.kms_model().operation_names or operation in unknown:
             return _error(400, "UnknownOperationException", f"Unknown operation {operation}")
         if RUNTIME.throttled(region, operation):
             return _error(400, "ThrottlingException", THROTTLE_MESSAGE)

@@ -36,6 +36,7 @@ COMMON_ERRORS: frozenset[str] = frozenset(
         "MissingParameter",
         "NotAuthorized",
         "OptInRequired",
+        "UnknownOperationException",  # JSON protocol: an X-Amz-Target the service lacks
         "RequestExpired",
         "ServiceUnavailable",
         "ThrottlingException",

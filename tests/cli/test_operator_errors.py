@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -122,3 +123,46 @@ def test_a_profile_that_does_not_exist_is_named(emulator: Emulator,
     run = ksdelete(emulator, "status", "target", "--profile", "also-nope")
     assert run.exit_code == 2, run.stderr
     assert "profile 'also-nope' not found (--profile)" in run.stderr
+
+
+def test_a_kms_without_get_key_last_usage_names_the_boto3_needed_and_the_way_out(
+        emulator: Emulator) -> None:
+    """An endpoint that predates GetKeyLastUsage (UnknownOperationException): the run is
+    refused, nothing changed, and the message says what --unused-for needs and how to go on."""
+    seed_one(emulator, keys=2)
+    emulator.configure(unknown_operations="GetKeyLastUsage")
+    run = ksdelete(emulator, "target", "--yes", "--output", "json")
+    assert run.exit_code == 4, run.stderr
+    message = run.store()["error"]["message"]
+    assert "UnknownOperationException" in message
+    assert "boto3 >= 1.42.97" in message and "--unused-for 0" in message
+    assert "Grant kms:GetKeyLastUsage" not in message  # not a permission problem
+    assert mutations(emulator) == []
+    for key in run.store()["keys"]:
+        assert "GetKeyLastUsage" in key["last_usage"]["error"]
+
+    assert ksdelete(emulator, "target", "--yes", "--unused-for", "0").exit_code == 3
+
+
+def test_a_botocore_without_get_key_last_usage_names_the_boto3_needed(
+        emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """botocore before 1.42.97 has no get_key_last_usage method at all: its KMS model lacks
+    the operation."""
+    import botocore.loaders
+
+    real = botocore.loaders.Loader.load_service_model
+
+    def old_model(self: botocore.loaders.Loader, service_name: str, type_name: str,
+                  api_version: str | None = None) -> Any:
+        model = real(self, service_name, type_name, api_version)
+        if service_name == "kms" and type_name == "service-2":
+            model = dict(model, operations={k: v for k, v in model["operations"].items()
+                                            if k != "GetKeyLastUsage"})
+        return model
+
+    monkeypatch.setattr(botocore.loaders.Loader, "load_service_model", old_model)
+    seed_one(emulator, keys=1)
+    run = ksdelete(emulator, "target", "--dry-run", "--output", "json")
+    assert run.exit_code == 4, run.stderr
+    message = run.store()["error"]["message"]
+    assert "boto3 >= 1.42.97" in message and "--unused-for 0" in message
