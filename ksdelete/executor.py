@@ -27,6 +27,7 @@ from ksdelete.errors import (
     KeyInvalidState,
     KeyNotFound,
     KsdeleteError,
+    LockTimeoutError,
     OperationUnsupported,
     RefusedError,
     StoreHasKeys,
@@ -239,6 +240,11 @@ class Executor:
             self.reporter.note(str(pending))
         except UsageError:
             raise  # the whole invocation is wrong, not this store: the CLI exits 2
+        except LockTimeoutError as exc:  # another run is at it: not yet (exit 3), no error
+            result.status = Status.PENDING
+            result.error = {"code": exc.code, "message": str(exc)}
+            self.reporter.note(str(exc), level="warning")
+            return result
         except RefusedError as exc:
             result.status = Status.REFUSED
             result.error = {"code": exc.code, "message": str(exc)}

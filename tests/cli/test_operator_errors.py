@@ -166,3 +166,21 @@ def test_a_botocore_without_get_key_last_usage_names_the_boto3_needed(
     assert run.exit_code == 4, run.stderr
     message = run.store()["error"]["message"]
     assert "boto3 >= 1.42.97" in message and "--unused-for 0" in message
+
+
+def test_a_store_locked_by_another_run_past_max_wait_is_pending(emulator: Emulator) -> None:
+    """A timer run that overlaps a person's --wait run: "not yet" (exit 3), as documented."""
+    from ksdelete.lock import StoreLock
+
+    store = seed_one(emulator, keys=2)["stores"][0]
+    locks = Path(os.environ["XDG_STATE_HOME"]) / "ksdelete" / "locks"
+    with StoreLock(locks, "123456789012", "us-east-1", store["id"]) as held:
+        held.acquire(0)
+        run = ksdelete(emulator, "target", "--yes", "--max-wait", "0s", "--output", "json")
+    assert run.exit_code == 3, run.stderr
+    result = run.store()
+    assert result["status"] == "pending"
+    assert result["error"]["code"] == "locked"
+    assert "another ksdelete run is still working on" in result["error"]["message"]
+    assert "--max-wait" in result["error"]["message"]
+    assert mutations(emulator) == []
