@@ -1110,11 +1110,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     except KeyboardInterrupt as exc:  # before a command took over (e.g. while parsing)
         sys.exit(int(ExitStatus.TERMINATED if isinstance(exc, Terminated)
                      else ExitStatus.INTERRUPTED))
+    except click.exceptions.NoArgsIsHelpError as exc:  # bare `ksdelete`: click's convention
+        exc.show()  # the help, on stderr, not labelled as an error
+        sys.exit(int(ExitStatus.USAGE))
     except click.ClickException as exc:
         ctx = getattr(exc, "ctx", None)
         where = ctx.command_path if ctx is not None else "ksdelete"
         message = f"{exc.format_message().rstrip('.')} ({where}). Run '{where} --help' for usage"
-        click.echo(printable(f"ksdelete: error: {message}"), err=True)
+        click.echo("\n".join(printable(line) for line in
+                              f"ksdelete: error: {message}".splitlines()), err=True)
         if _wants_json(args):
             _emit(json.dumps(document(where.split()[-1], [], int(ExitStatus.USAGE),
                                       error={"code": "usage", "message": message})),
@@ -1128,5 +1132,5 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def _wants_json(args: Sequence[str]) -> bool:
-    pairs = zip(args, [*args[1:], ""], strict=True)
+    pairs = zip(args, [*args[1:], ""], strict=False)
     return any(a == "--output=json" or (a == "--output" and b == "json") for a, b in pairs)

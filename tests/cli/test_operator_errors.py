@@ -184,3 +184,28 @@ def test_a_store_locked_by_another_run_past_max_wait_is_pending(emulator: Emulat
     assert "another ksdelete run is still working on" in result["error"]["message"]
     assert "--max-wait" in result["error"]["message"]
     assert mutations(emulator) == []
+
+
+def test_bare_ksdelete_prints_the_usage_with_no_traceback() -> None:
+    """The first thing a newcomer types: click's convention (no_args_is_help), the help on
+    stderr and exit 2, not labelled as an error."""
+    import subprocess
+
+    from .helpers import KSDELETE
+
+    run = subprocess.run([KSDELETE], capture_output=True, text=True, timeout=60,
+                         stdin=subprocess.DEVNULL)
+    assert run.returncode == 2
+    assert "Traceback" not in run.stderr and "error" not in run.stderr
+    assert run.stderr.startswith("Usage: ksdelete [OPTIONS] COMMAND [ARGS]...")
+    assert "Commands:" in run.stderr and "\\x0a" not in run.stderr
+    assert run.stdout == ""
+
+
+def test_help_is_on_stdout_with_exit_0() -> None:
+    import subprocess
+
+    from .helpers import KSDELETE
+
+    run = subprocess.run([KSDELETE, "--help"], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0 and run.stdout.startswith("Usage: ksdelete")
