@@ -234,8 +234,8 @@ def plan_options(fn: F) -> F:
                      callback=_parse_protect_tags,
                      help="Refuse keys that carry this tag (repeatable)."),
         click.option("--expect-keys", type=click.IntRange(0), metavar="N",
-                     help="Refuse unless the store holds exactly N keys (a guard against "
-                          "the wrong store)."),
+                     help="Refuse unless the store holds exactly N keys when the deletion "
+                          "is confirmed or the plan saved (a guard against the wrong store)."),
         click.option("--allow-service-grants", is_flag=True,
                      help="Go on although keys have grants to AWS services (live "
                           "integrations)."),

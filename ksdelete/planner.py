@@ -297,19 +297,36 @@ def cloudhsm_connected(snap: Snapshot, options: PlanOptions, ctx: Context
 
 def expected_key_count(snap: Snapshot, options: PlanOptions, ctx: Context
                        ) -> Refusal | Verdict:
-    """--expect-keys N: the store holds exactly N keys (pending ones included), a guard
-    against the wrong store in runbooks and saved plans."""
-    if options.expect_keys is None:
+    """--expect-keys N: a guard against the wrong store in runbooks and saved plans. It is
+    checked against the store's keys (pending ones included) when the deletion is confirmed or
+    the plan saved; after that, against the keys that confirmation covers, so that later runs
+    converge while AWS deletes the keys (a key added since is caught by no_keys_appeared,
+    covered_by_confirmation and within_saved_plan). `apply`: checked when the plan was saved."""
+    expected = options.expect_keys
+    if expected is None:
         return Verdict("expected_key_count", "n/a", "no --expect-keys")
-    count = len(snap.keys)
-    if count == options.expect_keys:
-        return Verdict("expected_key_count", "pass", f"{count} key(s)")
+    if ctx.approved is not None:
+        return Verdict("expected_key_count", "pass",
+                       f"{expected} key(s) when the plan was saved")
+    confirmed = ctx.confirmed_before if ctx.confirmed_before is not None else ctx.planned
+    if confirmed is not None:
+        count = len(confirmed)
+        if count == expected:
+            return Verdict("expected_key_count", "pass",
+                           f"{count} key(s) when the deletion was confirmed")
+        found = f"the deletion of {snap.store.id} was confirmed for {count} key(s)"
+        keys = tuple(sorted(confirmed))
+    else:
+        count = len(snap.keys)
+        if count == expected:
+            return Verdict("expected_key_count", "pass", f"{count} key(s)")
+        found = f"{snap.store.id} holds {count} key(s)"
+        keys = tuple(k.id for k in snap.keys)
     return Refusal(
         RefusalReason.KEY_COUNT,
-        f"{snap.store.id} holds {count} key(s), but --expect-keys says {options.expect_keys}: "
-        "this may be the wrong store; nothing was changed. Check the store, then pass "
-        f"--expect-keys {count}",
-        tuple(k.id for k in snap.keys),
+        f"{found}, but --expect-keys says {expected}: this may be the wrong store; nothing "
+        f"was changed. Check the store, then pass --expect-keys {count}",
+        keys,
     )
 
 

@@ -396,6 +396,20 @@ def test_expect_keys_counts_every_key_of_the_store() -> None:
     assert refused(Snapshot(store(), ()), expect_keys=1) is RefusalReason.KEY_COUNT
 
 
+def test_expect_keys_is_checked_at_the_confirmation_so_later_runs_converge() -> None:
+    gone = Snapshot(store(), ())  # AWS deleted the keys the deletion was confirmed for
+    confirmed = Context(confirmed_before=frozenset({"k1", "k2"}))
+    assert plan(gone, PlanOptions(expect_keys=2), NOW, confirmed).refusal is None
+    this_run = Context(planned=frozenset({"k1", "k2"}))
+    assert plan(gone, PlanOptions(expect_keys=2), NOW, this_run).refusal is None
+    wrong = plan(gone, PlanOptions(expect_keys=3), NOW, confirmed).refusal
+    assert wrong is not None and wrong.reason is RefusalReason.KEY_COUNT
+    assert "confirmed for 2 key(s)" in wrong.message and "--expect-keys 2" in wrong.message
+    saved = Context(approved=ApprovedStore(STORE, "p", StoreType.CLOUDHSM,
+                                           frozenset({"k1", "k2"})))
+    assert plan(gone, PlanOptions(expect_keys=2), NOW, saved).refusal is None
+
+
 # ---- the watch over the waiting period ------------------------------------------------------
 
 def attempted(n: int, hours_ago: float) -> Key:
