@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ksdelete.discover import MembershipCache
@@ -30,6 +30,8 @@ class Settings:
     journal: Path | None = None
     poll_interval: float = 60.0
     cache: bool = True  # the key membership cache between runs (--no-cache: False)
+    # `apply`: the plan's Region, used when none is configured.
+    default_region: str | None = None
 
 
 @dataclass
@@ -64,11 +66,17 @@ def build(settings: Settings, options: RunOptions, reporter: Reporter, confirm: 
     than its plan's; then GetCallerIdentity and the account
     guard; only then may the executor call KMS."""
     poll = settings.poll_interval
-    gateway = Gateway(
-        AwsTarget(settings.region, settings.profile, settings.endpoint_url),
-        on_retry=reporter.retry,
-        policy=policy or RetryPolicy(poll_initial=min(1.0, poll), poll_max=max(poll, 0.01)),
-    )
+    target = AwsTarget(settings.region, settings.profile, settings.endpoint_url,
+                       default_region=settings.default_region)
+    policy = policy or RetryPolicy(poll_initial=min(1.0, poll), poll_max=max(poll, 0.01))
+    gateway = Gateway(target, on_retry=reporter.retry, policy=policy)
+    planned = options.plan_endpoint if options.plan_id is not None else None
+    if planned and is_local(planned) and not gateway.endpoint_configured:
+        # `apply` of a plan made against an endpoint on this machine (the emulator), with
+        # no endpoint configured: the plan's. Never a remote one: the requests it would be
+        # sent are signed with the operator's credentials.
+        gateway = Gateway(replace(target, endpoint_url=planned), on_retry=reporter.retry,
+                          policy=policy)
     if poll < 1.0 and not is_local(gateway.endpoint_url):
         raise UsageError(
             f"a poll interval of {poll:g}s would spend AWS's request quotas",

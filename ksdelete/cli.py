@@ -458,12 +458,14 @@ def _emit(line: str, code: ExitStatus) -> None:
 
 
 def _settings(region: str | None, profile: str | None, endpoint_url: str | None,
-              journal: Path | None, poll_interval: float = 60.0) -> Any:
+              journal: Path | None, poll_interval: float = 60.0, *,
+              default_region: str | None = None) -> Any:
     from ksdelete.app import Settings
 
     context = click.get_current_context(silent=True)
     no_cache = bool(context and context.meta.get("ksdelete.no_cache"))
-    return Settings(region, profile, endpoint_url, journal, poll_interval, cache=not no_cache)
+    return Settings(region, profile, endpoint_url, journal, poll_interval, cache=not no_cache,
+                    default_region=default_region)
 
 
 def _resolve_all(executor: Any, targets: list[Any], *, stop_on_unresolved: bool,
@@ -618,7 +620,8 @@ def _save_plan(inv: Invocation, app: Any, path: Path, options: PlanOptions) -> N
 def apply_options(fn: F) -> F:
     """The options of `apply`: those of `delete` that do not change what was reviewed."""
     return _options(fn, _connection_options(
-        "AWS Region (default: AWS_REGION / profile); must be the plan's."))
+        "AWS Region (default: AWS_REGION / profile, else the plan's); must be the "
+        "plan's."))
 
 
 @cli.command(name="apply")
@@ -633,7 +636,8 @@ def apply_plan(plan_file: Path, region: str | None, profile: str | None,
 
     The review of the plan was the approval. Each run converges as `delete` does (same
     exit codes), but only within the plan: its stores by ID (never by name), its keys, its
-    options, in its account and Region, against its KMS endpoint. It refuses (exit 4, nothing
+    options, in its account and Region, against its KMS endpoint (with none configured: the
+    plan's Region, and its endpoint if that is on this machine). It refuses (exit 4, nothing
     changed) when the credentials' account, the Region or the endpoint is not the plan's, a
     store's type changed, a key the plan does not name is in a store (and not already pending
     deletion), or a planned key's deletion was cancelled. A store of the plan that no longer
@@ -662,7 +666,8 @@ def apply_plan(plan_file: Path, region: str | None, profile: str | None,
                              approved=saved.stores, plan_id=saved.plan_id,
                              plan_endpoint=saved.endpoint_url)
         try:
-            app = build(_settings(region, profile, endpoint_url, journal, poll_interval),
+            app = build(_settings(region, profile, endpoint_url, journal, poll_interval,
+                                  default_region=saved.region),
                         options, reporter, lambda snap, plan: True, read_only=False)
         except AccountRefused as exc:
             account = getattr(exc.identity, "account", "unknown")

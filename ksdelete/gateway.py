@@ -213,6 +213,9 @@ class AwsTarget:
     region: str | None = None
     profile: str | None = None
     endpoint_url: str | None = None
+    # The Region when none is configured (--region, AWS_REGION, AWS_DEFAULT_REGION, the
+    # profile): `apply` takes its plan's.
+    default_region: str | None = None
 
 
 def _error_code(exc: BaseException) -> str | None:
@@ -252,7 +255,7 @@ class Gateway:
                 # botocore reads AWS_DEFAULT_REGION; AWS_REGION is what most tools set.
                 region_name=target.region or os.environ.get("AWS_REGION") or None,
             )
-            region = session.region_name
+            region = session.region_name or target.default_region
         except botocore.exceptions.ProfileNotFound as exc:
             # The profile may come from AWS_PROFILE (target.profile is then None).
             name = target.profile or exc.kwargs.get("profile") or os.environ.get("AWS_PROFILE")
@@ -285,9 +288,10 @@ class Gateway:
             user_agent_extra=f"ksdelete/{__version__}",
         )
         try:
-            self._kms = session.client("kms", endpoint_url=target.endpoint_url, config=config)
+            self._kms = session.client("kms", region_name=region,
+                                       endpoint_url=target.endpoint_url, config=config)
             self._sts = session.client(
-                "sts",
+                "sts", region_name=region,
                 endpoint_url=_sts_endpoint(target.endpoint_url),
                 config=botocore.config.Config(
                     retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=5,
@@ -299,6 +303,7 @@ class Gateway:
                              hint="Check the Region, the profile and --endpoint-url") from exc
         self.pacing = Pacing(pace or PACE, MAX_CONNECTIONS)
         self._session, self._config = session, config
+        self._endpoint_given = target.endpoint_url is not None
         self._trail: Any = None
         self._clock_lock = threading.Lock()
         self._server_offset: float | None = None
@@ -308,6 +313,17 @@ class Gateway:
     @property
     def endpoint_url(self) -> str:
         return str(self._kms.meta.endpoint_url)
+
+    @property
+    def endpoint_configured(self) -> bool:
+        """Whether some setting chose the KMS endpoint (--endpoint-url, AWS_ENDPOINT_URL,
+        AWS_ENDPOINT_URL_KMS, the profile's endpoint_url), rather than botocore's default for
+        the Region."""
+        if self._endpoint_given or os.environ.get("AWS_ENDPOINT_URL") or os.environ.get(
+                "AWS_ENDPOINT_URL_KMS"):
+            return True
+        default = f"https://kms.{self.region}.amazonaws.com"
+        return self.endpoint_url.rstrip("/") not in (default, default + ".cn")
 
     # ---- plumbing -------------------------------------------------------------------------
 
@@ -575,7 +591,8 @@ class Gateway:
         with self._clock_lock:
             if self._trail is None:
                 self._trail = self._session.client(
-                    "cloudtrail", endpoint_url=_local_endpoint(self.endpoint_url),
+                    "cloudtrail", region_name=self.region,
+                    endpoint_url=_local_endpoint(self.endpoint_url),
                     config=self._config)
             return self._trail
 
