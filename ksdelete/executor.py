@@ -777,7 +777,8 @@ class Executor:
         if store.connection_state is ConnectionState.FAILED:
             raise KsdeleteError(
                 f"connecting the store failed: {store.connection_error_code}",
-                where=store_id, hint="Fix the cluster or proxy, then run again with --connect",
+                where=store_id, hint="Fix the cluster or proxy, then run again"
+                + ("" if self.options.plan_id else " with --connect"),
             )
         if store.connection_state is not target:
             raise _Pending(None, f"the store is still {store.connection_state}; run again later")

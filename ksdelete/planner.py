@@ -104,6 +104,32 @@ def endpoint_refusal(planned: str | None, actual: str | None) -> Refusal | None:
     )
 
 
+def _option(ctx: Context, option: str) -> str:
+    """An option as a refusal's hint names it. `apply` takes none of the plan's options (the
+    reviewed plan carries them), so there the hint names the dry run that saves a new plan."""
+    if ctx.approved is None:
+        return option
+    return f"{option} in a new plan (ksdelete {ctx.approved.id} --dry-run {option} " \
+        "--save-plan FILE)"
+
+
+def _leave_out(ctx: Context, option: str) -> str:
+    """How to drop an option: for `apply`, a new plan saved without it."""
+    if ctx.approved is None:
+        return f"leave out {option}"
+    return (f"save a new plan without it (ksdelete {ctx.approved.id} --dry-run --save-plan "
+            f"FILE, leaving out {option})")
+
+
+def _include_new(ctx: Context) -> str:
+    """How to delete keys that appeared after the confirmation: --include-new-keys, or for
+    `apply` a new plan (which lists them)."""
+    if ctx.approved is None:
+        return "run again with --include-new-keys to delete them too"
+    return (f"to delete them too, save a new plan (ksdelete {ctx.approved.id} --dry-run "
+            "--save-plan FILE) and apply that")
+
+
 def account_allowed(snap: Snapshot, options: PlanOptions, ctx: Context) -> Refusal | Verdict:
     refusal = account_refusal(snap.identity, ctx.allowed_accounts)
     if refusal:
@@ -165,8 +191,8 @@ def no_keys_appeared(snap: Snapshot, options: PlanOptions, ctx: Context) -> Refu
     return Refusal(
         RefusalReason.KEYS_APPEARED,
         f"{len(new)} key(s) appeared in {snap.store.id} after this run's plan was confirmed: "
-        f"{_ids(new)}. They may be in use, so this run stops here. Review them; run again "
-        "with --include-new-keys to delete them too, or `ksdelete cancel` to stop",
+        f"{_ids(new)}. They may be in use, so this run stops here. Review them; "
+        f"{_include_new(ctx)}, or `ksdelete cancel` to stop",
         tuple(new),
     )
 
@@ -210,9 +236,8 @@ def covered_by_confirmation(snap: Snapshot, options: PlanOptions, ctx: Context
     return Refusal(
         RefusalReason.UNPLANNED_KEYS,
         f"{len(new)} key(s) appeared in {snap.store.id} after its deletion was confirmed in "
-        f"an earlier run: {_ids(new)}. They may be in use; nothing was changed. Review them, "
-        "then run again with --include-new-keys to delete them too (or `ksdelete cancel` to "
-        "stop)",
+        f"an earlier run: {_ids(new)}. They may be in use; nothing was changed. Review them; "
+        f"{_include_new(ctx)} (or `ksdelete cancel` to stop)",
         tuple(new),
     )
 
@@ -288,9 +313,9 @@ def cloudhsm_connected(snap: Snapshot, options: PlanOptions, ctx: Context
         RefusalReason.ORPHANED_KEY_MATERIAL,
         f"the CloudHSM key store {store.id} is {state} but still holds {len(snap.keys)} "
         f"key(s){at_risk}. KMS can only delete HSM key material while the store is "
-        "CONNECTED. Reconnect it (--connect, or aws kms connect-custom-key-store) or stop "
-        "the deletion (`ksdelete cancel`); --allow-orphaned-key-material accepts orphaned "
-        "material",
+        f"CONNECTED. Reconnect it ({_option(ctx, '--connect')}, or aws kms "
+        "connect-custom-key-store) or stop the deletion (`ksdelete cancel`); "
+        f"{_option(ctx, '--allow-orphaned-key-material')} accepts orphaned material",
         tuple(k.id for k in snap.keys),
     )
 
@@ -351,7 +376,7 @@ def not_protected(snap: Snapshot, options: PlanOptions, ctx: Context) -> Refusal
         RefusalReason.PROTECTED,
         f"{len(hits)} key(s) of {snap.store.id} carry a protected tag "
         f"({_tags_text(options.protect_tags)}): {_ids(hits)}; nothing was changed. Remove the "
-        "tag from a key that is really meant to go, or leave it out of --protect-tag",
+        f"tag from a key that is really meant to go, or {_leave_out(ctx, '--protect-tag')}",
         tuple(h.split(" ", 1)[0] for h in hits),
     )
 
@@ -403,7 +428,7 @@ def no_service_grants(snap: Snapshot, options: PlanOptions, ctx: Context
             RefusalReason.SERVICE_GRANTS,
             f"the grants on {len(unread)} key(s) of {snap.store.id} could not be read: "
             f"{_ids(unread)}; whether an AWS service uses them is unknown, so nothing was "
-            "changed. Grant kms:ListGrants, or pass --allow-service-grants",
+            f"changed. Grant kms:ListGrants, or pass {_option(ctx, '--allow-service-grants')}",
             tuple(unread),
         )
     live = [(k, g) for k in _to_schedule(snap) for g in (k.grants or ()) if g.service]
@@ -419,7 +444,8 @@ def no_service_grants(snap: Snapshot, options: PlanOptions, ctx: Context
         RefusalReason.SERVICE_GRANTS,
         f"{len(live)} grant(s) on keys of {snap.store.id} are to AWS services, which use the "
         f"keys on someone's behalf: {_ids(listed)}; nothing was changed. Find and stop what "
-        "uses them (or retire the grants); --allow-service-grants goes on anyway",
+        f"uses them (or retire the grants); {_option(ctx, '--allow-service-grants')} goes on "
+        "anyway",
         tuple(dict.fromkeys(k.id for k, _ in live)),
     )
 
@@ -446,8 +472,8 @@ def not_recently_used(snap: Snapshot, options: PlanOptions, ctx: Context
             RefusalReason.RECENTLY_USED,
             f"the last use of {len(unknown)} key(s) of {snap.store.id} could not be read "
             f"({why}): {_ids([k.id for k in unknown])}; whether they are still used is "
-            f"unknown, so nothing was changed. {grant} --unused-for 0 to go on without this "
-            "check",
+            f"unknown, so nothing was changed. {grant} {_option(ctx, '--unused-for 0')} to go on "
+            "without this check",
             tuple(k.id for k in unknown), )
     since = now - timedelta(days=days)
     used = [k for k in keys if k.usage and k.usage.last_used and k.usage.last_used > since]
@@ -459,7 +485,8 @@ def not_recently_used(snap: Snapshot, options: PlanOptions, ctx: Context
             RefusalReason.RECENTLY_USED,
             f"{len(used)} key(s) of {snap.store.id} were used in the last {days} day(s): "
             f"{_ids(listed)}; something may still depend on them, so nothing was changed. "
-            "Find the caller in CloudTrail; pass a smaller --unused-for (0: off) to go on",
+            "Find the caller in CloudTrail; pass a smaller "
+            f"{_option(ctx, '--unused-for DAYS')} (0: off) to go on",
             tuple(k.id for k in used),
         )
     untracked = [k for k in keys if k.usage and not k.usage.last_used and k.creation_date
@@ -526,7 +553,7 @@ def no_use_while_pending(snap: Snapshot, options: PlanOptions, ctx: Context
             f"CloudTrail cannot be read for {len(blind)} key(s) pending deletion in "
             f"{snap.store.id} ({why}): {_ids([k.id for k in blind])}; nobody can tell whether "
             "they are still used, so this run stops here. Grant cloudtrail:LookupEvents, or "
-            "pass --on-use ignore to go on unwatched",
+            f"pass {_option(ctx, '--on-use ignore')} to go on unwatched",
             tuple(k.id for k in blind),
         )
     return Verdict("no_use_while_pending", "pass",
@@ -559,7 +586,7 @@ def no_use_while_disabled(snap: Snapshot, options: PlanOptions, ctx: Context
             f"CloudTrail cannot be read for {len(blind)} key(s) ksdelete disabled to soak in "
             f"{snap.store.id}: {_ids([k.id for k in blind])}; a soak that cannot see proves "
             "nothing, so nothing is scheduled. Grant cloudtrail:LookupEvents, or pass "
-            "--on-use ignore",
+            f"{_option(ctx, '--on-use ignore')}",
             tuple(k.id for k in blind),
         )
     return Verdict("no_use_while_disabled", "pass",
@@ -595,7 +622,7 @@ def soak_possible(snap: Snapshot, options: PlanOptions, ctx: Context) -> Refusal
             f"--disable-first needs {snap.store.id} CONNECTED, but it is {state}: its keys "
             "are Unavailable, DisableKey does not take effect until the store reconnects, and "
             "every attempt to use them fails anyway, so a soak would prove nothing. Connect "
-            "it (--connect), or leave out --disable-first",
+            f"it ({_option(ctx, '--connect')}), or {_leave_out(ctx, '--disable-first')}",
             tuple(k.id for k in fresh),
         )
     return Verdict("soak_possible", "pass",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -526,3 +527,58 @@ def test_a_soak_mark_without_readable_days_or_confirmed_start_is_not_over() -> N
     later = plan(Snapshot(store(), (soaking(1, 20),)), options, NOW,
                  Context(soaks={"k1": (NOW - timedelta(days=2), 14)}))
     assert later.soak_until == NOW + timedelta(days=12)  # the journal's later start counts
+
+
+# ---- hints name options of the command that prints them ------------------------------------
+
+def _refusals(ctx: Context) -> list[str]:
+    """The refusal of each gate whose hint names an option, in the context given."""
+    hsm_down = store(state=ConnectionState.DISCONNECTED)
+    service = Grant("g1", "rds.eu-west-1.amazonaws.com", ("Decrypt",))
+    cases: list[tuple[Snapshot, PlanOptions, Context]] = [
+        (Snapshot(store(), (key(1), key(2))), PlanOptions(),
+         replace(ctx, planned=frozenset({"k1"}))),
+        (Snapshot(store(), (key(1), key(2))), PlanOptions(),
+         replace(ctx, confirmed_before=frozenset({"k1"}))),
+        (Snapshot(hsm_down, (key(1),)), PlanOptions(), ctx),
+        (Snapshot(store(), (replace(key(1), tags=(("keep", "yes"),)),)),
+         PlanOptions(protect_tags=(("keep", None),)), ctx),
+        (Snapshot(store(), (replace(key(1), grants=None),)), PlanOptions(), ctx),
+        (Snapshot(store(), (replace(key(1), grants=(service,)),)), PlanOptions(), ctx),
+        (Snapshot(store(), (replace(key(1), usage=None),)), PlanOptions(), ctx),
+        (Snapshot(store(), (used(1, 2),)), PlanOptions(), ctx),
+        (Snapshot(store(), (replace(key(1, "PendingDeletion", 5), watch=None),)),
+         PlanOptions(), ctx),
+        (Snapshot(hsm_down, (key(1),)), PlanOptions(disable_first_days=7), ctx),
+    ]
+    out = []
+    for snap, options, context in cases:
+        result = plan(snap, options, NOW, context)
+        assert result.refusal is not None, (snap, options)
+        assert result.refusal.reason is not RefusalReason.OUTSIDE_SAVED_PLAN
+        out.append(result.refusal.message)
+    return out
+
+
+def _options_named(message: str) -> set[str]:
+    """The options a hint tells the operator to use with the command that printed it: not
+    those of another command it names (`ksdelete cancel`, a dry run that saves a new plan, a
+    run "without --yes"), nor the option a message starts by explaining."""
+    message = re.sub(r"(--[a-z-]+(?: [A-Za-z0-9]+)? in a new plan )?\(ksdelete \S+ --dry-run "
+                     r"[^)]*\)", "", message)
+    message = re.sub(r"`[^`]*`", "", message).replace("without --yes", "")
+    message = re.sub(r"^--[a-z-]+ needs", "", message)  # what the plan's option needs
+    return set(re.findall(r"--[a-z][a-z-]*", message))
+
+
+def test_every_hint_names_an_option_of_the_command_that_prints_it() -> None:
+    from ksdelete.cli import cli
+
+    def options_of(command: str) -> set[str]:
+        return {o for p in cli.commands[command].params for o in p.opts if o.startswith("--")}
+
+    for message in _refusals(Context()):  # delete, status, a dry run
+        assert _options_named(message) <= options_of("delete") & options_of("status"), message
+    approved = ApprovedStore(STORE, "payments", StoreType.CLOUDHSM, frozenset({"k1", "k2"}))
+    for message in _refusals(Context(approved=approved)):  # apply
+        assert _options_named(message) <= options_of("apply"), message
