@@ -8,6 +8,7 @@ import os
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TextIO
 
 from ksdelete.discover import MembershipCache
 from ksdelete.errors import AccountRefused, RefusedError, UsageError
@@ -42,20 +43,22 @@ class App:
     executor: Executor
 
 
-def make_reporter(quiet: bool = False, window_days: int = 30, *, debug: bool = False
-                  ) -> Reporter:
-    """The live view on a terminal, plain lines otherwise, errors only with --quiet.
+def make_reporter(quiet: bool = False, window_days: int = 30, *, debug: bool = False,
+                  plan_stream: TextIO | None = None) -> Reporter:
+    """The live view on a terminal, plain lines otherwise, errors only with --quiet; all on
+    stderr, except a dry run's plan when `plan_stream` (stdout) is given: it is the result.
 
     --debug logs to stderr as well, which would tear a live view apart: it gets plain lines.
     """
     stream = sys.stderr
     if quiet:
-        return QuietReporter(stream)
+        return QuietReporter(stream, plan_stream=plan_stream)
     if stream.isatty() and os.environ.get("TERM") != "dumb" and not debug:
-        from ksdelete.live import RichReporter
+        from ksdelete.live import RichReporter, terminal_console
 
-        return RichReporter.for_terminal(window_days=window_days)
-    return PlainReporter(stream, window_days=window_days)
+        return RichReporter(terminal_console(), window_days=window_days,
+                            plan_stream=plan_stream)
+    return PlainReporter(stream, window_days=window_days, plan_stream=plan_stream)
 
 
 def build(settings: Settings, options: RunOptions, reporter: Reporter, confirm: Confirm, *,

@@ -402,7 +402,8 @@ class Invocation:
             code = most_severe([exit_status(r, missing_ok=self.missing_ok) for r in results])
         if self.reporter is not None:
             self.reporter.finish(results)
-        lines = summary_lines(results, None if self.quiet else self.identity) + self.after
+        lines = summary_lines(results, None if self.quiet else self.identity,
+                              command=self.command, shown=self._shown()) + self.after
         if self.output == "json":
             _emit(json.dumps(document(self.command, results, int(code), dry_run=self.dry_run,
                                       identity=self.identity, plan_id=self.plan_id,
@@ -439,11 +440,16 @@ class Invocation:
                                       error={"code": error_code, "message": message},
                                       plan_id=self.plan_id, run_id=self.run_id),
                              default=str), code)
-        else:  # stdout carries the result: here, what stopped the invocation
-            for line in [*summary_lines(self.results, self.identity),
-                         printable(f"error: {message}")]:
+        else:  # stdout carries the result: what was done before it stopped (the error: above)
+            for line in summary_lines(self.results, self.identity, command=self.command,
+                                      shown=self._shown()):
                 _emit(line, code)
         sys.exit(int(code))
+
+    def _shown(self) -> Callable[[str], bool] | None:
+        """Whether the reporter already printed an error (the summary does not repeat it)."""
+        shown: Callable[[str], bool] | None = getattr(self.reporter, "shown", None)
+        return shown
 
 
 def _emit(line: str, code: ExitStatus) -> None:
@@ -562,7 +568,10 @@ def delete(stores: tuple[str, ...], region: str | None, profile: str | None,
                              hint="Use it with --dry-run and without --missing-ok")
         if not dry_run:
             _require_confirmation_channel(yes, "delete")
-        inv.reporter = reporter = make_reporter(quiet, plan.pending_window_days, debug=debug)
+        # A dry run's plan is what the operator asked for: stdout (JSON: in the document).
+        inv.reporter = reporter = make_reporter(
+            quiet, plan.pending_window_days, debug=debug,
+            plan_stream=sys.stdout if dry_run and output == "text" else None)
         options = RunOptions(
             plan=plan,
             dry_run=dry_run, wait=wait, max_wait=max_wait, missing_ok=missing_ok,

@@ -50,6 +50,7 @@ from ksdelete.reporting import (
     describe_step,
     evidence_lines,
     fmt_time,
+    plan_lines,
     printable,
     where,
 )
@@ -167,8 +168,10 @@ class RichReporter:
     def __init__(self, console: Console, *, window_days: int = 30,
                  get_time: Callable[[], float] | None = None,
                  clock: Callable[[], datetime] | None = None,
-                 auto_refresh: bool = True) -> None:
+                 auto_refresh: bool = True, plan_stream: TextIO | None = None) -> None:
         self.console = console
+        # A dry run's plan is its result (stdout): a panel on a terminal, else plain lines.
+        self.plan_stream = plan_stream
         self.window_days = window_days
         self._get_time: Callable[[], float] = get_time or console.get_time
         self._clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
@@ -188,6 +191,7 @@ class RichReporter:
         self._section: _Section | None = None
         self._live: Live | None = None
         self._shown: set[str] = set()  # error texts already printed (not repeated in finish)
+        self._told: list[str] = []  # refusals shown in a plan (an error note repeats them)
 
     @classmethod
     def for_terminal(cls, *, window_days: int = 30) -> RichReporter:
@@ -265,11 +269,28 @@ class RichReporter:
             store = snapshot.store
             self._current().title = printable(f"{store.id} ({store.name})" if store.name
                                               else store.id)
-        self.console.print(self._plan_panel(snapshot, plan))
+        out = self.plan_stream
+        if out is None:
+            self.console.print(self._plan_panel(snapshot, plan))
+        elif out.isatty():
+            terminal_console(out).print(self._plan_panel(snapshot, plan))
+        else:
+            out.write("".join(printable(line) + "\n" for line in
+                              plan_lines(snapshot, plan, window_days=self.window_days)))
+            out.flush()
+        if plan.refusal:
+            self._told.append(printable(plan.refusal.message))
+
+    def shown(self, message: str) -> bool:
+        """Whether `message` (or the refusal it begins with) was printed already."""
+        message = printable(message)
+        return message in self._shown or any(message.startswith(t) for t in self._told)
 
     def note(self, text: str, *, level: str = "info") -> None:
         text = printable(text)
         if level == "error":
+            if self.shown(text):
+                return
             self._shown.add(text)
             self._print_line(Text.assemble(("error: ", "bold red"), (text, "red")))
         elif level == "warning":
@@ -293,7 +314,7 @@ class RichReporter:
                 self.console.print(self._summary(results))
                 for r in results:
                     message = printable(r.error["message"]) if r.error else ""
-                    if message and message not in self._shown:
+                    if message and not self.shown(message):
                         where = r.store.id if r.store else r.ref
                         self.console.print(Text.assemble((f"{where}: ", "bold"),
                                                          (message, "red")))

@@ -228,17 +228,32 @@ def evidence_lines(key: Key) -> list[str]:
 
 
 class PlainReporter:
-    """Timestamped plain lines, for anything that is not a terminal."""
+    """Timestamped plain lines, for anything that is not a terminal.
+
+    `plan_stream`: where a dry run's plan goes, as plain lines (it is the result the operator
+    asked for: stdout); None: with the progress lines.
+    """
 
     def __init__(self, stream: TextIO, *, window_days: int = 30,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 plan_stream: TextIO | None = None) -> None:
         self.stream = stream
         self.window_days = window_days
         self.clock = clock
+        self.plan_stream = plan_stream
         self._ref = ""
         self.dry_run = False
         self._last_progress: dict[Phase, float] = {}
         self._last_wait: tuple[tuple[int, int], float] = ((-1, -1), 0.0)
+        self._told: list[str] = []  # refusals and errors printed so far (each only once)
+
+    def shown(self, message: str) -> bool:
+        """Whether `message` (or the refusal it begins with) was printed already."""
+        return any(message.startswith(told) for told in self._told)
+
+    def _tells(self) -> bool:
+        """Whether this reporter prints what it is told (--quiet: errors only)."""
+        return True
 
     def _line(self, text: str) -> None:
         stamp = self.clock().astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -274,11 +289,24 @@ class PlainReporter:
     def plan(self, snapshot: Snapshot, plan: Plan) -> None:
         # A run that only waits (cron during the waiting period) lists no key: its output
         # stays the same length for 3 keys or 3,000. A dry run is for review: every key.
-        for line in plan_lines(snapshot, plan, window_days=self.window_days,
-                               compact=not self.dry_run):
-            self._line(line)
+        lines = plan_lines(snapshot, plan, window_days=self.window_days,
+                           compact=not self.dry_run)
+        if self.plan_stream is not None:
+            self.plan_stream.write("".join(printable(line) + "\n" for line in lines))
+            self.plan_stream.flush()
+        elif self._tells():
+            for line in lines:
+                self._line(line)
+        else:
+            return
+        if plan.refusal:
+            self._told.append(plan.refusal.message)
 
     def note(self, text: str, *, level: str = "info") -> None:
+        if level == "error":
+            if self.shown(text):
+                return
+            self._told.append(text)
         self._line(text if level == "info" else f"{level}: {text}")
 
     def waiting(self, until: datetime | None, remaining: int, total: int,
@@ -296,13 +324,18 @@ class PlainReporter:
 
 
 class QuietReporter(PlainReporter):
-    """--quiet: errors only (the CLI still prints the final result line)."""
+    """--quiet: errors only (the CLI still prints the final result line, and a dry run's plan
+    still goes to its `plan_stream`)."""
 
     def _line(self, text: str) -> None:
         return None
 
+    def _tells(self) -> bool:
+        return False
+
     def note(self, text: str, *, level: str = "info") -> None:
-        if level == "error":
+        if level == "error" and not self.shown(text):
+            self._told.append(text)
             super()._line(f"error: {text}")
 
 
@@ -334,23 +367,32 @@ def changes(result: StoreResult) -> tuple[int, str]:
     return count, ", ".join(parts) or "no change"
 
 
-def summary_lines(results: Sequence[StoreResult], identity: Identity | None = None
+def summary_lines(results: Sequence[StoreResult], identity: Identity | None = None, *,
+                  command: str = "", shown: Callable[[str], bool] | None = None
                   ) -> list[str]:
+    """The result of an invocation, one line per store (plus what `report` found). An error
+    the reporter already printed (`shown`) is not repeated: each error is printed once."""
     lines = [where(identity)] if identity and results else []
     for r in results:
         store = r.store.id if r.store else r.ref
-        where_now = f" ({r.phase})" if r.phase and r.status is Status.PENDING else ""
+        # `status` answers where each store stands: its phase, whatever the status.
+        where_now = f" ({r.phase})" if r.phase and r.phase != str(r.status) and (
+            r.status is Status.PENDING or command == "status") else ""
         text = f"{store}: {r.status}{where_now}, {len(r.keys)} key(s) in the store, " \
             f"{changes(r)[1]}"
         if r.resume_after and r.status is Status.PLANNED:
             text += f", gone at the earliest {fmt_time(r.resume_after)}"
         elif r.resume_after:
             text += f", run again after {fmt_time(r.resume_after)}"
-        if r.error:
+        if r.error and not (shown and shown(r.error["message"])):
             text += f"; {r.error['message']}"
         if r.repeated:
             text += " (no change since the last run)"
         lines.append(printable(text))
         if not r.repeated:  # the waivers were said when the phase began
             lines.extend(printable(f"  waived: {w}") for w in r.waivers)
+        if command == "report" and r.leftovers is not None:
+            from ksdelete.leftovers import lines as leftover_lines
+
+            lines.extend(printable(f"  {line}") for line in leftover_lines(r.leftovers))
     return lines

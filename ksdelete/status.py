@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ksdelete import leftovers
 from ksdelete.errors import StoreNotFoundError
 from ksdelete.executor import Executor, Target
 from ksdelete.models import STORE_ID, Key, Status, StoreResult
@@ -27,7 +26,7 @@ def status(executor: Executor, target: Target) -> StoreResult:
         elif snap.keys and all(k.pending for k in snap.keys):
             result.resume_after = max((k.deletion_date for k in snap.keys if k.deletion_date),
                                       default=None)
-        executor.reporter.note(f"phase: {plan.phase}")
+        # The phase is the result: the CLI prints it (stdout, or the JSON).
 
     return executor.guarded(target, body, gone_is_done=True)
 
@@ -60,12 +59,11 @@ def report(executor: Executor, target: Target) -> StoreResult:
         if store is not None:
             keys = executor.snapshot(store.id, target.matched_by or "id", result).keys
         result.store = store
-        result.leftovers = left = executor.leftovers(store_id, store=store, keys=keys)
+        result.leftovers = executor.leftovers(store_id, store=store, keys=keys)
         result.status = Status.PENDING if store is not None else Status.DELETED
         result.phase = "leftovers" if store is None else f"leftovers (store exists, " \
             f"{len(keys)} key(s))"
-        for line in leftovers.lines(left):
-            executor.reporter.note(line)
+        # What is left is the result: the CLI prints it (stdout, or the JSON).
 
     # A store that is gone is reported from the journal, not an error; any other failure to
     # resolve it (denied, ambiguous) still is.

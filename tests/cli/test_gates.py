@@ -103,9 +103,9 @@ def test_the_plan_shows_what_each_check_saw(emulator: Emulator) -> None:
     client(emulator).tag_resource(KeyId=key_id, Tags=[{"TagKey": "team", "TagValue": "pay"}])
     run = ksdelete(emulator, "target", "--dry-run")
     assert run.exit_code == 0, run.stderr
-    assert "last use: none recorded since" in run.stderr
-    assert "role/app: Decrypt" in run.stderr and "tags: team=pay" in run.stderr
-    assert "check not_recently_used pass" in run.stderr
+    assert "last use: none recorded since" in run.stdout  # the dry run's plan: stdout
+    assert "role/app: Decrypt" in run.stdout and "tags: team=pay" in run.stdout
+    assert "check not_recently_used pass" in run.stdout
 
 
 # ---- the watch over the waiting period -----------------------------------------------------
@@ -217,7 +217,7 @@ def test_orphaned_material_after_a_disconnect_in_the_window(emulator: Emulator,
     report = ksdelete(emulator, "report", store_id, "--output", "json")
     assert report.exit_code == 0, report.stderr
     assert sorted(report.store()["leftovers"]["orphaned"]) == sorted(target["key_ids"])
-    assert "ORPHANED key material" in ksdelete(emulator, "report", store_id).stderr
+    assert "ORPHANED key material" in ksdelete(emulator, "report", store_id).stdout
 
 
 def test_a_connected_cloudhsm_store_leaves_no_orphaned_material(emulator: Emulator) -> None:

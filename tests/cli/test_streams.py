@@ -1,0 +1,99 @@
+"""Streams: what the user asked for (the plan of a dry run, a status, a report) is on stdout;
+progress and diagnostics on stderr; each error printed once; with --output json, stdout is
+exactly one JSON document."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from rich.console import Console
+
+from ksdelete.emulator import Emulator
+from ksdelete.live import RichReporter
+from ksdelete.models import (
+    ConnectionState,
+    KeyStore,
+    Plan,
+    Refusal,
+    RefusalReason,
+    Snapshot,
+    StoreType,
+)
+
+from .helpers import ksdelete, seed_one
+
+
+def test_the_plan_of_a_dry_run_is_on_stdout(emulator: Emulator) -> None:
+    seed_one(emulator, keys=3)
+    run = ksdelete(emulator, "target", "--dry-run")
+    assert run.exit_code == 0, run.stderr
+    assert "steps:" in run.stdout and "ScheduleKeyDeletion for 3 key(s)" in run.stdout
+    assert "steps:" not in run.stderr and "ScheduleKeyDeletion for" not in run.stderr
+    assert "discover: " in run.stderr  # progress stays on stderr
+    quiet = ksdelete(emulator, "target", "--dry-run", "--quiet")
+    assert "ScheduleKeyDeletion for 3 key(s)" in quiet.stdout and quiet.stderr == ""
+
+
+def test_json_stdout_is_one_document_and_the_plan_goes_to_stderr(emulator: Emulator) -> None:
+    seed_one(emulator, keys=2)
+    for args in (["target", "--dry-run"], ["status", "target"], ["report", "target"],
+                 ["target", "--yes", "--expect-keys", "5"], ["status", "nope"]):
+        run = ksdelete(emulator, *args, "--output", "json")
+        doc = json.loads(run.stdout)  # exactly one document, nothing else
+        assert doc["schema_version"] == 2, args
+    run = ksdelete(emulator, "target", "--dry-run", "--output", "json")
+    assert "ScheduleKeyDeletion for 2 key(s)" in run.stderr
+
+
+def test_status_says_the_phase_on_stdout(emulator: Emulator) -> None:
+    seed_one(emulator, keys=3)
+    run = ksdelete(emulator, "status", "target")
+    assert run.exit_code == 3, run.stderr
+    assert "keys-not-scheduled 3/3" in run.stdout
+    assert "keys-not-scheduled" not in run.stderr
+
+
+def test_report_says_the_leftovers_on_stdout(emulator: Emulator) -> None:
+    seed_one(emulator, keys=2, type="EXTERNAL_KEY_STORE")
+    run = ksdelete(emulator, "report", "target")
+    assert run.exit_code == 3, run.stderr
+    assert "external key" in run.stdout.lower()
+    assert "external key" not in run.stderr.lower()
+
+
+def test_a_refusal_is_printed_once(emulator: Emulator) -> None:
+    seed_one(emulator, keys=3)
+    for output in ("text", "json"):
+        run = ksdelete(emulator, "target", "--yes", "--expect-keys", "5", "--output", output)
+        assert run.exit_code == 4
+        text = run.stderr + (run.stdout if output == "text" else "")
+        assert text.count("but --expect-keys says 5") == 1, (output, text)
+    dry = ksdelete(emulator, "target", "--dry-run", "--expect-keys", "5")
+    assert (dry.stdout + dry.stderr).count("but --expect-keys says 5") == 1
+
+
+def test_an_error_that_stops_the_invocation_is_printed_once(
+        emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    seed_one(emulator, keys=1)
+    monkeypatch.setenv("AWS_PROFILE", "nope")
+    run = ksdelete(emulator, "status", "target")
+    assert run.exit_code == 2
+    assert (run.stdout + run.stderr).count("profile 'nope' not found") == 1
+    assert run.stderr.startswith("ksdelete: error: ")
+
+
+def test_the_live_view_shows_a_refusal_once() -> None:
+    console = Console(file=io.StringIO(), force_terminal=False, width=300)
+    reporter = RichReporter(console, auto_refresh=False)
+    store = KeyStore("cks-1234567890abcdef0", "p", StoreType.EXTERNAL,
+                     ConnectionState.CONNECTED)
+    refusal = Refusal(RefusalReason.KEY_COUNT, "it holds 0 key(s), but --expect-keys says 5")
+    reporter.start(command="delete", dry_run=False)
+    reporter.store(store.id)
+    reporter.plan(Snapshot(store, ()), Plan(store.id, (), refusal=refusal))
+    reporter.note(f"{refusal.message} (this run changed nothing) ({store.id})", level="error")
+    reporter.finish([])
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert text.count("but --expect-keys says 5") == 1, text
