@@ -246,7 +246,7 @@ def test_an_external_store_reports_every_external_key_left(emulator: Emulator) -
     assert len([k["external_key_id"] for k in left["keys"] if k["external_key_id"]]) == 2
     report = ksdelete(emulator, "report", target["id"])
     assert report.exit_code == 0
-    assert report.stderr.count("external key ") >= 2
+    assert report.stdout.count("external key ") >= 2  # the result: stdout
 
 
 def test_report_on_a_store_nothing_is_known_of_is_an_error(emulator: Emulator) -> None:
