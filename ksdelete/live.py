@@ -273,6 +273,7 @@ class RichReporter:
         if out is None:
             self.console.print(self._plan_panel(snapshot, plan))
         elif out.isatty():
+            self._stop_live()  # the live area (stderr) must not be redrawn over the plan
             terminal_console(out).print(self._plan_panel(snapshot, plan))
         else:
             out.write("".join(printable(line) + "\n" for line in
