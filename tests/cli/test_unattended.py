@@ -185,3 +185,18 @@ def test_the_systemd_unit_and_the_cronjob_need_no_region(emulator: Emulator,
     run = subprocess.run(["sh", "-c", command], env=env | {"XDG_STATE_HOME": str(state)},
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr  # exit 3 maps to a successful Job
+
+
+def test_the_cron_script_says_deleted_once(emulator: Emulator, tmp_path: Path) -> None:
+    store = emulator.seed({"region": "us-east-1", "stores": [
+        {"name": "empty", "type": "EXTERNAL_KEY_STORE", "connection_state": "DISCONNECTED",
+         "keys": 0}]})["stores"][0]
+    plan = tmp_path / "payments.json"
+    assert ksdelete(emulator, store["id"], "--dry-run", "--save-plan", str(plan)).exit_code == 0
+    env = env_with_only_credentials(tmp_path) | {"KSDELETE_LOG_DIR": str(tmp_path / "log")}
+    script = str(EXAMPLES / "cron" / "ksdelete-apply")
+    runs = [subprocess.run([script, str(plan)], env=env, capture_output=True, text=True,
+                           timeout=120, stdin=subprocess.DEVNULL) for _ in range(2)]
+    assert [r.returncode for r in runs] == [0, 0], runs[0].stderr
+    assert "the store is deleted; remove this job" in runs[0].stdout
+    assert runs[1].stdout == "" and runs[1].stderr == ""  # cron mails nothing after that
