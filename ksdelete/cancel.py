@@ -199,13 +199,18 @@ def _engage(executor: Executor, store_id: str) -> _Brake:
     if executor.lock_dir is None:
         return _Brake()
     who = executor.identity
-    lock = StoreLock(executor.lock_dir, who.account, who.region, store_id)
+    lock = StoreLock(executor.lock_dir, who.account, who.region, store_id, command="cancel")
     try:
         holder = lock.try_acquire()
     except UsageError as exc:  # the brake goes on without the lock
         executor.reporter.note(f"the store's lock cannot be checked ({exc.what}): a run in "
                                "progress on this machine would not be asked to stop",
                                level="warning")
+        return _Brake()
+    if holder is not None and lock.holder_command == "cancel":
+        # Another brake, not a run to stop: both cancel, neither leaves a request.
+        executor.reporter.note(f"another `ksdelete cancel` of this store is running "
+                               f"({holder}); this one cancels too", level="warning")
         return _Brake()
     request = CancelRequest(executor.lock_dir, who.account, who.region, store_id)
     return _Brake(lock, request, holder, held=holder is None)

@@ -29,9 +29,11 @@ def _name(account: str, region: str, store_id: str) -> str:
 class StoreLock:
     def __init__(self, directory: Path, account: str, region: str, store_id: str, *,
                  clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, command: str = "") -> None:
         self.path = directory / f"{_name(account, region, store_id)}.lock"
         self.store_id = store_id
+        self.command = command  # written into the lock file: what holds it ("cancel")
+        self.holder_command = ""  # the holder's, when the lock could not be taken
         self._clock = clock
         self._sleep = sleep
         self._fd: int | None = None
@@ -62,6 +64,7 @@ class StoreLock:
                             f"({_holder(fd)}); waiting for it (at most {timeout:.0f}s)")
                 if self._clock() >= deadline:
                     holder = self.held_by = _holder(fd)
+                    self.holder_command = str(_info(fd).get("command", ""))
                     os.close(fd)
                     raise LockTimeoutError(
                         f"another ksdelete run is still working on {self.store_id} ({holder})",
@@ -70,8 +73,9 @@ class StoreLock:
                 self._sleep(min(poll, max(0.0, deadline - self._clock())))
         self._fd = fd
         os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps({"pid": os.getpid(),
-                                  "since": datetime.now(UTC).isoformat()}).encode(), 0)
+        os.pwrite(fd, json.dumps({"pid": os.getpid(), "since": datetime.now(UTC).isoformat(),
+                                  **({"command": self.command} if self.command else {})}
+                                 ).encode(), 0)
 
     def try_acquire(self) -> str | None:
         """Take the lock if it is free (None), else say who holds it; never waits."""
@@ -94,12 +98,20 @@ class StoreLock:
         self.release()
 
 
-def _holder(fd: int) -> str:
+def _info(fd: int) -> dict[str, object]:
     try:
         info = json.loads(os.pread(fd, 4096, 0) or b"{}")
-        return f"pid {info.get('pid', '?')}, since {info.get('since', '?')}"
     except (OSError, ValueError):
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+def _holder(fd: int) -> str:
+    info = _info(fd)
+    if not info:
         return "holder unknown"
+    command = f"ksdelete {info['command']}, " if info.get("command") else ""
+    return f"{command}pid {info.get('pid', '?')}, since {info.get('since', '?')}"
 
 
 class CancelRequest:

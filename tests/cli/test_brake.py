@@ -319,3 +319,20 @@ def test_the_brake_recovers_a_saved_plans_keys_without_journal_or_scan(
     assert {k["id"]: k["outcome"] for k in store["key_outcomes"]} == \
         dict.fromkeys(ids, "recovered")
     assert "could not be checked" in store["error"]["message"]
+
+
+def test_a_second_cancel_is_no_run_to_stop(emulator: Emulator, tmp_path: Path) -> None:
+    target = seed_one(emulator, keys=2)["stores"][0]
+    ids = sorted(target["key_ids"])
+    assert ksdelete(emulator, "target", "--yes").exit_code == 3
+    other = StoreLock(lock_dir(tmp_path), ACCOUNT, "us-east-1", target["id"], command="cancel")
+    other.acquire(0)  # a cancel of the same store, still at work
+    try:
+        run = ksdelete(emulator, "cancel", "target", "--yes", "--output", "json")
+    finally:
+        other.release()
+    assert run.exit_code == 0, run.stderr
+    assert run.store()["run_in_progress"] is None
+    assert CancelRequest(lock_dir(tmp_path), ACCOUNT, "us-east-1", target["id"]).read() is None
+    assert pending(emulator, ids) == []
+    assert ksdelete(emulator, "target", "--yes").exit_code == 4  # the cancelled-keys gate
