@@ -804,33 +804,47 @@ def _read_each(inv: Invocation, stores: tuple[str, ...], read: Callable[[Any, An
 
 
 @cli.command()
-@click.argument("stores", nargs=-1, required=True, metavar="STORE...", callback=check_stores)
+@click.argument("stores", nargs=-1, required=False, metavar="[STORE...]", callback=check_stores)
 @aws_options
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--enable", is_flag=True, help="Re-enable the keys after cancelling.")
 @click.option("--connect", is_flag=True, help="Reconnect the store afterwards.")
+@click.option("--plan", "plan_file", metavar="FILE", type=click.Path(path_type=Path),
+              help="A saved plan (--save-plan): its keys are cancelled first, with the "
+                   "journal's; without STORE, every store of the plan.")
 @exitcodes.documented("cancel")
 def cancel(stores: tuple[str, ...], region: str | None, profile: str | None,
            endpoint_url: str | None, account_ids: frozenset[str], output: str, quiet: bool,
-           debug: bool, journal: Path | None, yes: bool, enable: bool, connect: bool) -> None:
+           debug: bool, journal: Path | None, yes: bool, enable: bool, connect: bool,
+           plan_file: Path | None) -> None:
     """Undo: cancel the pending deletion of every key in STORE (works while disconnected).
 
-    Keys come back Disabled (AWS's rule); --enable re-enables them, --connect reconnects
-    the store. Keys already deleted cannot be recovered; they are listed. Cancel never
-    waits for another run's lock: a --wait run in progress sees the cancel and stops.
+    The brake first: the keys the journal says ksdelete scheduled are cancelled at once,
+    then every other pending key an account scan finds. Keys come back Disabled (AWS's
+    rule); --enable re-enables them, --connect reconnects the store. Keys already deleted
+    cannot be recovered; they are listed. A key that cannot be described, or anything else
+    that could not be checked, makes the exit code 1. Cancel never waits for another run's
+    lock: a run holding it is asked to stop before its next change, and cancel reports once
+    it has stopped; no unattended run goes on until a person confirms again.
 
     \b
-    Example:
+    Examples:
       ksdelete cancel cks-1234567890abcdef0 --enable --connect
+      ksdelete cancel --plan plan.json
     """
     _setup_logging(debug)
     inv = Invocation("cancel", output=output, quiet=quiet, debug=debug)
 
     def body(inv: Invocation) -> None:
+        from ksdelete import planfile
         from ksdelete.app import build, make_reporter
         from ksdelete.cancel import cancel as undo
         from ksdelete.executor import RunOptions
 
+        if not stores and plan_file is None:
+            raise UsageError("cancel needs a STORE or --plan FILE", where="ksdelete cancel",
+                             hint="Name the store(s), or the saved plan whose keys to cancel")
+        saved = planfile.read(plan_file) if plan_file is not None else None
         _require_confirmation_channel(yes, "cancel")
         inv.reporter = reporter = make_reporter(quiet, debug=debug)
         confirm = _confirmer(yes, "cancel its key deletions", lambda: inv.identity,
@@ -839,11 +853,13 @@ def cancel(stores: tuple[str, ...], region: str | None, profile: str | None,
                     RunOptions(allowed_accounts=account_ids), reporter, confirm,
                     read_only=False)
         inv.identity, inv.run_id = app.identity, app.journal.run_id
+        planned = _plan_keys(saved, app) if saved is not None else {}
         reporter.start(command="cancel", dry_run=False)
         try:
-            for ref in stores:
+            for ref in stores or tuple(planned):
                 inv.results.append(undo(app.executor, app.executor.resolve(ref),
-                                        enable=enable, connect=connect, confirm=confirm))
+                                        enable=enable, connect=connect, confirm=confirm,
+                                        planned=planned))
                 if app.executor.stopped or inv.results[-1].status in (Status.INTERRUPTED,
                                                                       Status.TERMINATED):
                     break
@@ -851,6 +867,24 @@ def cancel(stores: tuple[str, ...], region: str | None, profile: str | None,
             app.journal.close()
 
     inv.run(body)
+
+
+def _plan_keys(saved: Any, app: Any) -> dict[str, tuple[Any, ...]]:
+    """`cancel --plan`: each store's keys as the saved plan lists them, if the plan is for
+    this account, Region and KMS endpoint (elsewhere its keys are not these)."""
+    from ksdelete import planfile
+    from ksdelete.planner import endpoint_refusal
+
+    refusal = endpoint_refusal(saved.endpoint_url, app.gateway.endpoint_url)
+    if (saved.account, saved.region) != (app.identity.account, app.identity.region):
+        raise RefusedError(
+            f"the plan {saved.plan_id} is for account {saved.account}, {saved.region}, but "
+            f"these credentials are for account {app.identity.account}, "
+            f"{app.identity.region}; nothing was changed", where=str(saved.path),
+            hint="Use credentials and --region of the plan's account and Region")
+    if refusal is not None:
+        raise RefusedError(refusal.message, where=str(saved.path))
+    return {r.store.id: r.keys for r in planfile.restore(saved) if r.store is not None}
 
 
 @cli.command()

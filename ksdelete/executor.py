@@ -38,6 +38,7 @@ from ksdelete.errors import (
 )
 from ksdelete.gateway import Called, Gateway, key_from_metadata
 from ksdelete.journal import Journal
+from ksdelete.lock import CancelRequest, describe_request
 from ksdelete.models import (
     CANCELLED_TAG,
     DISABLED_TAG,
@@ -144,6 +145,7 @@ class Executor:
         self.confirm = confirm
         self.identity = identity
         self.lock_dir = lock_dir
+        self._brake: CancelRequest | None = None  # beside the lock this run holds
         self.stopped = False  # a journal failure stops the whole invocation
         self._deadline = 0.0
         self._result: StoreResult | None = None
@@ -361,8 +363,16 @@ class Executor:
                 result.status = Status.PLANNED
                 result.resume_after = plan.earliest_gone
                 return
+            request = self._cancel_request()
+            if request is not None and not self.options.interactive:
+                self.stop_if_cancel_requested(result)  # asked since the survey
+            if request is not None:
+                self.reporter.note(f"a cancel of this store was {describe_request(request)}; "
+                                   "confirming lifts it and goes on", level="warning")
             if not self.confirm(snap, plan):
                 raise RefusedError("not confirmed; nothing was changed", where=store_id)
+            if request is not None and self._brake is not None:
+                self._brake.lift(request)  # a newer request stays, and stops this run
             self.journal.decision("ConfirmPlan", store_id=store_id, store_name=snap.store.name,
                                   store_type=snap.store.type.value,
                                   cluster_id=snap.store.cloudhsm_cluster_id,
@@ -372,7 +382,8 @@ class Executor:
                                   plan_id=self.options.plan_id,
                                   waivers=[f"{v.gate}: {v.detail}" for v in plan.verdicts
                                            if v.verdict == "waived"],
-                                  gates=_gate_options(self.options.plan))
+                                  gates=_gate_options(self.options.plan),
+                                  **({"lifted_cancel_request": request} if request else {}))
             # What the person confirmed: these keys, and these cancelled keys again (listed
             # at the prompt); a key cancelled after the prompt is refused at the next re-plan.
             self._context = replace(self._context, planned=snap.key_ids(),
@@ -386,6 +397,8 @@ class Executor:
         """Discover the store and plan it (reads only): what dry runs and `status` show."""
         assert target.store is not None
         approved = self._approved(target.store.id)
+        brake = self._request_file(target.store.id)
+        request = brake.read() if brake is not None else None
         self._context = Context(
             allowed_accounts=self.options.allowed_accounts,
             # A saved plan is the operator's confirmation of exactly its keys.
@@ -398,6 +411,7 @@ class Executor:
             approved=approved,
             read_only=self.options.dry_run,
             soaks=self.journal.soak_starts(target.store.id),
+            cancel_requested=describe_request(request) if request is not None else None,
         )
         self.reporter.note(f"{target.ref!r} matched the store {target.matched_by}: "
                            f"{target.store.id} ({target.store.name})")
@@ -407,12 +421,15 @@ class Executor:
         return snap, plan
 
     def snapshot(self, store_id: str, matched_by: str, result: StoreResult, *,
-                 all_marks: bool = False) -> Snapshot:
+                 all_marks: bool = False,
+                 unreadable_marks: dict[str, AwsError] | None = None) -> Snapshot:
         """A fresh reading of the store and every key in it (keys this run saw gone left out).
 
         ksdelete's marks are read for the keys that are not pending deletion (a pending key
         cannot have been cancelled), or for every key with `all_marks` (cancel needs each
-        key's state before deletion)."""
+        key's state before deletion). With `unreadable_marks` (cancel: one key's failure
+        must not stop the others), a key whose tags cannot be read keeps no marks and its
+        error is put there; otherwise the error stops the snapshot."""
         self.reporter.phase(Phase.DISCOVER, PhaseState.RUNNING, store_id)
         store = self._read_store(store_id)
         snap = discover.snapshot(
@@ -421,7 +438,7 @@ class Executor:
             on_progress=lambda done, total, _: self.reporter.progress(Phase.DISCOVER, done, total),
         )
         keys = self._with_marks([k for k in snap.keys if k.id not in self._gone],
-                                all_marks=all_marks)
+                                all_marks=all_marks, errors=unreadable_marks)
         if not all_marks:
             keys = self._with_watch(self._with_evidence(keys), fresh=True)
         snap = replace(snap, identity=self.identity, keys=tuple(keys),
@@ -434,16 +451,28 @@ class Executor:
         )
         return snap
 
-    def _with_marks(self, keys: list[Key], *, all_marks: bool) -> list[Key]:
+    def _with_marks(self, keys: list[Key], *, all_marks: bool,
+                    errors: dict[str, AwsError] | None = None) -> list[Key]:
         """The store's keys with ksdelete's marks (tags) read from AWS."""
         wanted = [k for k in keys if all_marks or not k.pending]
         if not wanted:
             return keys
+
+        def read(key: Key) -> dict[str, str] | AwsError:
+            try:
+                return self.gw.list_resource_tags(key.arn)
+            except AwsError as exc:
+                if errors is None:
+                    raise
+                return exc
+
         with ThreadPoolExecutor(max_workers=min(8, len(wanted)),
                                 thread_name_prefix="tags") as pool:
-            tags = dict(zip((k.id for k in wanted),
-                            pool.map(lambda k: self.gw.list_resource_tags(k.arn), wanted),
-                            strict=True))
+            read_tags = dict(zip((k.id for k in wanted), pool.map(read, wanted), strict=True))
+        tags = {key_id: t for key_id, t in read_tags.items() if not isinstance(t, AwsError)}
+        if errors is not None:
+            errors.update({key_id: t for key_id, t in read_tags.items()
+                           if isinstance(t, AwsError)})
         return [replace(k, marks=Marks.from_tags(tags[k.id]),
                         tags=tuple(sorted(tags[k.id].items()))) if k.id in tags else k
                 for k in keys]
@@ -601,10 +630,35 @@ class Executor:
         except UsageError as exc:  # this store only: other stores may already have changed
             raise KsdeleteError(exc.what, where=exc.where, hint=exc.hint) from exc
         self.journal.reload()  # the run that held the lock may have written to it
+        self._brake = self._request_file(store_id)
         try:
             yield
         finally:
+            self._brake = None
             lock.release()
+
+    def _request_file(self, store_id: str) -> CancelRequest | None:
+        """Where a `ksdelete cancel` of the store leaves its request (beside the lock)."""
+        if self.lock_dir is None:
+            return None
+        return CancelRequest(self.lock_dir, self.identity.account, self.identity.region,
+                             store_id)
+
+    def _cancel_request(self) -> dict[str, str] | None:
+        """A `ksdelete cancel` of the store this run holds the lock of, if one was requested."""
+        return self._brake.read() if self._brake is not None else None
+
+    def stop_if_cancel_requested(self, result: StoreResult) -> None:
+        """The brake: called right before every point of no return (each key scheduled or
+        disabled, a disconnect, a delete). A cancel request beside the store's lock stops
+        the run there, refused, saying what it had already done."""
+        request = self._cancel_request()
+        if request is not None:
+            raise RefusedError(
+                f"a cancel of this store was {describe_request(request)}: this run stops "
+                f"here ({self._done(result)})", where=result.store.id if result.store else "",
+                hint="`ksdelete cancel` undoes what was done; a person must confirm again "
+                     "(`ksdelete STORE` at a terminal, without --yes) to go on")
 
     # ---- converging -------------------------------------------------------------------------
 
@@ -621,6 +675,7 @@ class Executor:
             # a live key of the store that the disconnect would make Unavailable.
             whole = step.kind is StepKind.DISCONNECT_STORE
             if step.kind in POINTS_OF_NO_RETURN and not (replanned and (uncached or not whole)):
+                self.stop_if_cancel_requested(result)
                 replans += 1
                 if replans > MAX_REPLANS:
                     raise KsdeleteError("the store keeps changing under this run",
@@ -810,6 +865,7 @@ class Executor:
 
         def one(key_id: str) -> Key | None:
             key = keys[key_id]
+            self.stop_if_cancel_requested(result)
             self.mark(result, key)
             try:
                 called = self.mutate(
@@ -857,6 +913,7 @@ class Executor:
         reconfirmed = self._context.reconfirmed or frozenset()
         for done, key_id in enumerate(step.key_ids, 1):
             key = keys[key_id]
+            self.stop_if_cancel_requested(result)
             # The state to restore is the one before ksdelete first changed the key.
             prior = (key.marks.field("prior") if key.marks else None) or key.state
             days = step.soak_days or self.options.plan.disable_first_days
@@ -1038,12 +1095,14 @@ class Executor:
         if store.connection_state in (ConnectionState.DISCONNECTED,
                                       ConnectionState.DISCONNECTING):
             return f"already {store.connection_state}"
+        self.stop_if_cancel_requested(result)
         self.mutate(result, "DisconnectCustomKeyStore",
                     lambda: self.gw.disconnect_store(store_id), already=_store_moved_on)
         return "disconnect requested"
 
     def _delete(self, store_id: str, result: StoreResult) -> str:
         def attempt() -> AwsError | None:
+            self.stop_if_cancel_requested(result)
             try:
                 self.mutate(result, "DeleteCustomKeyStore", lambda: self.gw.delete_store(store_id))
             except StoreHasKeys as exc:

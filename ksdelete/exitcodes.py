@@ -57,11 +57,12 @@ COMMANDS: dict[str, dict[ExitStatus, str]] = {
         **STOPPED,
     },
     "cancel": {
-        OK: "every key that could be recovered was",
-        ERROR: "a key is still pending deletion or could not be checked, or nothing could be "
-               "recovered",
-        USAGE: "usage (bad arguments; no --yes and no terminal)",
-        REFUSED: "not confirmed, or a safety check (the account guard)",
+        OK: "every key that could be recovered was, and nothing went unchecked",
+        ERROR: "a key is still pending deletion, cannot be described (possibly a pending key "
+               "of the store) or could not be checked, or nothing could be recovered",
+        USAGE: "usage (bad arguments; no STORE and no --plan; no --yes and no terminal)",
+        REFUSED: "not confirmed, or a safety check (the account guard, a retargeted name, a "
+                 "plan of another account or Region)",
         **STOPPED,
     },
     "report": {

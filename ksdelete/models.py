@@ -300,6 +300,7 @@ class RefusalReason(StrEnum):
     TOO_MANY_TAGS = "too-many-tags"  # a key has no room for ksdelete's mark (AWS: 50 tags)
     OUTSIDE_SAVED_PLAN = "outside-saved-plan"  # `apply`: the store is not as the plan saw it
     OTHER_ENDPOINT = "other-endpoint"  # `apply`: not the KMS endpoint the plan was made against
+    CANCEL_REQUESTED = "cancel-requested"  # `ksdelete cancel` asked runs of the store to stop
 
 
 @dataclass(frozen=True)
@@ -350,6 +351,9 @@ class Context:
     # --disable-first: when this journal says ksdelete disabled each key for its soak, and for
     # how many days (evidence besides the key's mark, which anyone who may tag it can edit).
     soaks: Mapping[str, tuple[datetime, int | None]] = field(default_factory=dict)
+    # A `ksdelete cancel` asked the runs of this store to stop (the cancel request beside the
+    # store's lock): who and when, or None.
+    cancel_requested: str | None = None
 
 
 @dataclass(frozen=True)
@@ -458,6 +462,8 @@ class StoreResult:
     # An unattended run that found the store where the last run reported it (same phase, per
     # the journal) and changed nothing: the summary leaves out what was already said.
     repeated: bool = False
+    # `cancel`: the ksdelete run that held the store's lock (holder, requested_at, stopped).
+    run_in_progress: dict[str, Any] | None = None
 
 
 # CloudHSM DeleteKey events: backingKeysDeletionStatus[].deletionStatus (kms-gates-facts 5).

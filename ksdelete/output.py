@@ -129,6 +129,8 @@ def store_json(result: StoreResult) -> dict[str, Any]:
         "warnings": list(result.warnings),
         "waivers": list(result.waivers),
         "key_outcomes": result.key_outcomes,
+        # `cancel`: the run that held the store's lock and was asked to stop; null if none.
+        "run_in_progress": result.run_in_progress,
         # What AWS leaves behind (CloudHSM material, external keys): after a deletion and
         # from `ksdelete report`; null otherwise.
         "leftovers": leftovers.as_json(result.leftovers) if result.leftovers else None,

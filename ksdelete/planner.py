@@ -560,6 +560,22 @@ def no_use_while_pending(snap: Snapshot, options: PlanOptions, ctx: Context
                    f"no use attempted on {len(pending)} pending key(s) since scheduled")
 
 
+def cancel_not_requested(snap: Snapshot, options: PlanOptions, ctx: Context
+                         ) -> Refusal | Verdict:
+    """A reversal sticks: after `ksdelete cancel` asked a run of this store to stop, no
+    unattended run goes on; only a person's fresh confirmation at a terminal lifts it."""
+    if ctx.cancel_requested is None:
+        return Verdict("cancel_not_requested", "pass")
+    if ctx.interactive:
+        return Verdict("cancel_not_requested", "pass",
+                       f"a cancel was {ctx.cancel_requested}; confirming lifts it")
+    return Refusal(
+        RefusalReason.CANCEL_REQUESTED,
+        f"a cancel of this store was {ctx.cancel_requested}: no unattended run goes on after "
+        "it; nothing was changed. A person must confirm again: run `ksdelete STORE` at a "
+        "terminal, without --yes")
+
+
 def no_use_while_disabled(snap: Snapshot, options: PlanOptions, ctx: Context
                           ) -> Refusal | Verdict:
     """--disable-first: nobody tried to use a key since the soak disabled it (CloudTrail,
@@ -635,7 +651,8 @@ def soak_possible(snap: Snapshot, options: PlanOptions, ctx: Context) -> Refusal
 # membership_known: keys already pending are deleted by AWS whatever ksdelete does, and which
 # of them are in the store is known even when some other key of the account is not.
 GATES: tuple[Gate, ...] = (account_allowed, name_pinned, no_use_while_pending,
-                           no_use_while_disabled, membership_known, within_saved_plan,
+                           no_use_while_disabled, cancel_not_requested, membership_known,
+                           within_saved_plan,
                            expected_key_count,
                            no_keys_appeared, covered_by_confirmation, not_cancelled,
                            soak_possible, not_protected, no_service_grants, not_recently_used,

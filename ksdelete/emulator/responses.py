@@ -651,7 +651,14 @@ class EmulatorKmsResponse(KmsResponse):
 
     @_locked
     def list_resource_tags(self) -> str:
-        """moto's answer without its null NextMarker (absent members are omitted on the wire)."""
+        """moto's answer without its null NextMarker (absent members are omitted on the wire);
+        a key policy can deny kms:ListResourceTags, as in AWS."""
+        try:
+            key = self._key(self.kms_backend, self._p("KeyId"))
+        except KmsError:
+            key = None  # an unknown key: moto's own NotFoundException
+        if key is not None:
+            self._authorize(key, "ListResourceTags")
         body = json.loads(super().list_resource_tags())
         return json.dumps({k: v for k, v in body.items() if v is not None})
 
