@@ -339,9 +339,8 @@ def _confirmer(yes: bool, action: str, identity: Callable[[], Identity | None], 
         cancelled = list(plan.reconfirm)
         if cancelled:
             sys.stderr.write(printable(
-                f"{len(cancelled)} key(s) were scheduled for deletion by ksdelete and then "
-                f"cancelled by someone: {', '.join(cancelled)}. Confirming schedules them "
-                "again.") + "\n")
+                f"{len(cancelled)} key(s) were pending deletion and then cancelled by "
+                f"someone: {', '.join(cancelled)}. Confirming schedules them again.") + "\n")
         sys.stderr.write(printable(f"Type the store ID ({store.id}) or name to {action}{place}: "))
         sys.stderr.flush()
         answer = sys.stdin.readline()  # Ctrl-C raises KeyboardInterrupt: exit 130
@@ -544,7 +543,9 @@ def delete(stores: tuple[str, ...], region: str | None, profile: str | None,
     """Delete custom key store(s) STORE (ID or name), as far as AWS allows now.
 
     Every STORE is resolved before anything changes; one that cannot be stops the whole
-    run. A STORE that looks like a key store ID (cks-...) is only looked up as an ID.
+    run. Every STORE is surveyed, checked and confirmed before the first change to any: one
+    refused refuses all. A STORE that looks like a key store ID (cks-...) is only looked up
+    as an ID.
 
     \b
     Examples:
@@ -598,6 +599,17 @@ def _run_all(inv: Invocation, executor: Any, targets: list[Any], *, stop_on_unre
              missing_ok: bool = False) -> None:
     targets, early = _resolve_all(executor, targets, stop_on_unresolved=stop_on_unresolved,
                                   missing_ok=missing_ok)
+    if stop_on_unresolved:  # a changing run: all or nothing (Executor.run_all)
+        ran: list[StoreResult] = []
+        try:
+            executor.run_all([t for t, e in zip(targets, early, strict=True) if e is None], ran)
+        finally:
+            results = iter(ran)
+            for done in early:
+                result = done or next(results, None)
+                if result is not None:
+                    inv.results.append(result)
+        return
     for target, done in zip(targets, early, strict=True):
         if executor.stopped or (inv.results and inv.results[-1].status in (
                 Status.INTERRUPTED, Status.TERMINATED)):
@@ -649,8 +661,9 @@ def apply_plan(plan_file: Path, region: str | None, profile: str | None,
     plan's Region, and its endpoint if that is on this machine). It refuses (exit 4, nothing
     changed) when the credentials' account, the Region or the endpoint is not the plan's, a
     store's type changed, a key the plan does not name is in a store (and not already pending
-    deletion), or a planned key's deletion was cancelled. A store of the plan that no longer
-    exists is done.
+    deletion), or a planned key's deletion was cancelled. Every store of the plan is checked
+    before the first change to any: one refused refuses all. A store of the plan that no
+    longer exists is done.
     A missing, unreadable, malformed or edited FILE is a usage error (exit 2).
 
     \b

@@ -48,6 +48,7 @@ from ksdelete.models import (
     STORE_ID,
     Action,
     ApprovedStore,
+    CancelTrail,
     ConnectionState,
     Context,
     Grant,
@@ -128,6 +129,20 @@ class _Pending(Exception):
         self.resume_after = resume_after
 
 
+@dataclass
+class _Decided:
+    """A store of a changing run, surveyed and its gates decided, not yet changed."""
+
+    target: Target
+    result: StoreResult
+    snap: Snapshot
+    plan: Plan
+    context: Context
+
+
+_STOPPING = (Status.REFUSED, Status.ERROR, Status.INTERRUPTED, Status.TERMINATED)
+
+
 class _Rescan(Exception):
     """DeleteCustomKeyStore says the store still has keys, and discovery trusted the key
     membership cache: re-plan from a scan that describes every key."""
@@ -145,7 +160,10 @@ class Executor:
         self.confirm = confirm
         self.identity = identity
         self.lock_dir = lock_dir
-        self._brake: CancelRequest | None = None  # beside the lock this run holds
+        # The cancel request file beside each lock this run holds, by store ID (a run over
+        # several stores holds all their locks), and the request a prompt is lifting.
+        self._brakes: dict[str, CancelRequest] = {}
+        self._lifted: dict[str, dict[str, str] | None] = {}
         self.stopped = False  # a journal failure stops the whole invocation
         self._deadline = 0.0
         self._result: StoreResult | None = None
@@ -155,6 +173,7 @@ class Executor:
         # The watch: what CloudTrail showed of each pending key, and up to when (AWS's clock).
         self._watched: dict[str, tuple[Watch, datetime]] = {}
         self._last_watch = 0.0
+        self._orphans: dict[str, tuple[tuple[str, ...], str | None]] = {}
         # Which store each key belongs to never changes, so a key seen once outside the
         # target store need not be described again by later scans in this process.
         self.membership = membership if membership is not None else discover.MembershipCache()
@@ -222,14 +241,19 @@ class Executor:
         return self.guarded(target, self._run, gone_is_done=True)
 
     def guarded(self, target: Target, body: Callable[[Target, StoreResult], None], *,
-                gone_is_done: bool) -> StoreResult:
+                gone_is_done: bool, result: StoreResult | None = None,
+                announce: bool = True) -> StoreResult:
         """Run `body` for one STORE argument; every outcome, error included, becomes the
-        StoreResult the summary and the JSON are built from. With `gone_is_done`, a store the
-        journal saw deleted counts as deleted rather than missing."""
-        result = StoreResult(ref=target.ref, store=target.store, matched_by=target.matched_by)
+        StoreResult the summary and the JSON are built from (`result`, to go on with one).
+        With `gone_is_done`, a store the journal saw deleted counts as deleted rather than
+        missing; `announce` tells the reporter a store's section begins."""
+        if result is None:
+            result = StoreResult(ref=target.ref, store=target.store,
+                                 matched_by=target.matched_by)
         self._result = result
         self._gone = set()
-        self.reporter.store(target.ref)
+        if announce:
+            self.reporter.store(target.ref)
         try:
             if target.error is not None:
                 raise target.error
@@ -352,46 +376,181 @@ class Executor:
 
     def _run(self, target: Target, result: StoreResult) -> None:
         assert target.store is not None
-        store_id = target.store.id
-        with self._locked(store_id):
-            snap, plan = self.survey(target, result)
-            if plan.refusal:
-                self.reporter.phase(Phase.PLAN, PhaseState.FAILED, plan.refusal.reason)
-                self._stop(plan, snap, result)
-            self.reporter.phase(Phase.PLAN, PhaseState.DONE, f"{len(plan.steps)} step(s)")
+        with self._locked(target.store.id):
+            snap, plan = self._decide(target, result)
             if self.options.dry_run:
-                result.status = Status.PLANNED
-                result.resume_after = plan.earliest_gone
                 return
-            request = self._cancel_request()
-            if request is not None and not self.options.interactive:
-                self.stop_if_cancel_requested(result)  # asked since the survey
-            if request is not None:
-                self.reporter.note(f"a cancel of this store was {describe_request(request)}; "
-                                   "confirming lifts it and goes on", level="warning")
-            if not self.confirm(snap, plan):
-                raise RefusedError("not confirmed; nothing was changed", where=store_id)
-            if request is not None and self._brake is not None:
-                self._brake.lift(request)  # a newer request stays, and stops this run
-            self.journal.decision("ConfirmPlan", store_id=store_id, store_name=snap.store.name,
-                                  store_type=snap.store.type.value,
-                                  cluster_id=snap.store.cloudhsm_cluster_id,
-                                  key_ids=sorted(snap.key_ids()),
-                                  matched_by=snap.matched_by,
-                                  keys=[_key_record(k) for k in snap.keys],
-                                  plan_id=self.options.plan_id,
-                                  waivers=[f"{v.gate}: {v.detail}" for v in plan.verdicts
-                                           if v.verdict == "waived"],
-                                  gates=_gate_options(self.options.plan),
-                                  **({"lifted_cancel_request": request} if request else {}))
-            # What the person confirmed: these keys, and these cancelled keys again (listed
-            # at the prompt); a key cancelled after the prompt is refused at the next re-plan.
-            self._context = replace(self._context, planned=snap.key_ids(),
-                                    reconfirmed=frozenset(plan.reconfirm)
-                                    if self.options.interactive else None)
-            self._deadline = time.monotonic() + (self.options.max_wait if self.options.wait
-                                                 else 0)
-            self._converge(snap, plan, result)
+            self._confirm(snap, plan)
+            self._go(snap, plan, result)
+
+    def run_all(self, targets: list[Target], results: list[StoreResult]) -> None:
+        """A changing run over several STORE arguments (or a saved plan's stores) is all or
+        nothing: every store is locked, surveyed and its gates decided, and every plan is
+        confirmed, before the first point of no return of any store. One refusal (or error)
+        refuses them all, with nothing changed in any; and a store whose run is refused or
+        fails stops the stores after it from starting. `results` gets one entry per target,
+        in order, as soon as it is known."""
+        if self.options.dry_run or len(targets) <= 1:
+            for target in targets:
+                if self.stopped or (results and results[-1].status in (
+                        Status.INTERRUPTED, Status.TERMINATED)):
+                    break
+                results.append(self.run(target))
+            return
+        with contextlib.ExitStack() as locks:
+            surveyed = self._survey_all(targets, locks)
+            decided = [s for s in surveyed if isinstance(s, _Decided)]
+            done = [s.result if isinstance(s, _Decided) else s for s in surveyed]
+            blocking = [r for r in done if r.status not in (
+                Status.PLANNED, Status.DELETED, Status.MISSING)
+                or (r.status is Status.MISSING and not self.options.missing_ok)]
+            if not blocking:
+                blocking = self._confirm_all(decided)
+            if blocking:
+                self._refuse_rest(decided, blocking, started=False)
+                results.extend(done)
+                return
+            for index, result in enumerate(done):
+                results.append(result)
+                state = next((s for s in decided if s.result is result), None)
+                if state is None:
+                    continue
+                if self.stopped or any(r.status in _STOPPING for r in done[:index]):
+                    self._refuse_rest([state], [r for r in done[:index]
+                                                if r.status in _STOPPING], started=True)
+                    continue
+                self._context = state.context
+                self.guarded(state.target, partial(self._go_on, state), gone_is_done=True,
+                             result=result)
+
+    def _go_on(self, state: _Decided, target: Target, result: StoreResult) -> None:
+        self._go(state.snap, state.plan, result)
+
+    def _survey_all(self, targets: list[Target], locks: contextlib.ExitStack
+                    ) -> list[_Decided | StoreResult]:
+        """Lock and survey every store (in the order of their IDs, so that two invocations
+        over the same stores cannot hold one lock each and wait for the other)."""
+        ids = [t.store.id if t.store is not None else "" for t in targets]
+        order = sorted(range(len(targets)), key=lambda i: ids[i])
+        surveyed: dict[int, _Decided | StoreResult] = {}
+        locked: set[str] = set()
+        for index in order:
+            decided: list[_Decided] = []
+
+            def body(target: Target, result: StoreResult, decided: list[_Decided] = decided
+                     ) -> None:
+                assert target.store is not None
+                if target.store.id not in locked:
+                    locks.enter_context(self._locked(target.store.id))
+                    locked.add(target.store.id)
+                snap, plan = self._decide(target, result)
+                result.status = Status.PLANNED  # decided; nothing changed yet
+                decided.append(_Decided(target, result, snap, plan, self._context))
+
+            result = self.guarded(targets[index], body, gone_is_done=True)
+            surveyed[index] = decided[0] if decided else result
+            if result.status in (Status.INTERRUPTED, Status.TERMINATED):
+                break
+        return [surveyed.get(i) or StoreResult(
+            ref=t.ref, status=Status.SKIPPED, store=t.store, matched_by=t.matched_by,
+            error={"code": "skipped", "message": "not started: the run was stopped"})
+            for i, t in enumerate(targets)]
+
+    def _confirm_all(self, decided: list[_Decided]) -> list[StoreResult]:
+        """Every plan confirmed (a prompt per store) before any changes; returns the stores
+        not confirmed."""
+        for stage in (self._ask, self._confirmed):  # every yes before any is journalled
+            for state in decided:
+                self._context = state.context
+
+                def body(_t: Target, _r: StoreResult, st: _Decided = state,
+                         stage: Callable[[Snapshot, Plan], None] = stage) -> None:
+                    stage(st.snap, st.plan)
+                    st.context = self._context
+                    st.result.status = Status.PLANNED
+
+                self.guarded(state.target, body, gone_is_done=True, result=state.result,
+                             announce=False)
+                if state.result.status is not Status.PLANNED:
+                    return [state.result]
+        return []
+
+    def _refuse_rest(self, decided: list[_Decided], blocking: list[StoreResult], *,
+                     started: bool) -> None:
+        """The stores that were ready are refused because of the others (a plan is all or
+        nothing); nothing was changed in them."""
+        others = [(r.store.id if r.store else r.ref, str(r.status)) for r in blocking]
+        for state in decided:
+            if state.result in blocking or state.result.status is not Status.PLANNED:
+                continue
+            refusal = planner.all_or_nothing(state.snap.store.id, others, started=started)
+            if refusal is None:
+                continue
+            state.result.status = Status.REFUSED
+            state.result.phase = f"refused ({refusal.reason})"
+            state.result.error = {"code": "refused", "message": refusal.message}
+            self.reporter.store(state.target.ref)
+            self.reporter.note(refusal.message, level="error")
+
+    def _decide(self, target: Target, result: StoreResult) -> tuple[Snapshot, Plan]:
+        """Survey the store and decide its gates; a refusal stops here (after its remedy)."""
+        snap, plan = self.survey(target, result)
+        if plan.refusal:
+            self.reporter.phase(Phase.PLAN, PhaseState.FAILED, plan.refusal.reason)
+            self._stop(plan, snap, result)
+        self.reporter.phase(Phase.PLAN, PhaseState.DONE, f"{len(plan.steps)} step(s)")
+        if self.options.dry_run:
+            result.status = Status.PLANNED
+            result.resume_after = plan.earliest_gone
+        return snap, plan
+
+    def _confirm(self, snap: Snapshot, plan: Plan) -> None:
+        """The operator's yes (prompt or --yes, or the saved plan), journalled."""
+        self._ask(snap, plan)
+        self._confirmed(snap, plan)
+
+    def _ask(self, snap: Snapshot, plan: Plan) -> None:
+        """The operator's yes. A cancel requested since the survey stops an unattended run;
+        a person who confirms at the prompt lifts it (journalled with the ConfirmPlan)."""
+        assert self._result is not None
+        request = self._cancel_request()
+        if request is not None and not self.options.interactive:
+            self.stop_if_cancel_requested(self._result)  # asked since the survey
+        if request is not None:
+            self.reporter.note(f"a cancel of this store was {describe_request(request)}; "
+                               "confirming lifts it and goes on", level="warning")
+        if not self.confirm(snap, plan):
+            raise RefusedError("not confirmed; nothing was changed", where=snap.store.id)
+        self._lifted[snap.store.id] = request
+
+    def _confirmed(self, snap: Snapshot, plan: Plan) -> None:
+        """Journal the confirmation (ConfirmPlan), and remember what it covered."""
+        store_id = snap.store.id
+        request = self._lifted.pop(store_id, None)
+        brake = self._brakes.get(store_id)
+        if request is not None and brake is not None:
+            brake.lift(request)  # a newer request stays, and stops this run
+        self.journal.decision("ConfirmPlan", store_id=store_id, store_name=snap.store.name,
+                              store_type=snap.store.type.value,
+                              cluster_id=snap.store.cloudhsm_cluster_id,
+                              key_ids=sorted(snap.key_ids()),
+                              matched_by=snap.matched_by,
+                              keys=[_key_record(k) for k in snap.keys],
+                              plan_id=self.options.plan_id,
+                              waivers=[f"{v.gate}: {v.detail}" for v in plan.verdicts
+                                       if v.verdict == "waived"],
+                              gates=_gate_options(self.options.plan),
+                              **({"lifted_cancel_request": request} if request else {}))
+        # What the person confirmed: these keys, and these cancelled keys again (listed
+        # at the prompt); a key cancelled after the prompt is refused at the next re-plan.
+        self._context = replace(self._context, planned=snap.key_ids(),
+                                reconfirmed=frozenset(plan.reconfirm)
+                                if self.options.interactive else None)
+
+    def _go(self, snap: Snapshot, plan: Plan, result: StoreResult) -> None:
+        """After the confirmation: converge, as far as AWS allows now."""
+        self._deadline = time.monotonic() + (self.options.max_wait if self.options.wait else 0)
+        self._converge(snap, plan, result)
 
     def survey(self, target: Target, result: StoreResult) -> tuple[Snapshot, Plan]:
         """Discover the store and plan it (reads only): what dry runs and `status` show."""
@@ -412,6 +571,9 @@ class Executor:
             read_only=self.options.dry_run,
             soaks=self.journal.soak_starts(target.store.id),
             cancel_requested=describe_request(request) if request is not None else None,
+            pending_before=self.journal.pending_when_confirmed(target.store.id),
+            remembered=self.journal.confirmed_keys(target.store.id) is not None,
+            unscheduled_marks=self.journal.unscheduled_marks(target.store.id),
         )
         self.reporter.note(f"{target.ref!r} matched the store {target.matched_by}: "
                            f"{target.store.id} ({target.store.name})")
@@ -425,11 +587,11 @@ class Executor:
                  unreadable_marks: dict[str, AwsError] | None = None) -> Snapshot:
         """A fresh reading of the store and every key in it (keys this run saw gone left out).
 
-        ksdelete's marks are read for the keys that are not pending deletion (a pending key
-        cannot have been cancelled), or for every key with `all_marks` (cancel needs each
-        key's state before deletion). With `unreadable_marks` (cancel: one key's failure
-        must not stop the others), a key whose tags cannot be read keeps no marks and its
-        error is put there; otherwise the error stops the snapshot."""
+        ksdelete's marks are read (see _with_marks). With `all_marks` (`cancel`), every key's
+        marks, and only they: not what the gates look at (grants, last use, the watch,
+        CloudTrail's cancels). With `unreadable_marks` (cancel: one key's failure must not
+        stop the others), a key whose tags cannot be read keeps no marks and its error is put
+        there; otherwise the error stops the snapshot."""
         self.reporter.phase(Phase.DISCOVER, PhaseState.RUNNING, store_id)
         store = self._read_store(store_id)
         snap = discover.snapshot(
@@ -438,11 +600,17 @@ class Executor:
             on_progress=lambda done, total, _: self.reporter.progress(Phase.DISCOVER, done, total),
         )
         keys = self._with_marks([k for k in snap.keys if k.id not in self._gone],
-                                all_marks=all_marks, errors=unreadable_marks)
+                                every=all_marks, errors=unreadable_marks)
+        trail = None
+        orphaned: tuple[tuple[str, ...] | None, str | None] = (None, None)
         if not all_marks:
             keys = self._with_watch(self._with_evidence(keys), fresh=True)
+            trail = self._cancel_trail(store, keys)
+            if store.type is StoreType.CLOUDHSM and not keys:
+                orphaned = self._orphaned(store)
         snap = replace(snap, identity=self.identity, keys=tuple(keys),
-                       observed_at=self.gw.server_now())
+                       observed_at=self.gw.server_now(), cancel_trail=trail,
+                       orphaned=orphaned[0], orphaned_error=orphaned[1])
         result.keys, result.undescribable = snap.keys, snap.undescribable
         result.scanned = snap.scanned
         self.reporter.phase(
@@ -451,10 +619,15 @@ class Executor:
         )
         return snap
 
-    def _with_marks(self, keys: list[Key], *, all_marks: bool,
+    def _with_marks(self, keys: list[Key], *, every: bool = False,
                     errors: dict[str, AwsError] | None = None) -> list[Key]:
-        """The store's keys with ksdelete's marks (tags) read from AWS."""
-        wanted = [k for k in keys if all_marks or not k.pending]
+        """The store's keys with ksdelete's marks (tags) read from AWS: those not pending
+        deletion (one no longer pending may have been cancelled), and pending ones too with
+        `every` or where this journal does not remember the store's confirmation (a mark on a
+        pending key shows, on any machine, that the deletion was confirmed, so a key without
+        one appeared since, and when)."""
+        every = every or not self._context.remembered
+        wanted = [k for k in keys if every or not k.pending]
         if not wanted:
             return keys
 
@@ -476,6 +649,57 @@ class Executor:
         return [replace(k, marks=Marks.from_tags(tags[k.id]),
                         tags=tuple(sorted(tags[k.id].items()))) if k.id in tags else k
                 for k in keys]
+
+    def _orphaned(self, store: KeyStore) -> tuple[tuple[str, ...], str | None]:
+        """A CloudHSM store with no key left: the keys whose DeleteKey event says their HSM
+        key material was not deleted (CloudTrail), and why it could not be read. Keys once
+        deleted stay deleted: a reading that worked is kept for the rest of the run."""
+        seen = self._orphans.get(store.id)
+        if seen is not None:
+            return seen
+        left = self.leftovers(store.id, store=store)
+        error = next((n for n in left.notes if n.startswith("CloudTrail could not be read")),
+                     None)
+        found = (tuple(k.id for k in left.orphaned), error)
+        if error is None:
+            self._orphans[store.id] = found
+        return found
+
+    def _cancel_trail(self, store: KeyStore, keys: list[Key]) -> CancelTrail | None:
+        """CloudTrail's CancelKeyDeletion events for the store's keys since its deletion was
+        first confirmed, read where this journal does not remember the confirmation (the
+        saved plan's time, or the earliest of ksdelete's marks on the keys), or to tell who
+        cancelled a key the journal knows was pending. None: not needed (nothing could be
+        scheduled again, or there was no confirmation before this run)."""
+        ctx = self._context
+        if all(k.pending for k in keys):
+            return None
+        if ctx.remembered:
+            probe = Snapshot(store, tuple(keys))
+            untold = [k for k in planner.cancelled_keys(probe, ctx)
+                      if not (k.marks and k.marks.cancelled)]
+            confirmed = self.journal.confirmed_since(store.id)
+            if not untold or confirmed is None:
+                return None
+            since = _parse_time(confirmed)
+        else:
+            times = [ctx.approved.created_at] if ctx.approved else []
+            times += [_parse_time((mark or "").split(" ", 1)[0]) for k in keys if k.marks
+                      for mark in (k.marks.scheduled, k.marks.disabled, k.marks.cancelled)
+                      if mark]
+            since = min((t for t in times if t is not None), default=None)
+        if since is None:
+            return None
+        if self.options.plan.on_use == "ignore":
+            return CancelTrail(since, error="not read (--on-use ignore)")
+        arns = {k.arn: k.id for k in keys if not k.pending}
+        try:
+            events = watch.read_cancels(
+                self.gw.lookup_events(("EventName", "CancelKeyDeletion"),
+                                      since - timedelta(seconds=1)), arns, since)
+        except AwsError as exc:
+            return CancelTrail(since, error=exc.aws_code or exc.code)
+        return CancelTrail(since, events)
 
     def _with_evidence(self, keys: list[Key]) -> list[Key]:
         """What the preflight gates look at, for the keys about to be scheduled: grants
@@ -611,8 +835,16 @@ class Executor:
     def _plan(self, snap: Snapshot, result: StoreResult) -> Plan:
         plan = planner.plan(snap, self.options.plan, self.gw.server_now(), self._context)
         result.plan, result.phase = plan, plan.phase
-        _record(plan, result)
+        self._journal_waivers(snap.store, _record(plan, result))
         return plan
+
+    def _journal_waivers(self, store: KeyStore, new: list[str]) -> None:
+        """A gate waived after the confirmation (its ConfirmPlan lists the waivers then) is
+        journalled when it is first waived: every waiver is on record."""
+        waived = [line.removeprefix("waived ") for line in new if line.startswith("waived ")]
+        if waived and self._context.planned is not None and not self.options.dry_run:
+            self.journal.decision("Waiver", store_id=store.id, store_name=store.name,
+                                  key_ids=[], waivers=waived)
 
     @contextlib.contextmanager
     def _locked(self, store_id: str) -> Iterator[None]:
@@ -630,11 +862,13 @@ class Executor:
         except UsageError as exc:  # this store only: other stores may already have changed
             raise KsdeleteError(exc.what, where=exc.where, hint=exc.hint) from exc
         self.journal.reload()  # the run that held the lock may have written to it
-        self._brake = self._request_file(store_id)
+        brake = self._request_file(store_id)
+        if brake is not None:
+            self._brakes[store_id] = brake
         try:
             yield
         finally:
-            self._brake = None
+            self._brakes.pop(store_id, None)
             lock.release()
 
     def _request_file(self, store_id: str) -> CancelRequest | None:
@@ -646,7 +880,9 @@ class Executor:
 
     def _cancel_request(self) -> dict[str, str] | None:
         """A `ksdelete cancel` of the store this run holds the lock of, if one was requested."""
-        return self._brake.read() if self._brake is not None else None
+        store = self._result.store if self._result is not None else None
+        brake = self._brakes.get(store.id) if store is not None else None
+        return brake.read() if brake is not None else None
 
     def stop_if_cancel_requested(self, result: StoreResult) -> None:
         """The brake: called right before every point of no return (each key scheduled or
@@ -981,9 +1217,24 @@ class Executor:
         # After a soak, the state to restore is the one before the soak disabled the key.
         prior = (key.marks.field("prior") if key.soaking and key.marks else None) or key.state
         value = f"{now} prior={prior} run={self.journal.run_id}"
+
+        def lagging(exc: BaseException) -> bool:
+            """A key seen not pending that AWS calls pending: right after a cancel (a
+            person confirming a cancelled key again) AWS may lag; unless the key now reads
+            pending (someone else scheduled it), try again within the consistency window."""
+            if not isinstance(exc, KeyInvalidState):
+                return False
+            try:
+                return self.gw.describe_key(key.arn).get("KeyState") != PENDING_DELETION
+            except AwsError:
+                return False
+
         self.mutate(result, "TagResource",
-                    lambda: self.gw.tag_resource(key.arn, {SCHEDULED_TAG: value}), key=key,
-                    already=_already_pending)
+                    lambda: retry_while_lagging(
+                        lambda: self.gw.tag_resource(key.arn, {SCHEDULED_TAG: value}),
+                        call="TagResource", lagging=lagging, policy=self.gw.policy,
+                        on_retry=self.reporter.retry),
+                    key=key, already=_already_pending)
         reconfirmed = self._context.reconfirmed or frozenset()
         if key.marks and key.marks.cancelled and key.id in reconfirmed:
             # A person confirmed again, knowing it was cancelled: that cancel is over.
@@ -1053,18 +1304,50 @@ class Executor:
                        on_retry=self.reporter.retry,
                        describe=lambda rest: f"{len(rest)} key(s) still pending")
         else:
-            # Keys just read by discovery or just scheduled cannot have vanished since; only
-            # ask AWS again if some DeletionDate has passed.
+            # Keys just read by discovery cannot have vanished since; only ask AWS again if
+            # some DeletionDate has passed. Keys this run just scheduled are read once more:
+            # someone may have cancelled them meanwhile, and the report says what AWS says.
             now = self.gw.server_now()
+            if any(a.operation == "ScheduleKeyDeletion" for a in result.actions):
+                remaining = self._read_again(remaining, result)
             if any(k.deletion_date and k.deletion_date <= now for k in remaining):
                 check()
-        if remaining:
+        if remaining:  # a key read back not pending is still there: never "deleted"
+            pending = sum(1 for k in remaining if k.pending)
             self.reporter.phase(Phase.WAIT, PhaseState.PENDING,
-                                f"{len(remaining)}/{total} key(s) still pending")
+                                f"{pending}/{total} key(s) still pending")
             raise _Pending(_latest(remaining),
-                           f"{len(remaining)} key(s) still pending deletion; run again after "
+                           f"{pending} key(s) still pending deletion; run again after "
                            "the latest DeletionDate (AWS may take up to 24 h longer)")
         return f"all {total} key(s) deleted"
+
+    def _read_again(self, keys: list[Key], result: StoreResult) -> list[Key]:
+        """Every key read once more (DescribeKey), as the run's last word on them: a key no
+        longer pending is reported as AWS shows it, with a warning (the next run refuses it
+        as cancelled)."""
+        def read(key: Key) -> Key | None:
+            try:
+                metadata = self.gw.describe_key(key.arn)
+            except KeyNotFound:
+                return None
+            return replace(key_from_metadata(metadata, key.aliases), marks=key.marks)
+
+        with ThreadPoolExecutor(max_workers=min(8, max(1, len(keys))),
+                                thread_name_prefix="reread") as pool:
+            fresh = list(pool.map(read, keys))
+        self._gone.update(k.id for k, f in zip(keys, fresh, strict=True) if f is None)
+        now = [f for f in fresh if f is not None]
+        result.keys = tuple(now)
+        moved = [k for k in now if not k.pending]
+        if moved:
+            listed = ", ".join(f"{k.id} ({k.state})" for k in moved[:20])
+            more = f" and {len(moved) - 20} more" if len(moved) > 20 else ""
+            note = (f"{len(moved)} key(s) this run scheduled are no longer pending deletion: "
+                    f"{listed}{more}; someone may have cancelled them. The next unattended run "
+                    "refuses them; `ksdelete status` shows where the store stands")
+            result.warnings.append(note)
+            self.reporter.note(note, level="warning")
+        return now
 
     def _watch_store(self, store_id: str, keys: list[Key], result: StoreResult) -> None:
         """While keys wait out their window, the store must stay as the gates require (a
@@ -1079,8 +1362,10 @@ class Executor:
         keys = self._with_watch(keys, fresh=due)
         snap = Snapshot(store, tuple(keys), identity=self.identity)
         plan = planner.plan(snap, self.options.plan, self.gw.server_now(), self._context)
-        for line in _record(plan, result):
+        new = _record(plan, result)
+        for line in new:
             self.reporter.note(line, level="warning")
+        self._journal_waivers(store, new)
         if plan.refusal:
             self._stop(plan, snap, result)
         for step in plan.steps:
@@ -1226,6 +1511,15 @@ def _already_scheduled(exc: AwsError) -> str | None:
 
 def result_outcome(result: StoreResult, key_id: str) -> str | None:
     return next((a.outcome for a in reversed(result.actions) if a.key_id == key_id), None)
+
+
+def _parse_time(text: str) -> datetime | None:
+    """A time ksdelete wrote (a mark's first word, a journal entry's time); None if not one."""
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 def _latest(keys: list[Key]) -> datetime | None:

@@ -267,6 +267,62 @@ class Journal:
                 confirmed = None
         return frozenset(confirmed) if confirmed is not None else None
 
+    def confirmed_since(self, store_id: str) -> str | None:
+        """When the store's deletion was first confirmed since its last cancel (the earliest
+        ConfirmPlan after the last CancelPlan), if this journal holds a confirmation."""
+        since: str | None = None
+        for entry in self.entries():
+            if entry.get("store_id") != store_id or entry.get("phase") != "decision":
+                continue
+            if entry.get("operation") == "ConfirmPlan":
+                since = since or str(entry.get("time"))
+            elif entry.get("operation") == "CancelPlan":
+                since = None
+        return since
+
+    def pending_when_confirmed(self, store_id: str) -> dict[str, str]:
+        """Keys whose latest confirmation (ConfirmPlan's per-key state) saw them pending
+        deletion, with that confirmation's time: one that is no longer pending was cancelled,
+        whoever had scheduled it. A later confirmation that saw a key otherwise (a person
+        confirmed it again) is the one that counts."""
+        latest: dict[str, tuple[str, str]] = {}
+        for entry in self.entries():
+            if entry.get("store_id") != store_id or entry.get("phase") != "decision" \
+                    or entry.get("operation") != "ConfirmPlan":
+                continue
+            for record in entry.get("keys") or ():
+                if isinstance(record, dict) and record.get("id"):
+                    latest[str(record["id"])] = (str(record.get("state")),
+                                                 str(entry.get("time")))
+        return {key: when for key, (state, when) in latest.items()
+                if state == "PendingDeletion"}
+
+    def unscheduled_marks(self, store_id: str) -> frozenset[tuple[str, str]]:
+        """(key ID, run ID) where the run tagged the key (its mark, just before scheduling it;
+        the intent line is enough, the mark itself shows it was written) but its
+        ScheduleKeyDeletion was never sent (no intent line: e.g. the disk was full) or
+        AWS answered it with an error. An intent line with no result, or with a failure AWS did
+        not answer (a timeout), is not among them: the call may have reached AWS."""
+        tagged: set[tuple[str, str]] = set()
+        intents: dict[tuple[str, str], int] = {}
+        refused: dict[tuple[str, str], int] = {}
+        done: set[tuple[str, str]] = set()
+        for e in self.entries():
+            if e.get("store_id") != store_id or not e.get("key_id"):
+                continue
+            pair = (str(e["key_id"]), str(e.get("run_id")))
+            if e.get("operation") == "TagResource" and e.get("phase") == "intent":
+                tagged.add(pair)  # the mark on the key says whether it was written
+            elif e.get("operation") == "ScheduleKeyDeletion" and e.get("phase") == "intent":
+                intents[pair] = intents.get(pair, 0) + 1
+            elif e.get("operation") == "ScheduleKeyDeletion" and e.get("phase") == "result":
+                if e.get("outcome") == "ok":
+                    done.add(pair)
+                elif e.get("request_id"):  # AWS answered with an error: not scheduled
+                    refused[pair] = refused.get(pair, 0) + 1
+        return frozenset(pair for pair in tagged if pair not in done
+                         and intents.get(pair, 0) <= refused.get(pair, 0))
+
     def deleted_at(self, store_id: str) -> str | None:
         """When this journal saw DeleteCustomKeyStore succeed for this store ID, if ever
         (by ID only: a name can be taken by a new store)."""

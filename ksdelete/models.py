@@ -214,6 +214,31 @@ class Marks:
 
 
 @dataclass(frozen=True)
+class CancelEvent:
+    """A CancelKeyDeletion of one key that CloudTrail recorded: who, when."""
+
+    key_id: str
+    caller: str
+    time: datetime | None
+    event_id: str = ""
+
+
+@dataclass(frozen=True)
+class CancelTrail:
+    """CloudTrail's CancelKeyDeletion events for a store's keys since its deletion was first
+    confirmed (a saved plan, ksdelete's marks on its keys, or this journal): the memory of a
+    cancel that outlives every machine's state."""
+
+    since: datetime  # the confirmation: events before it were seen by whoever confirmed
+    events: tuple[CancelEvent, ...] = ()
+    error: str | None = None  # the lookup failed (e.g. AccessDenied): nothing is known
+
+    def of(self, key_id: str) -> CancelEvent | None:
+        """The key's latest cancel since the confirmation, if CloudTrail shows one."""
+        return next((e for e in self.events if e.key_id == key_id), None)
+
+
+@dataclass(frozen=True)
 class UndescribableKey:
     """A key whose store membership could not be proven (DescribeKey failed)."""
 
@@ -241,6 +266,13 @@ class Snapshot:
     elsewhere: int = 0  # in another store or in none (described, or known from the cache)
     gone: tuple[str, ...] = ()  # listed, then NotFoundException on DescribeKey: deleted since
     observed_at: datetime | None = None  # AWS's clock when the snapshot was taken
+    # CloudTrail's cancels of the store's keys since the confirmation; None: not read (this
+    # journal remembers the confirmation, or there was none before this run).
+    cancel_trail: CancelTrail | None = None
+    # CloudHSM, once the store holds no key: the keys whose DeleteKey event says their HSM
+    # key material was not deleted (FAILURE: the store was not CONNECTED then); None: not read.
+    orphaned: tuple[str, ...] | None = None
+    orphaned_error: str | None = None  # CloudTrail could not be read for it
 
     def key_ids(self) -> frozenset[str]:
         return frozenset(k.id for k in self.keys)
@@ -301,6 +333,7 @@ class RefusalReason(StrEnum):
     OUTSIDE_SAVED_PLAN = "outside-saved-plan"  # `apply`: the store is not as the plan saw it
     OTHER_ENDPOINT = "other-endpoint"  # `apply`: not the KMS endpoint the plan was made against
     CANCEL_REQUESTED = "cancel-requested"  # `ksdelete cancel` asked runs of the store to stop
+    ALL_OR_NOTHING = "all-or-nothing"  # another store of the run's plan was refused or failed
 
 
 @dataclass(frozen=True)
@@ -322,6 +355,7 @@ class ApprovedStore:
     # Keys already pending deletion when the plan was made: the plan does not schedule them,
     # so one that is no longer pending was cancelled since, and stays cancelled.
     pending_key_ids: frozenset[str] = frozenset()
+    created_at: datetime | None = None  # when the plan was made (the review's moment)
 
 
 @dataclass(frozen=True)
@@ -345,6 +379,16 @@ class Context:
     scheduled_before: frozenset[str] = frozenset()
     # `apply`: the store as the saved plan shows it; only its keys may be scheduled.
     approved: ApprovedStore | None = None
+    # Keys this journal's confirmations saw pending deletion (key ID -> when confirmed): one
+    # that is no longer pending was cancelled, whoever had scheduled it.
+    pending_before: dict[str, str] = field(default_factory=dict)
+    # This journal holds a confirmation of the store (ConfirmPlan): the local memory. Without
+    # it, CloudTrail (the snapshot's cancel_trail) stands in for it.
+    remembered: bool = False
+    # (key ID, run ID): this journal shows the run marked the key for scheduling but never
+    # sent its ScheduleKeyDeletion (no intent line, or AWS refused it): that mark on a key that
+    # is not pending is no cancel.
+    unscheduled_marks: frozenset[tuple[str, str]] = frozenset()
     # This run only reads (a dry run, `status`): a refusal's remedy is not applied, and the
     # refusal says so instead of claiming it was.
     read_only: bool = False

@@ -267,6 +267,9 @@ def _checked(path: Path, content: dict[str, Any], digest: str) -> SavedPlan:
         unused_for_days=unused, allow_service_grants=grants,
         protect_tags=tuple((t[0], t[1]) for t in tags), expect_keys=expect,
         on_use=_on_use(opts.get("on_use", "cancel")), disable_first_days=soak)
+    created = datetime.fromisoformat(_field(content, "created_at", str))
+    if created.tzinfo is None:
+        raise ValueError(f"created_at {created} has no time zone")
     stores: list[ApprovedStore] = []
     for s in _field(content, "stores", list):
         store_id = _field(s, "id", str)
@@ -282,7 +285,7 @@ def _checked(path: Path, content: dict[str, Any], digest: str) -> SavedPlan:
                             if _field(k, "state", str) == PENDING_DELETION)
         stores.append(ApprovedStore(store_id, _field(s, "name", str),
                                     StoreType(_field(s, "type", str)), frozenset(ids),
-                                    pending))
+                                    pending, created))
     if not stores:
         raise ValueError("the plan has no store")
     return SavedPlan(path, content, digest, account, region, endpoint, options, tuple(stores))

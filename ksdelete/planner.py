@@ -197,6 +197,23 @@ def no_keys_appeared(snap: Snapshot, options: PlanOptions, ctx: Context) -> Refu
     )
 
 
+def all_or_nothing(store_id: str, others: list[tuple[str, str]], *, started: bool
+                   ) -> Refusal | None:
+    """A run's plan over several stores (STORE arguments, or a saved plan's stores) is all or
+    nothing: a store is refused when another of the plan (`others`: store and its status) was
+    refused or failed before this one's first point of no return. None: go ahead."""
+    if not others:
+        return None
+    names = ", ".join(f"{other} ({status})" for other, status in others)
+    why = "stopped" if started else "cannot go ahead"
+    return Refusal(
+        RefusalReason.ALL_OR_NOTHING,
+        f"not started: {names} {why}, and this run's plan is all or nothing, so nothing was "
+        f"changed in {store_id}. Deal with {names.split(' (', 1)[0]} (or leave it out), then run "
+        "again",
+    )
+
+
 def within_saved_plan(snap: Snapshot, options: PlanOptions, ctx: Context) -> Refusal | Verdict:
     """`apply`: the store is the one the operator reviewed (same type), and every key that
     is not already pending deletion is one the saved plan names."""
@@ -224,10 +241,25 @@ def within_saved_plan(snap: Snapshot, options: PlanOptions, ctx: Context) -> Ref
 
 def covered_by_confirmation(snap: Snapshot, options: PlanOptions, ctx: Context
                             ) -> Refusal | Verdict:
-    """Across runs: keys created after an operator confirmed the deletion need a new yes."""
-    if ctx.confirmed_before is None:
-        return Verdict("covered_by_confirmation", "n/a", "no earlier confirmation")
-    new = [k.id for k in snap.keys if not k.pending and k.id not in ctx.confirmed_before]
+    """Across runs: keys created after an operator confirmed the deletion need a new yes.
+
+    The confirmation is this journal's (or the saved plan's); on a machine without it,
+    ksdelete's marks on the store's other keys are: a key without a mark in a store whose
+    keys carry them appeared after the deletion was confirmed, on whatever machine."""
+    confirmed = ctx.confirmed_before
+    cancelled = {k.id for k in cancelled_keys(snap, ctx)}
+    if confirmed is None:
+        marked = [k for k in snap.keys if _marked(k)]
+        if not marked:
+            return Verdict("covered_by_confirmation", "n/a", "no earlier confirmation")
+        new = [k.id for k in snap.keys if not k.pending and not _marked(k)
+               and k.id not in cancelled]
+        since = "after ksdelete's marks on its other keys show its deletion was confirmed " \
+            f"({len(marked)} key(s) marked, on whatever machine)"
+    else:
+        new = [k.id for k in snap.keys if not k.pending and k.id not in confirmed
+               and k.id not in cancelled]
+        since = "after its deletion was confirmed in an earlier run"
     if not new:
         return Verdict("covered_by_confirmation", "pass")
     if options.include_new_keys:
@@ -235,37 +267,64 @@ def covered_by_confirmation(snap: Snapshot, options: PlanOptions, ctx: Context
                        f"--include-new-keys: {_ids(new)}")
     return Refusal(
         RefusalReason.UNPLANNED_KEYS,
-        f"{len(new)} key(s) appeared in {snap.store.id} after its deletion was confirmed in "
-        f"an earlier run: {_ids(new)}. They may be in use; nothing was changed. Review them; "
-        f"{_include_new(ctx)} (or `ksdelete cancel` to stop)",
+        f"{len(new)} key(s) appeared in {snap.store.id} {since}: {_ids(new)}. They may be in "
+        f"use; nothing was changed. Review them; {_include_new(ctx)} (or `ksdelete cancel` "
+        "to stop)",
         tuple(new),
     )
 
 
+def _marked(key: Key) -> bool:
+    """ksdelete's mark is on the key: a run scheduled it (or began its soak)."""
+    marks = key.marks
+    return marks is not None and (marks.scheduled is not None or marks.disabled is not None
+                                  or marks.cancelled is not None)
+
+
 def not_cancelled(snap: Snapshot, options: PlanOptions, ctx: Context) -> Refusal | Verdict:
-    """A cancel stays cancelled: a key ksdelete scheduled (its mark is on the key, in AWS, or
-    this journal says so) that is no longer pending was cancelled by someone. No unattended run
-    schedules it again; only a person's fresh confirmation, which lists it, does, and only for
-    the keys it listed."""
+    """A cancel stays cancelled: a key that any record shows pending deletion (ksdelete's mark
+    on it, this journal's scheduling or confirmation, the saved plan, or CloudTrail's
+    CancelKeyDeletion since the confirmation) that is no longer pending was cancelled by
+    someone. No unattended run schedules it again; only a person's fresh confirmation, which
+    lists it, does, and only for the keys it listed."""
     cancelled = cancelled_keys(snap, ctx)
-    if not cancelled:
-        return Verdict("not_cancelled", "pass")
+    blind = _trail_blind(snap, ctx, cancelled)
+    if blind and not cancelled and options.on_use == "ignore":
+        return Verdict("not_cancelled", "waived",
+                       "--on-use ignore: CloudTrail's CancelKeyDeletion events not read for "
+                       f"{_ids([k.id for k in blind])}")
+    if not cancelled and not blind:
+        return Verdict("not_cancelled", "pass", _trail_text(snap))
     if ctx.reconfirmed is not None:
         cancelled = [k for k in cancelled if k.id not in ctx.reconfirmed]
         if not cancelled:
             return Verdict("not_cancelled", "waived",
                            f"the operator confirmed again: {_ids(sorted(ctx.reconfirmed))}")
     elif ctx.interactive:
+        listed = [k.id for k in cancelled] + [k.id for k in blind]
         return Verdict("not_cancelled", "waived",
-                       "to be confirmed again at the prompt: "
-                       f"{_ids([k.id for k in cancelled])}")
+                       f"to be confirmed again at the prompt: {_ids(listed)}")
+    if not cancelled:
+        trail = snap.cancel_trail
+        assert trail is not None
+        return Refusal(
+            RefusalReason.CANCELLED_KEYS,
+            f"whether someone cancelled the deletion of {len(blind)} key(s) of "
+            f"{snap.store.id} since it was confirmed ({fmt_time(trail.since)}) is unknown: "
+            f"this machine has no record of the confirmation and CloudTrail could not be read "
+            f"({trail.error}): {_ids([k.id for k in blind])}. An unattended run never "
+            "schedules a key that may have been cancelled; nothing was changed. Grant "
+            "cloudtrail:LookupEvents, or run `ksdelete "
+            f"{snap.store.id}` at a terminal, without --yes, and confirm",
+            tuple(k.id for k in blind),
+        )
     ids = [k.id for k in cancelled]
-    who = "; ".join(f"{k.id}: {_cancel_story(k)}" for k in cancelled[:5])
+    who = "; ".join(f"{k.id}: {_cancel_story(k, snap, ctx)}" for k in cancelled[:5])
     return Refusal(
         RefusalReason.CANCELLED_KEYS,
-        f"{len(ids)} key(s) of {snap.store.id} that ksdelete scheduled for deletion"
-        f"{' (or the saved plan saw pending deletion)' if ctx.approved else ''} are no "
-        f"longer pending: someone cancelled their deletion, or an earlier run failed between "
+        f"{len(ids)} key(s) of {snap.store.id} that were pending deletion (scheduled by "
+        "ksdelete, or by hand and seen by a confirmation, the saved plan or CloudTrail) are no "
+        "longer pending: someone cancelled their deletion, or an earlier run failed between "
         f"marking and scheduling them ({who}). An unattended run never schedules such a key "
         f"again; nothing was changed. To delete them after all, run `ksdelete {snap.store.id}` "
         "at a terminal, without --yes, and confirm (the prompt lists them)",
@@ -274,20 +333,59 @@ def not_cancelled(snap: Snapshot, options: PlanOptions, ctx: Context) -> Refusal
 
 
 def cancelled_keys(snap: Snapshot, ctx: Context) -> list[Key]:
-    """Keys ksdelete scheduled (a mark on the key, or this journal), or that the saved plan
-    being applied saw pending deletion, that are not pending now."""
+    """Keys not pending now that any record shows pending deletion: ksdelete's mark on the
+    key (unless this journal shows the run that wrote it never sent the ScheduleKeyDeletion),
+    this journal's scheduling, cancelling or confirmation, the saved plan being applied, or
+    CloudTrail's CancelKeyDeletion since the deletion was confirmed."""
     pending_before = ctx.approved.pending_key_ids if ctx.approved else frozenset()
-    return [k for k in snap.keys
-            if k.cancelled or (not k.pending and (k.id in ctx.scheduled_before
-                                                  or k.id in pending_before))]
+    trail = snap.cancel_trail
+    return [k for k in snap.keys if not k.pending and (
+        _mark_says_pending(k, ctx) or k.id in ctx.scheduled_before
+        or k.id in ctx.pending_before or k.id in pending_before
+        or (trail is not None and trail.of(k.id) is not None))]
 
 
-def _cancel_story(key: Key) -> str:
+def _mark_says_pending(key: Key, ctx: Context) -> bool:
+    marks = key.marks
+    if marks is None or not marks.any:
+        return False
+    # Marked, but this journal shows its scheduling was never sent: that mark is no cancel.
+    return marks.cancelled is not None or \
+        (key.id, marks.field("run") or "") not in ctx.unscheduled_marks
+
+
+def _trail_blind(snap: Snapshot, ctx: Context, cancelled: list[Key]) -> list[Key]:
+    """Keys an unattended run would schedule again where only CloudTrail could tell whether
+    their deletion was cancelled since the confirmation, and CloudTrail could not be read."""
+    trail = snap.cancel_trail
+    if trail is None or trail.error is None or ctx.remembered:
+        return []
+    known = {k.id for k in cancelled}
+    return [k for k in snap.keys if not k.pending and k.id not in known and not k.soaking]
+
+
+def _trail_text(snap: Snapshot) -> str:
+    trail = snap.cancel_trail
+    if trail is None:
+        return ""
+    return f"CloudTrail: no CancelKeyDeletion of the store's keys since {fmt_time(trail.since)}"
+
+
+def _cancel_story(key: Key, snap: Snapshot, ctx: Context) -> str:
     marks = key.marks
     scheduled = (marks.scheduled or "").split(" ", 1)[0] if marks and marks.scheduled else ""
     scheduled = f"scheduled {scheduled}, " if scheduled else ""
     if marks and marks.cancelled:
         return f"{scheduled}cancelled {marks.cancelled.replace(' by=', ' by ')}"
+    event = snap.cancel_trail.of(key.id) if snap.cancel_trail else None
+    if event is not None:
+        return f"{scheduled}cancelled outside ksdelete: CancelKeyDeletion by {event.caller} " \
+            f"at {fmt_time(event.time)} (CloudTrail), now {key.state}"
+    if key.id in ctx.pending_before:
+        return f"pending deletion when its deletion was confirmed at " \
+            f"{ctx.pending_before[key.id]}, now {key.state}"
+    if ctx.approved and key.id in ctx.approved.pending_key_ids:
+        return f"pending deletion in the saved plan, now {key.state}"
     return f"{scheduled}cancelled outside ksdelete (now {key.state})"
 
 
@@ -317,6 +415,35 @@ def cloudhsm_connected(snap: Snapshot, options: PlanOptions, ctx: Context
         "connect-custom-key-store) or stop the deletion (`ksdelete cancel`); "
         f"{_option(ctx, '--allow-orphaned-key-material')} accepts orphaned material",
         tuple(k.id for k in snap.keys),
+    )
+
+
+def material_deleted(snap: Snapshot, options: PlanOptions, ctx: Context) -> Refusal | Verdict:
+    """A CloudHSM store whose keys are gone: KMS deleted their HSM key material too (their
+    DeleteKey events say SUCCESS). Material orphaned because the store was not CONNECTED when
+    KMS deleted a key, whenever and by whomever it was disconnected, is never a silent
+    success: finishing needs --allow-orphaned-key-material."""
+    if snap.store.type is not StoreType.CLOUDHSM or snap.orphaned is None:
+        return Verdict("material_deleted", "n/a")
+    if not snap.orphaned:
+        detail = f"CloudTrail could not be read ({snap.orphaned_error}): the material's fate " \
+            "is unknown" if snap.orphaned_error else "no DeleteKey of the store's keys says " \
+            "its HSM key material was left"
+        return Verdict("material_deleted", "pass", detail)
+    orphaned = list(snap.orphaned)
+    if options.allow_orphaned_key_material:
+        return Verdict("material_deleted", "waived",
+                       f"--allow-orphaned-key-material: the HSM key material of {_ids(orphaned)} "
+                       "stays orphaned")
+    cluster = snap.store.cloudhsm_cluster_id or "its CloudHSM cluster"
+    return Refusal(
+        RefusalReason.ORPHANED_KEY_MATERIAL,
+        f"KMS deleted {len(orphaned)} key(s) of {snap.store.id} while the store was not "
+        f"CONNECTED (their DeleteKey events say FAILURE): {_ids(orphaned)}; their HSM key "
+        f"material stays, orphaned, in {cluster}. Nothing was changed. Delete that material "
+        "in the cluster (`ksdelete report` lists the key handles), then run again with "
+        "--allow-orphaned-key-material to finish",
+        tuple(orphaned),
     )
 
 
@@ -421,14 +548,16 @@ def _tags_text(tags: tuple[tuple[str, str | None], ...]) -> str:
 def no_service_grants(snap: Snapshot, options: PlanOptions, ctx: Context
                       ) -> Refusal | Verdict:
     """A grant to an AWS service principal is a live integration (a service uses the key on
-    someone's behalf); other grants are listed in the plan."""
+    someone's behalf); other grants are listed in the plan. --allow-service-grants waives the
+    grants it names, never grants that could not be read (nobody saw those)."""
     unread = [k.id for k in _to_schedule(snap) if k.grants is None]
-    if unread and not options.allow_service_grants:
+    if unread:
         return Refusal(
             RefusalReason.SERVICE_GRANTS,
             f"the grants on {len(unread)} key(s) of {snap.store.id} could not be read: "
             f"{_ids(unread)}; whether an AWS service uses them is unknown, so nothing was "
-            f"changed. Grant kms:ListGrants, or pass {_option(ctx, '--allow-service-grants')}",
+            "changed (--allow-service-grants only waives grants it can name). Grant "
+            "kms:ListGrants on them (key policy or IAM) and run again",
             tuple(unread),
         )
     live = [(k, g) for k in _to_schedule(snap) for g in (k.grants or ()) if g.service]
@@ -656,7 +785,7 @@ GATES: tuple[Gate, ...] = (account_allowed, name_pinned, no_use_while_pending,
                            expected_key_count,
                            no_keys_appeared, covered_by_confirmation, not_cancelled,
                            soak_possible, not_protected, no_service_grants, not_recently_used,
-                           room_for_marks, cloudhsm_connected)
+                           room_for_marks, cloudhsm_connected, material_deleted)
 
 
 def evaluate(snap: Snapshot, options: PlanOptions, ctx: Context
@@ -757,7 +886,8 @@ def plan(snapshot: Snapshot, options: PlanOptions, now: datetime,
     status, phase = phase_of(snapshot, None)
     if soak_until is not None and soak_until > now:
         phase = f"soaking {len(to_schedule)} key(s) disabled until {fmt_time(soak_until)}"
-    reconfirm = tuple(k.id for k in cancelled_keys(snapshot, ctx)
+    cancelled = cancelled_keys(snapshot, ctx)
+    reconfirm = tuple(k.id for k in [*cancelled, *_trail_blind(snapshot, ctx, cancelled)]
                       if ctx.reconfirmed is None or k.id not in ctx.reconfirmed)
     return Plan(
         store_id=store.id,

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from ksdelete.models import Attempt, Watch
+from ksdelete.models import Attempt, CancelEvent, Watch
 
 # Cryptographic operations (the ones GetKeyLastUsage tracks, and ReEncrypt's two halves):
 # a failed one on a key pending deletion or disabled is someone still using the key.
@@ -70,6 +70,31 @@ def read_trail(records: Iterable[dict[str, Any]], key_arn: str, *,
                 message=str(record.get("errorMessage") or ""),
                 event_id=str(record.get("eventID") or "")))
     return Watch(since=since, attempts=tuple(attempts))
+
+
+def read_cancels(records: Iterable[dict[str, Any]], keys: dict[str, str], since: datetime
+                 ) -> tuple[CancelEvent, ...]:
+    """From records newest first: the successful CancelKeyDeletion of each key (ARN -> key ID
+    in `keys`) at or after `since` (to the second: eventTime has no finer resolution), the
+    latest one per key."""
+    floor = since.replace(microsecond=0)
+    found: dict[str, CancelEvent] = {}
+    for record in records:
+        when = _time(record.get("eventTime"))
+        if when is not None and when < floor:
+            break
+        if record.get("eventName") != "CancelKeyDeletion" or record.get("errorCode"):
+            continue
+        arns = {r.get("ARN") for r in record.get("resources") or () if isinstance(r, dict)}
+        response = record.get("responseElements")
+        if isinstance(response, dict):
+            arns.add(response.get("keyId"))
+        for arn in arns:
+            key_id = keys.get(arn) if isinstance(arn, str) else None
+            if key_id is not None and key_id not in found:
+                found[key_id] = CancelEvent(key_id, _caller(record.get("userIdentity")), when,
+                                            str(record.get("eventID") or ""))
+    return tuple(found.values())
 
 
 def merge(earlier: Watch, later: Watch) -> Watch:

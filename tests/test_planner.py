@@ -375,6 +375,9 @@ def test_grants_to_aws_services_are_refused_unless_allowed() -> None:
     assert refused(Snapshot(store(), (replace(key(2), grants=(person,)),))) is None
     assert refused(Snapshot(store(), (replace(key(1), grants=None),))) \
         is RefusalReason.SERVICE_GRANTS
+    # The waiver covers the grants it names, never grants nobody could read (issue 17).
+    unread = Snapshot(store(), (replace(key(1), grants=None),))
+    assert verdict(unread, "no_service_grants", allow_service_grants=True) == "refused"
 
 
 def test_protected_tags_refuse_by_key_or_by_key_and_value() -> None:

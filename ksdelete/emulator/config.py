@@ -24,7 +24,8 @@ class EmulatorConfig:
     consistency_lag: float = 0.0
     fault_rate: float = 0.0
     # Comma-separated KMS operations the fault rate applies to ("" = every operation), e.g.
-    # "DescribeKey" for an outage of one API.
+    # "DescribeKey" for an outage of one API. "cloudtrail:LookupEvents" (only when named) answers
+    # LookupEvents with AccessDeniedException: a caller without that permission.
     fault_operations: str = ""
     # Comma-separated KMS operations answered UnknownOperationException, as an endpoint that
     # predates them would (an older KMS-compatible service), e.g. "GetKeyLastUsage".

@@ -140,6 +140,11 @@ class EmulatorApp:
     def _lookup_answer(self, region: str, body: bytes, cfg: EmulatorConfig) -> tuple[int, bytes]:
         if RUNTIME.throttled(region, "cloudtrail:LookupEvents"):
             return _error(400, "ThrottlingException", CLOUDTRAIL_THROTTLE_MESSAGE)
+        named = {o.strip() for o in cfg.fault_operations.split(",")}
+        if "cloudtrail:LookupEvents" in named and RUNTIME.faulted("cloudtrail:LookupEvents"):
+            # Only when named: a caller without cloudtrail:LookupEvents.
+            return _error(400, "AccessDeniedException", "User is not authorized to perform: "
+                          "cloudtrail:LookupEvents")
         try:
             params: Any = json.loads(body) if body.strip() else {}
         except ValueError:

@@ -221,7 +221,11 @@ def test_several_stores_exit_with_the_most_severe_code(emulator: Emulator) -> No
         {"name": "offline", "type": "AWS_CLOUDHSM", "connection_state": "DISCONNECTED",
          "keys": 1}]})
     run = ksdelete(emulator, "target", "offline", "--yes", "--output", "json")
-    assert [s["status"] for s in run.json()["stores"]] == ["pending", "refused"]
+    # A run's plan is all or nothing: the refusal of one refuses the other (issue 17).
+    assert [s["status"] for s in run.json()["stores"]] == ["refused", "refused"]
+    assert run.exit_code == 4
+    run = ksdelete(emulator, "target", "offline", "--dry-run", "--output", "json")
+    assert [s["status"] for s in run.json()["stores"]] == ["planned", "refused"]
     assert run.exit_code == 4
 
 
