@@ -253,9 +253,12 @@ def covered_by_confirmation(snap: Snapshot, options: PlanOptions, ctx: Context
         if not marked:
             return Verdict("covered_by_confirmation", "n/a", "no earlier confirmation")
         new = [k.id for k in snap.keys if not k.pending and not _marked(k)
-               and k.id not in cancelled]
+               and not (k.marks and k.marks.cancelled) and k.id not in cancelled]
         since = "after ksdelete's marks on its other keys show its deletion was confirmed " \
             f"({len(marked)} key(s) marked, on whatever machine)"
+        if new and ctx.interactive and not options.include_new_keys:
+            return Verdict("covered_by_confirmation", "waived",
+                           f"to be confirmed at the prompt (marked store): {_ids(new)}")
     else:
         new = [k.id for k in snap.keys if not k.pending and k.id not in confirmed
                and k.id not in cancelled]
@@ -275,10 +278,11 @@ def covered_by_confirmation(snap: Snapshot, options: PlanOptions, ctx: Context
 
 
 def _marked(key: Key) -> bool:
-    """ksdelete's mark is on the key: a run scheduled it (or began its soak)."""
+    """ksdelete's mark is on the key: a run scheduled it (or began its soak), and no cancel
+    withdrew that since (a cancelled mark is no confirmation in force)."""
     marks = key.marks
-    return marks is not None and (marks.scheduled is not None or marks.disabled is not None
-                                  or marks.cancelled is not None)
+    return marks is not None and marks.cancelled is None and (
+        marks.scheduled is not None or marks.disabled is not None)
 
 
 def not_cancelled(snap: Snapshot, options: PlanOptions, ctx: Context) -> Refusal | Verdict:
@@ -441,8 +445,8 @@ def material_deleted(snap: Snapshot, options: PlanOptions, ctx: Context) -> Refu
         f"KMS deleted {len(orphaned)} key(s) of {snap.store.id} while the store was not "
         f"CONNECTED (their DeleteKey events say FAILURE): {_ids(orphaned)}; their HSM key "
         f"material stays, orphaned, in {cluster}. Nothing was changed. Delete that material "
-        "in the cluster (`ksdelete report` lists the key handles), then run again with "
-        "--allow-orphaned-key-material to finish",
+        "in the cluster (`ksdelete report` lists the key handles), then finish with "
+        f"{_option(ctx, '--allow-orphaned-key-material')}",
         tuple(orphaned),
     )
 
@@ -556,8 +560,8 @@ def no_service_grants(snap: Snapshot, options: PlanOptions, ctx: Context
             RefusalReason.SERVICE_GRANTS,
             f"the grants on {len(unread)} key(s) of {snap.store.id} could not be read: "
             f"{_ids(unread)}; whether an AWS service uses them is unknown, so nothing was "
-            "changed (--allow-service-grants only waives grants it can name). Grant "
-            "kms:ListGrants on them (key policy or IAM) and run again",
+            "changed (a waiver covers only grants that can be named). Grant kms:ListGrants on "
+            "them (key policy or IAM) and run again",
             tuple(unread),
         )
     live = [(k, g) for k in _to_schedule(snap) for g in (k.grants or ()) if g.service]

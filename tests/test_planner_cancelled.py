@@ -99,7 +99,11 @@ def test_a_key_without_a_mark_in_a_marked_store_is_new_without_the_journal() -> 
     assert result.refusal.reason is RefusalReason.UNPLANNED_KEYS
     assert result.refusal.key_ids == ("k2",)
     assert refusal(snap, Context(), include_new_keys=True) is None
+    assert refusal(snap, Context(interactive=True)) is None  # a person sees it listed
     assert refusal(Snapshot(store(), (key(2),)), Context()) is None  # no mark: first time
+    # A store whose marks are all cancels (`ksdelete cancel`) holds no confirmation in force.
+    withdrawn = replace(key(1), marks=Marks(cancelled="2026-11-27T00:00:00Z by=someone"))
+    assert refusal(Snapshot(store(), (withdrawn, key(2))), Context(interactive=True)) is None
 
 
 def test_orphaned_material_refuses_until_the_waiver() -> None:
