@@ -991,9 +991,14 @@ def probe(region: str | None, profile: str | None, endpoint_url: str | None,
                              record=record)
         except (KsdeleteError, KeyboardInterrupt) as exc:
             left = runner.obs.key_id
-            if left and isinstance(exc, KsdeleteError):
-                exc.what += f"; the probe key {left} was left pending deletion (7 days)" \
-                    if runner.obs.scheduled_at else f"; the probe key {left} exists"
+            if left:
+                told = f"the probe key {left} was left pending deletion (7 days)" \
+                    if runner.obs.scheduled_at else \
+                    f"the probe key {left} exists and is NOT scheduled for deletion"
+                if isinstance(exc, KsdeleteError):
+                    exc.what += f"; {told}"
+                else:  # Ctrl-C, SIGTERM: the summary lists no store; say what is left
+                    inv.after.append(told)
             raise
         finally:
             app.journal.close()

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from ksdelete import signals, watch
 from ksdelete.errors import AwsError, ExitStatus, KsdeleteError
 from ksdelete.models import Usage
 from ksdelete.planner import MIN_WINDOW_DAYS
@@ -31,6 +32,10 @@ ANCHOR = "ScheduleKeyDeletion"
 MAX_PAGES = 40
 # How far before the probe key's creation the lookups start (clock skew between callers).
 MARGIN = timedelta(minutes=5)
+
+# The failure_code of a call on the pending key that did not fail (AWS is eventually
+# consistent: right after ScheduleKeyDeletion a call may still succeed).
+SUCCEEDED = "none: the call succeeded"
 
 CONFIRMED, REFUTED, UNKNOWN, UNCONFIRMED = ("confirmed", "refuted", "could not tell",
                                             "still unconfirmed")
@@ -93,19 +98,15 @@ def _time(record: dict[str, Any]) -> datetime | None:
         return None
 
 
-def _names_key(record: dict[str, Any], key_id: str, key_arn: str) -> bool:
-    """The record is about the probe key: its resources, its error message or its request."""
-    for resource in record.get("resources") or ():
-        if isinstance(resource, dict) and resource.get("ARN") == key_arn:
-            return True
-    if str(record.get("errorMessage") or "").startswith(key_arn):
-        return True
-    params = record.get("requestParameters") or {}
-    return isinstance(params, dict) and params.get("keyId") in (key_id, key_arn)
+def _names_key(record: dict[str, Any], key_arn: str) -> bool:
+    """The record is about the probe key, as the watch tells it (watch.is_for): a record the
+    watch could not attribute to a key must not confirm that the watch sees it."""
+    return watch.is_for(record, key_arn)
 
 
 def _failed_use(record: dict[str, Any]) -> bool:
-    return record.get("eventName") == USE and bool(record.get("errorCode"))
+    """A failed call the watch counts as a use attempt (watch.USE_ERRORS)."""
+    return record.get("eventName") == USE and record.get("errorCode") in watch.USE_ERRORS
 
 
 def _anchor(record: dict[str, Any]) -> bool:
@@ -135,28 +136,32 @@ class Probe:
         clock, or of this machine's, whichever passes first)."""
         obs = self.obs
         gw = self.gateway
-        with record("CreateKey", None):
-            key = gw.create_probe_key(
-                f"ksdelete probe {run_id}: a throwaway key to check CloudTrail; pending "
-                "deletion, safe to leave", {TAG: run_id})
-        obs.key_id, obs.key_arn = key.id, key.arn
-        obs.created_at = gw.server_now()
-        self.note(f"created the probe key {key.id}")
         try:
+            # Ctrl-C while CreateKey is in flight is held until the key's ID is known, so
+            # that the `finally` below schedules it (it used to be left Enabled, unnamed).
+            with signals.held(), record("CreateKey", None) as outcome:
+                key = gw.create_probe_key(
+                    f"ksdelete probe {run_id}: a throwaway key to check CloudTrail; pending "
+                    "deletion, safe to leave", {TAG: run_id})
+                obs.key_id, obs.key_arn = key.id, key.arn
+                outcome.detail = {"key_id": key.id, "key_arn": key.arn}
+            obs.created_at = gw.server_now()
+            self.note(f"created the probe key {key.id}")
             with record("Encrypt", key.id):
                 gw.encrypt(key.id, b"ksdelete probe")
             obs.used_at = gw.server_now()
         finally:
             # Whatever happened, the probe key does not outlive the probe.
-            with record("ScheduleKeyDeletion", key.id):
-                called = gw.schedule_key_deletion(key.id, MIN_WINDOW_DAYS)
-            obs.scheduled_at = gw.server_now()
-            deletion = called.response.get("DeletionDate")
-            obs.deletion_date = deletion if isinstance(deletion, datetime) else None
-            self.note(f"scheduled its deletion ({MIN_WINDOW_DAYS}-day window)")
+            if obs.key_id:
+                with signals.held(), record("ScheduleKeyDeletion", obs.key_id):
+                    called = gw.schedule_key_deletion(obs.key_id, MIN_WINDOW_DAYS)
+                    obs.scheduled_at = gw.server_now()
+                deletion = called.response.get("DeletionDate")
+                obs.deletion_date = deletion if isinstance(deletion, datetime) else None
+                self.note(f"scheduled its deletion ({MIN_WINDOW_DAYS}-day window)")
         try:
-            gw.encrypt(key.id, b"ksdelete probe")
-            obs.failure_code = "none: the call succeeded"
+            gw.encrypt(obs.key_id, b"ksdelete probe")
+            obs.failure_code = SUCCEEDED
         except AwsError as exc:
             obs.failed_at = gw.server_now()
             obs.failure_code, obs.failure_message = exc.aws_code, exc.what
@@ -214,7 +219,7 @@ class Probe:
                 if pages > MAX_PAGES:
                     obs.busy = True
                     break
-                if not _names_key(record, obs.key_id, obs.key_arn):
+                if not _names_key(record, obs.key_arn):
                     continue
                 for name, match in looking:
                     if s[name].seen_at is None and match(record):
@@ -242,6 +247,13 @@ def findings(obs: Observations) -> list[Finding]:
             "watch_sees_use_attempts", CONFIRMED,
             f"{use.lookup} found the failed call after {_fmt(use.delay)}",
             f"the watch can see use attempts here; events arrived after {_fmt(use.delay)}"))
+    elif obs.failure_code is None or obs.failure_code == SUCCEEDED:
+        # No failed call was made: there was nothing to find, so nothing is refuted.
+        out.append(Finding(
+            "watch_sees_use_attempts", UNKNOWN,
+            f"the {USE} call on the pending key did not fail ({obs.failure_code or 'not made'})",
+            "there was no failed call to look for (AWS may still have served the key right "
+            "after ScheduleKeyDeletion): run the probe again"))
     elif delivered and not obs.busy and obs.lookup_error is None:
         out.append(Finding(
             "watch_sees_use_attempts", REFUTED,

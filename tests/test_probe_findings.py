@@ -66,3 +66,59 @@ def test_a_blind_watch_is_refuted_once_other_events_arrive() -> None:
     found = findings(_obs(use=None, use_rn=None, anchor=30.0))
     assert {f.name: f.verdict for f in found}["watch_sees_use_attempts"] == REFUTED
     assert exit_status(found) is ExitStatus.REFUSED
+
+
+def test_a_call_on_the_pending_key_that_succeeded_refutes_nothing() -> None:
+    """Right after ScheduleKeyDeletion a call can still succeed (AWS is eventually
+    consistent): then there was no failed call to find, and "the watch cannot see use
+    attempts" (exit 4) was a verdict on no evidence."""
+    obs = _obs(use=None, use_rn=None, anchor=30.0)
+    obs.failure_code, obs.failure_message, obs.failed_at = "none: the call succeeded", None, None
+    found = findings(obs)
+    assert {f.name: f.verdict for f in found}["watch_sees_use_attempts"] == UNKNOWN
+    assert exit_status(found) is ExitStatus.PENDING
+
+
+def test_the_probe_counts_only_records_the_watch_itself_would_count() -> None:
+    """The probe matched a failed call by its error message or request parameters too; the
+    watch (watch.is_for, watch.USE_ERRORS) matches by resources[].ARN and the use errors
+    only. A record the watch cannot attribute to the key confirmed the watch."""
+    from collections.abc import Iterator
+    from typing import Any
+
+    from ksdelete.models import Usage
+    from ksdelete.probe import Probe
+
+    key_id = ARN.rsplit("/", 1)[-1]
+    records: list[dict[str, Any]] = [
+        # The failed Encrypt, but without resources: the watch cannot tell which key it was.
+        {"eventName": "Encrypt", "eventTime": "2026-12-03T10:00:05Z",
+         "errorCode": "KMSInvalidStateException", "errorMessage": f"{ARN} is pending deletion.",
+         "requestParameters": {"keyId": key_id}},
+        # A failure the watch does not count as a use attempt (throttled).
+        {"eventName": "Encrypt", "eventTime": "2026-12-03T10:00:06Z",
+         "errorCode": "ThrottlingException", "resources": [{"ARN": ARN}]},
+        {"eventName": "ScheduleKeyDeletion", "eventTime": "2026-12-03T10:00:04Z",
+         "resources": [{"ARN": ARN}]},
+    ]
+
+    class Trail:
+        def server_now(self) -> datetime:
+            return T0 + timedelta(minutes=1)
+
+        def lookup_events(self, attribute: tuple[str, str], start: datetime,
+                          end: datetime | None = None) -> Iterator[dict[str, Any]]:
+            return iter(records)
+
+        def get_key_last_usage(self, key: str) -> Usage:
+            return Usage(last_used=None)
+
+    probe = Probe(Trail(), note=lambda text: None, sleep=lambda s: None)
+    probe.obs.key_id, probe.obs.key_arn, probe.obs.created_at = key_id, ARN, T0
+    probe.obs.failure_code = "KMSInvalidStateException"
+    probe.obs.failure_message = f"{ARN} is pending deletion."
+    probe._read_back(max_wait=0, poll=0)
+    assert probe.obs.sightings["anchor_by_event_name"].seen_at is not None
+    assert probe.obs.sightings["use_by_event_name"].seen_at is None
+    assert {f.name: f.verdict for f in findings(probe.obs)}["watch_sees_use_attempts"] \
+        != CONFIRMED

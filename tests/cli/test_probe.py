@@ -69,3 +69,61 @@ def test_iam_policy_for_the_probe_is_exactly_what_it_calls() -> None:
     assert actions == {"kms:CreateKey", "kms:TagResource", "kms:Encrypt",
                        "kms:ScheduleKeyDeletion", "kms:GetKeyLastUsage",
                        "cloudtrail:LookupEvents"}
+
+
+def _probe_process(emulator: Emulator, tmp_path: Any, *args: str) -> Any:
+    import subprocess
+
+    from .helpers import KSDELETE, env_for
+
+    env = env_for(emulator)
+    env.update(XDG_STATE_HOME=str(tmp_path / "state"), AWS_ACCESS_KEY_ID="testing",
+               AWS_SECRET_ACCESS_KEY="testing")
+    return subprocess.Popen([KSDELETE, "probe", "--yes", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _journal_says(tmp_path: Any, text: str) -> bool:
+    path = tmp_path / "state" / "ksdelete" / "journal.jsonl"
+    return path.exists() and text in path.read_text()
+
+
+def test_ctrl_c_while_the_probe_key_is_being_created_still_schedules_it_and_says_so(
+        emulator: Emulator, tmp_path: Any) -> None:
+    """Ctrl-C while CreateKey was in flight left the new key Enabled, not scheduled, and the
+    operator was told nothing of it (the probe's key ID was never learnt)."""
+    import signal
+    import time
+
+    emulator.configure(latency_ms=3000)  # CreateKey is in flight for 3 s
+    proc = _probe_process(emulator, tmp_path, *FAST)
+    deadline = time.monotonic() + 60
+    while not _journal_says(tmp_path, '"CreateKey"') and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    time.sleep(3)  # the CreateKey the server was still answering
+    keys = emulator.state()["keys"]
+    assert len(keys) == 1, (keys, emulator.calls())
+    assert keys[0]["KeyState"] == "PendingDeletion", keys
+    assert keys[0]["KeyId"] in out + err and "pending deletion" in out + err, out + err
+
+
+def test_ctrl_c_while_the_probe_reads_back_names_its_key(emulator: Emulator,
+                                                          tmp_path: Any) -> None:
+    """Ctrl-C during the read-back (up to 20 minutes) said "every change made is listed
+    below" and listed nothing: the probe key was not named."""
+    import signal
+
+    proc = _probe_process(emulator, tmp_path, "--max-wait", "10m", "--poll-interval", "1s")
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if "reading CloudTrail" in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    key_id = emulator.state()["keys"][0]["KeyId"]
+    assert key_id in out + err and "pending deletion" in out + err, out + err
