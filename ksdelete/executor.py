@@ -308,32 +308,54 @@ class Executor:
                    ) -> Plan:
         """The plan as this run shows it: warnings the last run already gave in the same phase
         are not repeated (cron mails every run's output); `result.repeated` marks such a run
-        until it changes something."""
+        until it changes something. A key the last run did not see (one that appeared already
+        pending deletion leaves the phase's name as it was) is named, and a waiver that came
+        into force since is not "said before": neither run is a repeat."""
         last = self._last_report(store_id)
         phase = planner.phase_of(snap, plan.refusal)[1]
         if last is None or _phase_name(str(last.get("store_phase") or "")) != _phase_name(phase):
             return plan
+        seen = last.get("key_ids")
+        if not isinstance(seen, list):  # a Report line written before key IDs were kept
+            return plan
         said = set(last.get("warnings") or ())
-        result.repeated = True
-        return replace(plan, warnings=tuple(w for w in plan.warnings if w not in said))
+        shown = tuple(w for w in plan.warnings if w not in said)
+        new = sorted(snap.key_ids() - set(seen))
+        if new:
+            note = (f"{len(new)} key(s) in the store that the last run did not see: "
+                    f"{', '.join(new[:20])}" + (f" and {len(new) - 20} more" if len(new) > 20
+                                                else ""))
+            result.warnings.append(note)
+            return replace(plan, warnings=(*shown, note))
+        waived = {f"{v.gate}: {v.detail}" for v in plan.verdicts if v.verdict == "waived"}
+        # A waiver that came into force since the last Report is listed in the summary.
+        result.repeated = waived <= set(last.get("waivers") or ())
+        return replace(plan, warnings=shown)
 
     def _report(self, result: StoreResult) -> None:
-        """Journal where a changing run left the store (see Journal.report)."""
+        """Journal where a changing run left the store (see Journal.report): when it changed
+        something, or what it would report differs from the last Report line (a warning that
+        went away must be said again when it comes back; a key that appeared is said once)."""
         store_id = result.store.id if result.store else None
         if store_id is None or self.options.dry_run or result.phase is None:
             return
         result.repeated = result.repeated and not any(
             a.outcome == "ok" for a in result.actions) and result.status is Status.PENDING
+        last = self._last_report(store_id)
         if result.status is Status.DELETED:
-            last = self._last_report(store_id)
             result.repeated = last is not None and last.get("store_phase") == "deleted"
-        if result.repeated:
-            return
         plan_warnings = list(result.plan.warnings) if result.plan else []
+        warnings = sorted(set(plan_warnings + result.warnings))
+        key_ids = sorted(k.id for k in result.keys)
+        waivers = sorted(set(result.waivers))
+        if result.repeated and last is not None and warnings == last.get("warnings") \
+                and set(key_ids) <= set(last.get("key_ids") or ()) \
+                and waivers == last.get("waivers"):
+            return  # nothing new to remember (keys AWS deleted meanwhile need no new line)
         try:
             self.journal.report(store_id=store_id, store_name=result.store.name
                                 if result.store else None, phase=result.phase,
-                                warnings=sorted(set(plan_warnings + result.warnings)))
+                                warnings=warnings, key_ids=key_ids, waivers=waivers)
         except JournalError as exc:  # the run's outcome stands; the next run says it again
             self.reporter.note(str(exc), level="warning")
 

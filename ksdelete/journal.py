@@ -196,14 +196,16 @@ class Journal:
                      **({"plan_id": plan_id} if plan_id is not None else {}), **extra})
 
     def report(self, *, store_id: str, store_name: str | None, phase: str,
-               warnings: list[str]) -> None:
-        """Journal what a changing run reported for a store at its end (its phase and
-        warnings), so that the next unattended run repeats a warning only when the phase has
-        changed (cron mail), not every day."""
+               warnings: list[str], key_ids: list[str], waivers: list[str]) -> None:
+        """Journal what a run reported for a store at its end (its phase, warnings, keys and
+        waivers), so that the next unattended run repeats a warning only when the phase has
+        changed (cron mail), not every day, and names a key it did not see. Written only when
+        it differs from the last one (a few lines per store, one key ID per key)."""
         self._write({"time": self._now().isoformat(), "phase": "report", "run_id": self.run_id,
                      "account": self.account, "caller_arn": self.caller_arn,
                      "region": self.region, "store_id": store_id, "store_name": store_name,
-                     "operation": "Report", "store_phase": phase, "warnings": warnings})
+                     "operation": "Report", "store_phase": phase, "warnings": warnings,
+                     "key_ids": key_ids, "waivers": waivers})
 
     @contextmanager
     def record(self, *, store_id: str, operation: str, key_id: str | None = None,

@@ -4,6 +4,8 @@ store reported deleted stays quiet (issue 19)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from ksdelete.emulator import Emulator
 
 from .helpers import DAY, Run, ksdelete, seed_one
@@ -50,7 +52,9 @@ def test_a_warning_is_repeated_when_the_phase_changes_not_every_day(emulator: Em
     assert "waived: not_recently_used" in first.stdout
     for later in (second, third):  # the days after: nothing changed, nothing repeated
         assert external not in later.stderr, later.stderr
-        assert "waived" not in later.stdout and "no change since the last run" in later.stdout
+    # (the second day lists the waivers once: --on-use ignore's came into force with the
+    # pending keys, see test_a_waiver_that_comes_into_force_later_is_shown_once)
+    assert "waived" not in third.stdout and "no change since the last run" in third.stdout
 
 
 def test_a_deleted_store_is_reported_once(emulator: Emulator) -> None:
@@ -88,3 +92,54 @@ def test_quiet_at_a_terminal_shows_the_plan_before_it_asks(emulator: Emulator) -
     for key_id in seeded["stores"][0]["key_ids"]:
         assert key_id in err[:asked], err
     assert "steps:" in err[:asked]
+
+
+def test_a_key_that_appears_already_pending_is_named_not_no_change(
+        emulator: Emulator, kms: Any) -> None:
+    """Someone added a key to the store and scheduled it themselves: the phase's name stays
+    keys-pending, and the next run said "(no change since the last run)" without naming the
+    key (its compact plan lists no key)."""
+    seeded = seed_one(emulator, type="AWS_CLOUDHSM", keys=3, plain=1, other=1)
+    store_id = seeded["stores"][0]["id"]
+    assert ksdelete(emulator, store_id, *RUN).exit_code == 3
+    emulator.advance(DAY)
+    new = kms.create_key(CustomKeyStoreId=store_id, Origin="AWS_CLOUDHSM")["KeyMetadata"]
+    kms.schedule_key_deletion(KeyId=new["KeyId"], PendingWindowInDays=7)
+    seen = ksdelete(emulator, store_id, *RUN)
+    assert seen.exit_code == 3, seen.stderr
+    assert "no change since the last run" not in seen.stdout, seen.stdout
+    assert new["KeyId"] in seen.stdout + seen.stderr, seen.stdout + seen.stderr
+    emulator.advance(DAY)
+    again = ksdelete(emulator, store_id, *RUN)  # said once: the day after is quiet again
+    assert "no change since the last run" in again.stdout, again.stdout
+    assert new["KeyId"] not in again.stdout + again.stderr
+
+
+def test_a_warning_that_went_away_and_came_back_is_said_again(emulator: Emulator) -> None:
+    """The CloudHSM store disconnected (its key material will be orphaned), reconnected, then
+    disconnected again in the same phase: the warning was in the last Report line, so the
+    third day hid it."""
+    seeded = seed_one(emulator, type="AWS_CLOUDHSM", state="DISCONNECTED", keys=2, plain=1,
+                      other=1)
+    store_id = seeded["stores"][0]["id"]
+    args = (store_id, *RUN, "--allow-orphaned-key-material")
+    orphaned = "stays orphaned in the cluster"
+    first = ksdelete(emulator, *args)
+    assert first.exit_code == 3, first.stderr
+    assert orphaned in first.stderr
+    emulator.advance(DAY)
+    emulator.set_store_state(store_id, "CONNECTED")
+    assert orphaned not in ksdelete(emulator, *args).stderr
+    emulator.advance(DAY)
+    emulator.set_store_state(store_id, "DISCONNECTED")
+    back = ksdelete(emulator, *args)
+    assert orphaned in back.stderr, back.stderr
+
+
+def test_a_waiver_that_comes_into_force_later_is_shown_once(emulator: Emulator) -> None:
+    """--on-use ignore waives the watch only once keys are pending: the run that scheduled
+    them did not list that waiver, and every later run in the phase hid it as said before."""
+    first, second, third = _waiting_day(emulator, 3)
+    assert "waived: no_use_while_pending" not in first.stdout
+    assert "waived: no_use_while_pending" in second.stdout, second.stdout
+    assert "waived" not in third.stdout, third.stdout
