@@ -348,10 +348,13 @@ class Executor:
         warnings = sorted(set(plan_warnings + result.warnings))
         key_ids = sorted(k.id for k in result.keys)
         waivers = sorted(set(result.waivers))
-        if result.repeated and last is not None and warnings == last.get("warnings") \
+        if last is not None and _phase_name(str(last.get("store_phase") or "")) \
+                == _phase_name(result.phase) and warnings == last.get("warnings") \
                 and set(key_ids) <= set(last.get("key_ids") or ()) \
                 and waivers == last.get("waivers"):
-            return  # nothing new to remember (keys AWS deleted meanwhile need no new line)
+            # Nothing new to remember (keys AWS deleted meanwhile need no new line; a store
+            # refused for weeks adds no line a day).
+            return
         try:
             self.journal.report(store_id=store_id, store_name=result.store.name
                                 if result.store else None, phase=result.phase,

@@ -143,3 +143,24 @@ def test_a_waiver_that_comes_into_force_later_is_shown_once(emulator: Emulator) 
     assert "waived: no_use_while_pending" not in first.stdout
     assert "waived: no_use_while_pending" in second.stdout, second.stdout
     assert "waived" not in third.stdout, third.stdout
+
+
+def test_a_store_refused_every_day_adds_no_report_line_per_day(emulator: Emulator,
+                                                               tmp_path: Any) -> None:
+    """A refusal can last weeks (cron keeps running): each run wrote a Report line, now with
+    every key ID; a line is written only when what it says changed."""
+    import json
+    import os
+
+    seeded = seed_one(emulator, type="EXTERNAL_KEY_STORE", keys=3, plain=1, other=1)
+    args = (seeded["stores"][0]["id"], *RUN, "--expect-keys", "5")
+    for _ in range(3):
+        run = ksdelete(emulator, *args)
+        assert run.exit_code == 4, run.stderr
+        assert "expected_key_count" in run.stdout + run.stderr  # said every time: refused
+        emulator.advance(DAY)
+    journal = tmp_path / "state" / "ksdelete" / "journal.jsonl"
+    assert os.environ["XDG_STATE_HOME"] == str(tmp_path / "state")
+    reports = [e for e in map(json.loads, journal.read_text().splitlines())
+               if e.get("operation") == "Report"]
+    assert len(reports) == 1, reports
