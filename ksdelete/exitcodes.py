@@ -49,7 +49,7 @@ COMMANDS: dict[str, dict[ExitStatus, str]] = {
         **STOPPED,
     },
     "status": {
-        OK: "deleted",
+        OK: "deleted (with --missing-ok: no such store)",
         ERROR: "error, or no such store",
         USAGE: "usage",
         PENDING: "pending (keys in their waiting period, or a step still to run)",
@@ -78,8 +78,8 @@ COMMANDS: dict[str, dict[ExitStatus, str]] = {
         USAGE: "usage (bad arguments; no --yes and no terminal)",
         PENDING: "could not tell yet (CloudTrail was late): run it again with a longer "
                  "--max-wait",
-        REFUSED: "the watch cannot be trusted here (the failed call stayed invisible), or "
-                 "not confirmed",
+        REFUSED: "the watch cannot be trusted here (the failed call stayed invisible), not "
+                 "confirmed, or the credentials are not for --account-id (nothing created)",
         **STOPPED,
     },
     "show-plan": {

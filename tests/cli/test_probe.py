@@ -127,3 +127,17 @@ def test_ctrl_c_while_the_probe_reads_back_names_its_key(emulator: Emulator,
     assert proc.returncode == 130, err
     key_id = emulator.state()["keys"][0]["KeyId"]
     assert key_id in out + err and "pending deletion" in out + err, out + err
+
+
+def test_the_documented_exit_codes_say_what_these_runs_return(emulator: Emulator) -> None:
+    """`probe --account-id OTHER` exits 4 and `status --missing-ok` on no store exits 0: the
+    table said 4 meant "the watch cannot be trusted here" and 0 "deleted" (a script acting on
+    the code would have been misled)."""
+    from ksdelete import exitcodes
+
+    wrong = ksdelete(emulator, "probe", "--yes", "--account-id", "111122223333")
+    assert wrong.exit_code == 4 and emulator.state()["keys"] == []
+    assert "--account-id" in exitcodes.COMMANDS["probe"][exitcodes.REFUSED]
+    missing = ksdelete(emulator, "status", "cks-0000000000000000a", "--missing-ok")
+    assert missing.exit_code == 0
+    assert "--missing-ok" in exitcodes.COMMANDS["status"][exitcodes.OK]
