@@ -80,9 +80,9 @@ def test_a_call_on_the_pending_key_that_succeeded_refutes_nothing() -> None:
 
 
 def test_the_probe_counts_only_records_the_watch_itself_would_count() -> None:
-    """The probe matched a failed call by its error message or request parameters too; the
-    watch (watch.is_for, watch.USE_ERRORS) matches by resources[].ARN and the use errors
-    only. A record the watch cannot attribute to the key confirmed the watch."""
+    """The probe matched a failed call by its request parameters too, and any error; the
+    watch (watch.is_for, watch.USE_ERRORS) does not. A record the watch cannot attribute to
+    the key, or a failure it does not count, confirmed the watch."""
     from collections.abc import Iterator
     from typing import Any
 
@@ -91,9 +91,10 @@ def test_the_probe_counts_only_records_the_watch_itself_would_count() -> None:
 
     key_id = ARN.rsplit("/", 1)[-1]
     records: list[dict[str, Any]] = [
-        # The failed Encrypt, but without resources: the watch cannot tell which key it was.
+        # A failed Encrypt named only by its request parameters: the watch cannot tell which
+        # key it was (no resources[].ARN, no error message that starts with the ARN).
         {"eventName": "Encrypt", "eventTime": "2026-12-03T10:00:05Z",
-         "errorCode": "KMSInvalidStateException", "errorMessage": f"{ARN} is pending deletion.",
+         "errorCode": "KMSInvalidStateException", "errorMessage": "The key is pending deletion.",
          "requestParameters": {"keyId": key_id}},
         # A failure the watch does not count as a use attempt (throttled).
         {"eventName": "Encrypt", "eventTime": "2026-12-03T10:00:06Z",
