@@ -70,6 +70,7 @@ COMMANDS: dict[str, dict[ExitStatus, str]] = {
         ERROR: "error, or nothing is known of the store",
         USAGE: "usage",
         PENDING: "the store still exists",
+        REFUSED: "refused: the credentials are not for --account-id (nothing was read)",
         **STOPPED,
     },
     "probe": {
