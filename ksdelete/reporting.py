@@ -114,11 +114,16 @@ def describe_step(kind: StepKind, key_count: int, detail: str) -> str:
     return f"{text} ({detail})" if detail else text
 
 
-def acts_on_keys(plan: Plan) -> bool:
-    """Whether the plan changes keys (schedules, disables, cancels): then each key is listed."""
-    return any(step.key_ids and step.kind not in (StepKind.AWAIT_KEYS_DELETED,
-                                                   StepKind.AWAIT_SOAK)
-               for step in plan.steps)
+# The steps that only wait: a plan that starts with one of them changes nothing now.
+_WAITS = frozenset({StepKind.AWAIT_KEYS_DELETED, StepKind.AWAIT_SOAK,
+                    StepKind.AWAIT_CONNECTED, StepKind.AWAIT_DISCONNECTED})
+
+
+def only_waits(plan: Plan) -> bool:
+    """Whether the plan changes nothing now (its first step waits): then it is shown compact.
+    A plan that schedules, disables, cancels, connects, disconnects or deletes the store is
+    listed in full (each key, every step)."""
+    return not plan.steps or plan.steps[0].kind in _WAITS
 
 
 def _compact_plan_lines(snapshot: Snapshot, plan: Plan, head: list[str]) -> list[str]:
@@ -155,7 +160,7 @@ def _compact_plan_lines(snapshot: Snapshot, plan: Plan, head: list[str]) -> list
 def plan_lines(snapshot: Snapshot, plan: Plan, *, window_days: int,
                compact: bool = False) -> list[str]:
     """The plan as plain text lines (used by the plain reporter and the dry run); `compact`
-    for a plan that acts on no key (see `_compact_plan_lines`)."""
+    for a plan that only waits (see `_compact_plan_lines`)."""
     store = snapshot.store
     head = [
         *([where(snapshot.identity)] if snapshot.identity else []),
@@ -163,7 +168,7 @@ def plan_lines(snapshot: Snapshot, plan: Plan, *, window_days: int,
         f"type {store.type}, connection {store.connection_state}"
         + (f" ({store.connection_error_code})" if store.connection_error_code else ""),
     ]
-    if compact and not plan.refusal and not acts_on_keys(plan):
+    if compact and not plan.refusal and only_waits(plan):
         return _compact_plan_lines(snapshot, plan, head)
     lines = [
         *head,

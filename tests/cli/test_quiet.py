@@ -164,3 +164,16 @@ def test_a_store_refused_every_day_adds_no_report_line_per_day(emulator: Emulato
     reports = [e for e in map(json.loads, journal.read_text().splitlines())
                if e.get("operation") == "Report"]
     assert len(reports) == 1, reports
+
+
+def test_a_plan_that_deletes_the_store_lists_its_steps(emulator: Emulator) -> None:
+    """The compact plan is for runs that only wait. A plan that disconnects and deletes the
+    store (no key left) acts on no key, and was shown as "next: DisconnectCustomKeyStore
+    (then 3 more step(s))": the irreversible DeleteCustomKeyStore was not in the plan, also
+    when a person confirms it at the prompt with plain output (--debug, TERM=dumb, 2>file)."""
+    emulator.configure(disconnect_seconds=0)
+    seeded = seed_one(emulator, type="EXTERNAL_KEY_STORE", keys=0, plain=1, other=1)
+    run = ksdelete(emulator, seeded["stores"][0]["id"], *RUN)
+    assert run.exit_code == 0, run.stderr
+    plan = run.stderr.split("plan: done", 1)[0]
+    assert "DeleteCustomKeyStore" in plan, plan
