@@ -33,6 +33,7 @@ from ksdelete.errors import (
     KeyAlreadyPendingDeletion,
     KeyInvalidState,
     KeyNotFound,
+    KsdeleteError,
     OperationUnsupported,
     StoreHasKeys,
     StoreInvalidState,
@@ -535,7 +536,20 @@ class Gateway:
             "CreateKey", Description=description, KeyUsage="ENCRYPT_DECRYPT",
             KeySpec="SYMMETRIC_DEFAULT", Origin="AWS_KMS",
             Tags=[{"TagKey": k, "TagValue": v} for k, v in tags.items()]).response
-        return key_from_metadata(response["KeyMetadata"])
+        meta = response.get("KeyMetadata") or {}
+        expected = {"Description": description, "Origin": "AWS_KMS", "KeyState": "Enabled",
+                    "KeyManager": "CUSTOMER", "CustomKeyStoreId": None}
+        odd = sorted(f"{field} {meta.get(field)!r}" for field, value in expected.items()
+                     if meta.get(field) != value)
+        if odd or not meta.get("KeyId"):
+            # The probe uses and schedules the key it gets back: never one it did not make.
+            raise KsdeleteError(
+                f"CreateKey answered a key that is not the probe's new key "
+                f"({meta.get('KeyId') or 'no KeyId'}: {', '.join(odd) or 'no KeyId'}); it was "
+                "not touched", where="probe",
+                hint="Look for a key tagged ksdelete:probe in this account and Region and "
+                     "schedule its deletion if it exists")
+        return key_from_metadata(meta)
 
     def encrypt(self, key_id: str, plaintext: bytes) -> Called:
         """One cryptographic call (`ksdelete probe` uses its own key only)."""
