@@ -238,8 +238,12 @@ def _fmt(seconds: float | None) -> str:
 def findings(obs: Observations) -> list[Finding]:
     """Each assumption, its verdict, the measured figure and what it means here (pure)."""
     s = obs.sightings
-    use, use_rn = s.get("use_by_event_name"), s.get("use_by_resource_name")
-    anchor, anchor_rn = s.get("anchor_by_event_name"), s.get("anchor_by_resource_name")
+    use_en, use_rn = s.get("use_by_event_name"), s.get("use_by_resource_name")
+    anchor_en, anchor_rn = s.get("anchor_by_event_name"), s.get("anchor_by_resource_name")
+    # The watch is judged by the lookup it really reads (watch.USE_LOOKUP): a failed call
+    # found by another lookup says nothing about what the watch sees.
+    by_name = watch.USE_LOOKUP == "EventName"
+    use, anchor = (use_en, anchor_en) if by_name else (use_rn, anchor_rn)
     out: list[Finding] = []
     delivered = anchor is not None and anchor.seen_at is not None
     if use is not None and use.seen_at:
@@ -278,22 +282,22 @@ def findings(obs: Observations) -> list[Finding]:
     else:
         out.append(Finding("delivery_delay", UNKNOWN, "no event arrived",
                            "nothing measured"))
-    if anchor is not None and anchor_rn is not None:
-        both = bool(anchor.seen_at and anchor_rn.seen_at)
+    if anchor_en is not None and anchor_rn is not None:
+        both = bool(anchor_en.seen_at and anchor_rn.seen_at)
         out.append(Finding(
             "anchor_visible", CONFIRMED if both else UNKNOWN,
-            f"{ANCHOR} found by EventName: {'yes' if anchor.seen_at else 'no'}, by "
+            f"{ANCHOR} found by EventName: {'yes' if anchor_en.seen_at else 'no'}, by "
             f"ResourceName: {'yes' if anchor_rn.seen_at else 'no'}",
             "the watch can prove it reads a key's history (its own scheduling)" if both
             else "the watch's proof that it sees a key could not be checked"))
     if use_rn is not None:
+        relies = "ksdelete's watch reads by it" if not by_name else "ksdelete does not rely on it"
         if use_rn.seen_at:
             verdict, meaning = CONFIRMED, ("ResourceName finds failed cryptographic calls "
-                                           "here too (ksdelete does not rely on it)")
-        elif use is not None and use.seen_at:
+                                           f"here too ({relies})")
+        elif use_en is not None and use_en.seen_at:
             verdict, meaning = REFUTED, ("ResourceName does not find failed cryptographic "
-                                         "calls, as AWS documents: ksdelete reads them by "
-                                         "EventName")
+                                         f"calls, as AWS documents ({relies})")
         else:
             verdict, meaning = UNKNOWN, "nothing to compare with"
         out.append(Finding("resource_name_indexes_use", verdict,

@@ -28,6 +28,10 @@ CRYPTO_OPERATIONS = frozenset({
 # The errors such a call gets from a key that is pending deletion, disabled or unavailable
 # (kms-gates-facts 1, footnotes 1, 2, 3, 11).
 USE_ERRORS = frozenset({"KMSInvalidStateException", "DisabledException"})
+# The LookupEvents attribute by which the watch finds a key's use attempts (the executor's
+# _watch_key reads ResourceName = the key's ARN). `ksdelete probe` judges the watch by the
+# same lookup: change both together (tests/cli/test_probe.py checks they agree).
+USE_LOOKUP = "ResourceName"
 
 
 def is_for(record: dict[str, Any], key_arn: str) -> bool:

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
+from ksdelete import watch
 from ksdelete.errors import ExitStatus
 from ksdelete.probe import (
     CONFIRMED,
@@ -41,13 +44,27 @@ def _verdicts(obs: Observations) -> dict[str, str]:
     return {f.name: f.verdict for f in findings(obs)}
 
 
-def test_a_watch_that_sees_the_attempt_as_aws_documents() -> None:
+def test_a_watch_that_reads_by_event_name_sees_the_attempt_as_aws_documents(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(watch, "USE_LOOKUP", "EventName")
     found = findings(_obs(use=240.0, use_rn=None, anchor=200.0))
     verdicts = {f.name: f.verdict for f in found}
     assert verdicts["watch_sees_use_attempts"] == CONFIRMED
     assert verdicts["resource_name_indexes_use"] == REFUTED  # AWS's documented behaviour
     assert "4.0 min" in next(f.figure for f in found if f.name == "delivery_delay")
     assert exit_status(found) is ExitStatus.OK
+
+
+def test_a_watch_that_reads_by_resource_name_is_blind_where_aws_is_as_documented() -> None:
+    """ResourceName does not find the failed call, EventName does: a watch that reads by
+    ResourceName cannot see use attempts; "confirmed" (exit 0) from the EventName lookup
+    certified a blind watch."""
+    assert watch.USE_LOOKUP == "ResourceName"  # what the executor's watch reads today
+    found = findings(_obs(use=240.0, use_rn=None, anchor=200.0))
+    verdicts = {f.name: f.verdict for f in found}
+    assert verdicts["watch_sees_use_attempts"] == REFUTED
+    assert verdicts["resource_name_indexes_use"] == REFUTED
+    assert exit_status(found) is ExitStatus.REFUSED
 
 
 def test_an_account_where_resource_name_finds_crypto_events_too() -> None:

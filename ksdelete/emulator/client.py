@@ -59,7 +59,8 @@ def control_only_knobs(config: EmulatorConfig) -> dict[str, Any]:
     """Knobs that have no flag: applied over the control API once the server is up."""
     default = EmulatorConfig()
     names = ("fault_operations", "unknown_operations", "pending_deletion_crypto_error",
-             "cloudtrail_resource_name", "principals", "tag_after_cancel_failures")
+             "cloudtrail_resource_name", "cloudtrail_index_crypto", "principals",
+             "tag_after_cancel_failures")
     return {n: getattr(config, n) for n in names if getattr(config, n) != getattr(default, n)}
 
 

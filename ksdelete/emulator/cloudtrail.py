@@ -303,6 +303,9 @@ class Trail:
         with RUNTIME.lock:
             self._seq += 1
             resources = [(KEY_RESOURCE_TYPE, resource_name(k)) for k in keys]
+            if not RUNTIME.config.cloudtrail_index_crypto \
+                    and record.get("eventName") in CRYPTO_EVENTS:
+                resources = []  # not indexed (the record's own `resources` stays)
             event = Event(when, self._seq, record, username, access_key_id, resources)
             events = self._events.setdefault(region, [])
             bisect.insort(events, (when, self._seq, event), key=lambda t: (t[0], t[1]))
@@ -326,6 +329,14 @@ class Trail:
 
 
 TRAIL = Trail()
+
+# Cryptographic operations: with cloudtrail_index_crypto off, LookupEvents does not find them
+# by ResourceName / ResourceType (kms-gates-facts correction 1).
+CRYPTO_EVENTS = frozenset({
+    "Decrypt", "DeriveSharedSecret", "Encrypt", "GenerateDataKey", "GenerateDataKeyPair",
+    "GenerateDataKeyPairWithoutPlaintext", "GenerateDataKeyWithoutPlaintext", "GenerateMac",
+    "GenerateRandom", "ReEncrypt", "Sign", "Verify", "VerifyMac",
+})
 
 
 def resource_name(key: Any) -> str:

@@ -50,6 +50,10 @@ class EmulatorConfig:
     tag_after_cancel_failures: int = 1
     # LookupEvents Resources[].ResourceName of a KMS key event: "arn" or "key_id" (UNCONFIRMED).
     cloudtrail_resource_name: str = "arn"
+    # LookupEvents finds cryptographic events (Encrypt, Decrypt, ...) by ResourceName and
+    # ResourceType too. AWS documents those attributes only for management operations that
+    # change a key (kms-gates-facts correction 1): False is AWS as documented.
+    cloudtrail_index_crypto: bool = True
     # Access key ID -> principal ARN for CloudTrail userIdentity and STS GetCallerIdentity; an
     # unmapped access key ID is arn:aws:iam::<account>:user/<access key ID>.
     principals: dict[str, str] = field(default_factory=dict)
@@ -137,7 +141,7 @@ def _coerce(name: str, value: Any) -> Any:
         if not isinstance(value, dict):
             raise ValueError("principals must be an object")
         return {str(k): str(v) for k, v in value.items()}
-    if name == "validate":
+    if name in ("validate", "cloudtrail_index_crypto"):
         if isinstance(value, str):
             return value.lower() in ("1", "true", "yes", "on")
         return bool(value)

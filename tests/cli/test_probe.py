@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 
 from ksdelete.cli import cli
@@ -141,3 +142,32 @@ def test_the_documented_exit_codes_say_what_these_runs_return(emulator: Emulator
     missing = ksdelete(emulator, "status", "cks-0000000000000000a", "--missing-ok")
     assert missing.exit_code == 0
     assert "--missing-ok" in exitcodes.COMMANDS["status"][exitcodes.OK]
+
+
+def test_the_probe_says_the_watch_sees_use_only_where_the_watch_does(
+        emulator: Emulator) -> None:
+    """Where LookupEvents does not find cryptographic events by ResourceName (AWS as
+    documented, kms-gates-facts correction 1), the probe said "confirmed" (exit 0) from its
+    EventName lookup, while the watch, which reads by ResourceName, missed a real attempt
+    and let the key be deleted. The probe's verdict and the watch's catch must agree."""
+    import boto3
+
+    from .helpers import DAY
+
+    emulator.configure(cloudtrail_index_crypto=False)
+    probed = ksdelete(emulator, "probe", "--yes", "--output", "json", "--max-wait", "20s",
+                      "--poll-interval", "1s")
+    assert probed.exit_code in (0, 4), probed.stderr
+    seeded = seed_one(emulator, type="EXTERNAL_KEY_STORE", keys=1, plain=0, other=0)
+    store_id = seeded["stores"][0]["id"]
+    args = (store_id, "--yes", "--unused-for", "0", "--pending-window-days", "7")
+    assert ksdelete(emulator, *args).exit_code == 3
+    app = boto3.client("kms", endpoint_url=emulator.endpoint_url, region_name="us-east-1",
+                       aws_access_key_id="AKIAAPPLICATION00001", aws_secret_access_key="x")
+    with pytest.raises(app.exceptions.KMSInvalidStateException):  # pending deletion
+        app.encrypt(KeyId=seeded["stores"][0]["key_ids"][0], Plaintext=b"still needed")
+    emulator.advance(DAY)
+    watched = ksdelete(emulator, *args)
+    caught = watched.exit_code == 4 and "tried to use" in watched.stdout + watched.stderr
+    assert (probed.exit_code == 0) == caught, (probed.exit_code, watched.stdout,
+                                               watched.stderr)
