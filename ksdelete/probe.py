@@ -203,18 +203,24 @@ class Probe:
     def _look(self, since: datetime, now: datetime) -> None:
         obs = self.obs
         s = obs.sightings
-        chains: list[tuple[tuple[str, str], list[tuple[str, Callable[[dict[str, Any]], bool]]]]]
+        # Each chain ends a few minutes after the probe's own call (events carry the time of
+        # the call, however late they arrive): a busy account's later calls neither bury it
+        # below the page budget nor cost a growing number of pages per poll.
+        used = min(now, (obs.failed_at or now) + MARGIN)
+        anchored = min(now, (obs.scheduled_at or now) + MARGIN)
+        chains: list[tuple[tuple[str, str], datetime,
+                           list[tuple[str, Callable[[dict[str, Any]], bool]]]]]
         chains = [
-            (("EventName", USE), [("use_by_event_name", _failed_use)]),
-            (("EventName", ANCHOR), [("anchor_by_event_name", _anchor)]),
-            (("ResourceName", obs.key_arn), [("use_by_resource_name", _failed_use),
-                                             ("anchor_by_resource_name", _anchor)]),
+            (("EventName", USE), used, [("use_by_event_name", _failed_use)]),
+            (("EventName", ANCHOR), anchored, [("anchor_by_event_name", _anchor)]),
+            (("ResourceName", obs.key_arn), max(used, anchored),
+             [("use_by_resource_name", _failed_use), ("anchor_by_resource_name", _anchor)]),
         ]
-        for attribute, looking in chains:
+        for attribute, end, looking in chains:
             if all(s[name].seen_at for name, _ in looking):
                 continue
             pages = 0
-            for index, record in enumerate(self.gateway.lookup_events(attribute, since, now)):
+            for index, record in enumerate(self.gateway.lookup_events(attribute, since, end)):
                 pages = index // 50 + 1
                 if pages > MAX_PAGES:
                     obs.busy = True

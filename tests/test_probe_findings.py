@@ -140,3 +140,51 @@ def test_the_probe_counts_only_records_the_watch_itself_would_count() -> None:
     assert probe.obs.sightings["use_by_event_name"].seen_at is None
     assert {f.name: f.verdict for f in findings(probe.obs)}["watch_sees_use_attempts"] \
         != CONFIRMED
+
+
+def test_a_busy_account_does_not_bury_the_failed_call_under_later_events() -> None:
+    """The probe read each chain from the key's creation up to now, newest first, with a
+    40-page budget: in an account with 2,000+ Encrypt calls during the read-back, its own
+    failed call sank below the budget on every poll ("a busy account", could not tell), and
+    every poll spent 40 pages of the account's 2-a-second LookupEvents quota. The chains end
+    a few minutes after the probe's own calls."""
+    from collections.abc import Iterator
+    from typing import Any
+
+    from ksdelete.models import Usage
+    from ksdelete.probe import Probe
+
+    failed_at = T0 + timedelta(seconds=10)
+    own = {"eventName": "Encrypt", "eventTime": "2026-12-03T10:00:10Z",
+           "errorCode": "KMSInvalidStateException", "errorMessage": f"{ARN} is pending deletion.",
+           "resources": [{"ARN": ARN}]}
+    others = [{"eventName": "Encrypt", "resources": [{"ARN": ARN[:-4] + "ffff"}],
+               "eventTime": (T0 + timedelta(minutes=10, seconds=i % 600)).strftime(
+                   "%Y-%m-%dT%H:%M:%SZ")} for i in range(2500)]
+    pages: list[int] = []
+
+    class Busy:
+        def server_now(self) -> datetime:
+            return T0 + timedelta(minutes=25)
+
+        def lookup_events(self, attribute: tuple[str, str], start: datetime,
+                          end: datetime | None = None) -> Iterator[dict[str, Any]]:
+            def when(r: dict[str, Any]) -> datetime:
+                return datetime.fromisoformat(r["eventTime"].replace("Z", "+00:00"))
+
+            found = [r for r in (*others, own) if start <= when(r) <= (end or T0)
+                     and attribute == ("EventName", "Encrypt")]
+            found.sort(key=when, reverse=True)
+            pages.append(len(found) // 50 + 1)
+            return iter(found)
+
+        def get_key_last_usage(self, key: str) -> Usage:
+            return Usage(last_used=T0)
+
+    probe = Probe(Busy(), note=lambda text: None, sleep=lambda s: None)
+    probe.obs.key_id, probe.obs.key_arn, probe.obs.created_at = "k", ARN, T0
+    probe.obs.scheduled_at, probe.obs.failed_at = failed_at, failed_at
+    probe.obs.failure_code = "KMSInvalidStateException"
+    probe._read_back(max_wait=0, poll=0)
+    assert probe.obs.sightings["use_by_event_name"].seen_at is not None
+    assert not probe.obs.busy and max(pages) <= 2, pages
