@@ -50,6 +50,12 @@ class EmulatorConfig:
     tag_after_cancel_failures: int = 1
     # LookupEvents Resources[].ResourceName of a KMS key event: "arn" or "key_id" (UNCONFIRMED).
     cloudtrail_resource_name: str = "arn"
+    # LookupEvents finds cryptographic events by ResourceName/ResourceType too (AWS does not:
+    # only management operations that change a key are indexed; kms-gates-facts correction 1).
+    cloudtrail_index_crypto: bool = False
+    # Emulated seconds between an event and its appearing in LookupEvents (AWS documents no
+    # figure for Event history; trails: "about 5 minutes ... not guaranteed").
+    cloudtrail_delay: float = 0.0
     # Access key ID -> principal ARN for CloudTrail userIdentity and STS GetCallerIdentity; an
     # unmapped access key ID is arn:aws:iam::<account>:user/<access key ID>.
     principals: dict[str, str] = field(default_factory=dict)
@@ -96,6 +102,7 @@ class EmulatorConfig:
             "disconnect_seconds",
             "last_usage_delay",
             "tag_after_cancel_failures",
+            "cloudtrail_delay",
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
@@ -137,7 +144,7 @@ def _coerce(name: str, value: Any) -> Any:
         if not isinstance(value, dict):
             raise ValueError("principals must be an object")
         return {str(k): str(v) for k, v in value.items()}
-    if name == "validate":
+    if name in ("validate", "cloudtrail_index_crypto"):
         if isinstance(value, str):
             return value.lower() in ("1", "true", "yes", "on")
         return bool(value)
