@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -18,7 +18,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from ksdelete import discover, leftovers, planner, signals, watch
+from ksdelete import discover, leftovers, planner, signals
+from ksdelete.cache import WatchFile
 from ksdelete.errors import (
     AccessDenied,
     AwsError,
@@ -61,6 +62,7 @@ from ksdelete.models import (
     Plan,
     PlanOptions,
     Refusal,
+    RefusalReason,
     Snapshot,
     Status,
     Step,
@@ -68,10 +70,10 @@ from ksdelete.models import (
     StoreResult,
     StoreType,
     Usage,
-    Watch,
 )
 from ksdelete.reporting import STEP_PHASE, Phase, PhaseState, Reporter
 from ksdelete.retry import poll_until, retry_while_lagging
+from ksdelete.watcher import WATCH_BUDGET, Watcher
 
 log = logging.getLogger("ksdelete")
 
@@ -86,10 +88,9 @@ MAX_REPLANS = 50
 # snapshot of the same run (KMS records use up to an hour late).
 USAGE_REUSE = 300.0
 # The watch during --wait: CloudTrail is read again this often (LookupEvents allows 2 per
-# second for the whole account), and each reading goes back this far before the last one,
-# since CloudTrail delivers events some minutes late.
+# second for the whole account; each reading goes back an hour before the last complete one,
+# since CloudTrail delivers events late).
 WATCH_INTERVAL = 600.0
-WATCH_LAG = timedelta(hours=1)
 
 # confirm(snapshot, plan) -> True to go ahead
 Confirm = Callable[[Snapshot, Plan], bool]
@@ -108,6 +109,7 @@ class RunOptions:
     approved: tuple[ApprovedStore, ...] = ()  # `apply`: the stores of the saved plan
     plan_id: str | None = None  # `apply`: the saved plan's ID (journalled with ConfirmPlan)
     plan_endpoint: str | None = None  # `apply`: the plan's KMS endpoint (None: AWS's own)
+    watch_budget: float = WATCH_BUDGET  # seconds one reading of CloudTrail may take
 
 
 @dataclass(frozen=True)
@@ -152,7 +154,7 @@ class Executor:
     def __init__(self, gateway: Gateway, journal: Journal, reporter: Reporter,
                  options: RunOptions, confirm: Confirm, identity: Identity,
                  membership: discover.MembershipCache | None = None,
-                 lock_dir: Path | None = None) -> None:
+                 lock_dir: Path | None = None, watch_file: WatchFile | None = None) -> None:
         self.gw = gateway
         self.journal = journal
         self.reporter = reporter
@@ -170,8 +172,10 @@ class Executor:
         self._context = Context()
         self._gone: set[str] = set()  # keys this run saw NotFound: they never come back
         self._usage: dict[str, tuple[float, Usage]] = {}  # GetKeyLastUsage readings, by key
-        # The watch: what CloudTrail showed of each pending key, and up to when (AWS's clock).
-        self._watched: dict[str, tuple[Watch, datetime]] = {}
+        # The watch: CloudTrail read for use of the keys on their way out (watcher.py).
+        self.watcher = Watcher(gateway, journal, own_caller=identity.caller_arn,
+                               budget=options.watch_budget, store=watch_file,
+                               note=lambda text: reporter.note(text))
         self._last_watch = 0.0
         self._orphans: dict[str, tuple[tuple[str, ...], str | None]] = {}
         # Which store each key belongs to never changes, so a key seen once outside the
@@ -734,55 +738,63 @@ class Executor:
             read = {k.id: k for k in pool.map(evidence, wanted)}
         return [read.get(k.id, k) for k in keys]
 
-    def _with_watch(self, keys: list[Key], *, fresh: bool) -> list[Key]:
-        """The watch over keys pending deletion: failed uses since each key's latest
-        scheduling, from CloudTrail (LookupEvents, 2 per second). With `fresh`, read what
-        CloudTrail added since this run last looked; else reuse what it saw then."""
+    def _with_watch(self, keys: list[Key], *, fresh: bool,
+                    also: Iterable[Key] = ()) -> list[Key]:
+        """The watch over keys pending deletion (or in a soak): failed uses since each key's
+        latest scheduling, from CloudTrail, one LookupEvents chain per event name for all keys
+        (watcher.py). With `fresh`, read again (`also`: other stores' keys of this
+        invocation, read in the same chains); else reuse what the last reading saw."""
         pending = [k for k in keys if k.pending or k.soaking]
         if self.options.plan.on_use == "ignore" or not pending:
             return keys
         if fresh:
-            self.reporter.note(f"watching CloudTrail for use of {len(pending)} key(s) on the "
+            watched = {k.arn: k for k in (*pending, *also) if k.pending or k.soaking}
+            self.reporter.note(f"watching CloudTrail for use of {len(watched)} key(s) on the "
                                "way out")
             self._last_watch = time.monotonic()
-            for key in pending:
-                self._watch_key(key)
-        return [replace(k, watch=self._watched[k.id][0]) if k.id in self._watched else k
-                for k in keys]
+            self.watcher.read(watched.values())
+        return self._watched(keys)
 
-    def _watch_key(self, key: Key) -> None:
-        now = self.gw.server_now()
-        earlier = self._watched.get(key.id)
-        if earlier is not None:
-            start = earlier[1] - WATCH_LAG  # CloudTrail delivers events minutes late
-        elif key.soaking and key.marks and key.marks.disabled_at:
-            start = max(now - timedelta(days=90), key.marks.disabled_at - WATCH_LAG)
-        else:
-            # Its current scheduling is at most 30 days (+1, AWS's lateness) before its
-            # DeletionDate; Event history keeps 90 days.
-            start = max(now - timedelta(days=90),
-                        (key.deletion_date or now) - timedelta(days=32))
-        anchors = frozenset({"ScheduleKeyDeletion"} if key.pending else {"DisableKey"})
-        try:
-            seen = watch.read_trail(self.gw.lookup_events(("ResourceName", key.arn), start, now),
-                                    key.arn, anchors=anchors)
-        except AwsError as exc:
-            seen = Watch(since=None, error=exc.aws_code or exc.code)
-        if earlier is not None and seen.error is None:
-            seen = watch.merge(earlier[0], seen)
-        self._watched[key.id] = (seen, now)
+    def _watched(self, keys: Iterable[Key]) -> list[Key]:
+        out = []
+        for key in keys:
+            seen = self.watcher.watch_of(key) if key.pending or key.soaking else None
+            out.append(replace(key, watch=seen) if seen is not None else key)
+        return out
 
     def _stop(self, plan: Plan, snap: Snapshot, result: StoreResult, done: str = "") -> None:
         """A gate refused: first make the refused state safe (the plan's remedy: cancel the
         deletion of keys someone tried to use), unless this run only reads; then stop."""
+        assert plan.refusal is not None
+        self._remedy(plan, snap, result, done)
+        if plan.refusal.reason in (RefusalReason.USED_WHILE_PENDING,
+                                   RefusalReason.USED_WHILE_DISABLED) and self.watcher.finish():
+            # The watch acted on the first attempts it found; the rest of CloudTrail may name
+            # more keys: read it to the end (within the budget) and act on those too.
+            snap = replace(snap, keys=tuple(self._watched(snap.keys)))
+            plan = self._plan(snap, result)
+            if plan.refusal is None:  # cannot be (the same attempts are still there)
+                raise KsdeleteError("the watch lost the attempts it acted on", where=snap.store.id)
+            self._remedy(plan, snap, result, done)
+        assert plan.refusal is not None
+        raise _refusal_error(plan.refusal, snap.store.id, done or self._done(result))
+
+    def _remedy(self, plan: Plan, snap: Snapshot, result: StoreResult, done: str = "") -> None:
+        """The refused state made safe: the deletion of keys someone tried to use cancelled
+        (unless this run only reads, or this run already cancelled them)."""
         assert plan.refusal is not None
         remedy = plan.remedy
         failed: dict[str, AwsError] = {}
         if remedy is not None and not self.options.dry_run:
             keys = {k.id: k for k in snap.keys}
             who = self.identity.caller_arn
+            # Keys this run cancelled already (the watch read on and re-planned) are done.
+            before = {k for k in remedy.key_ids
+                      if result_outcome(result, k, "CancelKeyDeletion") is not None}
             for key_id in remedy.key_ids:
                 key = keys[key_id]
+                if key_id in before:
+                    continue
                 try:
                     self.mutate(result, "CancelKeyDeletion",
                                 partial(self.gw.cancel_key_deletion, key.arn),
@@ -804,8 +816,10 @@ class Executor:
                 except AwsError as exc:
                     result.warnings.append(f"{key_id}: could not record the cancel on the key "
                                            f"({exc.aws_code})")
-            gone = [k for k in remedy.key_ids if result_outcome(result, k) == "already-gone"]
-            cancelled = [k for k in remedy.key_ids if k not in failed and k not in gone]
+            gone = [k for k in remedy.key_ids if k not in before
+                    and result_outcome(result, k) == "already-gone"]
+            cancelled = [k for k in remedy.key_ids if k not in failed and k not in gone
+                         and k not in before]
             if cancelled:
                 self.reporter.note(f"cancelled the deletion of {len(cancelled)} key(s) "
                                    f"someone tried to use: {', '.join(cancelled)}",
@@ -822,7 +836,6 @@ class Executor:
                     f"{why} ({done or self._done(result)})", where=snap.store.id,
                     hint="Cancel them now: grant kms:CancelKeyDeletion and run `ksdelete "
                          f"cancel {snap.store.id}`, or `aws kms cancel-key-deletion`")
-        raise _refusal_error(plan.refusal, snap.store.id, done or self._done(result))
 
     def _last_usage(self, key: Key) -> Usage:
         try:
@@ -1009,7 +1022,8 @@ class Executor:
     def mutate(self, result: StoreResult, operation: str, call: Callable[[], Called],
                *, key: Key | None = None,
                already: Callable[[AwsError], str | None] = lambda exc: None,
-               detail: dict[str, str] | None = None) -> Called | None:
+               detail: dict[str, str] | None = None,
+               keep: tuple[str, ...] = ()) -> Called | None:
         """Journal and record one mutating call. An error that `already` names (e.g. a key
         already pending deletion) is recorded with that outcome and returns None."""
         assert result.store is not None
@@ -1035,6 +1049,11 @@ class Executor:
             result.actions.append(Action(operation, "ok", key_id, called.request_id,
                                          datetime.now(UTC)))
             outcome.request_id = called.request_id
+            for member in keep:  # e.g. the DeletionDate: when the key was scheduled, exactly
+                value = called.response.get(member)
+                if value is not None:
+                    outcome.detail[_snake(member)] = value.isoformat() \
+                        if isinstance(value, datetime) else str(value)
         return called
 
     def _read_store(self, store_id: str) -> KeyStore:
@@ -1107,13 +1126,17 @@ class Executor:
                 called = self.mutate(
                     result, "ScheduleKeyDeletion",
                     lambda: self.gw.schedule_key_deletion(key.arn, days), key=key,
-                    already=_already_scheduled, detail={"prior_state": key.state},
+                    already=_already_scheduled,
+                    detail={"prior_state": key.state, "window_days": str(days)},
+                    keep=("DeletionDate",),
                 )
             except AccessDenied as exc:
                 raise _explain_denied(exc, key, self.gw.server_now()) from exc
             if called is None and result_outcome(result, key_id) == "already-gone":
                 return None
             deletion = called.response.get("DeletionDate") if called else None
+            if isinstance(deletion, datetime):  # the watch knows when this key was scheduled
+                self.watcher.scheduled[key.arn] = (deletion, days)
             try:
                 return self._confirm_pending(
                     replace(key, deletion_date=deletion or key.deletion_date))
@@ -1509,8 +1532,10 @@ def _already_scheduled(exc: AwsError) -> str | None:
     return None
 
 
-def result_outcome(result: StoreResult, key_id: str) -> str | None:
-    return next((a.outcome for a in reversed(result.actions) if a.key_id == key_id), None)
+def result_outcome(result: StoreResult, key_id: str, operation: str | None = None
+                   ) -> str | None:
+    return next((a.outcome for a in reversed(result.actions) if a.key_id == key_id
+                 and (operation is None or a.operation == operation)), None)
 
 
 def _parse_time(text: str) -> datetime | None:
@@ -1531,6 +1556,10 @@ def not_pending(exc: AwsError) -> str | None:
     if isinstance(exc, KeyNotFound):
         return "already-gone"
     return "already-done" if isinstance(exc, KeyInvalidState) else None
+
+
+def _snake(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
 
 
 def tag_value(text: str) -> str:

@@ -122,6 +122,7 @@ PERMISSIONS: dict[str, str] = {
     # `ksdelete probe` only: its one throwaway key (tags given at creation need TagResource).
     "create_probe_key": "kms:CreateKey",
     "encrypt": "kms:Encrypt",
+    "lookup_page": "cloudtrail:LookupEvents",
 }
 
 
@@ -568,23 +569,32 @@ class Gateway:
         token: str | None = None
         end = end or self.server_now()
         while True:
-            params: dict[str, Any] = {
-                "LookupAttributes": [{"AttributeKey": attribute[0],
-                                      "AttributeValue": attribute[1]}],
-                "StartTime": start, "EndTime": end, "MaxResults": 50}
-            if token:
-                params["NextToken"] = token
-            page = self._call("LookupEvents", self._cloudtrail(), **params).response
-            for event in page.get("Events", []):
-                try:
-                    record = json.loads(event.get("CloudTrailEvent") or "{}")
-                except ValueError:
-                    record = {}
-                if isinstance(record, dict):
-                    yield record
-            token = page.get("NextToken")
+            records, token = self.lookup_page(attribute, start, end, token)
+            yield from records
             if not token:
                 return
+
+    def lookup_page(self, attribute: tuple[str, str], start: datetime, end: datetime,
+                    token: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of LookupEvents (50 events, newest first): the records (each event's
+        parsed CloudTrailEvent JSON) and the NextToken (None: the end). A token is valid only
+        with the same attribute and time range."""
+        params: dict[str, Any] = {
+            "LookupAttributes": [{"AttributeKey": attribute[0], "AttributeValue": attribute[1]}],
+            "StartTime": start, "EndTime": end, "MaxResults": 50}
+        if token:
+            params["NextToken"] = token
+        page = self._call("LookupEvents", self._cloudtrail(), **params).response
+        records: list[dict[str, Any]] = []
+        for event in page.get("Events", []):
+            try:
+                record = json.loads(event.get("CloudTrailEvent") or "{}")
+            except ValueError:
+                record = {}
+            if isinstance(record, dict):
+                records.append(record)
+        following = page.get("NextToken")
+        return records, str(following) if following else None
 
     def _cloudtrail(self) -> Any:
         """The CloudTrail client, made on first use (only the gates and the watch need it)."""
