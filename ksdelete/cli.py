@@ -616,6 +616,8 @@ def _run_all(inv: Invocation, executor: Any, targets: list[Any], *, stop_on_unre
              missing_ok: bool = False) -> None:
     targets, early = _resolve_all(executor, targets, stop_on_unresolved=stop_on_unresolved,
                                   missing_ok=missing_ok)
+    # A --wait run watches the pending keys of every store of the invocation while it waits.
+    executor.invocation = tuple(t.store.id for t in targets if t.store is not None)
     if stop_on_unresolved:  # a changing run: all or nothing (Executor.run_all)
         ran: list[StoreResult] = []
         try:

@@ -18,7 +18,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from ksdelete import discover, leftovers, planner, signals
+from ksdelete import discover, leftovers, planner, signals, watch
 from ksdelete.cache import WatchFile
 from ksdelete.errors import (
     AccessDenied,
@@ -178,6 +178,10 @@ class Executor:
                                note=lambda text: reporter.note(text))
         self._last_watch = 0.0
         self._orphans: dict[str, tuple[tuple[str, ...], str | None]] = {}
+        # The stores of this invocation (set by the CLI): a --wait run watches the pending keys
+        # of every one of them while it waits on one, and the keys it saw pending in each.
+        self.invocation: tuple[str, ...] = ()
+        self._elsewhere: dict[str, tuple[KeyStore, list[Key]]] = {}
         # Which store each key belongs to never changes, so a key seen once outside the
         # target store need not be described again by later scans in this process.
         self.membership = membership if membership is not None else discover.MembershipCache()
@@ -582,6 +586,7 @@ class Executor:
         self.reporter.note(f"{target.ref!r} matched the store {target.matched_by}: "
                            f"{target.store.id} ({target.store.name})")
         snap = self.snapshot(target.store.id, target.matched_by or "id", result)
+        self._act_elsewhere(target.store.id, result)
         plan = self._plan(snap, result)
         self.reporter.plan(snap, self._repeating(target.store.id, snap, plan, result))
         return snap, plan
@@ -608,7 +613,8 @@ class Executor:
         trail = None
         orphaned: tuple[tuple[str, ...] | None, str | None] = (None, None)
         if not all_marks:
-            keys = self._with_watch(self._with_evidence(keys), fresh=True)
+            keys = self._with_watch(self._with_evidence(keys), fresh=True,
+                                    also=self._keys_elsewhere(store_id))
             trail = self._cancel_trail(store, keys)
             if store.type is StoreType.CLOUDHSM and not keys:
                 orphaned = self._orphaned(store)
@@ -754,6 +760,66 @@ class Executor:
             self._last_watch = time.monotonic()
             self.watcher.read(watched.values())
         return self._watched(keys)
+
+    def _keys_elsewhere(self, store_id: str) -> list[Key]:
+        """With --wait, the pending keys of the invocation's other stores: a run that waits
+        on one store for days must not let another store's key, still wanted, be deleted
+        meanwhile. Each store is scanned once; later readings re-describe its pending keys."""
+        if not self.options.wait or self.options.plan.on_use == "ignore":
+            return []
+        keys: list[Key] = []
+        for other in self.invocation:
+            if other == store_id:
+                continue
+            try:
+                if other not in self._elsewhere:
+                    store = self.gw.describe_store(store_id=other)
+                    if store is None:
+                        continue
+                    snap = discover.snapshot(self.gw, store, matched_by="id",
+                                             workers=self.options.workers, cache=self.membership)
+                    self._elsewhere[other] = (store, [k for k in snap.keys if k.pending])
+                else:
+                    store, pending = self._elsewhere[other]
+                    _, still = discover.recheck_keys(self.gw, pending)
+                    self._elsewhere[other] = (store, [k for k in still if k.pending])
+            except AwsError as exc:  # that store's own run will say what is wrong
+                self.reporter.note(f"cannot read the keys of {other} to watch them while "
+                                   f"waiting: {exc.aws_code}", level="warning")
+                continue
+            keys += self._elsewhere[other][1]
+        return keys
+
+    def _act_elsewhere(self, store_id: str, result: StoreResult) -> None:
+        """Someone tried to use a pending key of another store of this invocation: cancel its
+        deletion now (that store's own turn then refuses, as the gates say), and say so."""
+        for other, (store, pending) in self._elsewhere.items():
+            if other == store_id or not pending:
+                continue
+            snap = Snapshot(store, tuple(self._watched(pending)), identity=self.identity,
+                            observed_at=self.gw.server_now())
+            verdict = planner.no_use_while_pending(
+                snap, self.options.plan, Context(read_only=self.options.dry_run))
+            if not isinstance(verdict, Refusal) \
+                    or verdict.reason is not RefusalReason.USED_WHILE_PENDING:
+                continue
+            plan = planner.plan(snap, self.options.plan, self.gw.server_now(),
+                                Context(read_only=self.options.dry_run))
+            if plan.refusal is None or plan.refusal.reason is not \
+                    RefusalReason.USED_WHILE_PENDING:
+                plan = replace(plan, refusal=verdict, remedy=None if self.options.dry_run
+                               or self.options.plan.on_use != "cancel" else Step(
+                                   StepKind.CANCEL_KEY_DELETION, key_ids=verdict.key_ids))
+            there = StoreResult(ref=other, store=store)
+            self._remedy(plan, snap, there)
+            cancelled = [a.key_id for a in there.actions
+                         if a.operation == "CancelKeyDeletion" and a.outcome == "ok"]
+            result.warnings.append(f"while waiting on {store_id}: {verdict.message}"
+                                   + (f" (cancelled: {', '.join(k for k in cancelled if k)})"
+                                      if cancelled else ""))
+            self.reporter.note(result.warnings[-1], level="warning")
+            used = set(verdict.key_ids)
+            self._elsewhere[other] = (store, [k for k in pending if k.id not in used])
 
     def _watched(self, keys: Iterable[Key]) -> list[Key]:
         out = []
@@ -1382,7 +1448,10 @@ class Executor:
         due = time.monotonic() - self._last_watch >= WATCH_INTERVAL
         if store.connection_state is ConnectionState.CONNECTED and not due:
             return
-        keys = self._with_watch(keys, fresh=due)
+        keys = self._with_watch(keys, fresh=due,
+                                also=self._keys_elsewhere(store_id) if due else ())
+        if due:
+            self._act_elsewhere(store_id, result)
         snap = Snapshot(store, tuple(keys), identity=self.identity)
         plan = planner.plan(snap, self.options.plan, self.gw.server_now(), self._context)
         new = _record(plan, result)

@@ -191,3 +191,31 @@ def _journal_path() -> Any:
     from pathlib import Path
 
     return Path(os.environ["XDG_STATE_HOME"]) / "ksdelete" / "journal.jsonl"
+
+
+def test_a_wait_over_two_stores_watches_the_store_it_is_not_waiting_on(
+        emulator: Emulator) -> None:
+    emulator.configure(principals={APP_KEY: APP_ARN})
+    seeded = seed_one(emulator, keys=1, plain=0, other=2)["stores"]
+    other = sorted(seeded[1]["key_ids"])
+    first = ksdelete(emulator, "target", "other", "--yes", "--pending-window-days", "7",
+                     "--unused-for", "0")
+    assert first.exit_code == 3, first.stderr
+    # Day 2: an application still uses a key of the second store.
+    emulator.advance(2 * 86400)
+    assert fails(app(emulator).encrypt, KeyId=other[0], Plaintext=b"x") \
+        == "KMSInvalidStateException"
+    emulator.advance(3600)
+    # A --wait run waits on `target` first, for days; `other`'s keys reach their DeletionDate
+    # meanwhile. The key someone wanted must be cancelled, not deleted.
+    emulator.configure(time_scale=86400.0)
+    run = ksdelete(emulator, "target", "other", "--yes", "--wait", "--poll-interval", "0.2",
+                   "--output", "json")
+    emulator.configure(time_scale=1.0)
+    assert run.exit_code == 4, run.stderr
+    assert cancelled(emulator) == [other[0]]
+    states = keys_by_id(emulator)
+    assert states[other[0]]["KeyState"] == "Disabled"
+    assert run.store(0)["status"] == "deleted"
+    assert run.store(1)["status"] == "refused"
+    assert any("while waiting on" in w for w in run.store(0)["warnings"])
