@@ -759,6 +759,10 @@ class Executor:
                                "way out")
             self._last_watch = time.monotonic()
             self.watcher.read(watched.values())
+            if not any(k.watch and k.watch.attempts for k in self._watched(pending)):
+                # It stopped early for another store's key (acted on by _act_elsewhere): this
+                # store's keys need the whole reading.
+                self.watcher.finish()
         return self._watched(keys)
 
     def _keys_elsewhere(self, store_id: str) -> list[Key]:

@@ -14,7 +14,7 @@ from typing import Any
 from ksdelete import watch
 from ksdelete.cache import WatchFile
 from ksdelete.gateway import Gateway
-from ksdelete.journal import Journal
+from ksdelete.journal import Journal, ScheduledKey
 from ksdelete.models import Key, Watch
 
 # The watch's default budget for one reading: a chain not read to its end within it leaves
@@ -45,6 +45,7 @@ class Watcher:
         self._sweep: watch.Sweep | None = None
         self._deadline = 0.0
         self._deletion: dict[str, datetime] = {}  # key ARN -> its DeletionDate when read
+        self._journalled: dict[str, dict[str, ScheduledKey]] = {}  # per store, per reading
 
     # ---- reading ---------------------------------------------------------------------------
 
@@ -53,6 +54,7 @@ class Watcher:
         the first round of pages that shows an attempt, so that the caller can act on it at
         once; `finish` reads the rest."""
         now = self.gw.server_now()
+        self._journalled = {}
         targets = [self._target(k, now) for k in keys]
         if not targets:
             return
@@ -110,8 +112,8 @@ class Watcher:
             self._deletion[key.arn] = key.deletion_date
         scheduled = self._scheduled_at(key, now)
         bound = watch.scheduled_bound(key.deletion_date, now)
-        if scheduled is not None:
-            bound = max(bound, scheduled - timedelta(minutes=1))
+        if scheduled is not None:  # (its event may be stamped a little earlier)
+            bound = max(bound, scheduled - watch.ALLOWANCE)
         kept = self.anchors.get(key.arn)
         since = None
         if kept is not None and key.deletion_date is not None \
@@ -127,7 +129,10 @@ class Watcher:
             return None
         known = self.scheduled.get(key.arn)
         if known is None:
-            entry = self.journal.scheduled_keys(key.custom_key_store_id).get(key.id)
+            store = key.custom_key_store_id
+            if store not in self._journalled:
+                self._journalled[store] = self.journal.scheduled_keys(store)
+            entry = self._journalled[store].get(key.id)
             if entry is not None and entry.deletion_date and entry.window_days:
                 try:
                     deletion = datetime.fromisoformat(entry.deletion_date)

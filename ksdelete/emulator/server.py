@@ -177,13 +177,15 @@ class EmulatorApp:
         cfg = RUNTIME.config
         if cfg.latency_ms > 0:
             time.sleep(cfg.latency_ms / 1000.0)
-        when = RUNTIME.clock.epoch()
         request_id = cloudtrail.new_uuid()
         context = cloudtrail.begin_call()
         try:
             status, payload = self._answer(environ, operation, region, body, params, cfg)
         finally:
             cloudtrail.end_call()
+        # The event's time is when the call took effect: under a fast emulated clock, a
+        # DeletionDate (set while answering) minus its window is never after its event.
+        when = RUNTIME.clock.epoch()
         error = _error_code(status, payload)
         if isinstance(params, dict):
             self._record(environ, operation, region, params, status, payload, context,
