@@ -140,7 +140,8 @@ def test_late_delivery_is_not_blindness_and_a_late_attempt_is_caught(
     (used, _), _ = schedule(emulator, keys=2)
     status = ksdelete(emulator, "status", "target", "--output", "json")
     assert status.exit_code == 3, status.stderr  # keys-pending, not refused
-    assert "not visible in CloudTrail yet" in status.stderr
+    (gate,) = [g for g in status.store()["gates"] if g["gate"] == "no_use_while_pending"]
+    assert gate["verdict"] == "pass" and "not visible in CloudTrail yet" in gate["detail"]
     assert fails(app(emulator).encrypt, KeyId=used, Plaintext=b"x") == "KMSInvalidStateException"
     emulator.advance(300)  # neither the scheduling nor the attempt delivered yet
     assert ksdelete(emulator, "status", "target").exit_code == 3
