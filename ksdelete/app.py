@@ -34,6 +34,7 @@ class Settings:
     # `apply`: the plan's Region, used when none is configured.
     default_region: str | None = None
     watch_budget: float | None = None  # --watch-budget (None: the default)
+    watch_log_group: str | None = None  # --watch-log-group
 
 
 @dataclass
@@ -115,6 +116,8 @@ def build(settings: Settings, options: RunOptions, reporter: Reporter, confirm: 
                                  warn=lambda text: reporter.note(text, level="warning"))
     if settings.watch_budget is not None:
         options = replace(options, watch_budget=settings.watch_budget)
+    if settings.watch_log_group is not None:
+        options = replace(options, watch_log_group=settings.watch_log_group)
     executor = Executor(gateway, journal, reporter, options, confirm, identity,
                         membership=membership, lock_dir=path.parent / "locks",
                         watch_file=watch_file)

@@ -65,7 +65,7 @@ def parse_duration(ctx: click.Context | None, param: click.Parameter | None, val
 GLOBAL_OPTIONS: dict[str, bool] = {
     "--region": True, "--profile": True, "--endpoint-url": True, "--output": True,
     "--journal": True, "--account-id": True, "--debug": False, "--quiet": False, "-q": False,
-    "--no-cache": False, "--watch-budget": True,
+    "--no-cache": False, "--watch-budget": True, "--watch-log-group": True,
 }
 
 
@@ -191,6 +191,11 @@ def aws_options(fn: F) -> F:
                      help="Longest time one reading of CloudTrail may take (LookupEvents, 2 per "
                           "second); events not read by then leave the keys they may concern "
                           "unwatched, and the run refuses rather than call that 'no use'."),
+        click.option("--watch-log-group", expose_value=False, metavar="NAME",
+                     callback=_remember_log_group,
+                     help="Watch by reading this CloudWatch Logs group, which a CloudTrail "
+                          "trail of the account delivers to (FilterLogEvents, filtered by AWS "
+                          "to the use errors): cheaper than Event history in a busy account."),
     ])
 
 
@@ -202,6 +207,13 @@ def _remember_watch_budget(ctx: click.Context, param: click.Parameter, value: An
     if ctx.get_parameter_source(param.name or "") is not click.core.ParameterSource.DEFAULT \
             or "ksdelete.watch_budget" not in ctx.meta:
         ctx.meta["ksdelete.watch_budget"] = budget
+
+
+def _remember_log_group(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        if not re.fullmatch(r"[\w.\-/#]{1,512}", value):
+            raise click.BadParameter(f"{value!r} is not a log group name", ctx, param)
+        ctx.meta["ksdelete.watch_log_group"] = value
 
 
 def _remember_no_cache(ctx: click.Context, param: click.Parameter, value: bool) -> None:
@@ -485,9 +497,11 @@ def _settings(region: str | None, profile: str | None, endpoint_url: str | None,
     context = click.get_current_context(silent=True)
     no_cache = bool(context and context.meta.get("ksdelete.no_cache"))
     budget = context.meta.get("ksdelete.watch_budget") if context else None
+    group = context.meta.get("ksdelete.watch_log_group") if context else None
     return Settings(region, profile, endpoint_url, journal, poll_interval, cache=not no_cache,
                     default_region=default_region,
-                    watch_budget=float(budget) if budget is not None else None)
+                    watch_budget=float(budget) if budget is not None else None,
+                    watch_log_group=str(group) if group else None)
 
 
 def _resolve_all(executor: Any, targets: list[Any], *, stop_on_unresolved: bool,

@@ -110,6 +110,7 @@ class RunOptions:
     plan_id: str | None = None  # `apply`: the saved plan's ID (journalled with ConfirmPlan)
     plan_endpoint: str | None = None  # `apply`: the plan's KMS endpoint (None: AWS's own)
     watch_budget: float = WATCH_BUDGET  # seconds one reading of CloudTrail may take
+    watch_log_group: str | None = None  # read this CloudWatch Logs group instead (FilterLogEvents)
 
 
 @dataclass(frozen=True)
@@ -175,7 +176,8 @@ class Executor:
         # The watch: CloudTrail read for use of the keys on their way out (watcher.py).
         self.watcher = Watcher(gateway, journal, own_caller=identity.caller_arn,
                                budget=options.watch_budget, store=watch_file,
-                               note=lambda text: reporter.note(text))
+                               note=lambda text: reporter.note(text),
+                               log_group=options.watch_log_group)
         self._last_watch = 0.0
         self._orphans: dict[str, tuple[tuple[str, ...], str | None]] = {}
         # The stores of this invocation (set by the CLI): a --wait run watches the pending keys

@@ -67,6 +67,7 @@ PACE: dict[str, float] = {
     "GetKeyLastUsage": 4.65,
     "ListGrants": 93,
     "LookupEvents": 1.86,  # CloudTrail: 2 per second per account and Region, not adjustable
+    "FilterLogEvents": 4.65,  # CloudWatch Logs: 5 per second per account and Region
 }
 
 # HTTP connections kept open to KMS: as many as discovery may have DescribeKey calls in flight.
@@ -123,6 +124,7 @@ PERMISSIONS: dict[str, str] = {
     "create_probe_key": "kms:CreateKey",
     "encrypt": "kms:Encrypt",
     "lookup_page": "cloudtrail:LookupEvents",
+    "filter_log_events": "logs:FilterLogEvents",
 }
 
 
@@ -306,6 +308,7 @@ class Gateway:
         self._session, self._config = session, config
         self._endpoint_given = target.endpoint_url is not None
         self._trail: Any = None
+        self._logs: Any = None
         self._clock_lock = threading.Lock()
         self._server_offset: float | None = None
         self._date_header: str | None = None
@@ -594,6 +597,33 @@ class Gateway:
             if isinstance(record, dict):
                 records.append(record)
         following = page.get("NextToken")
+        return records, str(following) if following else None
+
+    def filter_log_events(self, group: str, pattern: str, start: datetime, end: datetime,
+                          token: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of CloudWatch Logs FilterLogEvents over a log group a CloudTrail trail
+        delivers to (oldest first, filtered by AWS): the CloudTrail records (each event's
+        message, parsed) and the nextToken (None: the end)."""
+        params: dict[str, Any] = {
+            "logGroupName": group, "filterPattern": pattern,
+            "startTime": int(start.timestamp() * 1000), "endTime": int(end.timestamp() * 1000)}
+        if token:
+            params["nextToken"] = token
+        with self._clock_lock:
+            if self._logs is None:
+                self._logs = self._session.client(
+                    "logs", endpoint_url=_local_endpoint(self.endpoint_url),
+                    config=self._config)
+        page = self._call("FilterLogEvents", self._logs, **params).response
+        records: list[dict[str, Any]] = []
+        for event in page.get("events", []):
+            try:
+                record = json.loads(event.get("message") or "{}")
+            except ValueError:
+                record = {}
+            if isinstance(record, dict):
+                records.append(record)
+        following = page.get("nextToken")
         return records, str(following) if following else None
 
     def _cloudtrail(self) -> Any:

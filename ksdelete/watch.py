@@ -58,6 +58,15 @@ USE_ERRORS = frozenset({"KMSInvalidStateException", "DisabledException",
                         "KeyUnavailableException"})
 USE_WORDS = ("is pending deletion", "is pending replica deletion", "is disabled",
              "is unavailable")
+# The one chain of a CloudWatch Logs group (--watch-log-group), and the filter pattern that
+# makes AWS return only what the watch needs: failures that say a KMS key is pending deletion,
+# disabled or unavailable (AWS's own alarm, kms-gates-facts correction 3), and the anchors.
+LOG_CHAIN = "log group"
+LOG_PATTERN = ('{ ($.eventSource = "kms.amazonaws.com") && ('
+               + " || ".join(f'($.errorMessage = "* {word}*")' for word in (
+                   "is pending deletion", "is pending replica deletion", "is disabled",
+                   "is unavailable"))
+               + ' || ($.eventName = "ScheduleKeyDeletion") || ($.eventName = "DisableKey")) }')
 # Event history keeps 90 days.
 RETENTION = timedelta(days=90)
 # How late an event may reach Event history: each read goes back this far before the last
@@ -123,7 +132,10 @@ class Chain:
     reached: datetime | None = None  # the oldest event read so far
 
     def covers(self, start: datetime) -> bool:
-        """Read completely back to `start` (events of one second may span two pages)."""
+        """Read completely back to `start` (events of one second may span two pages; a log
+        group is read oldest first: only its end proves anything)."""
+        if self.name == LOG_CHAIN:
+            return self.done
         return self.done or (self.reached is not None and self.reached < start)
 
 
@@ -140,10 +152,15 @@ class Sweep:
     anchors: dict[str, datetime] = field(default_factory=dict)
     found: dict[str, list[Attempt]] = field(default_factory=dict)
     calls: int = 0
+    # Read one CloudWatch Logs group (FilterLogEvents, filtered by AWS, oldest first) instead
+    # of one LookupEvents chain per event name: one chain, complete only when read to its end.
+    log_group: bool = False
 
     def __post_init__(self) -> None:
         names = list(USE_EVENTS)
         names += sorted({k.anchor for k in self.keys})
+        if self.log_group:
+            names = [LOG_CHAIN]
         floor = self.now - RETENTION
         for name in names:
             starts = [self._start(name, k) for k in self.keys]
@@ -302,6 +319,11 @@ def _why(chain: Chain) -> str:
         back = f" (read back to {chain.reached:%Y-%m-%d %H:%M:%S}Z)" if chain.reached else ""
         return (f"the {chain.name} events could not be read to the end within the watch "
                 f"budget{back}: {chain.events} read in {chain.pages} page(s)")
+    if chain.name == LOG_CHAIN and chain.error == "budget":
+        return (f"the log group could not be read to the end within the watch budget: "
+                f"{chain.events} event(s) read in {chain.pages} page(s)")
+    if chain.name == LOG_CHAIN and chain.error is not None:
+        return f"FilterLogEvents on the log group failed ({chain.error})"
     if chain.error is None:
         return f"the {chain.name} events were not read to the end yet"
     if chain.error in ("AccessDeniedException", "AccessDenied", "UnauthorizedOperation"):

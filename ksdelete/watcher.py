@@ -28,8 +28,9 @@ Note = Callable[[str], None]
 class Watcher:
     def __init__(self, gateway: Gateway, journal: Journal, *, own_caller: str,
                  budget: float = WATCH_BUDGET, store: WatchFile | None = None,
-                 note: Note = lambda text: None) -> None:
+                 note: Note = lambda text: None, log_group: str | None = None) -> None:
         self.gw = gateway
+        self.log_group = log_group  # --watch-log-group: FilterLogEvents instead of LookupEvents
         self.journal = journal
         self.own_caller = own_caller
         self.budget = budget
@@ -58,7 +59,8 @@ class Watcher:
         targets = [self._target(k, now) for k in keys]
         if not targets:
             return
-        sweep = watch.Sweep(targets, now, own_caller=self.own_caller, positions=self.positions)
+        sweep = watch.Sweep(targets, now, own_caller=self.own_caller, positions=self.positions,
+                            log_group=self.log_group is not None)
         self._sweep = sweep
         self._deadline = time.monotonic() + self.budget
         self._run(sweep, first_round_only=True)
@@ -82,6 +84,9 @@ class Watcher:
 
     def _fetch(self, name: str, start: datetime, end: datetime, token: str | None
                ) -> tuple[list[dict[str, Any]], str | None]:
+        if name == watch.LOG_CHAIN and self.log_group is not None:
+            return self.gw.filter_log_events(self.log_group, watch.LOG_PATTERN, start, end,
+                                             token)
         return self.gw.lookup_page(("EventName", name), start, end, token)
 
     def _remember(self, sweep: watch.Sweep) -> None:

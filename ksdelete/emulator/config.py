@@ -56,6 +56,9 @@ class EmulatorConfig:
     # Emulated seconds between an event and its appearing in LookupEvents (AWS documents no
     # figure for Event history; trails: "about 5 minutes ... not guaranteed").
     cloudtrail_delay: float = 0.0
+    # The CloudWatch Logs group a CloudTrail trail delivers the Region's events to, served by
+    # FilterLogEvents ("" = none: ResourceNotFoundException).
+    cloudtrail_log_group: str = ""
     # Access key ID -> principal ARN for CloudTrail userIdentity and STS GetCallerIdentity; an
     # unmapped access key ID is arn:aws:iam::<account>:user/<access key ID>.
     principals: dict[str, str] = field(default_factory=dict)
@@ -135,6 +138,7 @@ def _coerce(name: str, value: Any) -> Any:
         "unknown_operations",
         "pending_deletion_crypto_error",
         "cloudtrail_resource_name",
+        "cloudtrail_log_group",
     ):
         return str(value)
     if name == "key_usage_tracking_start":

@@ -221,3 +221,32 @@ def test_a_wait_over_two_stores_watches_the_store_it_is_not_waiting_on(
     assert run.store(0)["status"] == "deleted"
     assert run.store(1)["status"] == "refused"
     assert any("while waiting on" in w for w in run.store(0)["warnings"])
+
+
+def test_a_trail_log_group_catches_the_same_attempts_in_a_few_calls(emulator: Emulator) -> None:
+    emulator.configure(cloudtrail_log_group="org-trail")
+    (first, second, third, untouched), blob = schedule(emulator, keys=4)
+    kms = app(emulator)
+    assert fails(kms.decrypt, CiphertextBlob=blob) == "KMSInvalidStateException"
+    assert fails(kms.encrypt, KeyId=second, Plaintext=b"x") == "KMSInvalidStateException"
+    assert fails(kms.create_grant, KeyId=third, GranteePrincipal=APP_ARN,
+                 Operations=["Decrypt"]) == "KMSInvalidStateException"
+    busy(emulator, plain_key(emulator), 1000)  # traffic the log group's filter leaves out
+    emulator.advance(600)
+    before = len(emulator.calls())
+    missing = ksdelete(emulator, "target", "--yes", "--watch-log-group", "no-such-group",
+                       "--output", "json")
+    assert missing.exit_code == 4 and missing.store()["phase"]["reason"] == "watch-blind"
+    assert "ResourceNotFoundException" in missing.store()["error"]["message"]
+    run = ksdelete(emulator, "target", "--yes", "--watch-log-group", "org-trail",
+                   "--output", "json")
+    assert run.exit_code == 4, run.stderr
+    message = run.store()["error"]["message"]
+    for key_id, operation in ((first, "Decrypt"), (second, "Encrypt"),
+                              (third, "CreateGrant")):
+        assert f"{key_id}: {operation} by {APP_ARN}" in message
+    assert cancelled(emulator) == sorted([first, second, third])
+    assert keys_by_id(emulator)[untouched]["KeyState"] == "PendingDeletion"
+    calls = [c["operation"] for c in emulator.calls()[before:]]
+    assert "LookupEvents" not in calls
+    assert 1 <= calls.count("FilterLogEvents") <= 4

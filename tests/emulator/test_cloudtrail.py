@@ -343,3 +343,38 @@ def test_cloudtrail_delay_holds_events_back_in_emulated_time(
     assert [e["EventName"] for e in events(trail)] == ["DescribeKey", "CreateKey"]
     with pytest.raises(EmulatorError):
         emulator.configure(cloudtrail_delay=-1)
+
+
+def test_filter_log_events_over_the_trail_log_group(kms: Any, emulator: Emulator) -> None:
+    logs = client(emulator, "logs")
+    with pytest.raises(ClientError) as excinfo:
+        logs.filter_log_events(logGroupName="trail-logs")
+    assert error_of(excinfo)[0] == "ResourceNotFoundException"
+    emulator.configure(cloudtrail_log_group="trail-logs", principals={APP: APP_ARN})
+    key = kms.create_key()["KeyMetadata"]
+    kms.schedule_key_deletion(KeyId=key["KeyId"], PendingWindowInDays=7)
+    for _ in range(3):
+        with pytest.raises(ClientError):
+            client(emulator, "kms", APP).encrypt(KeyId=key["KeyId"], Plaintext=b"x")
+    alarm = '{ $.eventSource = kms* && $.errorMessage = "* is pending deletion." }'
+    found = logs.filter_log_events(logGroupName="trail-logs", filterPattern=alarm)["events"]
+    assert [json.loads(e["message"])["eventName"] for e in found] == ["Encrypt"] * 3
+    assert [e["timestamp"] for e in found] == sorted(e["timestamp"] for e in found)
+    either = ('{ ($.eventName = "ScheduleKeyDeletion") || ($.errorCode = "KMSInvalidState*" '
+              '&& $.userIdentity.arn = "' + APP_ARN + '") }')
+    names = [json.loads(e["message"])["eventName"] for e in logs.filter_log_events(
+        logGroupName="trail-logs", filterPattern=either)["events"]]
+    assert names == ["ScheduleKeyDeletion", "Encrypt", "Encrypt", "Encrypt"]
+    first = logs.filter_log_events(logGroupName="trail-logs", filterPattern=alarm, limit=2)
+    rest = logs.filter_log_events(logGroupName="trail-logs", filterPattern=alarm, limit=2,
+                                  nextToken=first["nextToken"])
+    assert len(first["events"]) == 2 and len(rest["events"]) == 1 and "nextToken" not in rest
+    for bad in ("Encrypt", "{ $.eventName = }", '{ $.eventName IS "x" }', "[a, b]"):
+        with pytest.raises(ClientError) as excinfo:
+            logs.filter_log_events(logGroupName="trail-logs", filterPattern=bad)
+        assert error_of(excinfo)[:2] == ("InvalidParameterException", 400), bad
+    emulator.configure(cloudtrail_delay=600)
+    kms.describe_key(KeyId=key["KeyId"])
+    described = '{ $.eventName = "DescribeKey" }'
+    assert logs.filter_log_events(logGroupName="trail-logs", filterPattern=described)[
+        "events"] == []
