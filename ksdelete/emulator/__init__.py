@@ -15,7 +15,8 @@ Full reference: docs/emulator.md. In short:
   ``key_usage_tracking_start``, ``last_usage_delay``, ``pending_deletion_crypto_error``,
   ``cloudtrail_resource_name``, ``cloudtrail_index_crypto`` (LookupEvents finds cryptographic
   events by ResourceName; AWS does not), ``cloudtrail_delay`` (emulated seconds before an event
-  shows in LookupEvents), ``principals`` (access key ID -> caller ARN),
+  shows in LookupEvents), ``cloudtrail_log_group`` (a log group FilterLogEvents serves the
+  Region's events from), ``principals`` (access key ID -> caller ARN),
   ``tag_after_cancel_failures`` (TagResource right after a cancel still sees it pending).
 * Control API under ``/_emulator/``: ``clock``, ``reset``, ``config``, ``seed``, ``state``,
   ``calls``, ``problems``, ``store-state``; never delayed, throttled or faulted.
