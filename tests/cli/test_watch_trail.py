@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import boto3
+import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
@@ -112,6 +113,7 @@ def test_a_failed_create_grant_on_a_pending_key_is_a_use(emulator: Emulator) -> 
     assert cancelled(emulator) == [granted]
 
 
+@pytest.mark.slow
 def test_an_attempt_buried_in_thousands_of_calls_is_found_or_the_watch_is_blind(
         emulator: Emulator) -> None:
     (used, *others), blob = schedule(emulator, keys=3)
@@ -166,6 +168,7 @@ def test_no_anchor_after_the_allowance_is_blind_and_says_so(emulator: Emulator) 
     assert "grant cloudtrail:LookupEvents" not in message  # not a permission problem
 
 
+@pytest.mark.slow
 def test_two_thousand_failed_calls_are_acted_on_before_a_12_second_timeout(
         emulator: Emulator) -> None:
     (used, other), _ = schedule(emulator, keys=2)
