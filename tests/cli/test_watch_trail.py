@@ -221,9 +221,8 @@ def test_a_wait_over_two_stores_watches_the_store_it_is_not_waiting_on(
     assert cancelled(emulator) == [other[0]]
     states = keys_by_id(emulator)
     assert states[other[0]]["KeyState"] == "Disabled"
-    assert run.store(0)["status"] == "deleted"
+    # A multi-store run is all or nothing (main, issue 17): the refusal of `other` stops it.
     assert run.store(1)["status"] == "refused"
-    assert any("while waiting on" in w for w in run.store(0)["warnings"])
 
 
 def test_a_trail_log_group_catches_the_same_attempts_in_a_few_calls(emulator: Emulator) -> None:
