@@ -33,6 +33,8 @@ class Settings:
     cache: bool = True  # the key membership cache between runs (--no-cache: False)
     # `apply`: the plan's Region, used when none is configured.
     default_region: str | None = None
+    watch_budget: float | None = None  # --watch-budget (None: the default)
+    watch_log_group: str | None = None  # --watch-log-group
 
 
 @dataclass
@@ -107,6 +109,16 @@ def build(settings: Settings, options: RunOptions, reporter: Reporter, confirm: 
         membership = open_cache(path.parent, account=identity.account, region=identity.region,
                                 endpoint=gateway.endpoint_url, enabled=settings.cache,
                                 warn=lambda text: reporter.note(text, level="warning"))
+    from ksdelete.cache import open_watch_file
+
+    watch_file = open_watch_file(path.parent, account=identity.account, region=identity.region,
+                                 enabled=settings.cache,
+                                 warn=lambda text: reporter.note(text, level="warning"))
+    if settings.watch_budget is not None:
+        options = replace(options, watch_budget=settings.watch_budget)
+    if settings.watch_log_group is not None:
+        options = replace(options, watch_log_group=settings.watch_log_group)
     executor = Executor(gateway, journal, reporter, options, confirm, identity,
-                        membership=membership, lock_dir=path.parent / "locks")
+                        membership=membership, lock_dir=path.parent / "locks",
+                        watch_file=watch_file)
     return App(gateway, identity, journal, executor)

@@ -196,3 +196,119 @@ def _reason(exc: BaseException) -> str:
             return "it is owned by another user"
         return os_reason(exc)
     return str(exc)
+
+
+# ---- the watch's positions ------------------------------------------------------------------
+
+WATCH_FORMAT = "ksdelete-watch-positions"
+WATCH_VERSION = 1
+
+
+def watch_path(directory: Path, account: str, region: str) -> Path:
+    name = "-".join(SAFE.sub("_", part) for part in (account, region))
+    return directory / "cache" / f"watch-{name}.json"
+
+
+class WatchFile:
+    """How far the watch read each CloudTrail chain completely, per key, and each key's
+    anchor (its ScheduleKeyDeletion's time, with the DeletionDate it set), for one account and
+    Region (`cache/watch-ACCOUNT-REGION.json`, beside the membership cache, written the same
+    way). Only ever makes a read shorter where it can be trusted: an entry of another account
+    or Region, a time that does not parse, or a file that cannot be read is left out (the next
+    read is longer, never shorter)."""
+
+    def __init__(self, path: Path, *, account: str, region: str, warn: Warn) -> None:
+        self.path = path
+        self.account = account
+        self.region = region
+        self._warn = warn
+        self._save_failed = False
+        self._prefix = f"arn:aws:kms:{region}:{account}:key/"
+
+    def load(self) -> tuple[dict[str, dict[str, datetime]],
+                            dict[str, tuple[datetime, datetime]]]:
+        """(chain -> key ARN -> read completely up to, key ARN -> (anchor, DeletionDate))."""
+        try:
+            fd = open_private(self.path, os.O_RDONLY)
+            with os.fdopen(fd, "rb") as handle:
+                if os.fstat(handle.fileno()).st_size > MAX_BYTES:
+                    raise CacheFileError("it is too large to be a ksdelete cache")
+                raw = handle.read()
+            try:
+                doc = json.loads(raw)
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise CacheFileError("it is not valid JSON (a torn or foreign file)") from exc
+            return self.parse(doc)
+        except FileNotFoundError:
+            return {}, {}
+        except (OSError, CacheFileError) as exc:
+            self._warn(f"ignoring the watch's positions {self.path}: {_reason(exc)}; CloudTrail "
+                       "is read from each key's scheduling")
+            return {}, {}
+
+    def parse(self, doc: Any) -> tuple[dict[str, dict[str, datetime]],
+                                       dict[str, tuple[datetime, datetime]]]:
+        if not isinstance(doc, dict) or doc.get("format") != WATCH_FORMAT:
+            raise CacheFileError("it is not ksdelete's watch positions")
+        if doc.get("version") != WATCH_VERSION:
+            raise CacheFileError(f"it has version {doc.get('version')!r}, not {WATCH_VERSION}")
+        if doc.get("account") != self.account or doc.get("region") != self.region:
+            raise CacheFileError(
+                f"it belongs to account {doc.get('account')!r}, Region {doc.get('region')!r}, "
+                f"not account {self.account}, {self.region}")
+        chains: dict[str, dict[str, datetime]] = {}
+        raw_chains = doc.get("chains")
+        for name, keys in (raw_chains.items() if isinstance(raw_chains, dict) else ()):
+            if not isinstance(keys, dict):
+                continue
+            for arn, when in keys.items():
+                parsed = _instant(when)
+                if isinstance(arn, str) and arn.startswith(self._prefix) and parsed:
+                    chains.setdefault(str(name), {})[arn] = parsed
+        anchors: dict[str, tuple[datetime, datetime]] = {}
+        raw_anchors = doc.get("anchors")
+        for arn, entry in (raw_anchors.items() if isinstance(raw_anchors, dict) else ()):
+            if not isinstance(entry, dict) or not str(arn).startswith(self._prefix):
+                continue
+            since, deletion = _instant(entry.get("since")), _instant(entry.get("deletion_date"))
+            if since and deletion:
+                anchors[str(arn)] = (since, deletion)
+        return chains, anchors
+
+    def save(self, chains: dict[str, dict[str, datetime]],
+             anchors: dict[str, tuple[datetime, datetime]]) -> None:
+        doc = {
+            "format": WATCH_FORMAT, "version": WATCH_VERSION, "account": self.account,
+            "region": self.region, "written": datetime.now(UTC).isoformat(timespec="seconds"),
+            "chains": {name: {arn: when.isoformat() for arn, when in sorted(keys.items())}
+                       for name, keys in sorted(chains.items())},
+            "anchors": {arn: {"since": since.isoformat(), "deletion_date": deletion.isoformat()}
+                        for arn, (since, deletion) in sorted(anchors.items())},
+        }
+        try:
+            MembershipFile(self.path, account=self.account, region=self.region,
+                           warn=self._warn)._write(json.dumps(doc, separators=(",", ":")).encode())
+        except OSError as exc:
+            if not self._save_failed:
+                self._save_failed = True
+                self._warn(f"cannot write the watch's positions {self.path}: {_reason(exc)}; "
+                           "the next run reads CloudTrail from each key's scheduling")
+
+
+def open_watch_file(directory: Path, *, account: str, region: str, enabled: bool,
+                    warn: Warn) -> WatchFile | None:
+    """The watch's positions for one run (None with --no-cache: nothing read or written)."""
+    if not enabled:
+        return None
+    return WatchFile(watch_path(directory, account, region), account=account, region=region,
+                     warn=warn)
+
+
+def _instant(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None

@@ -65,7 +65,7 @@ def parse_duration(ctx: click.Context | None, param: click.Parameter | None, val
 GLOBAL_OPTIONS: dict[str, bool] = {
     "--region": True, "--profile": True, "--endpoint-url": True, "--output": True,
     "--journal": True, "--account-id": True, "--debug": False, "--quiet": False, "-q": False,
-    "--no-cache": False,
+    "--no-cache": False, "--watch-budget": True, "--watch-log-group": True,
 }
 
 
@@ -185,8 +185,35 @@ def aws_options(fn: F) -> F:
         # Read in _settings (from the context, so no command signature changes).
         click.option("--no-cache", is_flag=True, expose_value=False, callback=_remember_no_cache,
                      help="Describe every key: neither read nor write the key membership cache "
-                          "kept beside the journal."),
+                          "(nor the watch's CloudTrail positions) kept beside the journal."),
+        click.option("--watch-budget", expose_value=False, callback=_remember_watch_budget,
+                     default="2m", show_default=True, metavar="DURATION",
+                     help="Longest time one reading of CloudTrail may take (LookupEvents, 2 per "
+                          "second); events not read by then leave the keys they may concern "
+                          "unwatched, and the run refuses rather than call that 'no use'."),
+        click.option("--watch-log-group", expose_value=False, metavar="NAME",
+                     callback=_remember_log_group,
+                     help="Watch by reading this CloudWatch Logs group, which a CloudTrail "
+                          "trail of the account delivers to (FilterLogEvents, filtered by AWS "
+                          "to the use errors): cheaper than Event history in a busy account."),
     ])
+
+
+def _remember_watch_budget(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    budget = parse_duration(ctx, param, value)
+    if budget <= 0:
+        raise click.BadParameter("the watch needs some time: use e.g. 30s, 2m or 10m", ctx,
+                                 param)
+    if ctx.get_parameter_source(param.name or "") is not click.core.ParameterSource.DEFAULT \
+            or "ksdelete.watch_budget" not in ctx.meta:
+        ctx.meta["ksdelete.watch_budget"] = budget
+
+
+def _remember_log_group(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        if not re.fullmatch(r"[\w.\-/#]{1,512}", value):
+            raise click.BadParameter(f"{value!r} is not a log group name", ctx, param)
+        ctx.meta["ksdelete.watch_log_group"] = value
 
 
 def _remember_no_cache(ctx: click.Context, param: click.Parameter, value: bool) -> None:
@@ -469,8 +496,12 @@ def _settings(region: str | None, profile: str | None, endpoint_url: str | None,
 
     context = click.get_current_context(silent=True)
     no_cache = bool(context and context.meta.get("ksdelete.no_cache"))
+    budget = context.meta.get("ksdelete.watch_budget") if context else None
+    group = context.meta.get("ksdelete.watch_log_group") if context else None
     return Settings(region, profile, endpoint_url, journal, poll_interval, cache=not no_cache,
-                    default_region=default_region)
+                    default_region=default_region,
+                    watch_budget=float(budget) if budget is not None else None,
+                    watch_log_group=str(group) if group else None)
 
 
 def _resolve_all(executor: Any, targets: list[Any], *, stop_on_unresolved: bool,
@@ -599,6 +630,8 @@ def _run_all(inv: Invocation, executor: Any, targets: list[Any], *, stop_on_unre
              missing_ok: bool = False) -> None:
     targets, early = _resolve_all(executor, targets, stop_on_unresolved=stop_on_unresolved,
                                   missing_ok=missing_ok)
+    # A --wait run watches the pending keys of every store of the invocation while it waits.
+    executor.invocation = tuple(t.store.id for t in targets if t.store is not None)
     if stop_on_unresolved:  # a changing run: all or nothing (Executor.run_all)
         ran: list[StoreResult] = []
         try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ksdelete import discover, leftovers, planner, signals, watch
+from ksdelete.cache import WatchFile
 from ksdelete.errors import (
     AccessDenied,
     AwsError,
@@ -61,6 +62,7 @@ from ksdelete.models import (
     Plan,
     PlanOptions,
     Refusal,
+    RefusalReason,
     Snapshot,
     Status,
     Step,
@@ -68,10 +70,10 @@ from ksdelete.models import (
     StoreResult,
     StoreType,
     Usage,
-    Watch,
 )
 from ksdelete.reporting import STEP_PHASE, Phase, PhaseState, Reporter
 from ksdelete.retry import poll_until, retry_while_lagging
+from ksdelete.watcher import WATCH_BUDGET, Watcher
 
 log = logging.getLogger("ksdelete")
 
@@ -86,10 +88,9 @@ MAX_REPLANS = 50
 # snapshot of the same run (KMS records use up to an hour late).
 USAGE_REUSE = 300.0
 # The watch during --wait: CloudTrail is read again this often (LookupEvents allows 2 per
-# second for the whole account), and each reading goes back this far before the last one,
-# since CloudTrail delivers events some minutes late.
+# second for the whole account; each reading goes back an hour before the last complete one,
+# since CloudTrail delivers events late).
 WATCH_INTERVAL = 600.0
-WATCH_LAG = timedelta(hours=1)
 
 # confirm(snapshot, plan) -> True to go ahead
 Confirm = Callable[[Snapshot, Plan], bool]
@@ -108,6 +109,8 @@ class RunOptions:
     approved: tuple[ApprovedStore, ...] = ()  # `apply`: the stores of the saved plan
     plan_id: str | None = None  # `apply`: the saved plan's ID (journalled with ConfirmPlan)
     plan_endpoint: str | None = None  # `apply`: the plan's KMS endpoint (None: AWS's own)
+    watch_budget: float = WATCH_BUDGET  # seconds one reading of CloudTrail may take
+    watch_log_group: str | None = None  # read this CloudWatch Logs group instead (FilterLogEvents)
 
 
 @dataclass(frozen=True)
@@ -152,7 +155,7 @@ class Executor:
     def __init__(self, gateway: Gateway, journal: Journal, reporter: Reporter,
                  options: RunOptions, confirm: Confirm, identity: Identity,
                  membership: discover.MembershipCache | None = None,
-                 lock_dir: Path | None = None) -> None:
+                 lock_dir: Path | None = None, watch_file: WatchFile | None = None) -> None:
         self.gw = gateway
         self.journal = journal
         self.reporter = reporter
@@ -170,10 +173,17 @@ class Executor:
         self._context = Context()
         self._gone: set[str] = set()  # keys this run saw NotFound: they never come back
         self._usage: dict[str, tuple[float, Usage]] = {}  # GetKeyLastUsage readings, by key
-        # The watch: what CloudTrail showed of each pending key, and up to when (AWS's clock).
-        self._watched: dict[str, tuple[Watch, datetime]] = {}
+        # The watch: CloudTrail read for use of the keys on their way out (watcher.py).
+        self.watcher = Watcher(gateway, journal, own_caller=identity.caller_arn,
+                               budget=options.watch_budget, store=watch_file,
+                               note=lambda text: reporter.note(text),
+                               log_group=options.watch_log_group)
         self._last_watch = 0.0
         self._orphans: dict[str, tuple[tuple[str, ...], str | None]] = {}
+        # The stores of this invocation (set by the CLI): a --wait run watches the pending keys
+        # of every one of them while it waits on one, and the keys it saw pending in each.
+        self.invocation: tuple[str, ...] = ()
+        self._elsewhere: dict[str, tuple[KeyStore, list[Key]]] = {}
         # Which store each key belongs to never changes, so a key seen once outside the
         # target store need not be described again by later scans in this process.
         self.membership = membership if membership is not None else discover.MembershipCache()
@@ -603,6 +613,7 @@ class Executor:
         self.reporter.note(f"{target.ref!r} matched the store {target.matched_by}: "
                            f"{target.store.id} ({target.store.name})")
         snap = self.snapshot(target.store.id, target.matched_by or "id", result)
+        self._act_elsewhere(target.store.id, result)
         plan = self._plan(snap, result)
         self.reporter.plan(snap, self._repeating(target.store.id, snap, plan, result))
         return snap, plan
@@ -629,7 +640,8 @@ class Executor:
         trail = None
         orphaned: tuple[tuple[str, ...] | None, str | None] = (None, None)
         if not all_marks:
-            keys = self._with_watch(self._with_evidence(keys), fresh=True)
+            keys = self._with_watch(self._with_evidence(keys), fresh=True,
+                                    also=self._keys_elsewhere(store_id))
             trail = self._cancel_trail(store, keys)
             if store.type is StoreType.CLOUDHSM and not keys:
                 orphaned = self._orphaned(store)
@@ -759,55 +771,127 @@ class Executor:
             read = {k.id: k for k in pool.map(evidence, wanted)}
         return [read.get(k.id, k) for k in keys]
 
-    def _with_watch(self, keys: list[Key], *, fresh: bool) -> list[Key]:
-        """The watch over keys pending deletion: failed uses since each key's latest
-        scheduling, from CloudTrail (LookupEvents, 2 per second). With `fresh`, read what
-        CloudTrail added since this run last looked; else reuse what it saw then."""
+    def _with_watch(self, keys: list[Key], *, fresh: bool,
+                    also: Iterable[Key] = ()) -> list[Key]:
+        """The watch over keys pending deletion (or in a soak): failed uses since each key's
+        latest scheduling, from CloudTrail, one LookupEvents chain per event name for all keys
+        (watcher.py). With `fresh`, read again (`also`: other stores' keys of this
+        invocation, read in the same chains); else reuse what the last reading saw."""
         pending = [k for k in keys if k.pending or k.soaking]
         if self.options.plan.on_use == "ignore" or not pending:
             return keys
         if fresh:
-            self.reporter.note(f"watching CloudTrail for use of {len(pending)} key(s) on the "
+            watched = {k.arn: k for k in (*pending, *also) if k.pending or k.soaking}
+            self.reporter.note(f"watching CloudTrail for use of {len(watched)} key(s) on the "
                                "way out")
             self._last_watch = time.monotonic()
-            for key in pending:
-                self._watch_key(key)
-        return [replace(k, watch=self._watched[k.id][0]) if k.id in self._watched else k
-                for k in keys]
+            self.watcher.read(watched.values())
+            if not any(k.watch and k.watch.attempts for k in self._watched(pending)):
+                # It stopped early for another store's key (acted on by _act_elsewhere): this
+                # store's keys need the whole reading.
+                self.watcher.finish()
+        return self._watched(keys)
 
-    def _watch_key(self, key: Key) -> None:
-        now = self.gw.server_now()
-        earlier = self._watched.get(key.id)
-        if earlier is not None:
-            start = earlier[1] - WATCH_LAG  # CloudTrail delivers events minutes late
-        elif key.soaking and key.marks and key.marks.disabled_at:
-            start = max(now - timedelta(days=90), key.marks.disabled_at - WATCH_LAG)
-        else:
-            # Its current scheduling is at most 30 days (+1, AWS's lateness) before its
-            # DeletionDate; Event history keeps 90 days.
-            start = max(now - timedelta(days=90),
-                        (key.deletion_date or now) - timedelta(days=32))
-        anchors = frozenset({"ScheduleKeyDeletion"} if key.pending else {"DisableKey"})
-        try:
-            seen = watch.read_trail(self.gw.lookup_events(("ResourceName", key.arn), start, now),
-                                    key.arn, anchors=anchors)
-        except AwsError as exc:
-            seen = Watch(since=None, error=exc.aws_code or exc.code)
-        if earlier is not None and seen.error is None:
-            seen = watch.merge(earlier[0], seen)
-        self._watched[key.id] = (seen, now)
+    def _keys_elsewhere(self, store_id: str) -> list[Key]:
+        """With --wait, the pending keys of the invocation's other stores: a run that waits
+        on one store for days must not let another store's key, still wanted, be deleted
+        meanwhile. Each store is scanned once; later readings re-describe its pending keys."""
+        if not self.options.wait or self.options.plan.on_use == "ignore":
+            return []
+        keys: list[Key] = []
+        for other in self.invocation:
+            if other == store_id:
+                continue
+            try:
+                if other not in self._elsewhere:
+                    store = self.gw.describe_store(store_id=other)
+                    if store is None:
+                        continue
+                    snap = discover.snapshot(self.gw, store, matched_by="id",
+                                             workers=self.options.workers, cache=self.membership)
+                    self._elsewhere[other] = (store, [k for k in snap.keys if k.pending])
+                else:
+                    store, pending = self._elsewhere[other]
+                    _, still = discover.recheck_keys(self.gw, pending)
+                    self._elsewhere[other] = (store, [k for k in still if k.pending])
+            except AwsError as exc:  # that store's own run will say what is wrong
+                self.reporter.note(f"cannot read the keys of {other} to watch them while "
+                                   f"waiting: {exc.aws_code}", level="warning")
+                continue
+            keys += self._elsewhere[other][1]
+        return keys
+
+    def _act_elsewhere(self, store_id: str, result: StoreResult) -> None:
+        """Someone tried to use a pending key of another store of this invocation: cancel its
+        deletion now (that store's own turn then refuses, as the gates say), and say so."""
+        for other, (store, pending) in self._elsewhere.items():
+            if other == store_id or not pending:
+                continue
+            snap = Snapshot(store, tuple(self._watched(pending)), identity=self.identity,
+                            observed_at=self.gw.server_now())
+            verdict = planner.no_use_while_pending(
+                snap, self.options.plan, Context(read_only=self.options.dry_run))
+            if not isinstance(verdict, Refusal) \
+                    or verdict.reason is not RefusalReason.USED_WHILE_PENDING:
+                continue
+            plan = planner.plan(snap, self.options.plan, self.gw.server_now(),
+                                Context(read_only=self.options.dry_run))
+            if plan.refusal is None or plan.refusal.reason is not \
+                    RefusalReason.USED_WHILE_PENDING:
+                plan = replace(plan, refusal=verdict, remedy=None if self.options.dry_run
+                               or self.options.plan.on_use != "cancel" else Step(
+                                   StepKind.CANCEL_KEY_DELETION, key_ids=verdict.key_ids))
+            there = StoreResult(ref=other, store=store)
+            self._remedy(plan, snap, there)
+            cancelled = [a.key_id for a in there.actions
+                         if a.operation == "CancelKeyDeletion" and a.outcome == "ok"]
+            result.warnings.append(f"while waiting on {store_id}: {verdict.message}"
+                                   + (f" (cancelled: {', '.join(k for k in cancelled if k)})"
+                                      if cancelled else ""))
+            self.reporter.note(result.warnings[-1], level="warning")
+            used = set(verdict.key_ids)
+            self._elsewhere[other] = (store, [k for k in pending if k.id not in used])
+
+    def _watched(self, keys: Iterable[Key]) -> list[Key]:
+        out = []
+        for key in keys:
+            seen = self.watcher.watch_of(key) if key.pending or key.soaking else None
+            out.append(replace(key, watch=seen) if seen is not None else key)
+        return out
 
     def _stop(self, plan: Plan, snap: Snapshot, result: StoreResult, done: str = "") -> None:
         """A gate refused: first make the refused state safe (the plan's remedy: cancel the
         deletion of keys someone tried to use), unless this run only reads; then stop."""
+        assert plan.refusal is not None
+        self._remedy(plan, snap, result, done)
+        if plan.refusal.reason in (RefusalReason.USED_WHILE_PENDING,
+                                   RefusalReason.USED_WHILE_DISABLED) and self.watcher.finish():
+            # The watch acted on the first attempts it found; the rest of CloudTrail may name
+            # more keys: read it to the end (within the budget) and act on those too.
+            snap = replace(snap, keys=tuple(self._watched(snap.keys)))
+            plan = self._plan(snap, result)
+            if plan.refusal is None:  # cannot be (the same attempts are still there)
+                raise KsdeleteError("the watch lost the attempts it acted on", where=snap.store.id)
+            self._remedy(plan, snap, result, done)
+        assert plan.refusal is not None
+        raise _refusal_error(plan.refusal, snap.store.id, done or self._done(result))
+
+    def _remedy(self, plan: Plan, snap: Snapshot, result: StoreResult, done: str = "") -> None:
+        """The refused state made safe: the deletion of keys someone tried to use cancelled
+        (unless this run only reads, or this run already cancelled them)."""
         assert plan.refusal is not None
         remedy = plan.remedy
         failed: dict[str, AwsError] = {}
         if remedy is not None and not self.options.dry_run:
             keys = {k.id: k for k in snap.keys}
             who = self.identity.caller_arn
+            # Keys this run cancelled already (the watch read on and re-planned) are done.
+            before = {k for k in remedy.key_ids
+                      if result_outcome(result, k, "CancelKeyDeletion") is not None}
             for key_id in remedy.key_ids:
                 key = keys[key_id]
+                if key_id in before:
+                    continue
                 try:
                     self.mutate(result, "CancelKeyDeletion",
                                 partial(self.gw.cancel_key_deletion, key.arn),
@@ -829,8 +913,10 @@ class Executor:
                 except AwsError as exc:
                     result.warnings.append(f"{key_id}: could not record the cancel on the key "
                                            f"({exc.aws_code})")
-            gone = [k for k in remedy.key_ids if result_outcome(result, k) == "already-gone"]
-            cancelled = [k for k in remedy.key_ids if k not in failed and k not in gone]
+            gone = [k for k in remedy.key_ids if k not in before
+                    and result_outcome(result, k) == "already-gone"]
+            cancelled = [k for k in remedy.key_ids if k not in failed and k not in gone
+                         and k not in before]
             if cancelled:
                 self.reporter.note(f"cancelled the deletion of {len(cancelled)} key(s) "
                                    f"someone tried to use: {', '.join(cancelled)}",
@@ -847,7 +933,6 @@ class Executor:
                     f"{why} ({done or self._done(result)})", where=snap.store.id,
                     hint="Cancel them now: grant kms:CancelKeyDeletion and run `ksdelete "
                          f"cancel {snap.store.id}`, or `aws kms cancel-key-deletion`")
-        raise _refusal_error(plan.refusal, snap.store.id, done or self._done(result))
 
     def _last_usage(self, key: Key) -> Usage:
         try:
@@ -1034,7 +1119,8 @@ class Executor:
     def mutate(self, result: StoreResult, operation: str, call: Callable[[], Called],
                *, key: Key | None = None,
                already: Callable[[AwsError], str | None] = lambda exc: None,
-               detail: dict[str, str] | None = None) -> Called | None:
+               detail: dict[str, str] | None = None,
+               keep: tuple[str, ...] = ()) -> Called | None:
         """Journal and record one mutating call. An error that `already` names (e.g. a key
         already pending deletion) is recorded with that outcome and returns None."""
         assert result.store is not None
@@ -1060,6 +1146,11 @@ class Executor:
             result.actions.append(Action(operation, "ok", key_id, called.request_id,
                                          datetime.now(UTC)))
             outcome.request_id = called.request_id
+            for member in keep:  # e.g. the DeletionDate: when the key was scheduled, exactly
+                value = called.response.get(member)
+                if value is not None:
+                    outcome.detail[_snake(member)] = value.isoformat() \
+                        if isinstance(value, datetime) else str(value)
         return called
 
     def _read_store(self, store_id: str) -> KeyStore:
@@ -1132,13 +1223,17 @@ class Executor:
                 called = self.mutate(
                     result, "ScheduleKeyDeletion",
                     lambda: self.gw.schedule_key_deletion(key.arn, days), key=key,
-                    already=_already_scheduled, detail={"prior_state": key.state},
+                    already=_already_scheduled,
+                    detail={"prior_state": key.state, "window_days": str(days)},
+                    keep=("DeletionDate",),
                 )
             except AccessDenied as exc:
                 raise _explain_denied(exc, key, self.gw.server_now()) from exc
             if called is None and result_outcome(result, key_id) == "already-gone":
                 return None
             deletion = called.response.get("DeletionDate") if called else None
+            if isinstance(deletion, datetime):  # the watch knows when this key was scheduled
+                self.watcher.scheduled[key.arn] = (deletion, days)
             try:
                 return self._confirm_pending(
                     replace(key, deletion_date=deletion or key.deletion_date))
@@ -1384,10 +1479,29 @@ class Executor:
         due = time.monotonic() - self._last_watch >= WATCH_INTERVAL
         if store.connection_state is ConnectionState.CONNECTED and not due:
             return
-        keys = self._with_watch(keys, fresh=due)
+        if store.connection_state is not ConnectionState.CONNECTED:
+            # The store first: reading CloudTrail takes seconds (paced), and a CloudHSM key
+            # whose window ends while its store is disconnected leaves its material behind.
+            self._keep_store(store, keys, result, unwatched=True)
+            if not due:
+                return
+            store = self._read_store(store_id)
+        keys = self._with_watch(keys, fresh=due,
+                                also=self._keys_elsewhere(store_id) if due else ())
+        if due:
+            self._act_elsewhere(store_id, result)
+        self._keep_store(store, keys, result)
+
+    def _keep_store(self, store: KeyStore, keys: list[Key], result: StoreResult, *,
+                    unwatched: bool = False) -> None:
+        """Re-plan on the store as it is now and follow the plan's reconnect steps (or its
+        refusal, or go on with a recorded waiver). `unwatched`: the store before the watch's
+        reading, whose gates wait for that reading (nothing is recorded as waived)."""
         snap = Snapshot(store, tuple(keys), identity=self.identity)
-        plan = planner.plan(snap, self.options.plan, self.gw.server_now(), self._context)
-        new = _record(plan, result)
+        options = replace(self.options.plan, on_use="ignore") if unwatched \
+            else self.options.plan
+        plan = planner.plan(snap, options, self.gw.server_now(), self._context)
+        new = [] if unwatched else _record(plan, result)
         for line in new:
             self.reporter.note(line, level="warning")
         self._journal_waivers(store, new)
@@ -1534,8 +1648,10 @@ def _already_scheduled(exc: AwsError) -> str | None:
     return None
 
 
-def result_outcome(result: StoreResult, key_id: str) -> str | None:
-    return next((a.outcome for a in reversed(result.actions) if a.key_id == key_id), None)
+def result_outcome(result: StoreResult, key_id: str, operation: str | None = None
+                   ) -> str | None:
+    return next((a.outcome for a in reversed(result.actions) if a.key_id == key_id
+                 and (operation is None or a.operation == operation)), None)
 
 
 def _parse_time(text: str) -> datetime | None:
@@ -1556,6 +1672,10 @@ def not_pending(exc: AwsError) -> str | None:
     if isinstance(exc, KeyNotFound):
         return "already-gone"
     return "already-done" if isinstance(exc, KeyInvalidState) else None
+
+
+def _snake(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
 
 
 def tag_value(text: str) -> str:

@@ -68,6 +68,7 @@ PACE: dict[str, float] = {
     "GetKeyLastUsage": 4.65,
     "ListGrants": 93,
     "LookupEvents": 1.86,  # CloudTrail: 2 per second per account and Region, not adjustable
+    "FilterLogEvents": 4.65,  # CloudWatch Logs: 5 per second per account and Region
 }
 
 # HTTP connections kept open to KMS: as many as discovery may have DescribeKey calls in flight.
@@ -123,6 +124,8 @@ PERMISSIONS: dict[str, str] = {
     # `ksdelete probe` only: its one throwaway key (tags given at creation need TagResource).
     "create_probe_key": "kms:CreateKey",
     "encrypt": "kms:Encrypt",
+    "lookup_page": "cloudtrail:LookupEvents",
+    "filter_log_events": "logs:FilterLogEvents",
 }
 
 
@@ -306,6 +309,7 @@ class Gateway:
         self._session, self._config = session, config
         self._endpoint_given = target.endpoint_url is not None
         self._trail: Any = None
+        self._logs: Any = None
         self._clock_lock = threading.Lock()
         self._server_offset: float | None = None
         self._date_header: str | None = None
@@ -582,23 +586,59 @@ class Gateway:
         token: str | None = None
         end = end or self.server_now()
         while True:
-            params: dict[str, Any] = {
-                "LookupAttributes": [{"AttributeKey": attribute[0],
-                                      "AttributeValue": attribute[1]}],
-                "StartTime": start, "EndTime": end, "MaxResults": 50}
-            if token:
-                params["NextToken"] = token
-            page = self._call("LookupEvents", self._cloudtrail(), **params).response
-            for event in page.get("Events", []):
-                try:
-                    record = json.loads(event.get("CloudTrailEvent") or "{}")
-                except ValueError:
-                    record = {}
-                if isinstance(record, dict):
-                    yield record
-            token = page.get("NextToken")
+            records, token = self.lookup_page(attribute, start, end, token)
+            yield from records
             if not token:
                 return
+
+    def lookup_page(self, attribute: tuple[str, str], start: datetime, end: datetime,
+                    token: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of LookupEvents (50 events, newest first): the records (each event's
+        parsed CloudTrailEvent JSON) and the NextToken (None: the end). A token is valid only
+        with the same attribute and time range."""
+        params: dict[str, Any] = {
+            "LookupAttributes": [{"AttributeKey": attribute[0], "AttributeValue": attribute[1]}],
+            "StartTime": start, "EndTime": end, "MaxResults": 50}
+        if token:
+            params["NextToken"] = token
+        page = self._call("LookupEvents", self._cloudtrail(), **params).response
+        records: list[dict[str, Any]] = []
+        for event in page.get("Events", []):
+            try:
+                record = json.loads(event.get("CloudTrailEvent") or "{}")
+            except ValueError:
+                record = {}
+            if isinstance(record, dict):
+                records.append(record)
+        following = page.get("NextToken")
+        return records, str(following) if following else None
+
+    def filter_log_events(self, group: str, pattern: str, start: datetime, end: datetime,
+                          token: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of CloudWatch Logs FilterLogEvents over a log group a CloudTrail trail
+        delivers to (oldest first, filtered by AWS): the CloudTrail records (each event's
+        message, parsed) and the nextToken (None: the end)."""
+        params: dict[str, Any] = {
+            "logGroupName": group, "filterPattern": pattern,
+            "startTime": int(start.timestamp() * 1000), "endTime": int(end.timestamp() * 1000)}
+        if token:
+            params["nextToken"] = token
+        with self._clock_lock:
+            if self._logs is None:
+                self._logs = self._session.client(
+                    "logs", endpoint_url=_local_endpoint(self.endpoint_url),
+                    config=self._config)
+        page = self._call("FilterLogEvents", self._logs, **params).response
+        records: list[dict[str, Any]] = []
+        for event in page.get("events", []):
+            try:
+                record = json.loads(event.get("message") or "{}")
+            except ValueError:
+                record = {}
+            if isinstance(record, dict):
+                records.append(record)
+        following = page.get("nextToken")
+        return records, str(following) if following else None
 
     def _cloudtrail(self) -> Any:
         """The CloudTrail client, made on first use (only the gates and the watch need it)."""

@@ -104,6 +104,8 @@ class ScheduledKey:
     arn: str | None
     time: str
     prior_state: str | None = None  # the key's state just before it was scheduled
+    deletion_date: str | None = None  # the DeletionDate ScheduleKeyDeletion answered
+    window_days: int | None = None  # the PendingWindowInDays ksdelete asked for
 
 
 @dataclass
@@ -406,8 +408,12 @@ class Journal:
             if e.get("store_id") == store_id and e.get("operation") == "ScheduleKeyDeletion" \
                     and e.get("phase") == "result" and e.get("outcome") == "ok" \
                     and e.get("key_id"):
-                keys[str(e["key_id"])] = ScheduledKey(str(e["key_id"]), e.get("key_arn"),
-                                                      str(e.get("time")), e.get("prior_state"))
+                window = e.get("window_days")
+                keys[str(e["key_id"])] = ScheduledKey(
+                    str(e["key_id"]), e.get("key_arn"), str(e.get("time")), e.get("prior_state"),
+                    e.get("deletion_date") if isinstance(e.get("deletion_date"), str) else None,
+                    int(window) if isinstance(window, int | str) and str(window).isdigit()
+                    else None)
         return keys
 
 

@@ -151,7 +151,12 @@ class Watch:
 
     since: datetime | None  # the key's latest ScheduleKeyDeletion; None: not found
     attempts: tuple[Attempt, ...] = ()
-    error: str | None = None  # the lookup failed (e.g. AccessDenied): nothing is known
+    error: str | None = None  # why the key could not be seen (no permission, a read cut short)
+    # The anchor is not there, but the key was put on the way out less than CloudTrail's
+    # delivery allowance ago: not visible yet (blind only once the allowance has passed).
+    late: bool = False
+    anchor: str = "ScheduleKeyDeletion"  # the event that proves the read sees the key
+    scheduled: datetime | None = None  # when it was put on the way out, if known
 
 
 SCHEDULED_TAG = "ksdelete:scheduled"

@@ -10,7 +10,8 @@ from ksdelete.models import StepKind
 # Gateway methods each piece of work calls. Tests check these against the gateway's table.
 DISCOVERY = ("describe_store", "list_keys", "describe_key", "list_aliases", "list_resource_tags",
              # The preflight gates (grants, last use) and the watch (CloudTrail).
-             "list_grants", "get_key_last_usage", "lookup_events")
+             "list_grants", "get_key_last_usage", "lookup_page", "lookup_events",
+             "filter_log_events")
 STEP_CALLS: dict[StepKind, tuple[str, ...]] = {
     StepKind.CONNECT_STORE: ("describe_store", "disconnect_store", "connect_store"),
     StepKind.AWAIT_CONNECTED: ("describe_store",),

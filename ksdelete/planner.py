@@ -642,9 +642,49 @@ def _attempts(keys: list[Key]) -> tuple[list[tuple[Key, Attempt]], list[str]]:
 
 
 def _blind(keys: list[Key]) -> list[Key]:
-    """The keys the watch could not see: not read, the lookup failed, or the key's own
-    scheduling (or DisableKey) event was not found, so an empty result proves nothing."""
-    return [k for k in keys if k.watch is None or k.watch.error or k.watch.since is None]
+    """The keys the watch could not see: not read, a read cut short (no permission, a failed
+    page, the budget), or the key's own scheduling (or DisableKey) event not found although
+    CloudTrail has had time to deliver it, so an empty result proves nothing."""
+    return [k for k in keys if k.watch is None or k.watch.error
+            or (k.watch.since is None and not k.watch.late)]
+
+
+def _late(keys: list[Key]) -> list[Key]:
+    """Keys put on the way out so recently that CloudTrail may not show them yet."""
+    return [k for k in keys if k.watch and not k.watch.error and k.watch.since is None
+            and k.watch.late]
+
+
+def _blindness(keys: list[Key], what: str, ctx: Context) -> tuple[str, str]:
+    """Why the watch cannot see these keys, and what to do about it."""
+    causes: set[str] = set()
+    hints: list[str] = []
+    for key in keys:
+        seen = key.watch
+        if seen is None:
+            causes.add("not read")
+        elif seen.error:
+            causes.add(seen.error)
+        elif seen.scheduled is not None:
+            causes.add(f"no {seen.anchor} event of it in CloudTrail, although it was {what} at "
+                       f"{fmt_time(seen.scheduled)}, more than CloudTrail's delivery allowance "
+                       "(1 h) ago")
+        else:
+            causes.add(f"no {seen.anchor} event of it in CloudTrail, and this journal does not "
+                       f"say when it was {what}")
+    text = "; ".join(sorted(causes))
+    if "permission" in text or "not read" in text:
+        hints.append("grant cloudtrail:LookupEvents")
+    if "budget" in text:
+        hints.append("run again with a larger --watch-budget (the account logs these events "
+                     "faster than they can be read in time)")
+    if "failed" in text:
+        hints.append("run again (the read of CloudTrail failed)")
+    if "event of it" in text:
+        hints.append("check that CloudTrail's Event history of this Region shows the key's "
+                     "events")
+    hints.append(f"pass {_option(ctx, '--on-use ignore')} to go on unwatched")
+    return text, ", or ".join(hints)
 
 
 def no_use_while_pending(snap: Snapshot, options: PlanOptions, ctx: Context
@@ -677,20 +717,21 @@ def no_use_while_pending(snap: Snapshot, options: PlanOptions, ctx: Context
         )
     blind = _blind(pending)
     if blind:
-        why = "; ".join(sorted({(k.watch.error if k.watch else None)
-                                or ("not read" if k.watch is None
-                                    else "no ScheduleKeyDeletion event found for it")
-                                for k in blind}))
+        why, hint = _blindness(blind, "scheduled", ctx)
         return Refusal(
             RefusalReason.WATCH_BLIND,
-            f"CloudTrail cannot be read for {len(blind)} key(s) pending deletion in "
+            f"the watch cannot see {len(blind)} key(s) pending deletion in "
             f"{snap.store.id} ({why}): {_ids([k.id for k in blind])}; nobody can tell whether "
-            "they are still used, so this run stops here. Grant cloudtrail:LookupEvents, or "
-            f"pass {_option(ctx, '--on-use ignore')} to go on unwatched",
+            f"they are still used, so this run stops here. To go on: {hint}",
             tuple(k.id for k in blind),
         )
-    return Verdict("no_use_while_pending", "pass",
-                   f"no use attempted on {len(pending)} pending key(s) since scheduled")
+    late = _late(pending)
+    detail = f"no use attempted on {len(pending) - len(late)} pending key(s) since scheduled"
+    if late:
+        detail += (f"; {len(late)} key(s) scheduled less than an hour ago are not visible in "
+                   f"CloudTrail yet (it delivers late): {_ids([k.id for k in late], 5)}; "
+                   "the next run watches them")
+    return Verdict("no_use_while_pending", "pass", detail)
 
 
 def cancel_not_requested(snap: Snapshot, options: PlanOptions, ctx: Context
@@ -730,12 +771,12 @@ def no_use_while_disabled(snap: Snapshot, options: PlanOptions, ctx: Context
         )
     blind = _blind(soaking)
     if blind:
+        why, hint = _blindness(blind, "disabled", ctx)
         return Refusal(
             RefusalReason.WATCH_BLIND,
-            f"CloudTrail cannot be read for {len(blind)} key(s) ksdelete disabled to soak in "
-            f"{snap.store.id}: {_ids([k.id for k in blind])}; a soak that cannot see proves "
-            "nothing, so nothing is scheduled. Grant cloudtrail:LookupEvents, or pass "
-            f"{_option(ctx, '--on-use ignore')}",
+            f"the watch cannot see {len(blind)} key(s) ksdelete disabled to soak in "
+            f"{snap.store.id} ({why}): {_ids([k.id for k in blind])}; a soak that cannot see "
+            f"proves nothing, so nothing is scheduled. To go on: {hint}",
             tuple(k.id for k in blind),
         )
     return Verdict("no_use_while_disabled", "pass",

@@ -55,11 +55,12 @@ def test_a_watch_that_reads_by_event_name_sees_the_attempt_as_aws_documents(
     assert exit_status(found) is ExitStatus.OK
 
 
-def test_a_watch_that_reads_by_resource_name_is_blind_where_aws_is_as_documented() -> None:
-    """ResourceName does not find the failed call, EventName does: a watch that reads by
-    ResourceName cannot see use attempts; "confirmed" (exit 0) from the EventName lookup
-    certified a blind watch."""
-    assert watch.USE_LOOKUP == "ResourceName"  # what the executor's watch reads today
+def test_a_watch_that_reads_by_resource_name_is_blind_where_aws_is_as_documented(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """ResourceName does not find the failed call, EventName does: a watch that read by
+    ResourceName (as it did before 0.3) could not see use attempts; "confirmed" (exit 0) from
+    the EventName lookup would have certified a blind watch."""
+    monkeypatch.setattr(watch, "USE_LOOKUP", "ResourceName")
     found = findings(_obs(use=240.0, use_rn=None, anchor=200.0))
     verdicts = {f.name: f.verdict for f in found}
     assert verdicts["watch_sees_use_attempts"] == REFUTED

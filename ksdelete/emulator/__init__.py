@@ -13,7 +13,10 @@ Full reference: docs/emulator.md. In short:
   ``time_scale``, ``deletion_lateness``,
   ``connect_seconds``, ``disconnect_seconds``, ``validate`` (botocore-model shape checks), ``seed``,
   ``key_usage_tracking_start``, ``last_usage_delay``, ``pending_deletion_crypto_error``,
-  ``cloudtrail_resource_name``, ``principals`` (access key ID -> caller ARN),
+  ``cloudtrail_resource_name``, ``cloudtrail_index_crypto`` (LookupEvents finds cryptographic
+  events by ResourceName; AWS does not), ``cloudtrail_delay`` (emulated seconds before an event
+  shows in LookupEvents), ``cloudtrail_log_group`` (a log group FilterLogEvents serves the
+  Region's events from), ``principals`` (access key ID -> caller ARN),
   ``tag_after_cancel_failures`` (TagResource right after a cancel still sees it pending).
 * Control API under ``/_emulator/``: ``clock``, ``reset``, ``config``, ``seed``, ``state``,
   ``calls``, ``problems``, ``store-state``; never delayed, throttled or faulted.

@@ -62,6 +62,34 @@ TRACKED_OPERATIONS = frozenset(
         "Decapsulate",
     }
 )
+# Management operations that change a key: the only events LookupEvents finds by ResourceName
+# (and ResourceType), and only when they succeeded (a failed call changed nothing). KMS:
+# "populates the Resource type and Resource name attributes in all management operations that
+# change a particular KMS key" (kms-gates-facts, correction 1). Cryptographic events are not
+# indexed (real output: "Resources": []), unless the `cloudtrail_index_crypto` knob says so;
+# their record keeps its `resources` either way. Grants are not counted as changing the key
+# (UNCONFIRMED; the side less convenient for a reader by ResourceName).
+KEY_CHANGING_OPERATIONS = frozenset(
+    {
+        "CreateKey",
+        "ScheduleKeyDeletion",
+        "CancelKeyDeletion",
+        "DisableKey",
+        "EnableKey",
+        "TagResource",
+        "UntagResource",
+        "PutKeyPolicy",
+        "UpdateKeyDescription",
+        "EnableKeyRotation",
+        "DisableKeyRotation",
+        "RotateKeyOnDemand",
+        "ImportKeyMaterial",
+        "DeleteImportedKeyMaterial",
+        "ReplicateKey",
+        "UpdatePrimaryRegion",
+        "DeleteKey",
+    }
+)
 STORE_OPERATIONS = frozenset(
     {
         "CreateCustomKeyStore",
@@ -240,6 +268,16 @@ class Event:
     access_key_id: str | None
     resources: list[tuple[str, str]]  # (ResourceType, ResourceName)
 
+    def indexed(self) -> list[tuple[str, str]]:
+        """The resources LookupEvents shows and finds this event by (see
+        :data:`KEY_CHANGING_OPERATIONS`)."""
+        name = self.record.get("eventName")
+        if name in KEY_CHANGING_OPERATIONS and not self.record.get("errorCode"):
+            return self.resources
+        if RUNTIME.config.cloudtrail_index_crypto and name in TRACKED_OPERATIONS:
+            return self.resources
+        return []
+
     def lookup_entry(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "EventId": self.record["eventID"],
@@ -247,7 +285,7 @@ class Event:
             "ReadOnly": "true" if self.record.get("readOnly") else "false",
             "EventTime": self.time,
             "EventSource": self.record["eventSource"],
-            "Resources": [{"ResourceType": t, "ResourceName": n} for t, n in self.resources],
+            "Resources": [{"ResourceType": t, "ResourceName": n} for t, n in self.indexed()],
             "CloudTrailEvent": json.dumps(self.record, separators=(",", ":")),
         }
         if self.access_key_id:
@@ -271,9 +309,9 @@ class Event:
         if key == "AccessKeyId":
             return self.access_key_id == value
         if key == "ResourceType":
-            return any(t == value for t, _ in self.resources)
+            return any(t == value for t, _ in self.indexed())
         if key == "ResourceName":
-            return any(n == value for _, n in self.resources)
+            return any(n == value for _, n in self.indexed())
         return False
 
 
@@ -303,9 +341,6 @@ class Trail:
         with RUNTIME.lock:
             self._seq += 1
             resources = [(KEY_RESOURCE_TYPE, resource_name(k)) for k in keys]
-            if not RUNTIME.config.cloudtrail_index_crypto \
-                    and record.get("eventName") in CRYPTO_EVENTS:
-                resources = []  # not indexed (the record's own `resources` stays)
             event = Event(when, self._seq, record, username, access_key_id, resources)
             events = self._events.setdefault(region, [])
             bisect.insort(events, (when, self._seq, event), key=lambda t: (t[0], t[1]))
@@ -329,14 +364,6 @@ class Trail:
 
 
 TRAIL = Trail()
-
-# Cryptographic operations: with cloudtrail_index_crypto off, LookupEvents does not find them
-# by ResourceName / ResourceType (kms-gates-facts correction 1).
-CRYPTO_EVENTS = frozenset({
-    "Decrypt", "DeriveSharedSecret", "Encrypt", "GenerateDataKey", "GenerateDataKeyPair",
-    "GenerateDataKeyPairWithoutPlaintext", "GenerateDataKeyWithoutPlaintext", "GenerateMac",
-    "GenerateRandom", "ReEncrypt", "Sign", "Verify", "VerifyMac",
-})
 
 
 def resource_name(key: Any) -> str:
@@ -564,6 +591,9 @@ def lookup_events(region: str, params: dict[str, Any]) -> dict[str, Any]:
             "InvalidTimeRangeException", "The start time must not be after the end time."
         )
     floor = now - RETENTION_SECONDS
+    # Events reach Event history late (cloudtrail_delay emulated seconds; AWS documents no
+    # figure for Event history, and "about 5 minutes ... not guaranteed" for trails).
+    visible = now - RUNTIME.config.cloudtrail_delay
     limit = int(params.get("MaxResults", 50))
     cursor = _decode_token(params, params["NextToken"]) if params.get("NextToken") else None
     attrs = params.get("LookupAttributes") or []
@@ -576,7 +606,7 @@ def lookup_events(region: str, params: dict[str, Any]) -> dict[str, Any]:
             break
         if cursor is not None and (event.time, event.seq) >= cursor:
             continue
-        if end is not None and event.time > end:
+        if event.time > visible or (end is not None and event.time > end):
             continue
         if start is not None and event.time < start:
             break

@@ -50,10 +50,15 @@ class EmulatorConfig:
     tag_after_cancel_failures: int = 1
     # LookupEvents Resources[].ResourceName of a KMS key event: "arn" or "key_id" (UNCONFIRMED).
     cloudtrail_resource_name: str = "arn"
-    # LookupEvents finds cryptographic events (Encrypt, Decrypt, ...) by ResourceName and
-    # ResourceType too. AWS documents those attributes only for management operations that
-    # change a key (kms-gates-facts correction 1): False is AWS as documented.
-    cloudtrail_index_crypto: bool = True
+    # LookupEvents finds cryptographic events by ResourceName/ResourceType too (AWS does not:
+    # only management operations that change a key are indexed; kms-gates-facts correction 1).
+    cloudtrail_index_crypto: bool = False
+    # Emulated seconds between an event and its appearing in LookupEvents (AWS documents no
+    # figure for Event history; trails: "about 5 minutes ... not guaranteed").
+    cloudtrail_delay: float = 0.0
+    # The CloudWatch Logs group a CloudTrail trail delivers the Region's events to, served by
+    # FilterLogEvents ("" = none: ResourceNotFoundException).
+    cloudtrail_log_group: str = ""
     # Access key ID -> principal ARN for CloudTrail userIdentity and STS GetCallerIdentity; an
     # unmapped access key ID is arn:aws:iam::<account>:user/<access key ID>.
     principals: dict[str, str] = field(default_factory=dict)
@@ -100,6 +105,7 @@ class EmulatorConfig:
             "disconnect_seconds",
             "last_usage_delay",
             "tag_after_cancel_failures",
+            "cloudtrail_delay",
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
@@ -132,6 +138,7 @@ def _coerce(name: str, value: Any) -> Any:
         "unknown_operations",
         "pending_deletion_crypto_error",
         "cloudtrail_resource_name",
+        "cloudtrail_log_group",
     ):
         return str(value)
     if name == "key_usage_tracking_start":

@@ -19,7 +19,7 @@ from xml.sax.saxutils import escape
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from . import cloudtrail, control, shapes
+from . import cloudtrail, control, logs, shapes
 from .config import EmulatorConfig
 from .models import EmulatorKmsBackend, install
 from .realism import CLOUDTRAIL_THROTTLE_MESSAGE, RUNTIME, THROTTLE_MESSAGE
@@ -74,6 +74,8 @@ class EmulatorApp:
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         if target == cloudtrail.TARGET_PREFIX + "LookupEvents":
             return self._lookup_events(environ, start_response)
+        if target == logs.TARGET_PREFIX + "FilterLogEvents":
+            return self._filter_log_events(environ, start_response)
         if target.startswith("TrentService."):
             return self._kms(environ, start_response, target.split(".", 1)[1])
         cred = _CREDENTIAL_RE.search(environ.get("HTTP_AUTHORIZATION", ""))
@@ -137,6 +139,48 @@ class EmulatorApp:
         request_id = cloudtrail.new_uuid()
         return _respond(start_response, status, payload, "application/x-amz-json-1.1", request_id)
 
+    # ------------------------------------------------------------------ CloudWatch Logs
+    def _filter_log_events(
+        self, environ: dict[str, Any], start_response: StartResponse
+    ) -> Iterable[bytes]:
+        body = _read_body(environ)
+        match = _REGION_RE.search(environ.get("HTTP_AUTHORIZATION", ""))
+        region = match.group(1) if match else "us-east-1"
+        cfg = RUNTIME.config
+        if cfg.latency_ms > 0:
+            time.sleep(cfg.latency_ms / 1000.0)
+        try:
+            params: Any = json.loads(body) if body.strip() else {}
+        except ValueError:
+            params = None
+        if not isinstance(params, dict):
+            status, payload = _error(400, "InvalidParameterException", "Request body is not JSON")
+        elif RUNTIME.throttled(region, "logs:FilterLogEvents"):
+            status, payload = _error(400, "ThrottlingException", "Rate exceeded")
+        else:
+            problems = shapes.validate_request("FilterLogEvents", params, "logs") \
+                if cfg.validate else []
+            if problems:
+                status, payload = _error(400, "InvalidParameterException", "; ".join(problems))
+            else:
+                try:
+                    with RUNTIME.lock:
+                        control.backend_for(region).tick()
+                        result = logs.filter_log_events(region, params)
+                    status, payload = 200, json.dumps(result).encode()
+                except logs.LogsError as exc:
+                    status, payload = _error(400, exc.code, exc.message)
+        found: list[str] = []
+        if cfg.validate:
+            found = shapes.validate_response_body("FilterLogEvents", status, payload, "logs")
+        with RUNTIME.lock:
+            RUNTIME.calls.append({"service": "logs", "operation": "FilterLogEvents",
+                                  "region": region, "status": status,
+                                  "error": _error_code(status, payload)})
+            RUNTIME.problems.extend(f"logs {p}" for p in found)
+        return _respond(start_response, status, payload, "application/x-amz-json-1.1",
+                        cloudtrail.new_uuid())
+
     def _lookup_answer(self, region: str, body: bytes, cfg: EmulatorConfig) -> tuple[int, bytes]:
         if RUNTIME.throttled(region, "cloudtrail:LookupEvents"):
             return _error(400, "ThrottlingException", CLOUDTRAIL_THROTTLE_MESSAGE)
@@ -177,13 +221,15 @@ class EmulatorApp:
         cfg = RUNTIME.config
         if cfg.latency_ms > 0:
             time.sleep(cfg.latency_ms / 1000.0)
-        when = RUNTIME.clock.epoch()
         request_id = cloudtrail.new_uuid()
         context = cloudtrail.begin_call()
         try:
             status, payload = self._answer(environ, operation, region, body, params, cfg)
         finally:
             cloudtrail.end_call()
+        # The event's time is when the call took effect: under a fast emulated clock, a
+        # DeletionDate (set while answering) minus its window is never after its event.
+        when = RUNTIME.clock.epoch()
         error = _error_code(status, payload)
         if isinstance(params, dict):
             self._record(environ, operation, region, params, status, payload, context,

@@ -12,6 +12,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from ksdelete.emulator import Emulator
+from ksdelete.emulator.client import EmulatorError
 
 from .conftest import connect, disconnect, error_of, hsm_store, xks_store
 from .test_last_usage import APP, APP_ARN, client
@@ -62,13 +63,26 @@ def test_failed_decrypt_on_a_pending_key_names_the_application(
                    "eventID"):
         assert doc[member], member
     assert failed["Username"] == "app" and failed["AccessKeyId"] == APP
-    assert failed["Resources"] == [{"ResourceType": "AWS::KMS::Key", "ResourceName": key["Arn"]}]
+    # LookupEvents' resource index is not the record's `resources`: AWS fills it for
+    # management operations that change a key, not for cryptographic ones (facts corr. 1).
+    assert failed["Resources"] == []
     assert failed["ReadOnly"] == "true" and failed["EventId"] == doc["eventID"]
+    by_key = events(
+        trail, LookupAttributes=[{"AttributeKey": "ResourceName", "AttributeValue": key["Arn"]}]
+    )
+    assert [e["EventName"] for e in by_key] == ["ScheduleKeyDeletion", "CreateKey"]
+    assert by_key[0]["Resources"] == [
+        {"ResourceType": "AWS::KMS::Key", "ResourceName": key["Arn"]}
+    ]
+    emulator.configure(cloudtrail_index_crypto=True)  # issue 22's probe: index them anyway
     by_key = events(
         trail, LookupAttributes=[{"AttributeKey": "ResourceName", "AttributeValue": key["Arn"]}]
     )
     assert [e["EventName"] for e in by_key] == ["Decrypt", "ScheduleKeyDeletion", "Encrypt",
                                                 "CreateKey"]
+    assert events(trail, "Decrypt")[0]["Resources"] == [
+        {"ResourceType": "AWS::KMS::Key", "ResourceName": key["Arn"]}
+    ]
     by_user = events(
         trail, LookupAttributes=[{"AttributeKey": "Username", "AttributeValue": "app"}]
     )
@@ -274,3 +288,93 @@ def test_store_operations_and_resource_name_knob(kms: Any, emulator: Emulator) -
     made = events(trail, "CreateKey")[0]
     assert made["Resources"] == [{"ResourceType": "AWS::KMS::Key", "ResourceName": key["KeyId"]}]
     assert record(made)["responseElements"]["keyMetadata"]["arn"] == key["Arn"]
+
+
+def test_resource_name_finds_management_operations_that_change_a_key_only(
+    kms: Any, emulator: Emulator
+) -> None:
+    trail = client(emulator, "cloudtrail")
+    key = kms.create_key()["KeyMetadata"]
+    arn = key["Arn"]
+    kms.tag_resource(KeyId=arn, Tags=[{"TagKey": "a", "TagValue": "b"}])
+    kms.untag_resource(KeyId=arn, TagKeys=["a"])
+    kms.encrypt(KeyId=arn, Plaintext=b"x")
+    kms.generate_data_key(KeyId=arn, KeySpec="AES_256")
+    kms.describe_key(KeyId=arn)
+    kms.list_resource_tags(KeyId=arn)
+    kms.disable_key(KeyId=arn)
+    kms.enable_key(KeyId=arn)
+    kms.schedule_key_deletion(KeyId=arn, PendingWindowInDays=7)
+    with pytest.raises(ClientError):
+        kms.encrypt(KeyId=arn, Plaintext=b"x")
+    with pytest.raises(ClientError):
+        kms.create_grant(KeyId=arn, GranteePrincipal=APP_ARN, Operations=["Decrypt"])
+    kms.cancel_key_deletion(KeyId=arn)
+    by_key = events(
+        trail, LookupAttributes=[{"AttributeKey": "ResourceName", "AttributeValue": arn}]
+    )
+    assert [e["EventName"] for e in by_key] == [
+        "CancelKeyDeletion", "ScheduleKeyDeletion", "EnableKey", "DisableKey", "UntagResource",
+        "TagResource", "CreateKey"]
+    by_type = events(
+        trail, LookupAttributes=[{"AttributeKey": "ResourceType", "AttributeValue":
+                                  "AWS::KMS::Key"}]
+    )
+    assert [e["EventName"] for e in by_type] == [e["EventName"] for e in by_key]
+    # The records still carry the key, whatever the index says.
+    for name in ("Encrypt", "GenerateDataKey", "CreateGrant", "DescribeKey"):
+        assert record(events(trail, name)[0])["resources"][0]["ARN"] == arn, name
+
+
+def test_cloudtrail_delay_holds_events_back_in_emulated_time(
+    kms: Any, emulator: Emulator
+) -> None:
+    trail = client(emulator, "cloudtrail")
+    emulator.configure(cloudtrail_delay=600)
+    key_id = kms.create_key()["KeyMetadata"]["KeyId"]
+    assert events(trail) == []
+    emulator.advance(599)
+    assert events(trail, "CreateKey") == []
+    emulator.advance(1)
+    assert [e["EventName"] for e in events(trail)] == ["CreateKey"]
+    kms.describe_key(KeyId=key_id)
+    assert [e["EventName"] for e in events(trail)] == ["CreateKey"]
+    emulator.advance(600)
+    assert [e["EventName"] for e in events(trail)] == ["DescribeKey", "CreateKey"]
+    with pytest.raises(EmulatorError):
+        emulator.configure(cloudtrail_delay=-1)
+
+
+def test_filter_log_events_over_the_trail_log_group(kms: Any, emulator: Emulator) -> None:
+    logs = client(emulator, "logs")
+    with pytest.raises(ClientError) as excinfo:
+        logs.filter_log_events(logGroupName="trail-logs")
+    assert error_of(excinfo)[0] == "ResourceNotFoundException"
+    emulator.configure(cloudtrail_log_group="trail-logs", principals={APP: APP_ARN})
+    key = kms.create_key()["KeyMetadata"]
+    kms.schedule_key_deletion(KeyId=key["KeyId"], PendingWindowInDays=7)
+    for _ in range(3):
+        with pytest.raises(ClientError):
+            client(emulator, "kms", APP).encrypt(KeyId=key["KeyId"], Plaintext=b"x")
+    alarm = '{ $.eventSource = kms* && $.errorMessage = "* is pending deletion." }'
+    found = logs.filter_log_events(logGroupName="trail-logs", filterPattern=alarm)["events"]
+    assert [json.loads(e["message"])["eventName"] for e in found] == ["Encrypt"] * 3
+    assert [e["timestamp"] for e in found] == sorted(e["timestamp"] for e in found)
+    either = ('{ ($.eventName = "ScheduleKeyDeletion") || ($.errorCode = "KMSInvalidState*" '
+              '&& $.userIdentity.arn = "' + APP_ARN + '") }')
+    names = [json.loads(e["message"])["eventName"] for e in logs.filter_log_events(
+        logGroupName="trail-logs", filterPattern=either)["events"]]
+    assert names == ["ScheduleKeyDeletion", "Encrypt", "Encrypt", "Encrypt"]
+    first = logs.filter_log_events(logGroupName="trail-logs", filterPattern=alarm, limit=2)
+    rest = logs.filter_log_events(logGroupName="trail-logs", filterPattern=alarm, limit=2,
+                                  nextToken=first["nextToken"])
+    assert len(first["events"]) == 2 and len(rest["events"]) == 1 and "nextToken" not in rest
+    for bad in ("Encrypt", "{ $.eventName = }", '{ $.eventName IS "x" }', "[a, b]"):
+        with pytest.raises(ClientError) as excinfo:
+            logs.filter_log_events(logGroupName="trail-logs", filterPattern=bad)
+        assert error_of(excinfo)[:2] == ("InvalidParameterException", 400), bad
+    emulator.configure(cloudtrail_delay=600)
+    kms.describe_key(KeyId=key["KeyId"])
+    described = '{ $.eventName = "DescribeKey" }'
+    assert logs.filter_log_events(logGroupName="trail-logs", filterPattern=described)[
+        "events"] == []
