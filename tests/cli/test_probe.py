@@ -171,3 +171,22 @@ def test_the_probe_says_the_watch_sees_use_only_where_the_watch_does(
     caught = watched.exit_code == 4 and "tried to use" in watched.stdout + watched.stderr
     assert (probed.exit_code == 0) == caught, (probed.exit_code, watched.stdout,
                                                watched.stderr)
+
+
+def test_the_probe_measures_late_delivery_and_tells_it_from_blindness(
+        emulator: Emulator) -> None:
+    """Events that reach Event history 10 emulated minutes late: the probe waits for them,
+    says the watch can see use attempts, and reports a delay of about 10 minutes; with a
+    --max-wait shorter than the delay it could not tell (exit 3), never "refuted"."""
+    emulator.configure(cloudtrail_delay=600.0, time_scale=120.0)
+    short = ksdelete(emulator, "probe", "--yes", "--output", "json", "--max-wait", "2m",
+                     "--poll-interval", "1s")
+    assert short.exit_code == 3, short.stderr
+    assert _findings(short.json())["watch_sees_use_attempts"]["verdict"] == "could not tell"
+    run = ksdelete(emulator, "probe", "--yes", "--output", "json", "--max-wait", "30m",
+                   "--poll-interval", "1s")
+    assert run.exit_code == 0, run.stderr
+    doc = run.json()
+    assert _findings(doc)["watch_sees_use_attempts"]["verdict"] == "confirmed"
+    delay = doc["probe"]["observed"]["sightings"]["use_by_event_name"]["delay_seconds"]
+    assert 600.0 <= delay < 600.0 + 300.0, delay
