@@ -4,6 +4,7 @@ README's table against it)."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -101,9 +102,11 @@ def help_section(command: str) -> str:
 def documented(command: str) -> Callable[[F], F]:
     """Put the command's exit codes into its help, before its example."""
     def decorate(fn: F) -> F:
-        doc = fn.__doc__ or ""
-        marker = "\n    \b\n    Example"
-        section = "\n".join(f"    {line}" for line in help_section(command).splitlines())
+        # cleandoc first: Python 3.13 strips docstring indentation itself, older ones do not,
+        # and the help must read the same on every Python.
+        doc = inspect.cleandoc(fn.__doc__ or "")
+        marker = "\n\b\nExample"
+        section = help_section(command)
         at = doc.find(marker)
         fn.__doc__ = (doc[:at] + "\n\n" + section + "\n" + doc[at:]) if at >= 0 else \
             doc + "\n\n" + section + "\n"
