@@ -57,6 +57,20 @@ def cache_path(directory: Path, account: str, region: str, *, endpoint: str | No
     return directory / "cache" / f"membership-{name}.json"
 
 
+
+def read_json(path: Path) -> Any:
+    """A cache file's JSON: opened without following symlinks, bounded in size; a file that is
+    too large or not JSON is a CacheFileError (the caller ignores it and writes it anew)."""
+    fd = open_private(path, os.O_RDONLY)
+    with os.fdopen(fd, "rb") as handle:
+        if os.fstat(handle.fileno()).st_size > MAX_BYTES:
+            raise CacheFileError("it is too large to be a ksdelete cache")
+        raw = handle.read()
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CacheFileError("it is not valid JSON (a torn or foreign file)") from exc
+
 class CacheFileError(Exception):
     """Why a cache file is ignored."""
 
@@ -85,16 +99,7 @@ class MembershipFile:
             return {}
 
     def _read(self) -> dict[str, str]:
-        fd = open_private(self.path, os.O_RDONLY)
-        with os.fdopen(fd, "rb") as handle:
-            if os.fstat(handle.fileno()).st_size > MAX_BYTES:
-                raise CacheFileError("it is too large to be a ksdelete cache")
-            raw = handle.read()
-        try:
-            doc = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise CacheFileError("it is not valid JSON (a torn or foreign file)") from exc
-        return self.parse(doc)
+        return self.parse(read_json(self.path))
 
     def parse(self, doc: Any) -> dict[str, str]:
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
@@ -229,16 +234,7 @@ class WatchFile:
                             dict[str, tuple[datetime, datetime]]]:
         """(chain -> key ARN -> read completely up to, key ARN -> (anchor, DeletionDate))."""
         try:
-            fd = open_private(self.path, os.O_RDONLY)
-            with os.fdopen(fd, "rb") as handle:
-                if os.fstat(handle.fileno()).st_size > MAX_BYTES:
-                    raise CacheFileError("it is too large to be a ksdelete cache")
-                raw = handle.read()
-            try:
-                doc = json.loads(raw)
-            except (ValueError, UnicodeDecodeError) as exc:
-                raise CacheFileError("it is not valid JSON (a torn or foreign file)") from exc
-            return self.parse(doc)
+            return self.parse(read_json(self.path))
         except FileNotFoundError:
             return {}, {}
         except (OSError, CacheFileError) as exc:
