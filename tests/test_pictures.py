@@ -22,6 +22,7 @@ from ksdelete.models import (
     Identity,
     Key,
     KeyStore,
+    Plan,
     PlanOptions,
     Snapshot,
     Status,
@@ -80,21 +81,27 @@ def _picture(title: str, unique_id: str, *parts: object) -> str:
     return console.export_svg(title=title, unique_id=unique_id)
 
 
-def render_plan() -> str:
-    """`ksdelete payments-hsm --dry-run`: the plan a person reviews."""
+def _discovered(*, dry_run: bool, matched_by: str = "id"
+                ) -> tuple[Clock, RichReporter, Snapshot, Plan]:
+    """The reporter on a fixed clock, after the discovery of the demo's store, and its plan."""
     clock = Clock()
-    console = _console()
-    reporter = RichReporter(console, window_days=WINDOW, get_time=clock.time, clock=clock.now,
-                            auto_refresh=False)
+    reporter = RichReporter(_console(), window_days=WINDOW, get_time=clock.time,
+                            clock=clock.now, auto_refresh=False)
     snap = Snapshot(STORE, KEYS, scanned=3017, identity=IDENTITY, observed_at=T0,
-                    elsewhere=3005, matched_by="name")
+                    elsewhere=3005, matched_by=matched_by)
     plan = planner.plan(snap, PlanOptions(pending_window_days=WINDOW), T0)
-    reporter.start(command="delete", dry_run=True)
+    reporter.start(command="delete", dry_run=dry_run)
     reporter.store(STORE.name)
     reporter.phase(Phase.DISCOVER, PhaseState.RUNNING, STORE.id)
     clock.t += 6.4
     reporter.progress(Phase.DISCOVER, 3017, 3017)
     reporter.phase(Phase.DISCOVER, PhaseState.DONE, "12 key(s) in the store, 3017 scanned")
+    return clock, reporter, snap, plan
+
+
+def render_plan() -> str:
+    """`ksdelete payments-hsm --dry-run`: the plan a person reviews."""
+    _, reporter, snap, plan = _discovered(dry_run=True, matched_by="name")
     reporter.plan(snap, plan)
     reporter.phase(Phase.PLAN, PhaseState.DONE, f"{len(plan.steps)} step(s)")
     results = [StoreResult(STORE.id, Status.PLANNED, "name", STORE, KEYS, plan,
@@ -108,20 +115,8 @@ def render_plan() -> str:
 
 def render_live() -> str:
     """`ksdelete payments-hsm --wait`, in the waiting period: the live checklist."""
-    clock = Clock()
-    console = _console()
-    reporter = RichReporter(console, window_days=WINDOW, get_time=clock.time, clock=clock.now,
-                            auto_refresh=False)
+    clock, reporter, snap, plan = _discovered(dry_run=False)
     deletion = T0 + timedelta(days=WINDOW)
-    snap = Snapshot(STORE, KEYS, scanned=3017, identity=IDENTITY, observed_at=T0,
-                    elsewhere=3005)
-    plan = planner.plan(snap, PlanOptions(pending_window_days=WINDOW), T0)
-    reporter.start(command="delete", dry_run=False)
-    reporter.store(STORE.name)
-    reporter.phase(Phase.DISCOVER, PhaseState.RUNNING, STORE.id)
-    clock.t += 6.4
-    reporter.progress(Phase.DISCOVER, 3017, 3017)
-    reporter.phase(Phase.DISCOVER, PhaseState.DONE, "12 key(s) in the store, 3017 scanned")
     reporter.phase(Phase.PLAN, PhaseState.DONE, f"{len(plan.steps)} step(s), confirmed")
     reporter.phase(Phase.SCHEDULE, PhaseState.RUNNING)
     for done in range(1, 13):
