@@ -21,8 +21,9 @@ Varies, and is replaced:
 - ``ksdelete_version``: ``<VERSION>``.
 
 JSON output is also checked to be the one compact line ksdelete prints, then shown indented
-(member order kept). The one structural change: the per-key actions between two store-level
-actions are sorted by key (stably), since ksdelete acts on keys in parallel.
+(member order kept). Two structural changes, since ksdelete acts on keys in parallel and lists
+them as they finish: the per-key actions between two store-level actions are sorted by key
+(stably), and so are a store's key_outcomes.
 """
 
 from __future__ import annotations
@@ -134,6 +135,8 @@ class Normaliser:
         for store in normal.get("stores") or []:
             if isinstance(store, dict) and isinstance(store.get("actions"), list):
                 store["actions"] = by_key(store["actions"])
+            if isinstance(store, dict) and isinstance(store.get("key_outcomes"), list):
+                store["key_outcomes"].sort(key=lambda o: str(o.get("id")))
         return json.dumps(normal, indent=2) + "\n"
 
 

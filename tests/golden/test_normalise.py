@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -76,3 +77,11 @@ def test_per_key_actions_are_sorted_between_store_actions_only() -> None:
     assert [(a["operation"], a["key_id"]) for a in by_key(actions)] == [
         ("TagResource", "a"), ("TagResource", "b"), ("ScheduleKeyDeletion", "b"),
         ("DisconnectCustomKeyStore", None), ("TagResource", "c")]
+
+
+
+def test_key_outcomes_are_sorted_by_key_and_keys_are_not() -> None:
+    out = ('{"stores": [{"key_outcomes": [{"id": "b"}, {"id": "a"}], '
+           '"keys": [{"id": "b"}, {"id": "a"}]}]}\n')
+    assert json.loads(normaliser().json(out)) == {"stores": [{
+        "key_outcomes": [{"id": "a"}, {"id": "b"}], "keys": [{"id": "b"}, {"id": "a"}]}]}
