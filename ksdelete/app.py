@@ -45,7 +45,7 @@ class App:
     executor: Executor
 
 
-def make_reporter(quiet: bool = False, window_days: int = 30, *, debug: bool = False,
+def make_reporter(quiet: bool = False, *, debug: bool = False,
                   plan_stream: TextIO | None = None) -> Reporter:
     """The live view on a terminal, plain lines otherwise, errors only with --quiet; all on
     stderr, except a dry run's plan when `plan_stream` (stdout) is given: it is the result.
@@ -58,9 +58,8 @@ def make_reporter(quiet: bool = False, window_days: int = 30, *, debug: bool = F
     if stream.isatty() and os.environ.get("TERM") != "dumb" and not debug:
         from ksdelete.live import RichReporter, terminal_console
 
-        return RichReporter(terminal_console(), window_days=window_days,
-                            plan_stream=plan_stream)
-    return PlainReporter(stream, window_days=window_days, plan_stream=plan_stream)
+        return RichReporter(terminal_console(), plan_stream=plan_stream)
+    return PlainReporter(stream, plan_stream=plan_stream)
 
 
 def build(settings: Settings, options: RunOptions, reporter: Reporter, confirm: Confirm, *,

@@ -360,7 +360,7 @@ def _confirmer(yes: bool, action: str, identity: Callable[[], Identity | None], 
         if quiet:  # --quiet showed no plan: nobody confirms what they have not seen
             from ksdelete.reporting import plan_lines
 
-            for line in plan_lines(snap, plan, window_days=0):
+            for line in plan_lines(snap, plan):
                 sys.stderr.write(printable(line) + "\n")
         place = f" in account {who.account}, {who.region}" if who else ""
         cancelled = list(plan.reconfirm)
@@ -602,7 +602,7 @@ def delete(stores: tuple[str, ...], region: str | None, profile: str | None,
             _require_confirmation_channel(yes, "delete")
         # A dry run's plan is what the operator asked for: stdout (JSON: in the document).
         inv.reporter = reporter = make_reporter(
-            quiet, plan.pending_window_days, debug=debug,
+            quiet, debug=debug,
             plan_stream=sys.stdout if dry_run and output == "text" else None)
         options = RunOptions(
             plan=plan,
@@ -714,8 +714,7 @@ def apply_plan(plan_file: Path, region: str | None, profile: str | None,
 
         saved = planfile.read(plan_file)
         inv.plan_id = saved.plan_id
-        inv.reporter = reporter = make_reporter(quiet, saved.options.pending_window_days,
-                                                debug=debug)
+        inv.reporter = reporter = make_reporter(quiet, debug=debug)
         options = RunOptions(plan=saved.options, wait=wait, max_wait=max_wait,
                              allowed_accounts=frozenset({saved.account}), interactive=False,
                              approved=saved.stores, plan_id=saved.plan_id,
@@ -788,7 +787,7 @@ def show_plan(plan_file: Path, output: str) -> None:
         for result in inv.results:
             assert result.store is not None and result.plan is not None
             snap = Snapshot(result.store, result.keys, scanned=result.scanned)
-            lines.extend(plan_lines(snap, result.plan, window_days=opts.pending_window_days))
+            lines.extend(plan_lines(snap, result.plan))
             lines.append("gates: " + ", ".join(f"{v.gate} {v.verdict}"
                                                for v in result.plan.verdicts))
         lines.append(f"Apply exactly this plan with: ksdelete apply {plan_file}")

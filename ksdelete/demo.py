@@ -82,7 +82,7 @@ def run_demo(*, quiet: bool = False) -> int:
             err=True)
 
         # 1. The dry run an operator starts with: nothing changes.
-        reporter = make_reporter(quiet, WINDOW_DAYS)
+        reporter = make_reporter(quiet)
         dry = build(settings, RunOptions(plan=plan_options, dry_run=True), reporter,
                     lambda s, p: False, read_only=True, policy=policy)
         reporter.start(command="delete", dry_run=True)
@@ -91,7 +91,7 @@ def run_demo(*, quiet: bool = False) -> int:
 
         # 2. The real run, confirmation answered by the demo, blocking with --wait.
         emulator.configure(time_scale=TIME_SCALE)
-        reporter = make_reporter(quiet, WINDOW_DAYS)
+        reporter = make_reporter(quiet)
 
         def confirm(snap: Snapshot, plan: Plan) -> bool:
             reporter.note(f"Type the store ID ({snap.store.id}) or name to delete it: "

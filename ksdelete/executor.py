@@ -71,7 +71,7 @@ from ksdelete.models import (
     StoreType,
     Usage,
 )
-from ksdelete.reporting import STEP_PHASE, Phase, PhaseState, Reporter
+from ksdelete.reporting import STEP_PHASE, Phase, PhaseState, Reporter, StoreReporter
 from ksdelete.retry import poll_until, retry_while_lagging
 from ksdelete.watcher import WATCH_BUDGET, Watcher
 
@@ -158,7 +158,11 @@ class Executor:
                  lock_dir: Path | None = None, watch_file: WatchFile | None = None) -> None:
         self.gw = gateway
         self.journal = journal
-        self.reporter = reporter
+        # Each store's events go through its own reporter (`guarded` obtains it), which
+        # names the store to the underlying one; "" is the invocation's, before any store.
+        self.reporters = reporter
+        self.reporter: StoreReporter = reporter.for_store("")
+        gateway.on_retry = lambda *retried: self.reporter.retry(*retried)
         self.options = options
         self.confirm = confirm
         self.identity = identity
@@ -176,7 +180,7 @@ class Executor:
         # The watch: CloudTrail read for use of the keys on their way out (watcher.py).
         self.watcher = Watcher(gateway, journal, own_caller=identity.caller_arn,
                                budget=options.watch_budget, store=watch_file,
-                               note=lambda text: reporter.note(text),
+                               note=lambda text: self.reporter.note(text),
                                log_group=options.watch_log_group)
         self._last_watch = 0.0
         self._orphans: dict[str, tuple[tuple[str, ...], str | None]] = {}
@@ -262,8 +266,9 @@ class Executor:
                                  matched_by=target.matched_by)
         self._result = result
         self._gone = set()
+        self.reporter = self.reporters.for_store(target.ref)
         if announce:
-            self.reporter.store(target.ref)
+            self.reporter.begin()
         try:
             if target.error is not None:
                 raise target.error
@@ -524,7 +529,8 @@ class Executor:
             state.result.status = Status.REFUSED
             state.result.phase = f"refused ({refusal.reason})"
             state.result.error = {"code": "refused", "message": refusal.message}
-            self.reporter.store(state.target.ref)
+            self.reporter = self.reporters.for_store(state.target.ref)
+            self.reporter.begin()
             self.reporter.note(refusal.message, level="error")
 
     def _decide(self, target: Target, result: StoreResult) -> tuple[Snapshot, Plan]:

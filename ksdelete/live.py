@@ -5,6 +5,10 @@ checklist and the summary table. What is live (and erased when it stops): the ch
 store being worked on, with a spinner on the current phase, a progress bar with rate and ETA while
 keys are described or scheduled, and a countdown while keys wait out their deletion window.
 
+Each store's events come with its target (the STORE argument): they go to that store's
+checklist, whichever store began last. A store that begins ends the checklists before it (they
+go to the scrollback): a terminal shows the store being worked on.
+
 The Live display is started lazily (on the first running phase or progress report), paused after
 the plan (so a confirmation prompt reads cleanly), and always stopped by `finish()` or `close()`;
 an `atexit` hook stops it too if an exception escapes the pipeline.
@@ -41,19 +45,16 @@ from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
-from ksdelete.models import PENDING_DELETION, Plan, Snapshot, Status, StoreResult
+from ksdelete.models import Plan, Snapshot, Status, StoreResult
 from ksdelete.reporting import (
     PIPELINE,
     Phase,
     PhaseState,
-    changes,
-    describe_step,
-    evidence_lines,
-    fmt_time,
-    plan_lines,
+    StoreReporter,
     printable,
-    where,
+    view_lines,
 )
+from ksdelete.view import PlanView, RunSummary, fmt_time, plan_view, run_summary
 
 PHASE_ORDER: tuple[Phase, ...] = tuple(Phase)
 COMMAND_PHASES: dict[str, tuple[Phase, ...]] = {
@@ -144,7 +145,7 @@ class _Retry:
 
 @dataclass
 class _Section:
-    """One STORE argument's checklist."""
+    """One STORE argument's checklist (`ref`: its target)."""
 
     ref: str
     rows: dict[Phase, _Row]
@@ -165,14 +166,13 @@ class RichReporter:
 
     shows_summary = True  # the CLI need not repeat the summary lines on stderr
 
-    def __init__(self, console: Console, *, window_days: int = 30,
+    def __init__(self, console: Console, *,
                  get_time: Callable[[], float] | None = None,
                  clock: Callable[[], datetime] | None = None,
                  auto_refresh: bool = True, plan_stream: TextIO | None = None) -> None:
         self.console = console
         # A dry run's plan is its result (stdout): a panel on a terminal, else plain lines.
         self.plan_stream = plan_stream
-        self.window_days = window_days
         self._get_time: Callable[[], float] = get_time or console.get_time
         self._clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
         self.auto_refresh = auto_refresh
@@ -188,14 +188,14 @@ class RichReporter:
             console=console, get_time=self._get_time, auto_refresh=False,
         )
         self._lock = threading.RLock()
-        self._section: _Section | None = None
+        self._sections: dict[str, _Section] = {}  # the checklists shown, by target
         self._live: Live | None = None
         self._shown: set[str] = set()  # error texts already printed (not repeated in finish)
         self._told: list[str] = []  # refusals shown in a plan (an error note repeats them)
 
     @classmethod
-    def for_terminal(cls, *, window_days: int = 30) -> RichReporter:
-        return cls(terminal_console(), window_days=window_days)
+    def for_terminal(cls) -> RichReporter:
+        return cls(terminal_console())
 
     # ---- Reporter protocol ---------------------------------------------------------------
 
@@ -204,22 +204,24 @@ class RichReporter:
         if dry_run:
             self._banner()
 
-    def store(self, ref: str) -> None:
-        self._end_section()
-        with self._lock:
-            phases = COMMAND_PHASES.get(self.command, ())
-            ref = printable(ref)
-            self._section = _Section(ref=ref, rows={p: _Row(p) for p in phases}, title=ref)
+    def for_store(self, target: str) -> StoreReporter:
+        return StoreReporter(self, target)
 
-    def phase(self, phase: Phase, state: PhaseState, detail: str = "") -> None:
+    def begin(self, target: str) -> None:
+        self._end_sections()
         with self._lock:
-            row = self._current().row(phase)
+            self._sections[target] = self._new_section(target, title=printable(target))
+
+    def phase(self, target: str, phase: Phase, state: PhaseState, detail: str = "") -> None:
+        with self._lock:
+            section = self._section(target)
+            row = section.row(phase)
             row.state, row.detail = state, printable(detail)
             if state is not PhaseState.RUNNING and row.task is not None:
                 self._bars.update(row.task, visible=False)
             if phase is Phase.WAIT and state is not PhaseState.RUNNING:
-                self._current().waiting = None
-            self._current().retry = None
+                section.waiting = None
+            section.retry = None
         if phase is Phase.PLAN and state is not PhaseState.RUNNING:
             # Pause so that a confirmation prompt (or the end of a dry run) reads cleanly; the
             # next running phase starts the live view again.
@@ -228,9 +230,9 @@ class RichReporter:
             self._start_live()
         self._refresh(force=True)
 
-    def progress(self, phase: Phase, done: int, total: int | None) -> None:
+    def progress(self, target: str, phase: Phase, done: int, total: int | None) -> None:
         with self._lock:
-            section = self._current()
+            section = self._section(target)
             row = section.row(phase)
             if row.state is None:
                 row.state = PhaseState.RUNNING
@@ -250,9 +252,10 @@ class RichReporter:
         self._start_live()
         self._refresh()
 
-    def retry(self, call: str, attempt: int, delay: float, reason: str) -> None:
+    def retry(self, call: str, attempt: int, delay: float, reason: str, *,
+              target: str = "") -> None:
         with self._lock:
-            section = self._section
+            section = self._sections.get(target)
             if section is not None:
                 section.retry = _Retry(call, attempt, delay, self._get_time())
                 section.retries += 1
@@ -264,20 +267,20 @@ class RichReporter:
         )
         self._print_line(text, style="yellow")
 
-    def plan(self, snapshot: Snapshot, plan: Plan) -> None:
+    def plan(self, target: str, snapshot: Snapshot, plan: Plan) -> None:
+        view = plan_view(snapshot, plan)
         with self._lock:
-            store = snapshot.store
-            self._current().title = printable(f"{store.id} ({store.name})" if store.name
-                                              else store.id)
+            store = view.store
+            self._section(target).title = printable(f"{store.id} ({store.name})" if store.name
+                                                    else store.id)
         out = self.plan_stream
         if out is None:
-            self.console.print(self._plan_panel(snapshot, plan))
+            self.console.print(self._plan_panel(view))
         elif out.isatty():
             self._stop_live()  # the live area (stderr) must not be redrawn over the plan
-            terminal_console(out).print(self._plan_panel(snapshot, plan))
+            terminal_console(out).print(self._plan_panel(view))
         else:
-            out.write("".join(printable(line) + "\n" for line in
-                              plan_lines(snapshot, plan, window_days=self.window_days)))
+            out.write("".join(printable(line) + "\n" for line in view_lines(view)))
             out.flush()
         if plan.refusal:
             self._told.append(printable(plan.refusal.message))
@@ -287,7 +290,7 @@ class RichReporter:
         message = printable(message)
         return message in self._shown or any(message.startswith(t) for t in self._told)
 
-    def note(self, text: str, *, level: str = "info") -> None:
+    def note(self, text: str, *, level: str = "info", target: str = "") -> None:
         text = printable(text)
         if level == "error":
             if self.shown(text):
@@ -299,25 +302,25 @@ class RichReporter:
         else:
             self._print_line(Text(text))
 
-    def waiting(self, until: datetime | None, remaining: int, total: int,
+    def waiting(self, target: str, until: datetime | None, remaining: int, total: int,
                 now: datetime | None = None) -> None:
         # AWS's clock (`now`) may differ from ours; the countdown follows AWS's.
         skew = now - self._clock() if now is not None else timedelta(0)
         with self._lock:
-            self._current().waiting = (until, remaining, total, skew)
+            self._section(target).waiting = (until, remaining, total, skew)
         self._start_live()
         self._refresh()
 
     def finish(self, results: Sequence[StoreResult]) -> None:
         try:
-            self._end_section()
+            self._end_sections()
             if results:
-                self.console.print(self._summary(results))
-                for r in results:
-                    message = printable(r.error["message"]) if r.error else ""
+                summary = run_summary(results)
+                self.console.print(self._summary(summary))
+                for s in summary.stores:
+                    message = printable(s.error) if s.error else ""
                     if message and not self.shown(message):
-                        where = r.store.id if r.store else r.ref
-                        self.console.print(Text.assemble((f"{where}: ", "bold"),
+                        self.console.print(Text.assemble((f"{s.label}: ", "bold"),
                                                          (message, "red")))
             if self.dry_run:
                 self._banner()
@@ -345,11 +348,16 @@ class RichReporter:
 
     # ---- internals -----------------------------------------------------------------------
 
-    def _current(self) -> _Section:
-        if self._section is None:
-            phases = COMMAND_PHASES.get(self.command, ())
-            self._section = _Section(ref="", rows={p: _Row(p) for p in phases})
-        return self._section
+    def _new_section(self, target: str, title: str = "") -> _Section:
+        phases = COMMAND_PHASES.get(self.command, ())
+        return _Section(ref=printable(target), rows={p: _Row(p) for p in phases}, title=title)
+
+    def _section(self, target: str) -> _Section:
+        """The checklist of `target` (begun now if its store did not begin: events of a
+        store are never shown under another)."""
+        if target not in self._sections:
+            self._sections[target] = self._new_section(target)
+        return self._sections[target]
 
     def _start_live(self) -> None:
         if self._live is not None or not self.console.is_interactive:
@@ -371,13 +379,14 @@ class RichReporter:
         if force or not self.auto_refresh:
             self.refresh()
 
-    def _end_section(self) -> None:
-        """Stop the live view and leave the store's final checklist in the scrollback."""
+    def _end_sections(self) -> None:
+        """Stop the live view and leave the stores' final checklists in the scrollback."""
         self._stop_live()
         with self._lock:
-            section, self._section = self._section, None
-        if section is not None and section.rows:
-            self.console.print(self._checklist(section, live=False))
+            sections, self._sections = list(self._sections.values()), {}
+        for section in sections:
+            if section.rows:
+                self.console.print(self._checklist(section, live=False))
 
     def _banner(self) -> None:
         self.console.rule(Text(DRY_RUN_BANNER, style="bold yellow"), style="yellow")
@@ -393,8 +402,9 @@ class RichReporter:
 
     def _live_view(self) -> RenderableType:
         with self._lock:
-            section = self._current()
-            return self._checklist(section, live=True)
+            sections = list(self._sections.values()) or [self._section("")]
+            views = [self._checklist(section, live=True) for section in sections]
+            return views[0] if len(views) == 1 else Group(*views)
 
     def _checklist(self, section: _Section, *, live: bool) -> RenderableType:
         now = self._get_time()
@@ -473,86 +483,79 @@ class RichReporter:
             text.append("(due now; AWS may take up to 24 h)", style="yellow")
         return text
 
-    def _plan_panel(self, snapshot: Snapshot, plan: Plan) -> Panel:
-        store = snapshot.store
+    def _plan_panel(self, view: PlanView) -> Panel:
+        store = view.store
         parts: list[RenderableType] = []
         head = Text.assemble(
             ("store ", "dim"), (printable(store.id), "bold"), f" ({printable(store.name)})",
-            ("  matched by ", "dim"), snapshot.matched_by,
-            ("\ntype ", "dim"), str(store.type), ("  connection ", "dim"),
-            (str(store.connection_state),
+            ("  matched by ", "dim"), view.matched_by,
+            ("\ntype ", "dim"), store.type, ("  connection ", "dim"),
+            (store.connection_state,
              "red" if store.connection_error_code or store.connection_state == "FAILED" else ""),
         )
         if store.connection_error_code:
             head.append(printable(f" ({store.connection_error_code})"), style="red")
-        if snapshot.identity:
-            head.append(f"\n{where(snapshot.identity)}", style="dim")
-        head.append(f"\n{len(snapshot.keys)} key(s) in the store ", style="bold")
-        head.append(f"({snapshot.scanned} key(s) in the account and Region scanned)", style="dim")
+        if view.where:
+            head.append(f"\n{view.where}", style="dim")
+        head.append(f"\n{len(view.keys)} key(s) in the store ", style="bold")
+        head.append(f"({view.scanned} key(s) in the account and Region scanned)", style="dim")
         parts.append(head)
-        if snapshot.keys:
-            parts.append(self._keys_table(snapshot))
-        parts.extend(Text(printable(f"key {bad.id} cannot be described: {bad.error_code}"),
-                          style="red")
-                     for bad in snapshot.undescribable)
-        detailed = sum(1 for k in snapshot.keys[EVIDENCE_SHOWN:] if evidence_lines(k))
+        if view.keys:
+            parts.append(self._keys_table(view))
+        parts.extend(Text(printable(line), style="red") for line in view.undescribable)
+        detailed = sum(1 for k in view.keys[EVIDENCE_SHOWN:] if k.evidence)
         if detailed:
             parts.append(Text(f"what the checks saw is shown for the first {EVIDENCE_SHOWN} "
                               f"key(s); {detailed} more in --output json", style="dim"))
-        checks = [v for v in plan.verdicts if v.verdict != "n/a"]
-        if checks:
+        if view.checks:
             text = Text("Checks", style="bold")
-            for v in checks:
+            for v in view.checks:
                 style = {"pass": "green", "waived": "yellow", "refused": "red"}.get(v.verdict, "")
                 text.append(f"\n {v.gate} ", style="dim")
                 text.append(v.verdict, style=style)
                 if v.detail:
                     text.append(f": {printable(v.detail)}")
             parts.append(text)
-        if plan.refusal:
+        if view.refusal is not None:
             parts.append(Text.assemble(("refused: ", "bold red"),
-                                       (printable(plan.refusal.message), "red")))
+                                       (printable(view.refusal), "red")))
         else:
             steps = Text("Steps", style="bold")
-            for index, step in enumerate(plan.steps, 1):
-                detail = step.detail
-                if step.window_days is not None:
-                    detail = f"{step.window_days}-day window" + (f", {detail}" if detail else "")
+            for index, step in enumerate(view.steps, 1):
                 steps.append(f"\n {index:>2}. ", style="dim")
-                steps.append(printable(describe_step(step.kind, len(step.key_ids), detail)))
+                steps.append(printable(step))
             parts.append(steps)
-            if plan.earliest_gone:
+            if view.earliest_gone:
                 parts.append(Text.assemble(
-                    ("Earliest the store can be gone: ", "bold"), fmt_time(plan.earliest_gone),
+                    ("Earliest the store can be gone: ", "bold"), fmt_time(view.earliest_gone),
                     (" (AWS may delete keys up to 24 h after their DeletionDate)", "dim"),
                 ))
         parts.extend(Text.assemble(("warning: ", "bold yellow"), (printable(w), "yellow"))
-                     for w in plan.warnings)
+                     for w in view.warnings)
         title = Text("Plan" + (" (dry run)" if self.dry_run else ""), style="bold")
         return Panel(Group(*_spaced(parts)), title=title, title_align="left",
                      border_style="yellow" if self.dry_run else "cyan", padding=(0, 1),
                      width=self._width())
 
-    def _keys_table(self, snapshot: Snapshot) -> Table:
+    def _keys_table(self, view: PlanView) -> Table:
         """One row per key; on narrow terminals aliases and dates go under the ID and state."""
         wide = self._width() >= MAX_WIDTH
         keys = Table(box=None, padding=(0, 1), header_style="bold dim", show_edge=False)
         # Key IDs are never cut or wrapped; the checks' lines under them may wrap.
         keys.add_column("Key ID" if wide else "Key ID / aliases",
-                        min_width=max((len(k.id) for k in snapshot.keys), default=6))
+                        min_width=max((len(k.id) for k in view.keys), default=6))
         if wide:
             keys.add_column("Aliases", overflow="fold")
         keys.add_column("State" if wide else "State / deletion date", no_wrap=True)
         if wide:
             keys.add_column("Deletion date", no_wrap=True)
         keys.add_column("External key ID", overflow="fold")
-        for index, key in enumerate(snapshot.keys):
+        for index, key in enumerate(view.keys):
             # What the gates saw (last use, grants, tags) goes under the key: each key once.
-            seen = evidence_lines(key) if index < EVIDENCE_SHOWN else []
+            seen = key.evidence if index < EVIDENCE_SHOWN else ()
             aliases = Text(printable(", ".join(key.aliases)) or "-",
                            style="" if wide else "dim")
-            state = Text(printable(key.state),
-                         style="yellow" if key.state == PENDING_DELETION else "")
+            state = Text(printable(key.state), style="yellow" if key.pending else "")
             date = Text(fmt_time(key.deletion_date) if key.deletion_date else "-",
                         style="" if wide else "dim")
             external = Text(printable(key.external_key_id or "-"))
@@ -571,7 +574,7 @@ class RichReporter:
     def _width(self) -> int:
         return min(self.console.width, MAX_WIDTH)
 
-    def _summary(self, results: Sequence[StoreResult]) -> RenderableType:
+    def _summary(self, view: RunSummary) -> RenderableType:
         """The summary table; on narrow terminals "what remains" goes under it."""
         wide = self._width() >= MAX_WIDTH
         table = Table(title="Summary", title_style="bold", title_justify="left",
@@ -585,47 +588,23 @@ class RichReporter:
         if wide:
             table.add_column("Remaining", ratio=1, min_width=20)
         below: list[RenderableType] = []
-        for r in results:
-            store = printable(r.store.id if r.store else r.ref)
-            done = changes(r)[0]
+        for s in view.stores:
+            store = printable(s.label)
             cells: list[RenderableType] = [
-                Text(store), Text(str(r.status), style=STATUS_STYLE.get(r.status, "")),
-                str(len(r.keys)), str(done),
-                fmt_time(r.resume_after) if r.resume_after and r.status != Status.PLANNED else "-",
+                Text(store), Text(str(s.status), style=STATUS_STYLE.get(s.status, "")),
+                str(s.keys_total), str(s.changed),
+                fmt_time(s.resume_after) if s.resume_after and s.status != Status.PLANNED
+                else "-",
             ]
             if wide:
-                cells.append(Text(_remaining(r)))
-            elif r.status not in (Status.DELETED, Status.CANCELLED):
+                cells.append(Text(s.remaining))
+            elif s.status not in (Status.DELETED, Status.CANCELLED):
                 below.append(Text.assemble(
-                    ("Remaining: ", "bold"), (f"{store}: " if len(results) > 1 else "", "bold"),
-                    _remaining(r)))
+                    ("Remaining: ", "bold"), (f"{store}: " if len(view.stores) > 1 else "",
+                                              "bold"),
+                    s.remaining))
             table.add_row(*cells)
         return Group(table, *below) if below else table
-
-
-def _remaining(r: StoreResult) -> str:
-    """What is left to do, in a few words."""
-    pending = sum(1 for k in r.keys if k.pending)
-    match r.status:
-        case Status.DELETED | Status.CANCELLED:
-            return "nothing"
-        case Status.PENDING if pending < len(r.keys):
-            return f"{len(r.keys) - pending} key(s) not scheduled yet: run ksdelete delete"
-        case Status.PENDING:
-            return (f"wait for {pending} key(s) to be deleted, then run again" if pending
-                    else "run again to continue")
-        case Status.PLANNED:
-            steps = len(r.plan.steps) if r.plan else 0
-            gone = f"; gone at the earliest {fmt_time(r.resume_after)}" if r.resume_after else ""
-            return f"{steps} step(s): run without --dry-run{gone}"
-        case Status.REFUSED:
-            return "review the refusal; nothing was changed"
-        case Status.MISSING:
-            return "nothing (the store does not exist)"
-        case Status.INTERRUPTED:
-            return "run again to continue"
-        case _:
-            return "fix the error, then run again"
 
 
 def _spaced(parts: list[RenderableType]) -> list[RenderableType]:

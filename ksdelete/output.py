@@ -9,6 +9,7 @@ from typing import Any
 from ksdelete import __version__, leftovers
 from ksdelete.errors import ExitStatus
 from ksdelete.models import Identity, Key, Status, StoreResult
+from ksdelete.view import StoreSummary, store_summary, store_view
 
 # 2: `phase` is an object; ksdelete_version, run_id and plan_id at the top level.
 SCHEMA_VERSION = 2
@@ -69,23 +70,22 @@ def key_json(key: Key) -> dict[str, Any]:
     }
 
 
-def phase_json(result: StoreResult) -> dict[str, Any] | None:
+def phase_json(result: StoreResult | StoreSummary) -> dict[str, Any] | None:
     """Where the store stands, for a log pipeline: a name (keys-not-scheduled, keys-pending,
     ready-to-disconnect, disconnecting, ready-to-delete, deleted, membership-unknown, refused,
     not-found), the key counts and dates it rests on, and the text the summary shows."""
-    text = result.phase
+    summary = store_summary(result) if isinstance(result, StoreResult) else result
+    text = summary.phase
     if not text:
         return None
     name = text.split(" ", 1)[0]
-    pending = [k for k in result.keys if k.pending]
-    dates = [k.deletion_date for k in pending if k.deletion_date]
     phase: dict[str, Any] = {
         "name": name,
-        "keys_total": len(result.keys),
-        "keys_pending": len(pending),
-        "keys_not_scheduled": len(result.keys) - len(pending),
-        "earliest_deletion": _iso(min(dates)) if dates else None,
-        "latest_deletion": _iso(max(dates)) if dates else None,
+        "keys_total": summary.keys_total,
+        "keys_pending": summary.keys_pending,
+        "keys_not_scheduled": summary.keys_not_scheduled,
+        "earliest_deletion": _iso(summary.earliest_deletion),
+        "latest_deletion": _iso(summary.latest_deletion),
         "reason": None,
         "text": text,
     }
@@ -95,18 +95,18 @@ def phase_json(result: StoreResult) -> dict[str, Any] | None:
 
 
 def store_json(result: StoreResult) -> dict[str, Any]:
-    store = result.store
+    store = store_view(result.store) if result.store else None
     plan = result.plan
     return {
         "ref": result.ref,
         "matched_by": result.matched_by,
         "id": store.id if store else None,
         "name": store.name if store else None,
-        "type": store.type.value if store else None,
-        "connection_state": store.connection_state.value if store else None,
+        "type": store.type if store else None,
+        "connection_state": store.connection_state if store else None,
         "connection_error_code": store.connection_error_code if store else None,
         "status": result.status.value,
-        "phase": phase_json(result),
+        "phase": phase_json(store_summary(result)),
         "keys": [key_json(k) for k in result.keys],
         "undescribable": [
             {"id": k.id, "arn": k.arn, "error_code": k.error_code, "message": k.message}

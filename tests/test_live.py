@@ -62,30 +62,31 @@ class FakeClock:
 def drive(reporter: Reporter, clock: FakeClock, *, dry_run: bool = False) -> None:
     """The calls the executor makes for one store, up to the keys' waiting period."""
     reporter.start(command="delete", dry_run=dry_run)
-    reporter.store(STORE.id)
-    reporter.phase(Phase.DISCOVER, PhaseState.RUNNING, STORE.id)
+    store = reporter.for_store(STORE.id)
+    store.begin()
+    store.phase(Phase.DISCOVER, PhaseState.RUNNING, STORE.id)
     for done, total in [(0, 100), (50, 200), (120, 250), (250, 250)]:
         clock.t += 1.0
-        reporter.progress(Phase.DISCOVER, done, total)
-    reporter.phase(Phase.DISCOVER, PhaseState.DONE, "3 key(s) in the store, 250 scanned")
-    reporter.plan(Snapshot(STORE, KEYS, scanned=250), PLAN)
-    reporter.phase(Phase.PLAN, PhaseState.DONE, "6 step(s)")
+        store.progress(Phase.DISCOVER, done, total)
+    store.phase(Phase.DISCOVER, PhaseState.DONE, "3 key(s) in the store, 250 scanned")
+    store.plan(Snapshot(STORE, KEYS, scanned=250), PLAN)
+    store.phase(Phase.PLAN, PhaseState.DONE, "6 step(s)")
     if dry_run:
         reporter.finish([StoreResult(STORE.id, Status.PLANNED, "id", STORE, KEYS, PLAN,
                                      resume_after=DELETION)])
         return
-    reporter.phase(Phase.SCHEDULE, PhaseState.RUNNING)
+    store.phase(Phase.SCHEDULE, PhaseState.RUNNING)
     clock.t += 0.5
-    reporter.progress(Phase.SCHEDULE, 1, 3)
-    reporter.retry("ScheduleKeyDeletion", 1, 2.0, "ThrottlingException")
+    store.progress(Phase.SCHEDULE, 1, 3)
+    store.retry("ScheduleKeyDeletion", 1, 2.0, "ThrottlingException")
     clock.t += 2.5
-    reporter.progress(Phase.SCHEDULE, 3, 3)
-    reporter.phase(Phase.SCHEDULE, PhaseState.DONE, "3 scheduled, 30-day window")
-    reporter.phase(Phase.WAIT, PhaseState.RUNNING)
-    reporter.progress(Phase.WAIT, 0, 3)
-    reporter.waiting(DELETION, 3, 3)
-    reporter.phase(Phase.WAIT, PhaseState.PENDING, "3/3 key(s) still pending")
-    reporter.note("a warning", level="warning")
+    store.progress(Phase.SCHEDULE, 3, 3)
+    store.phase(Phase.SCHEDULE, PhaseState.DONE, "3 scheduled, 30-day window")
+    store.phase(Phase.WAIT, PhaseState.RUNNING)
+    store.progress(Phase.WAIT, 0, 3)
+    store.waiting(DELETION, 3, 3)
+    store.phase(Phase.WAIT, PhaseState.PENDING, "3/3 key(s) still pending")
+    store.note("a warning", level="warning")
     pending = tuple(Key(k.id, k.arn, PENDING_DELETION, STORE.id, DELETION, k.aliases,
                         k.external_key_id) for k in KEYS)
     reporter.finish([StoreResult(
@@ -263,12 +264,13 @@ def test_cancel_checklist_and_several_stores() -> None:
     reporter = RichReporter(console, get_time=clock.time, clock=clock.now, auto_refresh=False)
     reporter.start(command="cancel", dry_run=False)
     for ref in ("cks-first", "cks-second"):
-        reporter.store(ref)
-        reporter.phase(Phase.DISCOVER, PhaseState.RUNNING, ref)
-        reporter.phase(Phase.DISCOVER, PhaseState.DONE, "2 key(s) in the store")
-        reporter.phase(Phase.CANCEL, PhaseState.RUNNING)
-        reporter.progress(Phase.CANCEL, 2, 2)
-        reporter.phase(Phase.CANCEL, PhaseState.DONE, "2 key(s) cancelled")
+        store = reporter.for_store(ref)
+        store.begin()
+        store.phase(Phase.DISCOVER, PhaseState.RUNNING, ref)
+        store.phase(Phase.DISCOVER, PhaseState.DONE, "2 key(s) in the store")
+        store.phase(Phase.CANCEL, PhaseState.RUNNING)
+        store.progress(Phase.CANCEL, 2, 2)
+        store.phase(Phase.CANCEL, PhaseState.DONE, "2 key(s) cancelled")
     reporter.finish([StoreResult("cks-first", Status.CANCELLED),
                      StoreResult("cks-second", Status.ERROR,
                                  error={"code": "x", "message": "AccessDenied on it"})])
@@ -283,9 +285,10 @@ def test_aws_text_is_not_parsed_as_markup() -> None:
     console = Console(file=io.StringIO(), force_terminal=True, width=100, color_system=None)
     reporter = RichReporter(console, auto_refresh=False)
     key = Key("k-1", "arn:k-1", "Enabled", STORE.id, aliases=("alias/[bold]x[/bold]",))
-    reporter.store(STORE.id)
-    reporter.plan(Snapshot(STORE, (key,)), Plan(STORE.id, ()))
-    reporter.note("[red]not markup[/red]", level="error")
+    store = reporter.for_store(STORE.id)
+    store.begin()
+    store.plan(Snapshot(STORE, (key,)), Plan(STORE.id, ()))
+    store.note("[red]not markup[/red]", level="error")
     reporter.finish([])
     text = plain(console.file.getvalue())  # type: ignore[attr-defined]
     assert "alias/[bold]x[/bold]" in text and "[red]not markup[/red]" in text
@@ -294,8 +297,9 @@ def test_aws_text_is_not_parsed_as_markup() -> None:
 def test_close_stops_the_live_view_when_the_pipeline_breaks() -> None:
     console = Console(file=io.StringIO(), force_terminal=True, width=100, color_system=None)
     with RichReporter(console, auto_refresh=True) as reporter:
-        reporter.store(STORE.id)
-        reporter.phase(Phase.DISCOVER, PhaseState.RUNNING, STORE.id)
+        store = reporter.for_store(STORE.id)
+        store.begin()
+        store.phase(Phase.DISCOVER, PhaseState.RUNNING, STORE.id)
         assert reporter._live is not None and reporter._live.is_started
     assert reporter._live is None
     reporter.close()  # idempotent
@@ -310,9 +314,10 @@ def test_the_countdown_follows_the_service_clock() -> None:
     console = Console(file=io.StringIO(), force_terminal=True, width=100, color_system=None)
     reporter = RichReporter(console, get_time=clock.time, clock=clock.now, auto_refresh=False)
     reporter.start(command="delete", dry_run=False)
-    reporter.store(STORE.id)
-    reporter.phase(Phase.WAIT, PhaseState.RUNNING)
-    reporter.waiting(DELETION, 3, 3, now=DELETION - timedelta(days=2, hours=3))
+    store = reporter.for_store(STORE.id)
+    store.begin()
+    store.phase(Phase.WAIT, PhaseState.RUNNING)
+    store.waiting(DELETION, 3, 3, now=DELETION - timedelta(days=2, hours=3))
     reporter.refresh()
     text = plain(console.file.getvalue())  # type: ignore[attr-defined]
     reporter.close()

@@ -30,7 +30,8 @@ from ksdelete.models import (
     StoreType,
     Usage,
 )
-from ksdelete.reporting import Phase, PhaseState
+from ksdelete.reporting import Phase, PhaseState, StoreReporter
+from ksdelete.view import plan_view, run_summary
 
 IMAGES = Path(__file__).resolve().parent.parent / "docs" / "images"
 T0 = datetime(2026, 12, 3, 9, 30, tzinfo=UTC)
@@ -82,32 +83,34 @@ def _picture(title: str, unique_id: str, *parts: object) -> str:
 
 
 def _discovered(*, dry_run: bool, matched_by: str = "id"
-                ) -> tuple[Clock, RichReporter, Snapshot, Plan]:
+                ) -> tuple[Clock, RichReporter, StoreReporter, Snapshot, Plan]:
     """The reporter on a fixed clock, after the discovery of the demo's store, and its plan."""
     clock = Clock()
-    reporter = RichReporter(_console(), window_days=WINDOW, get_time=clock.time,
+    reporter = RichReporter(_console(), get_time=clock.time,
                             clock=clock.now, auto_refresh=False)
     snap = Snapshot(STORE, KEYS, scanned=3017, identity=IDENTITY, observed_at=T0,
                     elsewhere=3005, matched_by=matched_by)
     plan = planner.plan(snap, PlanOptions(pending_window_days=WINDOW), T0)
     reporter.start(command="delete", dry_run=dry_run)
-    reporter.store(STORE.name)
-    reporter.phase(Phase.DISCOVER, PhaseState.RUNNING, STORE.id)
+    store = reporter.for_store(STORE.name)
+    store.begin()
+    store.phase(Phase.DISCOVER, PhaseState.RUNNING, STORE.id)
     clock.t += 6.4
-    reporter.progress(Phase.DISCOVER, 3017, 3017)
-    reporter.phase(Phase.DISCOVER, PhaseState.DONE, "12 key(s) in the store, 3017 scanned")
-    return clock, reporter, snap, plan
+    store.progress(Phase.DISCOVER, 3017, 3017)
+    store.phase(Phase.DISCOVER, PhaseState.DONE, "12 key(s) in the store, 3017 scanned")
+    return clock, reporter, store, snap, plan
 
 
 def render_plan() -> str:
     """`ksdelete payments-hsm --dry-run`: the plan a person reviews."""
-    _, reporter, snap, plan = _discovered(dry_run=True, matched_by="name")
-    reporter.plan(snap, plan)
-    reporter.phase(Phase.PLAN, PhaseState.DONE, f"{len(plan.steps)} step(s)")
+    _, reporter, store, snap, plan = _discovered(dry_run=True, matched_by="name")
+    store.plan(snap, plan)
+    store.phase(Phase.PLAN, PhaseState.DONE, f"{len(plan.steps)} step(s)")
     results = [StoreResult(STORE.id, Status.PLANNED, "name", STORE, KEYS, plan,
                            resume_after=plan.earliest_gone)]
     picture = _picture("ksdelete payments-hsm --dry-run", "plan",
-                       reporter._plan_panel(snap, plan), reporter._summary(results))
+                       reporter._plan_panel(plan_view(snap, plan)),
+                       reporter._summary(run_summary(results)))
     reporter.finish(results)
     reporter.close()
     return picture
@@ -115,24 +118,24 @@ def render_plan() -> str:
 
 def render_live() -> str:
     """`ksdelete payments-hsm --wait`, in the waiting period: the live checklist."""
-    clock, reporter, snap, plan = _discovered(dry_run=False)
+    clock, reporter, store, snap, plan = _discovered(dry_run=False)
     deletion = T0 + timedelta(days=WINDOW)
-    reporter.phase(Phase.PLAN, PhaseState.DONE, f"{len(plan.steps)} step(s), confirmed")
-    reporter.phase(Phase.SCHEDULE, PhaseState.RUNNING)
+    store.phase(Phase.PLAN, PhaseState.DONE, f"{len(plan.steps)} step(s), confirmed")
+    store.phase(Phase.SCHEDULE, PhaseState.RUNNING)
     for done in range(1, 13):
         clock.t += 0.11
-        reporter.progress(Phase.SCHEDULE, done, 12)
+        store.progress(Phase.SCHEDULE, done, 12)
         if done == 5:
-            reporter.retry("ScheduleKeyDeletion", 1, 0.8, "ThrottlingException")
-    reporter.phase(Phase.SCHEDULE, PhaseState.DONE, f"12 scheduled, {WINDOW}-day window")
-    reporter.phase(Phase.WAIT, PhaseState.RUNNING)
+            store.retry("ScheduleKeyDeletion", 1, 0.8, "ThrottlingException")
+    store.phase(Phase.SCHEDULE, PhaseState.DONE, f"12 scheduled, {WINDOW}-day window")
+    store.phase(Phase.WAIT, PhaseState.RUNNING)
     clock.t += 2 * 86400 + 3600 * 5
-    reporter.progress(Phase.WAIT, 0, 12)
-    reporter.waiting(deletion, 12, 12)
+    store.progress(Phase.WAIT, 0, 12)
+    store.waiting(deletion, 12, 12)
     pending = tuple(Key(k.id, k.arn, PENDING_DELETION, STORE.id, deletion, k.aliases)
                     for k in KEYS)
     picture = _picture("ksdelete payments-hsm --wait", "live", reporter._live_view())
-    reporter.phase(Phase.WAIT, PhaseState.PENDING, "12/12 key(s) still pending")
+    store.phase(Phase.WAIT, PhaseState.PENDING, "12/12 key(s) still pending")
     reporter.finish([StoreResult(
         STORE.id, Status.PENDING, "name", STORE, pending, plan,
         actions=[Action("ScheduleKeyDeletion", "ok", k.id) for k in KEYS],

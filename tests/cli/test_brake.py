@@ -261,13 +261,13 @@ class _Recorder(PlainReporter):
         super().__init__(io.StringIO())
         self.events: list[str] = []
 
-    def phase(self, phase: Phase, state: PhaseState, detail: str = "") -> None:
+    def phase(self, target: str, phase: Phase, state: PhaseState, detail: str = "") -> None:
         self.events.append(f"{phase}:{state}")
-        super().phase(phase, state, detail)
+        super().phase(target, phase, state, detail)
 
-    def progress(self, phase: Phase, done: int, total: int | None) -> None:
+    def progress(self, target: str, phase: Phase, done: int, total: int | None) -> None:
         self.events.append(f"{phase}:progress")
-        super().progress(phase, done, total)
+        super().progress(target, phase, done, total)
 
 
 def test_the_prompt_comes_before_any_progress_panel(emulator: Emulator) -> None:
