@@ -285,6 +285,7 @@ class Executor:
             result.status = Status.PENDING
             result.error = {"code": exc.code, "message": str(exc)}
             self.reporter.note(str(exc), level="warning")
+            self.reporter.end()
             return result
         except RefusedError as exc:
             result.status = Status.REFUSED
@@ -310,6 +311,7 @@ class Executor:
             # Where the run stopped, from what it saw last (not the plan it started with).
             result.phase = planner.phase_of(Snapshot(result.store, result.keys), None)[1]
         self._report(result)
+        self.reporter.end()
         return result
 
     def _last_report(self, store_id: str) -> dict[str, Any] | None:
@@ -532,6 +534,7 @@ class Executor:
             self.reporter = self.reporters.for_store(state.target.ref)
             self.reporter.begin()
             self.reporter.note(refusal.message, level="error")
+            self.reporter.end()
 
     def _decide(self, target: Target, result: StoreResult) -> tuple[Snapshot, Plan]:
         """Survey the store and decide its gates; a refusal stops here (after its remedy)."""

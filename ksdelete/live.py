@@ -6,8 +6,8 @@ store being worked on, with a spinner on the current phase, a progress bar with 
 keys are described or scheduled, and a countdown while keys wait out their deletion window.
 
 Each store's events come with its target (the STORE argument): they go to that store's
-checklist, whichever store began last. A store that begins ends the checklists before it (they
-go to the scrollback): a terminal shows the store being worked on.
+checklist, whichever store began last. A store that begins moves the checklists of the stores
+that ended to the scrollback; stores that run at the same time are shown one under another.
 
 The Live display is started lazily (on the first running phase or progress report), paused after
 the plan (so a confirmation prompt reads cleanly), and always stopped by `finish()` or `close()`;
@@ -153,6 +153,7 @@ class _Section:
     waiting: tuple[datetime | None, int, int, timedelta] | None = None
     retry: _Retry | None = None
     retries: int = 0
+    running: bool = False  # its store began and has not ended: it stays on the screen
 
     def row(self, phase: Phase) -> _Row:
         if phase not in self.rows:
@@ -208,9 +209,20 @@ class RichReporter:
         return StoreReporter(self, target)
 
     def begin(self, target: str) -> None:
-        self._end_sections()
+        # The checklists of the stores that ended go to the scrollback (and the store's own,
+        # if it begins again); a store still running stays on the screen beside this one.
+        self._end_sections(keep={t for t, s in self._sections.items()
+                                 if s.running and t != target})
         with self._lock:
-            self._sections[target] = self._new_section(target, title=printable(target))
+            section = self._new_section(target, title=printable(target))
+            section.running = True
+            self._sections[target] = section
+
+    def end(self, target: str) -> None:
+        with self._lock:
+            section = self._sections.get(target)
+            if section is not None:
+                section.running = False
 
     def phase(self, target: str, phase: Phase, state: PhaseState, detail: str = "") -> None:
         with self._lock:
@@ -379,11 +391,13 @@ class RichReporter:
         if force or not self.auto_refresh:
             self.refresh()
 
-    def _end_sections(self) -> None:
-        """Stop the live view and leave the stores' final checklists in the scrollback."""
+    def _end_sections(self, keep: set[str] | None = None) -> None:
+        """Stop the live view and leave the stores' final checklists in the scrollback (but
+        those of `keep`)."""
         self._stop_live()
         with self._lock:
-            sections, self._sections = list(self._sections.values()), {}
+            sections = [s for t, s in self._sections.items() if t not in (keep or ())]
+            self._sections = {t: s for t, s in self._sections.items() if t in (keep or ())}
         for section in sections:
             if section.rows:
                 self.console.print(self._checklist(section, live=False))

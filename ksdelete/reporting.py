@@ -86,6 +86,7 @@ class Reporter(Protocol):
 
     def start(self, *, command: str, dry_run: bool) -> None: ...
     def begin(self, target: str) -> None: ...
+    def end(self, target: str) -> None: ...
     def phase(self, target: str, phase: Phase, state: PhaseState, detail: str = "") -> None: ...
     def progress(self, target: str, phase: Phase, done: int, total: int | None) -> None: ...
     def retry(self, call: str, attempt: int, delay: float, reason: str, *,
@@ -109,6 +110,10 @@ class StoreReporter:
     def begin(self) -> None:
         """The store's section begins (its checklist, its lines)."""
         self.sink.begin(self.target)
+
+    def end(self) -> None:
+        """The store's run is over (its result is known)."""
+        self.sink.end(self.target)
 
     def phase(self, phase: Phase, state: PhaseState, detail: str = "") -> None:
         self.sink.phase(self.target, phase, state, detail)
@@ -260,6 +265,9 @@ class PlainReporter:
     def begin(self, target: str) -> None:
         for key in [k for k in self._last_progress if k[0] == target]:
             del self._last_progress[key]
+
+    def end(self, target: str) -> None:
+        return None
 
     def phase(self, target: str, phase: Phase, state: PhaseState, detail: str = "") -> None:
         self._last_progress.pop((target, phase), None)  # progress is timed from its start

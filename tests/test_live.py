@@ -271,6 +271,7 @@ def test_cancel_checklist_and_several_stores() -> None:
         store.phase(Phase.CANCEL, PhaseState.RUNNING)
         store.progress(Phase.CANCEL, 2, 2)
         store.phase(Phase.CANCEL, PhaseState.DONE, "2 key(s) cancelled")
+        store.end()
     reporter.finish([StoreResult("cks-first", Status.CANCELLED),
                      StoreResult("cks-second", Status.ERROR,
                                  error={"code": "x", "message": "AccessDenied on it"})])

@@ -91,9 +91,24 @@ def test_the_live_view_shows_a_refusal_once() -> None:
                      ConnectionState.CONNECTED)
     refusal = Refusal(RefusalReason.KEY_COUNT, "it holds 0 key(s), but --expect-keys says 5")
     reporter.start(command="delete", dry_run=False)
-    reporter.store(store.id)
-    reporter.plan(Snapshot(store, ()), Plan(store.id, (), refusal=refusal))
-    reporter.note(f"{refusal.message} (this run changed nothing) ({store.id})", level="error")
+    bound = reporter.for_store(store.id)
+    bound.begin()
+    bound.plan(Snapshot(store, ()), Plan(store.id, (), refusal=refusal))
+    bound.note(f"{refusal.message} (this run changed nothing) ({store.id})", level="error")
     reporter.finish([])
     text = console.file.getvalue()  # type: ignore[attr-defined]
     assert text.count("but --expect-keys says 5") == 1, text
+
+
+def test_every_line_of_a_store_names_it_even_the_gateways_retries(emulator: Emulator) -> None:
+    """The plain lines of a store begin with it: its phases, notes and the retries of the
+    AWS calls made for it (the gateway's own, which know no store, included)."""
+    seed_one(emulator, keys=3, plain=10)
+    emulator.configure(fault_rate=0.2, seed=7)
+    run = ksdelete(emulator, "target", "--yes")
+    emulator.configure(fault_rate=0.0)
+    assert run.exit_code == 3, run.stderr
+    retries = [line for line in run.stderr.splitlines() if "retry:" in line]
+    assert retries, run.stderr
+    assert all(" target: retry: " in line for line in retries), retries
+    assert " target: discover: running" in run.stderr

@@ -63,8 +63,8 @@ def test_the_live_view_escapes_what_aws_says() -> None:
     key = Key("k-1", "arn:k-1", "Enabled", store.id, aliases=("alias/x",),
               external_key_id=f"ext{HOSTILE}", tags=(("owner", HOSTILE),))
     reporter.start(command="delete", dry_run=False)
-    reporter.store(store.id)
-    reporter.plan(Snapshot(store, (key,)), Plan(store.id, (), warnings=(HOSTILE,)))
+    reporter.for_store(store.id).begin()
+    reporter.plan(store.id, Snapshot(store, (key,)), Plan(store.id, (), warnings=(HOSTILE,)))
     reporter.note(f"AWS said {HOSTILE}", level="error")
     reporter.note(f"AWS said {HOSTILE}", level="warning")
     reporter.note(f"AWS said {HOSTILE}")
