@@ -70,11 +70,10 @@ def key_json(key: Key) -> dict[str, Any]:
     }
 
 
-def phase_json(result: StoreResult | StoreSummary) -> dict[str, Any] | None:
+def phase_json(summary: StoreSummary) -> dict[str, Any] | None:
     """Where the store stands, for a log pipeline: a name (keys-not-scheduled, keys-pending,
     ready-to-disconnect, disconnecting, ready-to-delete, deleted, membership-unknown, refused,
     not-found), the key counts and dates it rests on, and the text the summary shows."""
-    summary = store_summary(result) if isinstance(result, StoreResult) else result
     text = summary.phase
     if not text:
         return None

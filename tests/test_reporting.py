@@ -143,7 +143,7 @@ def test_the_summary_view_and_the_json_phase_count_the_same_keys() -> None:
     assert (summary.label, summary.keys_total, summary.keys_pending) == (STORE.id, 3, 2)
     assert (summary.changed, summary.changes) == (2, "2 key(s) scheduled")
     assert summary.remaining == "1 key(s) not scheduled yet: run ksdelete delete"
-    phase = phase_json(result)
+    phase = phase_json(summary)
     assert phase is not None
     assert (phase["keys_total"], phase["keys_pending"], phase["keys_not_scheduled"]) == (3, 2, 1)
     assert phase["earliest_deletion"] == (T0 + timedelta(days=2)).isoformat()
