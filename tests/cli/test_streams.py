@@ -22,7 +22,7 @@ from ksdelete.models import (
     StoreType,
 )
 
-from .helpers import ksdelete, seed_one
+from .helpers import at_the_prompt, ksdelete, seed_one
 
 
 def test_the_plan_of_a_dry_run_is_on_stdout(emulator: Emulator) -> None:
@@ -112,3 +112,13 @@ def test_every_line_of_a_store_names_it_even_the_gateways_retries(emulator: Emul
     assert retries, run.stderr
     assert all(" target: retry: " in line for line in retries), retries
     assert " target: discover: running" in run.stderr
+
+
+def test_a_declined_plan_is_said_under_its_own_store(emulator: Emulator) -> None:
+    """Two stores, surveyed both before the first prompt: the refusal of the one the operator
+    declines is said under it, not under the store surveyed last."""
+    seed_one(emulator, keys=1, other=1)
+    run = at_the_prompt(emulator, "other", "target", keys=b"n\n")
+    assert run.exit_code == 4, run.stderr
+    declined = [line for line in run.stderr.splitlines() if "not confirmed" in line]
+    assert declined and all(" other: error: " in line for line in declined), run.stderr
