@@ -1,6 +1,7 @@
-"""The composition root: builds gateway, identity, journal, reporter and executor for every
-command (and the demo), in one order that puts every check of the operator's input before the
-first AWS call and the account guard right after it."""
+"""The composition root: builds the session, gateway, identity, journal, workspace (one per
+scope: account, Region, endpoint), reporter and executor for every command (and the demo), in
+one order that puts every check of the operator's input before the first AWS call and the
+account guard right after it."""
 
 from __future__ import annotations
 
@@ -13,12 +14,16 @@ from typing import TextIO
 from ksdelete.discover import MembershipCache
 from ksdelete.errors import AccountRefused, RefusedError, UsageError
 from ksdelete.executor import Confirm, Executor, RunOptions
-from ksdelete.gateway import AwsTarget, Gateway, is_local
+from ksdelete.gateway import Gateway
 from ksdelete.journal import Journal, default_path
 from ksdelete.models import Identity
+from ksdelete.pacing import Pacer
 from ksdelete.planner import account_refusal, endpoint_refusal, service_endpoint
 from ksdelete.reporting import PlainReporter, QuietReporter, Reporter
 from ksdelete.retry import RetryPolicy
+from ksdelete.scope import Scope, ScopeRequest, is_local
+from ksdelete.sessions import SessionFactory
+from ksdelete.workspace import Workspace, open_workspace
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,8 @@ class App:
     identity: Identity
     journal: Journal
     executor: Executor
+    workspace: Workspace  # the scope of this invocation's stores
+    workspaces: Workspaces
 
 
 def make_reporter(quiet: bool = False, *, debug: bool = False,
@@ -62,6 +69,46 @@ def make_reporter(quiet: bool = False, *, debug: bool = False,
     return PlainReporter(stream, plan_stream=plan_stream)
 
 
+class Workspaces:
+    """The scopes of one invocation and their workspaces, each built once (on the first store
+    of its scope) and shared by every store of it: one gateway and pacer, one membership scan,
+    one cache, one set of locks per account, Region and endpoint."""
+
+    def __init__(self, settings: Settings, reporter: Reporter, *, read_only: bool,
+                 policy: RetryPolicy, sessions: SessionFactory | None = None) -> None:
+        self.settings = settings
+        self.reporter = reporter
+        self.read_only = read_only
+        self.policy = policy
+        self.sessions = sessions or SessionFactory()
+        self.by_scope: dict[Scope, Workspace] = {}
+
+    def gateway(self, request: ScopeRequest) -> Gateway:
+        """A gateway for the request, with a pacer of its own until its scope is known (no
+        AWS call yet: a bad Region, profile or endpoint fails here)."""
+        return self.sessions.gateway(request, pacer=Pacer(), policy=self.policy,
+                                     on_retry=self.reporter.retry)
+
+    def workspace(self, gateway: Gateway, identity: Identity, journal: Journal, *,
+                  membership: MembershipCache | None = None) -> Workspace:
+        """The workspace of the scope these credentials answered for: the one already built
+        for it (whose gateway and pacer then serve), or a new one around `gateway`."""
+        scope = Scope.of(identity.account, identity.region, gateway.endpoint_url)
+        known = self.by_scope.get(scope)
+        if known is not None:
+            return known
+        directory = (journal.path or default_path()).parent
+        workspace = open_workspace(
+            scope, identity, gateway, journal, directory=directory,
+            cache=self.settings.cache, membership=membership,
+            warn=lambda text: self.reporter.note(text, level="warning"))
+        if self.read_only:
+            # Nothing this invocation does can change anything: every scan of it is a survey.
+            workspace.keys.always_shared = True
+        self.by_scope[scope] = workspace
+        return workspace
+
+
 def build(settings: Settings, options: RunOptions, reporter: Reporter, confirm: Confirm, *,
           read_only: bool, policy: RetryPolicy | None = None,
           membership: MembershipCache | None = None) -> App:
@@ -70,17 +117,17 @@ def build(settings: Settings, options: RunOptions, reporter: Reporter, confirm: 
     than its plan's; then GetCallerIdentity and the account
     guard; only then may the executor call KMS."""
     poll = settings.poll_interval
-    target = AwsTarget(settings.region, settings.profile, settings.endpoint_url,
-                       default_region=settings.default_region)
+    request = ScopeRequest(settings.region, settings.profile, settings.endpoint_url,
+                           default_region=settings.default_region)
     policy = policy or RetryPolicy(poll_initial=min(1.0, poll), poll_max=max(poll, 0.01))
-    gateway = Gateway(target, on_retry=reporter.retry, policy=policy)
+    workspaces = Workspaces(settings, reporter, read_only=read_only, policy=policy)
+    gateway = workspaces.gateway(request)
     planned = options.plan_endpoint if options.plan_id is not None else None
     if planned and is_local(planned) and not gateway.endpoint_configured:
         # `apply` of a plan made against an endpoint on this machine (the emulator), with
         # no endpoint configured: the plan's. Never a remote one: the requests it would be
         # sent are signed with the operator's credentials.
-        gateway = Gateway(replace(target, endpoint_url=planned), on_retry=reporter.retry,
-                          policy=policy)
+        gateway = workspaces.gateway(replace(request, endpoint_url=planned))
     if poll < 1.0 and not is_local(gateway.endpoint_url):
         raise UsageError(
             f"a poll interval of {poll:g}s would spend AWS's request quotas",
@@ -101,23 +148,11 @@ def build(settings: Settings, options: RunOptions, reporter: Reporter, confirm: 
     refusal = account_refusal(identity, options.allowed_accounts)
     if refusal:
         raise AccountRefused(refusal.message, identity=identity, where="--account-id")
-    journal.account, journal.caller_arn = identity.account, identity.caller_arn
-    if membership is None:
-        from ksdelete.cache import open_cache
-
-        membership = open_cache(path.parent, account=identity.account, region=identity.region,
-                                endpoint=gateway.endpoint_url, enabled=settings.cache,
-                                warn=lambda text: reporter.note(text, level="warning"))
-    from ksdelete.cache import open_watch_file
-
-    watch_file = open_watch_file(path.parent, account=identity.account, region=identity.region,
-                                 enabled=settings.cache,
-                                 warn=lambda text: reporter.note(text, level="warning"))
+    journal.scope_to(identity.account, identity.region, caller_arn=identity.caller_arn)
+    workspace = workspaces.workspace(gateway, identity, journal, membership=membership)
     if settings.watch_budget is not None:
         options = replace(options, watch_budget=settings.watch_budget)
     if settings.watch_log_group is not None:
         options = replace(options, watch_log_group=settings.watch_log_group)
-    executor = Executor(gateway, journal, reporter, options, confirm, identity,
-                        membership=membership, lock_dir=path.parent / "locks",
-                        watch_file=watch_file)
-    return App(gateway, identity, journal, executor)
+    executor = Executor(workspace, reporter, options, confirm)
+    return App(workspace.gateway, identity, journal, executor, workspace, workspaces)

@@ -15,11 +15,9 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 from ksdelete import discover, leftovers, planner, signals, watch
-from ksdelete.cache import WatchFile
 from ksdelete.errors import (
     AccessDenied,
     AwsError,
@@ -37,8 +35,7 @@ from ksdelete.errors import (
     Terminated,
     UsageError,
 )
-from ksdelete.gateway import Called, Gateway, key_from_metadata
-from ksdelete.journal import Journal
+from ksdelete.gateway import Called, key_from_metadata
 from ksdelete.lock import CancelRequest, describe_request
 from ksdelete.models import (
     CANCELLED_TAG,
@@ -53,7 +50,6 @@ from ksdelete.models import (
     ConnectionState,
     Context,
     Grant,
-    Identity,
     Key,
     KeyStore,
     Leftovers,
@@ -74,6 +70,7 @@ from ksdelete.models import (
 from ksdelete.reporting import STEP_PHASE, Phase, PhaseState, Reporter, StoreReporter
 from ksdelete.retry import poll_until, retry_while_lagging
 from ksdelete.watcher import WATCH_BUDGET, Watcher
+from ksdelete.workspace import Workspace
 
 log = logging.getLogger("ksdelete")
 
@@ -152,12 +149,13 @@ class _Rescan(Exception):
 
 
 class Executor:
-    def __init__(self, gateway: Gateway, journal: Journal, reporter: Reporter,
-                 options: RunOptions, confirm: Confirm, identity: Identity,
-                 membership: discover.MembershipCache | None = None,
-                 lock_dir: Path | None = None, watch_file: WatchFile | None = None) -> None:
-        self.gw = gateway
-        self.journal = journal
+    def __init__(self, workspace: Workspace, reporter: Reporter, options: RunOptions,
+                 confirm: Confirm) -> None:
+        # The scope's workspace: its gateway, journal, membership cache and locks are shared
+        # with every store of the same account, Region and endpoint.
+        self.workspace = workspace
+        self.gw = gateway = workspace.gateway
+        self.journal = journal = workspace.journal
         # Each store's events go through its own reporter (`guarded` obtains it), which
         # names the store to the underlying one; "" is the invocation's, before any store.
         self.reporters = reporter
@@ -165,8 +163,8 @@ class Executor:
         gateway.on_retry = lambda *retried: self.reporter.retry(*retried)
         self.options = options
         self.confirm = confirm
-        self.identity = identity
-        self.lock_dir = lock_dir
+        self.identity = identity = workspace.identity
+        self.lock_dir = workspace.lock_dir
         # The cancel request file beside each lock this run holds, by store ID (a run over
         # several stores holds all their locks), and the request a prompt is lifting.
         self._brakes: dict[str, CancelRequest] = {}
@@ -179,7 +177,7 @@ class Executor:
         self._usage: dict[str, tuple[float, Usage]] = {}  # GetKeyLastUsage readings, by key
         # The watch: CloudTrail read for use of the keys on their way out (watcher.py).
         self.watcher = Watcher(gateway, journal, own_caller=identity.caller_arn,
-                               budget=options.watch_budget, store=watch_file,
+                               budget=options.watch_budget, store=workspace.watch_file,
                                note=lambda text: self.reporter.note(text),
                                log_group=options.watch_log_group)
         self._last_watch = 0.0
@@ -190,7 +188,7 @@ class Executor:
         self._elsewhere: dict[str, tuple[KeyStore, list[Key]]] = {}
         # Which store each key belongs to never changes, so a key seen once outside the
         # target store need not be described again by later scans in this process.
-        self.membership = membership if membership is not None else discover.MembershipCache()
+        self.membership = workspace.membership
 
     # ---- resolving STORE arguments ------------------------------------------------------
 
@@ -470,6 +468,11 @@ class Executor:
 
     def _survey_all(self, targets: list[Target], locks: contextlib.ExitStack
                     ) -> list[_Decided | StoreResult]:
+        with self.workspace.keys.survey_round():  # one membership scan for all the surveys
+            return self._survey_each(targets, locks)
+
+    def _survey_each(self, targets: list[Target], locks: contextlib.ExitStack
+                     ) -> list[_Decided | StoreResult]:
         """Lock and survey every store (in the order of their IDs, so that two invocations
         over the same stores cannot hold one lock each and wait for the other)."""
         ids = [t.store.id if t.store is not None else "" for t in targets]
@@ -640,7 +643,8 @@ class Executor:
         self.reporter.phase(Phase.DISCOVER, PhaseState.RUNNING, store_id)
         store = self._read_store(store_id)
         snap = discover.snapshot(
-            self.gw, store, matched_by=matched_by, workers=self.options.workers,
+            self.workspace.keys.for_store(store.id), store, matched_by=matched_by,
+            workers=self.options.workers,
             cache=self.membership,
             on_progress=lambda done, total, _: self.reporter.progress(Phase.DISCOVER, done, total),
         )
@@ -971,9 +975,8 @@ class Executor:
         if self.options.dry_run or self.lock_dir is None:
             yield
             return
-        from ksdelete.lock import StoreLock
-
-        lock = StoreLock(self.lock_dir, self.identity.account, self.identity.region, store_id)
+        lock = self.workspace.lock(store_id)
+        assert lock is not None
         timeout = self.options.max_wait if self.options.wait else min(
             TRANSITION_TIMEOUT, self.options.max_wait)
         try:
@@ -992,10 +995,7 @@ class Executor:
 
     def _request_file(self, store_id: str) -> CancelRequest | None:
         """Where a `ksdelete cancel` of the store leaves its request (beside the lock)."""
-        if self.lock_dir is None:
-            return None
-        return CancelRequest(self.lock_dir, self.identity.account, self.identity.region,
-                             store_id)
+        return self.workspace.cancel_request(store_id)
 
     def _cancel_request(self) -> dict[str, str] | None:
         """A `ksdelete cancel` of the store this run holds the lock of, if one was requested."""

@@ -1,7 +1,9 @@
-"""The only module that imports boto3: typed KMS calls, paced under the KMS request quotas.
+"""Typed KMS calls, paced under the KMS request quotas: with ksdelete.sessions (which makes
+the boto3 sessions it is given), the only module that imports boto3.
 
 AWS error codes become `AwsError` (carrying the code) at this boundary. The gateway is thread
-safe: one boto3 client (thread safe for calls), one token bucket per operation.
+safe: one boto3 client (thread safe for calls), paced by its scope's pacer (ksdelete.pacing: one
+token bucket per operation, shared by every gateway of the same account and Region).
 """
 
 from __future__ import annotations
@@ -9,15 +11,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import boto3
 import botocore
@@ -41,38 +41,11 @@ from ksdelete.errors import (
     UsageError,
 )
 from ksdelete.models import ConnectionState, Grant, Identity, Key, KeyStore, StoreType, Usage
+from ksdelete.pacing import MAX_CONNECTIONS, Pacer
 from ksdelete.retry import RetryObserver, RetryPolicy, call_with_retries
+from ksdelete.scope import is_local
 
 log = logging.getLogger("ksdelete.gateway")
-
-# Requests per second ksdelete allows itself per operation: about 93 % of the AWS default
-# quota (kms-reference 6.1). The quota is shared with every other caller in the account, so the
-# pace is a ceiling, not a promise: every ThrottlingException halves it (TokenBucket.throttled)
-# and calls that succeed bring it back.
-PACE: dict[str, float] = {
-    "DescribeCustomKeyStores": 4.65,
-    "ConnectCustomKeyStore": 4.65,
-    "DisconnectCustomKeyStore": 4.65,
-    "DeleteCustomKeyStore": 4.65,
-    "ListKeys": 465,
-    "ListAliases": 465,
-    "DescribeKey": 1860,
-    "ScheduleKeyDeletion": 14,
-    "CancelKeyDeletion": 4.65,
-    "EnableKey": 4.65,
-    "DisableKey": 4.65,
-    "ListResourceTags": 1860,
-    "TagResource": 9.3,
-    "UntagResource": 4.65,
-    "GetCallerIdentity": 10,
-    "GetKeyLastUsage": 4.65,
-    "ListGrants": 93,
-    "LookupEvents": 1.86,  # CloudTrail: 2 per second per account and Region, not adjustable
-    "FilterLogEvents": 4.65,  # CloudWatch Logs: 5 per second per account and Region
-}
-
-# HTTP connections kept open to KMS: as many as discovery may have DescribeKey calls in flight.
-MAX_CONNECTIONS = 64
 
 THROTTLING_CODES = frozenset(
     {
@@ -129,97 +102,12 @@ PERMISSIONS: dict[str, str] = {
 }
 
 
-class TokenBucket:
-    """Thread-safe pacing: at most `rate` acquisitions per second, bursts up to `burst`.
-
-    The rate adapts to throttling (AIMD, as TCP does): `throttled()` halves it (at most once a
-    second, however many calls were in flight when the quota ran out; never below 2 % of the
-    ceiling), and while calls succeed (`succeeded()`) it grows back by about a quarter per
-    second, up to the ceiling: a pace that met another caller's traffic settles under what
-    the quota leaves, and recovers once the quota has room again.
-    """
-
-    def __init__(self, rate: float, burst: float | None = None,
-                 clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
-        self.ceiling = rate
-        self.rate = rate
-        self.capacity = burst if burst is not None else max(1.0, rate / 4)
-        self.throttles = 0  # ThrottlingException answers seen
-        self._tokens = self.capacity
-        self._clock = clock
-        self._sleep = sleep
-        self._last = clock()
-        self._cut = -1.0e9  # when the rate was last halved
-        self._grown = self._last  # when the rate last grew (or was cut)
-        self._lock = threading.Lock()
-
-    def acquire(self) -> float:
-        """Take one token, sleeping as needed; returns the seconds slept."""
-        with self._lock:
-            now = self._clock()
-            self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
-            self._last = now
-            self._tokens -= 1
-            wait = -self._tokens / self.rate if self._tokens < 0 else 0.0
-        if wait > 0:
-            self._sleep(wait)
-        return wait
-
-    def throttled(self) -> None:
-        """AWS answered ThrottlingException: slow down."""
-        with self._lock:
-            self.throttles += 1
-            now = self._clock()
-            if now - self._cut >= 1.0:
-                self._cut = now
-                self.rate = max(self.ceiling / 50, self.rate / 2)
-            self._grown = now
-
-    def succeeded(self) -> None:
-        """A call went through: after a cut, grow back towards the ceiling."""
-        if self.rate < self.ceiling:  # read without the lock: the common case costs nothing
-            with self._lock:
-                now = self._clock()
-                grown = self.rate * (1 + 0.25 * min(1.0, now - self._grown))
-                self.rate = min(self.ceiling, grown)
-                self._grown = now
-
-
-class Pacing:
-    """One gateway's token buckets, one per operation; discovery sizes its pool by them."""
-
-    def __init__(self, pace: dict[str, float], max_connections: int) -> None:
-        self.buckets = {op: TokenBucket(rate) for op, rate in pace.items()}
-        self.max_connections = max_connections
-
-    def rate(self, operation: str) -> float | None:
-        """Requests per second allowed for `operation` now (None: not paced)."""
-        bucket = self.buckets.get(operation)
-        return bucket.rate if bucket is not None else None
-
-    def throttles(self, operation: str) -> int:
-        """ThrottlingException answers to `operation` so far (each one retried)."""
-        bucket = self.buckets.get(operation)
-        return bucket.throttles if bucket is not None else 0
-
-
 @dataclass(frozen=True)
 class Called:
     """The outcome of a mutating call, for the journal and the report."""
 
     response: dict[str, Any]
     request_id: str | None
-
-
-@dataclass(frozen=True)
-class AwsTarget:
-    region: str | None = None
-    profile: str | None = None
-    endpoint_url: str | None = None
-    # The Region when none is configured (--region, AWS_REGION, AWS_DEFAULT_REGION, the
-    # profile): `apply` takes its plan's.
-    default_region: str | None = None
 
 
 def _error_code(exc: BaseException) -> str | None:
@@ -241,43 +129,19 @@ class Gateway:
 
     def __init__(
         self,
-        target: AwsTarget,
+        session: boto3.session.Session,
+        region: str,
+        endpoint_url: str | None,
+        pacer: Pacer,
         *,
         policy: RetryPolicy | None = None,
         on_retry: RetryObserver | None = None,
-        pace: dict[str, float] | None = None,
     ) -> None:
+        """A gateway over a session made elsewhere (ksdelete.sessions), in one Region, at one
+        KMS endpoint (None: botocore's for the Region), paced by `pacer`: the scope's, shared
+        with every other gateway of the same account, Region and endpoint."""
         self.policy = policy or RetryPolicy()
         self.on_retry: RetryObserver = on_retry or (lambda *_: None)
-        check_endpoint_url(target.endpoint_url)
-        if target.region == "":
-            raise UsageError("the Region is empty", where="--region",
-                             hint="Pass a Region code such as eu-west-1, or leave --region out")
-        try:
-            session = boto3.session.Session(
-                profile_name=target.profile,
-                # botocore reads AWS_DEFAULT_REGION; AWS_REGION is what most tools set.
-                region_name=target.region or os.environ.get("AWS_REGION") or None,
-            )
-            region = session.region_name or target.default_region
-        except botocore.exceptions.ProfileNotFound as exc:
-            # The profile may come from AWS_PROFILE (target.profile is then None).
-            name = target.profile or exc.kwargs.get("profile") or os.environ.get("AWS_PROFILE")
-            source = "--profile" if target.profile else "AWS_PROFILE"
-            raise UsageError(
-                f"AWS profile {name!r} not found", where=source,
-                hint=f"Check the profile names in ~/.aws/config (aws configure list-profiles), "
-                     f"or fix {source}",
-            ) from exc
-        except botocore.exceptions.BotoCoreError as exc:  # e.g. an unparsable config file
-            raise UsageError(f"cannot read the AWS configuration: {exc}", where="--profile",
-                             hint="Check ~/.aws/config and ~/.aws/credentials") from exc
-        if not region:
-            raise UsageError(
-                "no AWS Region configured", where="--region",
-                hint="Pass --region or set AWS_REGION",
-            )
-        check_region(region)
         self.region: str = region
         config = botocore.config.Config(
             # ksdelete retries throttling and 5xx itself (see retry.py) so every retry is
@@ -293,10 +157,10 @@ class Gateway:
         )
         try:
             self._kms = session.client("kms", region_name=region,
-                                       endpoint_url=target.endpoint_url, config=config)
+                                       endpoint_url=endpoint_url, config=config)
             self._sts = session.client(
                 "sts", region_name=region,
-                endpoint_url=_sts_endpoint(target.endpoint_url),
+                endpoint_url=_sts_endpoint(endpoint_url),
                 config=botocore.config.Config(
                     retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=5,
                     read_timeout=10,
@@ -305,9 +169,9 @@ class Gateway:
         except (botocore.exceptions.BotoCoreError, ValueError) as exc:
             raise UsageError(f"cannot set up the AWS client: {exc}", where="--region/--profile",
                              hint="Check the Region, the profile and --endpoint-url") from exc
-        self.pacing = Pacing(pace or PACE, MAX_CONNECTIONS)
+        self.pacing = pacer
         self._session, self._config = session, config
-        self._endpoint_given = target.endpoint_url is not None
+        self._endpoint_given = endpoint_url is not None
         self._trail: Any = None
         self._logs: Any = None
         self._clock_lock = threading.Lock()
@@ -670,33 +534,6 @@ class Gateway:
             ) from exc
         return Identity(account=str(called.response.get("Account", "")),
                         region=self.region, caller_arn=str(called.response.get("Arn", "")))
-
-
-REGION = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
-
-
-def check_region(region: str) -> None:
-    """A Region name as botocore accepts it (e.g. eu-west-1): a usage error otherwise."""
-    if not REGION.match(region):
-        raise UsageError(f"{region!r} is not an AWS Region name", where="--region",
-                         hint="Use a Region code such as eu-west-1")
-
-
-def check_endpoint_url(url: str | None) -> None:
-    """An http(s) URL with a host, or nothing: a usage error otherwise."""
-    if url is None:
-        return
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UsageError(f"{url!r} is not an endpoint URL", where="--endpoint-url",
-                         hint="Use e.g. https://kms.eu-west-1.amazonaws.com or "
-                              "http://127.0.0.1:4566")
-
-
-def is_local(url: str | None) -> bool:
-    """Whether an endpoint is on this machine (the emulator)."""
-    host = urlsplit(url).hostname or "" if url else ""
-    return host == "localhost" or host == "::1" or host.startswith("127.")
 
 
 def _typed(operation: str, code: str, message: str) -> type[AwsError]:

@@ -132,6 +132,12 @@ class Journal:
         self._fd: int | None = None
         self._entries: list[dict[str, Any]] | None = None  # parsed once, then appended to
 
+    def scope_to(self, account: str, region: str, *, caller_arn: str | None) -> None:
+        """The account, Region and caller the credentials answered for (GetCallerIdentity):
+        what this journal writes with every entry and reads back (entries of other scopes, or
+        written without an account, never count)."""
+        self.account, self.region, self.caller_arn = account, region, caller_arn
+
     def open(self) -> None:
         """Open for appending; the CLI calls this before any AWS call, so a journal that
         cannot be written is a usage error before anything changes."""

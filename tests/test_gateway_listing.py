@@ -16,8 +16,10 @@ import pytest
 from botocore.stub import Stubber
 
 from ksdelete.errors import ExitStatus, IncompleteDiscoveryError, IncompleteListingError
-from ksdelete.gateway import AwsTarget, Gateway
+from ksdelete.gateway import Gateway
 from ksdelete.retry import RetryPolicy
+from ksdelete.scope import ScopeRequest
+from ksdelete.sessions import open_gateway
 
 ARN = "arn:aws:kms:us-east-1:123456789012:key/"
 
@@ -46,7 +48,7 @@ def alias_page(*pairs: tuple[str, str], marker: str | None = None,
 @pytest.fixture
 def stubbed() -> Iterator[tuple[Gateway, Stubber]]:
     # The endpoint is never contacted: the Stubber answers before anything is sent.
-    gateway = Gateway(AwsTarget(region="us-east-1", endpoint_url="http://127.0.0.1:9"),
+    gateway = open_gateway(ScopeRequest(region="us-east-1", endpoint_url="http://127.0.0.1:9"),
                       policy=RetryPolicy(sleep=lambda _: None))
     with Stubber(gateway._kms) as stubber:
         yield gateway, stubber

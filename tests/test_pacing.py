@@ -11,7 +11,9 @@ import pytest
 
 from ksdelete.discover import PoolSizer, snapshot
 from ksdelete.emulator import Emulator, EmulatorConfig, realism
-from ksdelete.gateway import PACE, AwsTarget, Gateway, TokenBucket
+from ksdelete.pacing import PACE, TokenBucket
+from ksdelete.scope import ScopeRequest
+from ksdelete.sessions import open_gateway
 
 
 class FakeClock:
@@ -138,7 +140,7 @@ def test_discovery_backs_off_on_throttling_and_still_accounts_for_every_key(
     seeded = emulator.seed({"region": "us-east-1", "plain_keys": 50, "stores": [
         {"name": "target", "type": "AWS_CLOUDHSM", "connection_state": "CONNECTED",
          "keys": 10}]})
-    gateway = Gateway(AwsTarget(region="us-east-1", endpoint_url=emulator.endpoint_url))
+    gateway = open_gateway(ScopeRequest(region="us-east-1", endpoint_url=emulator.endpoint_url))
     store = gateway.describe_store(name="target")
     assert store is not None
     sizer = PoolSizer(32, 64, window=0.2)

@@ -13,8 +13,10 @@ import pytest
 from botocore.stub import ANY, Stubber
 
 from ksdelete.errors import KsdeleteError
-from ksdelete.gateway import AwsTarget, Gateway
+from ksdelete.gateway import Gateway
 from ksdelete.retry import RetryPolicy
+from ksdelete.scope import ScopeRequest
+from ksdelete.sessions import open_gateway
 
 KEY = "1234abcd-12ab-34cd-56ef-1234567890ab"
 ARN = f"arn:aws:kms:us-east-1:123456789012:key/{KEY}"
@@ -22,7 +24,7 @@ ARN = f"arn:aws:kms:us-east-1:123456789012:key/{KEY}"
 
 @pytest.fixture
 def stubbed() -> Iterator[tuple[Gateway, Stubber]]:
-    gateway = Gateway(AwsTarget(region="us-east-1", endpoint_url="http://127.0.0.1:9"),
+    gateway = open_gateway(ScopeRequest(region="us-east-1", endpoint_url="http://127.0.0.1:9"),
                       policy=RetryPolicy(sleep=lambda _: None))
     with Stubber(gateway._kms) as stubber:
         yield gateway, stubber

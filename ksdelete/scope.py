@@ -1,0 +1,88 @@
+"""Where a store lives: its scope (account, Region, KMS endpoint), and the target reference that
+names a store in one.
+
+A scope is what AWS counts quotas by and what ksdelete keeps its memory by: one pacer, one
+membership cache, one watch-position file and one set of locks per scope (ksdelete.workspace),
+shared by every store of it. A `ScopeRequest` is what the operator configured (Region, profile,
+endpoint) before any credentials were asked; the account is known only once they answer
+(GetCallerIdentity), which turns the request into a `Scope`.
+
+Pure data and input checks: no boto3 here (ksdelete.sessions makes sessions from requests).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from ksdelete.errors import UsageError
+from ksdelete.planner import service_endpoint
+
+
+@dataclass(frozen=True)
+class ScopeRequest:
+    """What the command line (or, next, a fleet file) asks for, before the credentials answer.
+
+    The seam for assume-role: a request will name a role to assume; the session factory
+    (ksdelete.sessions) turns it into a session, whatever the means."""
+
+    region: str | None = None
+    profile: str | None = None
+    endpoint_url: str | None = None
+    # The Region when none is configured (--region, AWS_REGION, AWS_DEFAULT_REGION, the
+    # profile): `apply` takes its plan's.
+    default_region: str | None = None
+
+
+@dataclass(frozen=True, order=True)
+class Scope:
+    """One account and Region at one KMS endpoint. `endpoint` is the endpoint as a saved plan
+    names it: None for any of AWS's own, else the normalised URL (an emulator, a VPC endpoint)."""
+
+    account: str
+    region: str
+    endpoint: str | None = None
+
+    @classmethod
+    def of(cls, account: str, region: str, endpoint_url: str | None) -> Scope:
+        return cls(account, region, service_endpoint(endpoint_url))
+
+    def where(self) -> str:
+        """For messages: `account 111122223333, eu-west-1`."""
+        return f"account {self.account}, {self.region}"
+
+
+@dataclass(frozen=True)
+class TargetRef:
+    """A STORE argument in its scope: the store as given (ID or name)."""
+
+    scope: Scope
+    store: str
+
+
+REGION = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def check_region(region: str) -> None:
+    """A Region name as botocore accepts it (e.g. eu-west-1): a usage error otherwise."""
+    if not REGION.match(region):
+        raise UsageError(f"{region!r} is not an AWS Region name", where="--region",
+                         hint="Use a Region code such as eu-west-1")
+
+
+def check_endpoint_url(url: str | None) -> None:
+    """An http(s) URL with a host, or nothing: a usage error otherwise."""
+    if url is None:
+        return
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"{url!r} is not an endpoint URL", where="--endpoint-url",
+                         hint="Use e.g. https://kms.eu-west-1.amazonaws.com or "
+                              "http://127.0.0.1:4566")
+
+
+def is_local(url: str | None) -> bool:
+    """Whether an endpoint is on this machine (the emulator)."""
+    host = urlsplit(url).hostname or "" if url else ""
+    return host == "localhost" or host == "::1" or host.startswith("127.")
