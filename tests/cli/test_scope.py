@@ -1,0 +1,68 @@
+"""One workspace per scope, through the real CLI: every store of one account and Region is
+surveyed by one membership scan (one ListKeys chain), and a changing run still reads the keys
+afresh before each store's first point of no return."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ksdelete.emulator import Emulator
+
+from .helpers import ksdelete, seed_one
+
+
+def calls(emulator: Emulator, operation: str) -> list[dict[str, Any]]:
+    return [c for c in emulator.calls() if c["operation"] == operation]
+
+
+def test_two_stores_of_one_scope_get_one_membership_scan(emulator: Emulator) -> None:
+    seeded = seed_one(emulator, keys=3, other=2, plain=5)
+    target, other = seeded["stores"]
+    run = ksdelete(emulator, "target", "other", "--dry-run", "--output", "json")
+    assert run.exit_code == 0, run.stderr
+    assert [s["status"] for s in run.json()["stores"]] == ["planned", "planned"]
+    assert {k["id"] for k in run.store(0)["keys"]} == set(target["key_ids"])
+    assert {k["id"] for k in run.store(1)["keys"]} == set(other["key_ids"])
+    assert len(calls(emulator, "ListKeys")) == 1  # one page: one chain for both stores
+
+
+def test_without_the_cache_a_key_of_neither_store_is_described_once(emulator: Emulator) -> None:
+    seeded = seed_one(emulator, keys=3, other=2, plain=5)
+    members = {k for s in seeded["stores"] for k in s["key_ids"]}
+    run = ksdelete(emulator, "target", "other", "--dry-run", "--no-cache", "--output", "json")
+    assert run.exit_code == 0, run.stderr
+    described = [str(c["key_id"]).rsplit("/", 1)[-1] for c in calls(emulator, "DescribeKey")]
+    plain = [k for k in described if k not in members]
+    assert sorted(plain) == sorted(seeded["plain_key_ids"])  # each once, not once per store
+    # Each store's own keys are described by its own scan (their state is read afresh).
+    assert all(described.count(k) >= 1 for k in members)
+    assert len(calls(emulator, "ListKeys")) == 1
+
+
+def test_status_of_two_stores_reads_the_keys_once(emulator: Emulator) -> None:
+    seed_one(emulator, keys=2, other=2, plain=3)
+    run = ksdelete(emulator, "status", "target", "other", "--output", "json")
+    assert run.exit_code == 3, run.stderr
+    assert len(calls(emulator, "ListKeys")) == 1
+
+
+def test_a_changing_run_surveys_once_and_lists_again_before_each_point_of_no_return(
+        emulator: Emulator) -> None:
+    seeded = seed_one(emulator, keys=2, other=2, plain=3)
+    target, other = seeded["stores"]
+    run = ksdelete(emulator, "target", "other", "--yes", "--output", "json")
+    assert run.exit_code == 3, run.stderr
+    log = emulator.calls()
+    first: dict[str, int] = {}
+    for index, call in enumerate(log):
+        if call["operation"] == "ScheduleKeyDeletion":
+            key = str(call["key_id"]).rsplit("/", 1)[-1]
+            store = "target" if key in target["key_ids"] else "other"
+            assert key in target["key_ids"] + other["key_ids"]
+            first.setdefault(store, index)
+    assert set(first) == {"target", "other"}
+    listings = [i for i, c in enumerate(log) if c["operation"] == "ListKeys"]
+    earlier, later = sorted(first.values())
+    # The surveys of both stores: one chain; then each store's fresh snapshot of its own.
+    assert len([i for i in listings if i < earlier]) == 2
+    assert any(earlier < i < later for i in listings)
