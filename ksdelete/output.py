@@ -93,12 +93,16 @@ def phase_json(summary: StoreSummary) -> dict[str, Any] | None:
     return phase
 
 
-def store_json(result: StoreResult) -> dict[str, Any]:
+def store_json(result: StoreResult, identity: Identity | None = None) -> dict[str, Any]:
+    """One store's object; `identity`: the account and Region it was looked for in (its scope;
+    null when no credentials answered)."""
     store = store_view(result.store) if result.store else None
     plan = result.plan
     return {
         "ref": result.ref,
         "matched_by": result.matched_by,
+        "account": identity.account if identity else None,
+        "region": identity.region if identity else None,
         "id": store.id if store else None,
         "name": store.name if store else None,
         "type": store.type if store else None,
@@ -152,6 +156,6 @@ def document(command: str, results: Sequence[StoreResult], exit_code: int, *,
         "region": identity.region if identity else None,
         "caller_arn": identity.caller_arn if identity else None,
         "plan_id": plan_id,
-        "stores": [store_json(r) for r in results],
+        "stores": [store_json(r, identity) for r in results],
         "error": error,
     }

@@ -66,3 +66,13 @@ def test_a_changing_run_surveys_once_and_lists_again_before_each_point_of_no_ret
     # The surveys of both stores: one chain; then each store's fresh snapshot of its own.
     assert len([i for i in listings if i < earlier]) == 2
     assert any(earlier < i < later for i in listings)
+
+
+def test_every_store_in_the_json_names_its_account_and_region(emulator: Emulator) -> None:
+    seed_one(emulator, keys=1, other=1, plain=1)
+    for args in (["target", "other", "--dry-run"], ["status", "target", "other"],
+                 ["target", "missing-store", "--dry-run"]):
+        run = ksdelete(emulator, *args, "--output", "json")
+        doc = run.json()
+        assert [(s["account"], s["region"]) for s in doc["stores"]] == \
+            [("123456789012", "us-east-1")] * 2, args
