@@ -16,7 +16,8 @@ Full reference: docs/emulator.md. In short:
   ``cloudtrail_resource_name``, ``cloudtrail_index_crypto`` (LookupEvents finds cryptographic
   events by ResourceName; AWS does not), ``cloudtrail_delay`` (emulated seconds before an event
   shows in LookupEvents), ``cloudtrail_log_group`` (a log group FilterLogEvents serves the
-  Region's events from), ``principals`` (access key ID -> caller ARN),
+  Region's events from), ``principals`` (access key ID -> caller ARN; a principal of another
+  account puts its caller's requests in that account: seed it with ``"account"``),
   ``tag_after_cancel_failures`` (TagResource right after a cancel still sees it pending).
 * Control API under ``/_emulator/``: ``clock``, ``reset``, ``config``, ``seed``, ``state``,
   ``calls``, ``problems``, ``store-state``; never delayed, throttled or faulted.

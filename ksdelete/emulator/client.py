@@ -210,8 +210,10 @@ class Emulator:
         result: dict[str, Any] = self._call("POST", "config", knobs)
         return result
 
-    def state(self, region: str = "us-east-1") -> dict[str, Any]:
-        result: dict[str, Any] = self._call("GET", f"state?region={region}")
+    def state(self, region: str = "us-east-1", account: str | None = None) -> dict[str, Any]:
+        """The Region's stores and keys, of the default account or `account`."""
+        query = f"state?region={region}" + (f"&account={account}" if account else "")
+        result: dict[str, Any] = self._call("GET", query)
         return result
 
     def calls(self) -> list[dict[str, Any]]:

@@ -201,6 +201,15 @@ def camel_members(value: Any, parent: str = "") -> Any:
 
 
 # ---------------------------------------------------------------------------- identities
+def account_of(access_key_id: str, default: str) -> str:
+    """The account of a caller: that of the principal the ``principals`` knob maps its access
+    key to, else `default` (the emulator's account)."""
+    parts = RUNTIME.config.principals.get(access_key_id, "").split(":")
+    if len(parts) > 4 and len(parts[4]) == 12 and parts[4].isdigit():
+        return parts[4]
+    return default
+
+
 def principal_arn(access_key_id: str, account: str) -> str:
     """The caller's ARN: the ``principals`` mapping, else ``arn:aws:iam::<acct>:user/<AKID>``."""
     mapped = RUNTIME.config.principals.get(access_key_id)
@@ -354,10 +363,11 @@ class Trail:
                 del events[:drop]
             return event
 
-    def events(self, region: str) -> list[Event]:
-        """Newest first."""
+    def events(self, region: str, account: str | None = None) -> list[Event]:
+        """Newest first; with `account`, only the events of that account (its Event history)."""
         with RUNTIME.lock:
-            return [e for _, _, e in reversed(self._events.get(region, []))]
+            return [e for _, _, e in reversed(self._events.get(region, []))
+                    if account is None or e.record.get("recipientAccountId") == account]
 
     def all_records(self, region: str) -> list[dict[str, Any]]:
         return [e.record for e in self.events(region)]
@@ -578,7 +588,8 @@ def check_lookup(params: dict[str, Any]) -> None:
         raise TrailError("InvalidEventCategoryException", "EventCategory must be insight.")
 
 
-def lookup_events(region: str, params: dict[str, Any]) -> dict[str, Any]:
+def lookup_events(region: str, params: dict[str, Any], account: str | None = None
+                  ) -> dict[str, Any]:
     """The ``LookupEvents`` answer for ``params`` (already checked by :func:`check_lookup`)."""
     now = RUNTIME.clock.epoch()
     try:
@@ -601,7 +612,7 @@ def lookup_events(region: str, params: dict[str, Any]) -> dict[str, Any]:
         return {"Events": []}  # no Insights events are emulated
     found: list[Event] = []
     more = False
-    for event in TRAIL.events(region):
+    for event in TRAIL.events(region, account):
         if event.time < floor:
             break
         if cursor is not None and (event.time, event.seq) >= cursor:

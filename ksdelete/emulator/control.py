@@ -23,16 +23,31 @@ SEEDED_OPERATOR_ACCESS_KEY = "AKIAEMULATORSEEDOPS1"  # who scheduled the keys se
 DAY = 86400.0
 TRUST_ANCHOR = "-----BEGIN CERTIFICATE-----\nMIIEmulatorTrustAnchor\n-----END CERTIFICATE-----"
 _B32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+ACCOUNT = re.compile(r"^[0-9]{12}$")
 
 
 class ControlError(Exception):
     """A bad control request (answered 400 ``{"error": ...}``)."""
 
 
-def backend_for(region: str) -> EmulatorKmsBackend:
-    backend = kms_backends[DEFAULT_ACCOUNT_ID][region]
+def backend_for(region: str, account: str = DEFAULT_ACCOUNT_ID) -> EmulatorKmsBackend:
+    backend = kms_backends[account][region]
     assert isinstance(backend, EmulatorKmsBackend), "install() was not called"
     return backend
+
+
+def account_of(spec: dict[str, Any]) -> str:
+    """The account a control request names (``"account"``), else the default one."""
+    account = str(spec.get("account") or DEFAULT_ACCOUNT_ID)
+    if not ACCOUNT.match(account):
+        raise ControlError(f"account {account!r} is not a 12-digit AWS account ID")
+    return account
+
+
+def all_backends() -> list[EmulatorKmsBackend]:
+    """Every Region's backend of every account used so far."""
+    return [b for account in list(kms_backends.values()) for b in list(account.values())
+            if isinstance(b, EmulatorKmsBackend)]
 
 
 def _rand(alphabet: str, n: int) -> str:
@@ -47,9 +62,8 @@ def clock(body: dict[str, Any] | None) -> dict[str, Any]:
     if body and "advance" in body:
         RUNTIME.clock.advance(float(body["advance"]))
         with RUNTIME.lock:
-            for region_backend in list(kms_backends[DEFAULT_ACCOUNT_ID].values()):
-                if isinstance(region_backend, EmulatorKmsBackend):
-                    region_backend.tick()
+            for region_backend in all_backends():
+                region_backend.tick()
     return {"now": RUNTIME.clock.now().isoformat(), "time_scale": RUNTIME.clock.time_scale}
 
 
@@ -63,9 +77,10 @@ def reset() -> dict[str, Any]:
 
 def seed(spec: dict[str, Any]) -> dict[str, Any]:
     region = str(spec.get("region", "us-east-1"))
-    out: dict[str, Any] = {"stores": [], "plain_key_ids": []}
+    account = account_of(spec)
+    out: dict[str, Any] = {"account": account, "stores": [], "plain_key_ids": []}
     with RUNTIME.lock:
-        backend = backend_for(region)
+        backend = backend_for(region, account)
         backend.tick()
         for raw in spec.get("stores", []):
             out["stores"].append(_seed_store(backend, raw))
@@ -303,7 +318,7 @@ def store_state(body: dict[str, Any]) -> dict[str, Any]:
     if state not in STORE_STATES:
         raise ControlError(f"unknown connection_state {state!r}")
     with RUNTIME.lock:
-        backend = backend_for(region)
+        backend = backend_for(region, account_of(body))
         backend.tick()
         try:
             store = backend.store_by_id(str(body["custom_key_store_id"]))
@@ -316,12 +331,14 @@ def store_state(body: dict[str, Any]) -> dict[str, Any]:
         return {"store": store.entry()}
 
 
-def state(region: str) -> dict[str, Any]:
+def state(region: str, account: str = DEFAULT_ACCOUNT_ID) -> dict[str, Any]:
     with RUNTIME.lock:
-        backend = backend_for(region)
+        backend = backend_for(region, account)
         backend.tick()
         dump = backend.dump()
     dump["region"] = region  # no "now": two dumps of unchanged state compare equal
+    if account != DEFAULT_ACCOUNT_ID:
+        dump["account"] = account
     return dump
 
 
@@ -347,7 +364,8 @@ def handle(method: str, path: str, query: str, body: bytes) -> tuple[int, dict[s
         if route == "seed" and method == "POST":
             return 200, seed(doc)
         if route == "state":
-            return 200, state(str(args.get("region") or doc.get("region") or "us-east-1"))
+            return 200, state(str(args.get("region") or doc.get("region") or "us-east-1"),
+                              account_of({**doc, **args}))
         if route == "calls":
             with RUNTIME.lock:
                 return 200, {"calls": list(RUNTIME.calls)}

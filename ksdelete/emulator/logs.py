@@ -25,7 +25,7 @@ from . import cloudtrail
 from .realism import RUNTIME
 
 TARGET_PREFIX = "Logs_20140328."
-STREAM = "123456789012_CloudTrail_{region}"
+STREAM = "{account}_CloudTrail_{region}"
 DEFAULT_LIMIT = 10_000
 
 Predicate = Callable[[dict[str, Any]], bool]
@@ -125,7 +125,8 @@ def _decode(token: Any) -> tuple[float, int]:
             from exc
 
 
-def filter_log_events(region: str, params: dict[str, Any]) -> dict[str, Any]:
+def filter_log_events(region: str, params: dict[str, Any], account: str = "123456789012"
+                      ) -> dict[str, Any]:
     group = params.get("logGroupName")
     if not group or group != RUNTIME.config.cloudtrail_log_group:
         raise LogsError("ResourceNotFoundException", "The specified log group does not exist.")
@@ -138,10 +139,10 @@ def filter_log_events(region: str, params: dict[str, Any]) -> dict[str, Any]:
     end = params.get("endTime")
     cursor = _decode(params["nextToken"]) if params.get("nextToken") else None
     visible = RUNTIME.clock.epoch() - RUNTIME.config.cloudtrail_delay
-    stream = STREAM.format(region=region)
+    stream = STREAM.format(account=account, region=region)
     out: list[dict[str, Any]] = []
     more = False
-    for event in reversed(cloudtrail.TRAIL.events(region)):  # oldest first
+    for event in reversed(cloudtrail.TRAIL.events(region, account)):  # oldest first
         if event.time > visible:
             break
         millis = int(event.time * 1000)

@@ -89,7 +89,7 @@ class Runtime:
         self.config = EmulatorConfig()
         self.clock = Clock()
         self.rng = random.Random()
-        self._buckets: dict[tuple[str, str], _Bucket] = {}
+        self._buckets: dict[tuple[str, str, str], _Bucket] = {}
         self.calls: list[dict[str, Any]] = []
         self.problems: list[str] = []
 
@@ -120,7 +120,8 @@ class Runtime:
             self.clock.reset()
             self.reseed()
 
-    def throttled(self, region: str, operation: str) -> bool:
+    def throttled(self, region: str, operation: str, account: str = "") -> bool:
+        """Whether the call exceeds its quota (per account, Region and operation)."""
         if self.config.quotas != "aws":
             return False
         if operation in CRYPTO_OPERATIONS:
@@ -128,9 +129,9 @@ class Runtime:
         else:
             rate, name = AWS_QUOTAS.get(operation, OTHER_QUOTA), operation
         with self.lock:
-            bucket = self._buckets.get((region, name))
+            bucket = self._buckets.get((account, region, name))
             if bucket is None:
-                bucket = self._buckets[(region, name)] = _Bucket(rate)
+                bucket = self._buckets[(account, region, name)] = _Bucket(rate)
             return not bucket.take()
 
     def faulted(self, operation: str = "") -> bool:

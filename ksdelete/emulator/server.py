@@ -71,6 +71,8 @@ class EmulatorApp:
                 environ.get("REQUEST_METHOD", "GET"), path, environ.get("QUERY_STRING", ""), body
             )
             return _respond(start_response, status, json.dumps(doc).encode(), "application/json")
+        # The caller's account (see _account): moto answers from that account's backends.
+        environ["HTTP_X_MOTO_ACCOUNT_ID"] = _account(environ)
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         if target == cloudtrail.TARGET_PREFIX + "LookupEvents":
             return self._lookup_events(environ, start_response)
@@ -122,7 +124,7 @@ class EmulatorApp:
         cfg = RUNTIME.config
         if cfg.latency_ms > 0:
             time.sleep(cfg.latency_ms / 1000.0)
-        status, payload = self._lookup_answer(region, body, cfg)
+        status, payload = self._lookup_answer(region, _account(environ), body, cfg)
         found: list[str] = []
         if cfg.validate:
             found = shapes.validate_response_body("LookupEvents", status, payload, "cloudtrail")
@@ -155,7 +157,7 @@ class EmulatorApp:
             params = None
         if not isinstance(params, dict):
             status, payload = _error(400, "InvalidParameterException", "Request body is not JSON")
-        elif RUNTIME.throttled(region, "logs:FilterLogEvents"):
+        elif RUNTIME.throttled(region, "logs:FilterLogEvents", _account(environ)):
             status, payload = _error(400, "ThrottlingException", "Rate exceeded")
         else:
             problems = shapes.validate_request("FilterLogEvents", params, "logs") \
@@ -164,9 +166,10 @@ class EmulatorApp:
                 status, payload = _error(400, "InvalidParameterException", "; ".join(problems))
             else:
                 try:
+                    account = _account(environ)
                     with RUNTIME.lock:
-                        control.backend_for(region).tick()
-                        result = logs.filter_log_events(region, params)
+                        control.backend_for(region, account).tick()
+                        result = logs.filter_log_events(region, params, account)
                     status, payload = 200, json.dumps(result).encode()
                 except logs.LogsError as exc:
                     status, payload = _error(400, exc.code, exc.message)
@@ -181,8 +184,9 @@ class EmulatorApp:
         return _respond(start_response, status, payload, "application/x-amz-json-1.1",
                         cloudtrail.new_uuid())
 
-    def _lookup_answer(self, region: str, body: bytes, cfg: EmulatorConfig) -> tuple[int, bytes]:
-        if RUNTIME.throttled(region, "cloudtrail:LookupEvents"):
+    def _lookup_answer(self, region: str, account: str, body: bytes, cfg: EmulatorConfig
+                       ) -> tuple[int, bytes]:
+        if RUNTIME.throttled(region, "cloudtrail:LookupEvents", account):
             return _error(400, "ThrottlingException", CLOUDTRAIL_THROTTLE_MESSAGE)
         named = {o.strip() for o in cfg.fault_operations.split(",")}
         if "cloudtrail:LookupEvents" in named and RUNTIME.faulted("cloudtrail:LookupEvents"):
@@ -202,8 +206,8 @@ class EmulatorApp:
                 if problems:
                     return _error(400, "ValidationException", "; ".join(problems))
             with RUNTIME.lock:
-                control.backend_for(region).tick()
-                result = cloudtrail.lookup_events(region, params)
+                control.backend_for(region, account).tick()
+                result = cloudtrail.lookup_events(region, params, account)
         except cloudtrail.TrailError as exc:
             return _error(400, exc.code, exc.message)
         return 200, json.dumps(result).encode()
@@ -237,6 +241,7 @@ class EmulatorApp:
         call: dict[str, Any] = {
             "operation": operation,
             "region": region,
+            "account": _account(environ),
             "status": status,
             "error": error,
             "wall": round(time.time(), 4),  # when it was answered (benchmarks split runs by it)
@@ -283,7 +288,7 @@ class EmulatorApp:
             except ValueError:
                 doc = None
         with RUNTIME.lock:
-            backend = control.backend_for(region)
+            backend = control.backend_for(region, _account(environ))
             keys = list(context.keys) or _named_keys(backend, params, doc)
             event_id = cloudtrail.new_uuid()
             if status < 300 and operation in cloudtrail.TRACKED_OPERATIONS:
@@ -336,7 +341,7 @@ class EmulatorApp:
         unknown = {op.strip() for op in cfg.unknown_operations.split(",") if op.strip()}
         if operation not in shapes.kms_model().operation_names or operation in unknown:
             return _error(400, "UnknownOperationException", f"Unknown operation {operation}")
-        if RUNTIME.throttled(region, operation):
+        if RUNTIME.throttled(region, operation, _account(environ)):
             return _error(400, "ThrottlingException", THROTTLE_MESSAGE)
         if RUNTIME.faulted(operation):
             return _error(
@@ -379,9 +384,16 @@ class EmulatorApp:
 
 
 def _account(environ: dict[str, Any]) -> str:
+    """The caller's account: moto's X-Moto-Account-Id header if sent, else the account of the
+    principal the `principals` knob maps the caller's access key to, else the default one."""
     from moto.core.models import DEFAULT_ACCOUNT_ID
 
-    return str(environ.get("HTTP_X_MOTO_ACCOUNT_ID") or DEFAULT_ACCOUNT_ID)
+    given = environ.get("HTTP_X_MOTO_ACCOUNT_ID")
+    if given:
+        return str(given)
+    cred = _CREDENTIAL_RE.search(environ.get("HTTP_AUTHORIZATION", ""))
+    return cloudtrail.account_of(cred.group(1), DEFAULT_ACCOUNT_ID) if cred \
+        else DEFAULT_ACCOUNT_ID
 
 
 def _caller(environ: dict[str, Any]) -> cloudtrail.Caller:

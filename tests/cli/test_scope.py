@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from ksdelete.emulator import Emulator
 
 from .helpers import ksdelete, seed_one
@@ -76,3 +78,37 @@ def test_every_store_in_the_json_names_its_account_and_region(emulator: Emulator
         doc = run.json()
         assert [(s["account"], s["region"]) for s in doc["stores"]] == \
             [("123456789012", "us-east-1")] * 2, args
+
+
+B = "222222222222"
+B_KEY = "AKIAACCOUNTBOPERATOR"
+
+
+def test_an_operator_in_one_account_never_sees_or_touches_another_accounts_store(
+        emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    emulator.configure(principals={B_KEY: f"arn:aws:iam::{B}:role/operator"})
+    seeded = seed_one(emulator, keys=2, other=1, plain=2)
+    b = emulator.seed({"account": B, "region": "us-east-1", "plain_keys": 2, "stores": [
+        {"name": "target", "keys": 3, "aliases": True},  # the same name as A's store
+        {"name": "b-only", "keys": 1}]})
+    b_before = emulator.state(account=B)
+
+    # Account A (the default credentials): B's stores do not exist, by ID or by name.
+    for ref in (b["stores"][1]["id"], "b-only"):
+        missing = ksdelete(emulator, ref, "--dry-run", "--output", "json")
+        assert missing.exit_code == 1 and missing.store()["status"] == "missing", ref
+    run = ksdelete(emulator, "target", "--yes", "--output", "json")
+    assert run.exit_code == 3, run.stderr
+    assert run.store()["id"] == seeded["stores"][0]["id"]
+    assert (run.store()["account"], run.json()["account"]) == ("123456789012",) * 2
+    assert {k["id"] for k in run.store()["keys"]} == set(seeded["stores"][0]["key_ids"])
+    assert emulator.state(account=B) == b_before  # nothing of B's changed
+    assert {c["account"] for c in emulator.calls() if "account" in c} == {"123456789012"}
+
+    # Account B's operator sees B's store of the same name, and only B's keys.
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", B_KEY)
+    status = ksdelete(emulator, "status", "target", "--output", "json")
+    assert status.exit_code == 3, status.stderr
+    assert status.store()["id"] == b["stores"][0]["id"]
+    assert (status.store()["account"], status.json()["account"]) == (B, B)
+    assert status.store()["phase"]["keys_total"] == 3

@@ -98,6 +98,7 @@ def test_seed_state_calls_reset(kms: Any, emulator: Emulator) -> None:
     assert calls[0] == {
         "operation": "DescribeKey",
         "region": "us-east-1",
+        "account": "123456789012",
         "status": 200,
         "error": None,
         "key_id": hsm["key_ids"][0],
