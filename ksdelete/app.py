@@ -98,6 +98,8 @@ class Workspaces:
         if known is not None:
             return known
         directory = (journal.path or default_path()).parent
+        if (journal.account, journal.region) != (scope.account, scope.region):
+            journal = journal.view(scope.account, scope.region, caller_arn=identity.caller_arn)
         workspace = open_workspace(
             scope, identity, gateway, journal, directory=directory,
             cache=self.settings.cache, membership=membership,

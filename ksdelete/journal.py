@@ -13,6 +13,7 @@ written without an account, never count.
 from __future__ import annotations
 
 import contextlib
+import copy
 import errno
 import json
 import os
@@ -116,6 +117,15 @@ class Outcome:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class _File:
+    """What every view of one journal shares: the open descriptor and what was read."""
+
+    fd: int | None = None
+    entries: list[dict[str, Any]] | None = None  # parsed once, then appended to
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
 class Journal:
     def __init__(self, path: Path | None, *, region: str, account: str | None = None,
                  caller_arn: str | None = None, run_id: str | None = None,
@@ -128,9 +138,7 @@ class Journal:
         self.caller_arn = caller_arn
         self.run_id = run_id or uuid.uuid4().hex[:12]
         self._now = now
-        self._lock = threading.Lock()
-        self._fd: int | None = None
-        self._entries: list[dict[str, Any]] | None = None  # parsed once, then appended to
+        self._file = _File()  # shared with every view of this journal
 
     def scope_to(self, account: str, region: str, *, caller_arn: str | None) -> None:
         """The account, Region and caller the credentials answered for (GetCallerIdentity):
@@ -138,15 +146,22 @@ class Journal:
         written without an account, never count)."""
         self.account, self.region, self.caller_arn = account, region, caller_arn
 
+    def view(self, account: str, region: str, *, caller_arn: str | None) -> Journal:
+        """The same journal (one file, one run, one open descriptor, one reading) as another
+        scope writes and reads it: each workspace has its own view."""
+        other = copy.copy(self)
+        other.scope_to(account, region, caller_arn=caller_arn)
+        return other
+
     def open(self) -> None:
         """Open for appending; the CLI calls this before any AWS call, so a journal that
         cannot be written is a usage error before anything changes."""
-        if self.path is None or self._fd is not None or self.read_only:
+        if self.path is None or self._file.fd is not None or self.read_only:
             return
         try:
-            self._fd = open_private(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+            self._file.fd = open_private(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
             if not _ends_a_line(self.path):  # a crash left half a line: start a new one
-                os.write(self._fd, b"\n")
+                os.write(self._file.fd, b"\n")
         except OSError as exc:
             raise UsageError(
                 f"cannot open the journal: {_reason(exc)}", where=str(self.path),
@@ -155,34 +170,34 @@ class Journal:
             ) from exc
 
     def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        if self._file.fd is not None:
+            os.close(self._file.fd)
+            self._file.fd = None
 
     def _write(self, entry: dict[str, Any]) -> None:
         if self.path is None or self.read_only:
             return
         self.open()
         line = (json.dumps(entry, sort_keys=True, default=str) + "\n").encode()
-        with self._lock:
-            assert self._fd is not None
-            start = os.fstat(self._fd).st_size
+        with self._file.lock:
+            assert self._file.fd is not None
+            start = os.fstat(self._file.fd).st_size
             try:
                 view = memoryview(line)
                 while view:  # a short write is continued, never left torn
-                    view = view[os.write(self._fd, view):]
-                os.fsync(self._fd)
+                    view = view[os.write(self._file.fd, view):]
+                os.fsync(self._file.fd)
             except OSError as exc:
                 with contextlib.suppress(OSError):  # no half line for the next run to trip on
-                    os.ftruncate(self._fd, start)
+                    os.ftruncate(self._file.fd, start)
                 raise JournalError(
                     f"cannot write the journal: {_reason(exc)}", where=str(self.path),
                     hint=(disk_full_hint(self.path.parent) if exc.errno in DISK_FULL
                           else "Fix the file, then run again")
                     + ": AWS state is re-read on every run",
                 ) from exc
-            if self._entries is not None:
-                self._entries.append(json.loads(line))
+            if self._file.entries is not None:
+                self._file.entries.append(json.loads(line))
 
     # ---- writing ----------------------------------------------------------------------------
 
@@ -254,15 +269,15 @@ class Journal:
 
     def reload(self) -> None:
         """Forget what was read: another run may have written since (the store lock)."""
-        self._entries = None
+        self._file.entries = None
 
     def entries(self) -> list[dict[str, Any]]:
         """This account's and Region's entries, oldest first (parsed once per run)."""
         if self.path is None or self.account is None:
             return []
-        if self._entries is None:
-            self._entries = read_entries(self.path)
-        return [e for e in self._entries
+        if self._file.entries is None:
+            self._file.entries = read_entries(self.path)
+        return [e for e in self._file.entries
                 if e.get("account") == self.account and e.get("region") == self.region]
 
     def confirmed_keys(self, store_id: str) -> frozenset[str] | None:

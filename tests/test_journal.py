@@ -4,6 +4,7 @@ hardening, and reading back after a crash; the per-store lock."""
 from __future__ import annotations
 
 import errno
+import json
 import multiprocessing
 import os
 import stat
@@ -255,3 +256,21 @@ def test_the_lock_times_out_and_a_crashed_holder_releases_it(tmp_path: Path) -> 
     # Locks are per store (and per account and Region).
     other = StoreLock(tmp_path, ACCOUNT, "eu-west-1", STORE)
     assert other.path != lock.path
+
+
+def test_a_view_of_the_journal_writes_and_reads_as_its_own_scope(tmp_path: Path) -> None:
+    path = tmp_path / "journal.jsonl"
+    journal = Journal(path, region="us-east-1", account=ACCOUNT, caller_arn="arn:a")
+    other = journal.view("222222222222", "eu-west-1", caller_arn="arn:b")
+    assert journal.entries() == [] and other.entries() == []  # both read (once, shared)
+    journal.decision("ConfirmPlan", store_id=STORE, store_name="a", key_ids=["k1"])
+    other.decision("ConfirmPlan", store_id=STORE, store_name="b", key_ids=["k2"])
+    assert journal.confirmed_keys(STORE) == frozenset({"k1"})
+    assert other.confirmed_keys(STORE) == frozenset({"k2"})
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [(e["account"], e["region"], e["caller_arn"], e["run_id"]) for e in lines] == [
+        (ACCOUNT, "us-east-1", "arn:a", journal.run_id),
+        ("222222222222", "eu-west-1", "arn:b", journal.run_id)]
+    other.close()  # one descriptor: closing a view closes the journal
+    journal.decision("CancelPlan", store_id=STORE, store_name="a", key_ids=[])
+    assert len(path.read_text().splitlines()) == 3

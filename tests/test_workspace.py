@@ -136,3 +136,26 @@ def test_the_locks_and_the_cache_are_named_by_the_scope(emulator: Emulator, tmp_
     assert lock.path == tmp_path / "locks" / f"123456789012-{region}-cks-1234567890abcdef0.lock"
     assert app.workspace.watch_file is not None
     assert app.workspace.watch_file.path.name == f"watch-123456789012-{region}.json"
+
+
+def test_another_account_gets_a_workspace_and_a_pacer_of_its_own(
+        emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    b, b_key = "222222222222", "AKIAACCOUNTBOPERATOR"
+    emulator.configure(principals={b_key: f"arn:aws:iam::{b}:role/operator"})
+    settings = Settings(region="us-east-1", endpoint_url=emulator.endpoint_url,
+                        journal=tmp_path / "journal.jsonl")
+    app = build(settings, RunOptions(dry_run=True), QuietReporter(io.StringIO()),
+                lambda s, p: False, read_only=True)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", b_key)
+    gateway = app.workspaces.gateway(ScopeRequest("us-east-1",
+                                                  endpoint_url=emulator.endpoint_url))
+    other = app.workspaces.workspace(gateway, gateway.identity(), app.journal)
+    assert other.scope == Scope(b, "us-east-1", emulator.endpoint_url)
+    assert other is not app.workspace and other.pacer is not app.workspace.pacer
+    assert other.membership is not app.workspace.membership
+    lock, mine = other.lock("cks-1234567890abcdef0"), app.workspace.lock("cks-1234567890abcdef0")
+    assert lock is not None and mine is not None and lock.path != mine.path
+    assert set(app.workspaces.by_scope) == {app.workspace.scope, other.scope}
+    # Its journal view: the same file and run, read and written as account B.
+    assert other.journal is not app.journal and other.journal.run_id == app.journal.run_id
+    assert (other.journal.account, app.journal.account) == (b, "123456789012")
