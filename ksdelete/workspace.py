@@ -53,7 +53,8 @@ class ScopeKeys:
         self._pages: list[list[tuple[str, str]]] | None = None
         self._listed_at = 0.0
         self._aliases: dict[str, list[str]] | None = None
-        self._owners: dict[str, dict[str, Any]] = {}  # key ARN or ID -> KeyMetadata
+        # key ARN (as listed) -> (key ID, its store ID or ""): no more, however many keys
+        self._owners: dict[str, tuple[str, str]] = {}
         self.listings = 0  # ListKeys chains read (for the tests and benchmarks)
         # A read-only invocation (a dry run, status, report): every scan is a survey.
         self.always_shared = False
@@ -110,15 +111,17 @@ class ScopeKeys:
         return aliases
 
     def describe_key(self, key_id: str, store_id: str | None = None) -> dict[str, Any]:
+        """DescribeKey; in a round, a key already placed in another store than `store_id`
+        answers only its ID and store (discovery counts it elsewhere, as the cache would)."""
         with self._lock:
             known = self._owners.get(key_id) if self._sharing() else None
-        if known is not None and store_id is not None \
-                and str(known.get("CustomKeyStoreId") or "") != store_id:
-            return known  # elsewhere: its store never changes, its state is not this scan's
+        if known is not None and store_id is not None and known[1] != store_id:
+            return {"KeyId": known[0], "CustomKeyStoreId": known[1] or None}
         metadata = self.gateway.describe_key(key_id)
         with self._lock:
             if self._sharing():
-                self._owners[key_id] = metadata
+                self._owners[key_id] = (str(metadata.get("KeyId", "")),
+                                        str(metadata.get("CustomKeyStoreId") or ""))
         return metadata
 
 
