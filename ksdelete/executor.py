@@ -1574,12 +1574,10 @@ class Executor:
 
 
 def _gate_options(options: PlanOptions) -> dict[str, object]:
-    """The options the gates ran with, as the journal and a saved plan keep them."""
-    return {"unused_for_days": options.unused_for_days,
-            "allow_service_grants": options.allow_service_grants,
-            "protect_tags": [[name, value] for name, value in options.protect_tags],
-            "expect_keys": options.expect_keys, "on_use": options.on_use,
-            "disable_first_days": options.disable_first_days}
+    """The options the gates ran with, as the journal keeps them (ksdelete/options.py)."""
+    from ksdelete.options import journal_record
+
+    return journal_record(options)
 
 
 def _record(plan: Plan, result: StoreResult) -> list[str]:

@@ -24,7 +24,6 @@ from typing import Any
 from ksdelete import __version__
 from ksdelete.errors import DISK_FULL, UsageError, disk_full_hint, os_reason
 from ksdelete.models import (
-    MAX_SOAK_DAYS,
     PENDING_DELETION,
     STORE_ID,
     ApprovedStore,
@@ -43,6 +42,7 @@ from ksdelete.models import (
     Usage,
     Verdict,
 )
+from ksdelete.options import from_plan_file, plan_file_options
 from ksdelete.output import key_json
 
 PLAN_SCHEMA_VERSION = 1
@@ -111,17 +111,7 @@ def build(results: Sequence[StoreResult], identity: Identity, options: PlanOptio
         "account": identity.account,
         "region": identity.region,
         "endpoint_url": endpoint_url,
-        "options": {
-            "pending_window_days": options.pending_window_days,
-            "connect": options.connect,
-            "allow_orphaned_key_material": options.allow_orphaned_key_material,
-            "unused_for_days": options.unused_for_days,
-            "allow_service_grants": options.allow_service_grants,
-            "protect_tags": [[name, value] for name, value in options.protect_tags],
-            "expect_keys": options.expect_keys,
-            "on_use": options.on_use,
-            "disable_first_days": options.disable_first_days,
-        },
+        "options": plan_file_options(options),
         "stores": stores,
     }
     content["digest"] = digest_of(content)
@@ -203,12 +193,6 @@ def read(path: Path) -> SavedPlan:
                          where=where) from exc
 
 
-def _on_use(value: Any) -> str:
-    if value not in ("cancel", "refuse", "ignore"):
-        raise ValueError(f"on_use {value!r}")
-    return str(value)
-
-
 def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """A JSON object whose members are all named once: with a name twice, a person reading
     the file sees the first value and json.loads keeps the last."""
@@ -239,34 +223,9 @@ def _checked(path: Path, content: dict[str, Any], digest: str) -> SavedPlan:
     if not re.fullmatch(r"[a-z0-9-]{1,64}", region):
         raise ValueError(f"region {region!r}")
     endpoint = _field(content, "endpoint_url", (str, type(None)))
-    opts = _field(content, "options", dict)
-    window = _field(opts, "pending_window_days", int)
-    if not 7 <= window <= 30:
-        raise ValueError(f"pending_window_days {window} is not 7-30")
-    expect = opts.get("expect_keys")
-    if expect is not None and (type(expect) is not int or expect < 0):
-        raise ValueError(f"expect_keys {expect!r}")
-    tags = opts.get("protect_tags", [])
-    if not isinstance(tags, list) or not all(
-            isinstance(t, list) and len(t) == 2 and type(t[0]) is str
-            and (t[1] is None or type(t[1]) is str) for t in tags):
-        raise ValueError(f"protect_tags {tags!r}")
-    unused = opts.get("unused_for_days", PlanOptions.unused_for_days)
-    soak = opts.get("disable_first_days", 0)
-    for name, value in (("unused_for_days", unused), ("disable_first_days", soak)):
-        if type(value) is not int or value < 0:
-            raise ValueError(f"{name} {value!r}")
-    if soak > MAX_SOAK_DAYS:  # a soak CloudTrail's 90 days could never confirm the end of
-        raise ValueError(f"disable_first_days {soak!r} above {MAX_SOAK_DAYS}")
-    grants = opts.get("allow_service_grants", False)
-    if type(grants) is not bool:
-        raise TypeError(f"'allow_service_grants' is {grants!r}")
-    options = PlanOptions(
-        window, _field(opts, "connect", bool), _field(opts, "allow_orphaned_key_material", bool),
-        # The gates' options; a plan saved before they existed gets their defaults.
-        unused_for_days=unused, allow_service_grants=grants,
-        protect_tags=tuple((t[0], t[1]) for t in tags), expect_keys=expect,
-        on_use=_on_use(opts.get("on_use", "cancel")), disable_first_days=soak)
+    # The options, checked as the command line checks them; a plan saved before the gates'
+    # options existed gets their defaults.
+    options = from_plan_file(_field(content, "options", dict))
     created = datetime.fromisoformat(_field(content, "created_at", str))
     if created.tzinfo is None:
         raise ValueError(f"created_at {created} has no time zone")

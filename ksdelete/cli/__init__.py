@@ -30,7 +30,6 @@ from ksdelete.errors import (
 )
 from ksdelete.meta import SHELLS, completion_script, show_version
 from ksdelete.models import (
-    MAX_SOAK_DAYS,
     STORE_ID,
     Identity,
     Plan,
@@ -38,6 +37,15 @@ from ksdelete.models import (
     Snapshot,
     Status,
     StoreResult,
+)
+from ksdelete.options import (
+    BY_FIELD,
+    PARSER_ORDER,
+    SPECS,
+    OptionSpec,
+    from_params,
+    option_words,
+    parse_tag,
 )
 from ksdelete.output import document, exit_status, most_severe
 from ksdelete.reporting import Reporter, printable, summary_lines
@@ -221,9 +229,17 @@ def _remember_no_cache(ctx: click.Context, param: click.Parameter, value: bool) 
         ctx.meta["ksdelete.no_cache"] = True
 
 
-PLAN_OPTION_NAMES = ("pending_window_days", "connect", "allow_orphaned_key_material",
-                     "include_new_keys", "unused_for", "protect_tags", "expect_keys",
-                     "allow_service_grants", "on_use", "disable_first")
+def _plan_option(spec: OptionSpec) -> Decorator:
+    """One row of the plan options' table (ksdelete/options.py) as a click option."""
+    if spec.kind == "flag":
+        return click.option(spec.flag, spec.field, is_flag=True, help=spec.help)
+    if spec.kind == "tags":
+        return click.option(spec.flag, spec.field, multiple=True, metavar=spec.metavar,
+                            callback=_parse_protect_tags, help=spec.help)
+    kind = click.Choice(list(spec.choices)) if spec.kind == "choice" \
+        else click.IntRange(spec.low, spec.high)
+    return click.option(spec.flag, spec.field, type=kind, default=spec.default,
+                        show_default=spec.show_default, metavar=spec.metavar, help=spec.help)
 
 
 def plan_options(fn: F) -> F:
@@ -231,82 +247,18 @@ def plan_options(fn: F) -> F:
     `delete`. The command receives them as one PlanOptions argument, `plan`."""
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        raw = {name: kwargs.pop(name) for name in PLAN_OPTION_NAMES}
-        kwargs["plan"] = PlanOptions(
-            pending_window_days=raw["pending_window_days"], connect=raw["connect"],
-            allow_orphaned_key_material=raw["allow_orphaned_key_material"],
-            include_new_keys=raw["include_new_keys"], unused_for_days=raw["unused_for"],
-            allow_service_grants=raw["allow_service_grants"],
-            protect_tags=raw["protect_tags"], expect_keys=raw["expect_keys"],
-            on_use=raw["on_use"], disable_first_days=raw["disable_first"])
+        kwargs["plan"] = from_params({spec.field: kwargs.pop(spec.field) for spec in SPECS})
         return fn(*args, **kwargs)
 
-    out: Any = wrapper
-    for option in reversed([
-        click.option("--pending-window-days", type=click.IntRange(7, 30), default=30,
-                     show_default=True, help="Waiting period for ScheduleKeyDeletion."),
-        click.option("--connect", is_flag=True,
-                     help="Connect a disconnected CloudHSM store first, and again if it drops "
-                          "during --wait (it must stay CONNECTED)."),
-        click.option("--allow-orphaned-key-material", is_flag=True,
-                     help="Go on with a disconnected CloudHSM store (material orphaned)."),
-        click.option("--include-new-keys", is_flag=True,
-                     help="Also delete keys created in the store after an earlier run's "
-                          "confirmation."),
-        click.option("--unused-for", type=click.IntRange(0, 3650), default=30,
-                     show_default=True, metavar="DAYS",
-                     help="Refuse keys with a cryptographic use recorded in the last DAYS "
-                          "days (GetKeyLastUsage); 0 turns the check off."),
-        click.option("--protect-tag", "protect_tags", multiple=True, metavar="KEY[=VALUE]",
-                     callback=_parse_protect_tags,
-                     help="Refuse keys that carry this tag (repeatable)."),
-        click.option("--expect-keys", type=click.IntRange(0), metavar="N",
-                     help="Refuse unless the store holds exactly N keys when the deletion "
-                          "is confirmed or the plan saved (a guard against the wrong store)."),
-        click.option("--allow-service-grants", is_flag=True,
-                     help="Go on although keys have grants to AWS services (live "
-                          "integrations)."),
-        click.option("--disable-first", type=click.IntRange(0, MAX_SOAK_DAYS), default=0,
-                     metavar="DAYS",
-                     help="Disable the keys first and schedule their deletion only after DAYS "
-                          f"days with no attempt to use them (CloudTrail); 0: schedule at once. "
-                          f"At most {MAX_SOAK_DAYS}: CloudTrail keeps 90 days."),
-        click.option("--on-use", type=click.Choice(["cancel", "refuse", "ignore"]),
-                     default="cancel", show_default=True,
-                     help="When CloudTrail shows an attempt to use a key pending deletion: "
-                          "cancel that key's deletion and stop, only stop, or do not watch."),
-    ]):
-        out = option(out)
-    return cast(F, out)
-
-
-def option_words(opts: PlanOptions) -> list[str]:
-    """The plan options as the command line would give them (show-plan)."""
-    words = [f"--pending-window-days {opts.pending_window_days}",
-             f"--unused-for {opts.unused_for_days}", f"--on-use {opts.on_use}"]
-    words += [flag for flag, on in (("--connect", opts.connect),
-                                    ("--allow-orphaned-key-material",
-                                     opts.allow_orphaned_key_material),
-                                    ("--allow-service-grants", opts.allow_service_grants)) if on]
-    words += [f"--protect-tag {name}" + (f"={value}" if value is not None else "")
-              for name, value in opts.protect_tags]
-    if opts.expect_keys is not None:
-        words.append(f"--expect-keys {opts.expect_keys}")
-    if opts.disable_first_days:
-        words.append(f"--disable-first {opts.disable_first_days}")
-    return words
+    return cast(F, _options(wrapper, [_plan_option(BY_FIELD[name]) for name in PARSER_ORDER]))
 
 
 def _parse_protect_tags(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
                         ) -> tuple[tuple[str, str | None], ...]:
-    tags: list[tuple[str, str | None]] = []
-    for item in value:
-        name, sep, tag_value = item.partition("=")
-        if not name or len(name) > 128:
-            raise click.BadParameter(f"{item!r} is not KEY or KEY=VALUE (a tag key of 1-128 "
-                                     "characters)", ctx, param)
-        tags.append((name, tag_value if sep else None))
-    return tuple(tags)
+    try:
+        return tuple(parse_tag(item) for item in value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from exc
 
 
 def wait_options(fn: F) -> F:
