@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-
-import click
+from typing import TextIO
 
 from ksdelete.errors import ExitStatus
 from ksdelete.models import Plan, PlanOptions, Snapshot, Status, StoreResult
@@ -31,6 +31,13 @@ ACCOUNT = {
     ],
     "plain_keys": 3000,
 }
+
+
+def _say(text: str, stream: TextIO | None = None) -> None:
+    """One line, at once (stdout: the result; stderr: the story around it)."""
+    out = stream or sys.stdout
+    out.write(text + "\n")
+    out.flush()
 
 
 @contextmanager
@@ -57,10 +64,11 @@ def run_demo(*, quiet: bool = False) -> int:
     try:
         from ksdelete.emulator import Emulator, EmulatorConfig
     except ImportError as exc:
-        click.echo(f"ksdelete: error: the demo needs the emulator extra ({exc}). "
-                   "pip install 'ksdelete[emulator]'", err=True)
+        _say(f"ksdelete: error: the demo needs the emulator extra ({exc}). "
+             "pip install 'ksdelete[emulator]'", sys.stderr)
         return int(ExitStatus.USAGE)
-    from ksdelete.app import Settings, build, make_reporter
+    from ksdelete import service
+    from ksdelete.app import Settings, make_reporter
     from ksdelete.executor import RunOptions
 
     # Real time while the operator looks at the dry run; the fast clock from the real run on.
@@ -74,19 +82,20 @@ def run_demo(*, quiet: bool = False) -> int:
         policy = RetryPolicy(poll_initial=0.25, poll_max=1.0)
         plan_options = PlanOptions(pending_window_days=WINDOW_DAYS)
 
-        click.echo(
+        _say(
             f"ksdelete demo: an emulated AWS account at {emulator.endpoint_url} with "
             f"{len(seeded['stores'])} custom key stores and {ACCOUNT['plain_keys']} unrelated "
             f"keys. After the dry run the emulator's clock runs {TIME_SCALE:,.0f}x fast, so "
             f"a {WINDOW_DAYS}-day waiting period passes in seconds. No AWS account is used.",
-            err=True)
+            sys.stderr)
 
         # 1. The dry run an operator starts with: nothing changes.
         reporter = make_reporter(quiet)
-        dry = build(settings, RunOptions(plan=plan_options, dry_run=True), reporter,
-                    lambda s, p: False, read_only=True, policy=policy)
+        dry = service.open_app(settings, RunOptions(plan=plan_options, dry_run=True), reporter,
+                               lambda s, p: False, read_only=True, policy=policy)
         reporter.start(command="delete", dry_run=True)
-        dry_results = [dry.executor.run(dry.executor.resolve(ref)) for ref in refs]
+        dry_results: list[StoreResult] = []
+        service.delete(dry, refs, dry_results, missing_ok=False)
         reporter.finish(dry_results)
 
         # 2. The real run, confirmation answered by the demo, blocking with --wait.
@@ -99,18 +108,19 @@ def run_demo(*, quiet: bool = False) -> int:
             return True
 
         # What the dry run learnt about unrelated keys stays true: the real run reuses it.
-        live = build(settings, RunOptions(plan=plan_options, wait=True, max_wait=300.0),
-                     reporter, confirm, read_only=False, policy=policy,
-                     membership=dry.executor.membership)
+        live = service.open_app(settings, RunOptions(plan=plan_options, wait=True,
+                                                     max_wait=300.0),
+                                reporter, confirm, read_only=False, policy=policy,
+                                membership=dry.executor.membership)
         reporter.start(command="delete", dry_run=False)
         results: list[StoreResult] = []
         try:
-            results = [live.executor.run(live.executor.resolve(ref)) for ref in refs]
+            service.delete(live, refs, results, missing_ok=False)
         finally:
             live.journal.close()
         reporter.finish(results)
         for line in summary_lines(results, live.identity):
-            click.echo(line)
-        click.echo(f"journal of every change: {settings.journal}", err=True)
+            _say(line)
+        _say(f"journal of every change: {settings.journal}", sys.stderr)
         ok = all(r.status is Status.DELETED for r in results)
         return int(ExitStatus.OK if ok else ExitStatus.ERROR)

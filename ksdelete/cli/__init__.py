@@ -12,7 +12,7 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
 
@@ -49,6 +49,10 @@ from ksdelete.options import (
 )
 from ksdelete.output import document, exit_status, most_severe
 from ksdelete.reporting import Reporter, printable, summary_lines
+
+if TYPE_CHECKING:
+    from ksdelete.app import App, Settings
+    from ksdelete.executor import RunOptions
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -456,27 +460,6 @@ def _settings(region: str | None, profile: str | None, endpoint_url: str | None,
                     watch_log_group=str(group) if group else None)
 
 
-def _resolve_all(executor: Any, targets: list[Any], *, stop_on_unresolved: bool,
-                 missing_ok: bool) -> tuple[list[Any], list[StoreResult | None]]:
-    """Every STORE resolved before any change. A STORE that cannot be resolved (and is not
-    missing with --missing-ok, or proven deleted by the journal) stops a changing run
-    before it starts: the others are reported `skipped`, nothing changed."""
-    early: list[StoreResult | None] = [executor.run(t) if t.error else None for t in targets]
-    blocking = [r for r in early if r is not None and r.status is not Status.DELETED
-                and not (r.status is Status.MISSING and missing_ok)]
-    if blocking and stop_on_unresolved:
-        names = ", ".join(repr(r.ref) for r in blocking)
-        for index, target in enumerate(targets):
-            if early[index] is None:
-                early[index] = StoreResult(
-                    ref=target.ref, status=Status.SKIPPED, store=target.store,
-                    matched_by=target.matched_by,
-                    error={"code": "skipped", "message": f"not started: {names} could not be "
-                           "resolved, so this invocation changed nothing. Fix or remove it "
-                           "(or pass --missing-ok) and run again"})
-    return targets, early
-
-
 @click.group(cls=DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--version", is_flag=True, expose_value=False, is_eager=True,
               callback=show_version, help="Show the versions of ksdelete, Python, boto3 and "
@@ -543,7 +526,8 @@ def delete(stores: tuple[str, ...], region: str | None, profile: str | None,
                      missing_ok=missing_ok)
 
     def body(inv: Invocation) -> None:
-        from ksdelete.app import build, make_reporter
+        from ksdelete import service
+        from ksdelete.app import make_reporter
         from ksdelete.executor import RunOptions
 
         if save_plan is not None and (not dry_run or missing_ok):
@@ -562,14 +546,13 @@ def delete(stores: tuple[str, ...], region: str | None, profile: str | None,
             allowed_accounts=account_ids,
             interactive=not yes and not dry_run and sys.stdin.isatty(),
         )
-        app = build(_settings(region, profile, endpoint_url, journal, poll_interval), options,
-                    reporter, _confirmer(yes, "delete it", lambda: inv.identity, quiet=quiet),
-                    read_only=dry_run)
+        app = service.open_app(
+            _settings(region, profile, endpoint_url, journal, poll_interval), options, reporter,
+            _confirmer(yes, "delete it", lambda: inv.identity, quiet=quiet), read_only=dry_run)
         inv.identity, inv.run_id = app.identity, app.journal.run_id
         reporter.start(command="delete", dry_run=dry_run)
         try:
-            _run_all(inv, app.executor, [app.executor.resolve(ref) for ref in stores],
-                     stop_on_unresolved=not dry_run, missing_ok=missing_ok)
+            service.delete(app, stores, inv.results, missing_ok=missing_ok)
         finally:
             app.journal.close()
         if save_plan is not None:
@@ -578,45 +561,16 @@ def delete(stores: tuple[str, ...], region: str | None, profile: str | None,
     inv.run(body)
 
 
-def _run_all(inv: Invocation, executor: Any, targets: list[Any], *, stop_on_unresolved: bool,
-             missing_ok: bool = False) -> None:
-    targets, early = _resolve_all(executor, targets, stop_on_unresolved=stop_on_unresolved,
-                                  missing_ok=missing_ok)
-    # A --wait run watches the pending keys of every store of the invocation while it waits.
-    executor.invocation = tuple(t.store.id for t in targets if t.store is not None)
-    if stop_on_unresolved:  # a changing run: all or nothing (Executor.run_all)
-        ran: list[StoreResult] = []
-        try:
-            executor.run_all([t for t, e in zip(targets, early, strict=True) if e is None], ran)
-        finally:
-            results = iter(ran)
-            for done in early:
-                result = done or next(results, None)
-                if result is not None:
-                    inv.results.append(result)
-        return
-    for target, done in zip(targets, early, strict=True):
-        if executor.stopped or (inv.results and inv.results[-1].status in (
-                Status.INTERRUPTED, Status.TERMINATED)):
-            break
-        inv.results.append(done or executor.run(target))
-
-
-def _save_plan(inv: Invocation, app: Any, path: Path, options: PlanOptions) -> None:
+def _save_plan(inv: Invocation, app: App, path: Path, options: PlanOptions) -> None:
     """--save-plan: write the dry run's plan, if every store has one."""
-    from ksdelete import planfile
+    from ksdelete import planfile, service
 
     unplanned = [r for r in inv.results if r.status is not Status.PLANNED]
     if unplanned or not inv.results:
         names = ", ".join(f"{r.ref} ({r.status})" for r in unplanned)
         inv.after.append(f"the plan was not saved: {names} cannot be planned")
         return
-    from ksdelete.planner import service_endpoint
-
-    content = planfile.build(
-        inv.results, app.identity, options,
-        endpoint_url=service_endpoint(app.gateway.endpoint_url), now=app.gateway.server_now())
-    planfile.write(path, content)
+    content = service.save_plan(app, inv.results, path, options)
     inv.plan_id = plan_id = planfile.short_id(content["digest"])
     keys = sum(len(r.keys) for r in inv.results)
     inv.after.append(f"Saved plan {plan_id} to {path}: {len(inv.results)} store(s), {keys} "
@@ -660,8 +614,8 @@ def apply_plan(plan_file: Path, region: str | None, profile: str | None,
     inv = Invocation("apply", output=output, quiet=quiet, debug=debug)
 
     def body(inv: Invocation) -> None:
-        from ksdelete import planfile
-        from ksdelete.app import build, make_reporter
+        from ksdelete import planfile, service
+        from ksdelete.app import make_reporter
         from ksdelete.executor import RunOptions
 
         saved = planfile.read(plan_file)
@@ -672,9 +626,9 @@ def apply_plan(plan_file: Path, region: str | None, profile: str | None,
                              approved=saved.stores, plan_id=saved.plan_id,
                              plan_endpoint=saved.endpoint_url)
         try:
-            app = build(_settings(region, profile, endpoint_url, journal, poll_interval,
-                                  default_region=saved.region),
-                        options, reporter, lambda snap, plan: True, read_only=False)
+            app = service.open_app(_settings(region, profile, endpoint_url, journal,
+                                             poll_interval, default_region=saved.region),
+                                   options, reporter, lambda snap, plan: True, read_only=False)
         except AccountRefused as exc:
             account = getattr(exc.identity, "account", "unknown")
             raise AccountRefused(
@@ -692,9 +646,7 @@ def apply_plan(plan_file: Path, region: str | None, profile: str | None,
             reporter.note(f"applying plan {saved.plan_id} ({plan_file}), made "
                           f"{saved.document.get('created_at')} by "
                           f"{saved.document.get('created_by')}")
-            _run_all(inv, app.executor,
-                     [app.executor.resolve_approved(a) for a in saved.stores],
-                     stop_on_unresolved=True)
+            service.apply(app, saved, inv.results)
         finally:
             app.journal.close()
 
@@ -777,27 +729,29 @@ def status(stores: tuple[str, ...], region: str | None, profile: str | None,
     inv = Invocation("status", output=output, quiet=quiet, debug=debug, missing_ok=missing_ok)
 
     def body(inv: Invocation) -> None:
+        from ksdelete import service
         from ksdelete.executor import RunOptions
-        from ksdelete.status import status as read_status
 
         options = RunOptions(plan=plan, dry_run=True, missing_ok=missing_ok,
                              allowed_accounts=account_ids)
-        _read_each(inv, stores, read_status, options,
+        _read_each(inv, stores, service.status, options,
                    _settings(region, profile, endpoint_url, journal), quiet=quiet, debug=debug)
 
     inv.run(body)
 
 
-def _read_each(inv: Invocation, stores: tuple[str, ...], read: Callable[[Any, Any], StoreResult],
-               options: Any, settings: Any, *, quiet: bool, debug: bool) -> None:
+def _read_each(inv: Invocation, stores: tuple[str, ...],
+               read: Callable[[App, Sequence[str], list[StoreResult]], None],
+               options: RunOptions, settings: Settings, *, quiet: bool, debug: bool) -> None:
     """A read-only command (status, report): `read` each STORE; nothing is ever confirmed."""
-    from ksdelete.app import build, make_reporter
+    from ksdelete import service
+    from ksdelete.app import make_reporter
 
     inv.reporter = reporter = make_reporter(quiet, debug=debug)
-    app = build(settings, options, reporter, lambda snap, plan: False, read_only=True)
+    app = service.open_app(settings, options, reporter, lambda snap, plan: False,
+                           read_only=True)
     inv.identity, inv.run_id = app.identity, app.journal.run_id
-    for ref in stores:
-        inv.results.append(read(app.executor, app.executor.resolve(ref)))
+    read(app, stores, inv.results)
 
 
 @cli.command()
@@ -833,9 +787,8 @@ def cancel(stores: tuple[str, ...], region: str | None, profile: str | None,
     inv = Invocation("cancel", output=output, quiet=quiet, debug=debug)
 
     def body(inv: Invocation) -> None:
-        from ksdelete import planfile
-        from ksdelete.app import build, make_reporter
-        from ksdelete.cancel import cancel as undo
+        from ksdelete import planfile, service
+        from ksdelete.app import make_reporter
         from ksdelete.executor import RunOptions
 
         if not stores and plan_file is None:
@@ -846,42 +799,19 @@ def cancel(stores: tuple[str, ...], region: str | None, profile: str | None,
         inv.reporter = reporter = make_reporter(quiet, debug=debug)
         confirm = _confirmer(yes, "cancel its key deletions", lambda: inv.identity,
                              quiet=quiet)
-        app = build(_settings(region, profile, endpoint_url, journal),
-                    RunOptions(allowed_accounts=account_ids), reporter, confirm,
-                    read_only=False)
+        app = service.open_app(_settings(region, profile, endpoint_url, journal),
+                               RunOptions(allowed_accounts=account_ids), reporter, confirm,
+                               read_only=False)
         inv.identity, inv.run_id = app.identity, app.journal.run_id
-        planned = _plan_keys(saved, app) if saved is not None else {}
+        planned = service.planned_keys(saved, app) if saved is not None else {}
         reporter.start(command="cancel", dry_run=False)
         try:
-            for ref in stores or tuple(planned):
-                inv.results.append(undo(app.executor, app.executor.resolve(ref),
-                                        enable=enable, connect=connect, confirm=confirm,
-                                        planned=planned))
-                if app.executor.stopped or inv.results[-1].status in (Status.INTERRUPTED,
-                                                                      Status.TERMINATED):
-                    break
+            service.cancel(app, stores, inv.results, enable=enable, connect=connect,
+                           confirm=confirm, planned=planned)
         finally:
             app.journal.close()
 
     inv.run(body)
-
-
-def _plan_keys(saved: Any, app: Any) -> dict[str, tuple[Any, ...]]:
-    """`cancel --plan`: each store's keys as the saved plan lists them, if the plan is for
-    this account, Region and KMS endpoint (elsewhere its keys are not these)."""
-    from ksdelete import planfile
-    from ksdelete.planner import endpoint_refusal
-
-    refusal = endpoint_refusal(saved.endpoint_url, app.gateway.endpoint_url)
-    if (saved.account, saved.region) != (app.identity.account, app.identity.region):
-        raise RefusedError(
-            f"the plan {saved.plan_id} is for account {saved.account}, {saved.region}, but "
-            f"these credentials are for account {app.identity.account}, "
-            f"{app.identity.region}; nothing was changed", where=str(saved.path),
-            hint="Use credentials and --region of the plan's account and Region")
-    if refusal is not None:
-        raise RefusedError(refusal.message, where=str(saved.path))
-    return {r.store.id: r.keys for r in planfile.restore(saved) if r.store is not None}
 
 
 @cli.command()
@@ -907,10 +837,10 @@ def report(stores: tuple[str, ...], region: str | None, profile: str | None,
     inv = Invocation("report", output=output, quiet=quiet, debug=debug)
 
     def body(inv: Invocation) -> None:
+        from ksdelete import service
         from ksdelete.executor import RunOptions
-        from ksdelete.status import report as read_report
 
-        _read_each(inv, stores, read_report,
+        _read_each(inv, stores, service.report,
                    RunOptions(dry_run=True, allowed_accounts=account_ids),
                    _settings(region, profile, endpoint_url, journal), quiet=quiet, debug=debug)
 
@@ -948,14 +878,15 @@ def probe(region: str | None, profile: str | None, endpoint_url: str | None,
 
     def body(inv: Invocation) -> None:
         from ksdelete import probe as probing
-        from ksdelete.app import build, make_reporter
+        from ksdelete import service
+        from ksdelete.app import make_reporter
         from ksdelete.executor import RunOptions
 
         _require_confirmation_channel(yes, "create the probe key")
         inv.reporter = reporter = make_reporter(quiet, debug=debug)
-        app = build(_settings(region, profile, endpoint_url, journal),
-                    RunOptions(allowed_accounts=account_ids), reporter,
-                    lambda snap, plan: False, read_only=False)
+        app = service.open_app(_settings(region, profile, endpoint_url, journal),
+                               RunOptions(allowed_accounts=account_ids), reporter,
+                               lambda snap, plan: False, read_only=False)
         inv.identity, inv.run_id = app.identity, app.journal.run_id
         if not yes:
             sys.stderr.write(
