@@ -17,7 +17,7 @@ from ksdelete import planfile
 from ksdelete.app import App, Settings, build
 from ksdelete.cancel import cancel as undo
 from ksdelete.discover import MembershipCache
-from ksdelete.errors import RefusedError
+from ksdelete.errors import AccountRefused, RefusedError
 from ksdelete.executor import Confirm, Executor, RunOptions, Target
 from ksdelete.models import Key, PlanOptions, Status, StoreResult
 from ksdelete.planner import endpoint_refusal, service_endpoint
@@ -36,6 +36,34 @@ def open_app(settings: Settings, options: RunOptions, reporter: Reporter, confir
     """Gateway, identity, journal and executor for one invocation (app.build)."""
     return build(settings, options, reporter, confirm, read_only=read_only, policy=policy,
                  membership=membership)
+
+
+def open_for_plan(settings: Settings, saved: planfile.SavedPlan, reporter: Reporter, *,
+                  wait: bool, max_wait: float) -> App:
+    """`apply`: the objects for a saved plan. Its review was the approval (no prompt); its
+    options, stores, keys and KMS endpoint are the run's; credentials of another account are
+    refused, naming the plan."""
+    options = RunOptions(plan=saved.options, wait=wait, max_wait=max_wait,
+                         allowed_accounts=frozenset({saved.account}), interactive=False,
+                         approved=saved.stores, plan_id=saved.plan_id,
+                         plan_endpoint=saved.endpoint_url)
+    try:
+        return open_app(settings, options, reporter, lambda snap, plan: True, read_only=False)
+    except AccountRefused as exc:
+        account = getattr(exc.identity, "account", "unknown")
+        raise AccountRefused(
+            f"the credentials are for account {account}, but the plan {saved.plan_id} is "
+            f"for account {saved.account}; nothing was changed", identity=exc.identity,
+            where=str(saved.path), hint="Use credentials for the plan's account") from exc
+
+
+def check_plan_region(app: App, saved: planfile.SavedPlan) -> None:
+    """`apply` only in the plan's Region."""
+    if app.identity.region != saved.region:
+        raise RefusedError(
+            f"the Region is {app.identity.region}, but the plan {saved.plan_id} is for "
+            f"{saved.region}; nothing was changed", where=str(saved.path),
+            hint=f"Run with --region {saved.region}")
 
 
 def stopped(executor: Executor, results: Sequence[StoreResult]) -> bool:

@@ -23,7 +23,7 @@ from ksdelete.cli.options import (
     plan_options,
     wait_options,
 )
-from ksdelete.errors import AccountRefused, RefusedError, UsageError
+from ksdelete.errors import UsageError
 from ksdelete.models import PlanOptions, Snapshot, Status, StoreResult
 from ksdelete.options import option_words
 from ksdelete.reporting import printable
@@ -152,32 +152,17 @@ def apply_plan(plan_file: Path, region: str | None, profile: str | None,
     def body(inv: Invocation) -> None:
         from ksdelete import planfile, service
         from ksdelete.app import make_reporter
-        from ksdelete.executor import RunOptions
 
         saved = planfile.read(plan_file)
         inv.plan_id = saved.plan_id
         inv.reporter = reporter = make_reporter(quiet, debug=debug)
-        options = RunOptions(plan=saved.options, wait=wait, max_wait=max_wait,
-                             allowed_accounts=frozenset({saved.account}), interactive=False,
-                             approved=saved.stores, plan_id=saved.plan_id,
-                             plan_endpoint=saved.endpoint_url)
-        try:
-            app = service.open_app(_settings(region, profile, endpoint_url, journal,
-                                             poll_interval, default_region=saved.region),
-                                   options, reporter, lambda snap, plan: True, read_only=False)
-        except AccountRefused as exc:
-            account = getattr(exc.identity, "account", "unknown")
-            raise AccountRefused(
-                f"the credentials are for account {account}, but the plan {saved.plan_id} is "
-                f"for account {saved.account}; nothing was changed", identity=exc.identity,
-                where=str(plan_file), hint="Use credentials for the plan's account") from exc
+        app = service.open_for_plan(
+            _settings(region, profile, endpoint_url, journal, poll_interval,
+                      default_region=saved.region), saved, reporter, wait=wait,
+            max_wait=max_wait)
         inv.identity, inv.run_id = app.identity, app.journal.run_id
         try:
-            if app.identity.region != saved.region:
-                raise RefusedError(
-                    f"the Region is {app.identity.region}, but the plan {saved.plan_id} is for "
-                    f"{saved.region}; nothing was changed", where=str(plan_file),
-                    hint=f"Run with --region {saved.region}")
+            service.check_plan_region(app, saved)
             reporter.start(command="apply", dry_run=False)
             reporter.note(f"applying plan {saved.plan_id} ({plan_file}), made "
                           f"{saved.document.get('created_at')} by "
