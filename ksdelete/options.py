@@ -20,6 +20,7 @@ The encodings differ on purpose, and the table says where:
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -29,6 +30,13 @@ from ksdelete.models import MAX_SOAK_DAYS, PlanOptions
 Tag = tuple[str, str | None]
 Kind = Literal["int", "flag", "choice", "tags"]
 MAX_TAG_KEY = 128  # a KMS tag key is 1-128 characters
+# --account-id is a guard of the run (RunOptions.allowed_accounts), not a plan option: a plan
+# file holds the account it was made in, and `apply` allows that one only. One check for both.
+ACCOUNT_ID = re.compile(r"\d{12}")
+
+
+def is_account_id(text: str) -> bool:
+    return ACCOUNT_ID.fullmatch(text) is not None
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ from ksdelete.models import (
     Usage,
     Verdict,
 )
-from ksdelete.options import from_plan_file, plan_file_options
+from ksdelete.options import from_plan_file, is_account_id, plan_file_options
 from ksdelete.output import key_json
 
 PLAN_SCHEMA_VERSION = 1
@@ -217,7 +217,7 @@ def _field(obj: Any, name: str, kind: type | tuple[type, ...]) -> Any:
 def _checked(path: Path, content: dict[str, Any], digest: str) -> SavedPlan:
     """The plan, if it is as ksdelete writes it (whatever its digest says)."""
     account = _field(content, "account", str)
-    if not re.fullmatch(r"\d{12}", account):
+    if not is_account_id(account):
         raise ValueError(f"account {account!r} is not a 12-digit AWS account ID")
     region = _field(content, "region", str)
     if not re.fullmatch(r"[a-z0-9-]{1,64}", region):

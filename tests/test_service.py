@@ -117,3 +117,21 @@ def test_the_service_imports_neither_click_nor_rich() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_click_stays_in_the_cli_package() -> None:
+    """The CLI layer is ksdelete/cli/ (with the help's renderers: meta.py, manpage.py)."""
+    import ast
+
+    package = Path(__file__).resolve().parents[1] / "ksdelete"
+    allowed = {package / "meta.py", package / "manpage.py"}
+    importers = []
+    for path in package.rglob("*.py"):
+        if path in allowed or package / "cli" in path.parents:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            if any(name.split(".")[0] == "click" for name in names):
+                importers.append(str(path.relative_to(package)))
+    assert importers == []

@@ -13,7 +13,15 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
 
-from ksdelete.options import BY_FIELD, PARSER_ORDER, SPECS, OptionSpec, from_params, parse_tag
+from ksdelete.options import (
+    BY_FIELD,
+    PARSER_ORDER,
+    SPECS,
+    OptionSpec,
+    from_params,
+    is_account_id,
+    parse_tag,
+)
 
 if TYPE_CHECKING:
     from ksdelete.app import Settings
@@ -164,7 +172,7 @@ def wait_options(fn: F) -> F:
 def check_accounts(ctx: click.Context | None, param: click.Parameter | None,
                    value: tuple[str, ...]) -> frozenset[str]:
     for account in value:
-        if not re.fullmatch(r"\d{12}", account):
+        if not is_account_id(account):
             raise click.BadParameter(f"{account!r} is not a 12-digit AWS account ID", ctx, param)
     return frozenset(value)
 
