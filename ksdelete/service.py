@@ -10,15 +10,18 @@ invocation, its summary lists every store that had run. No click, no rich.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, TypeVar
 
 from ksdelete import planfile
+from ksdelete import probe as probing
 from ksdelete.app import App, Settings, build
 from ksdelete.cancel import cancel as undo
 from ksdelete.discover import MembershipCache
-from ksdelete.errors import AccountRefused, RefusedError
+from ksdelete.errors import AccountRefused, KsdeleteError, RefusedError
 from ksdelete.executor import Confirm, Executor, RunOptions, Target
+from ksdelete.journal import Outcome
 from ksdelete.models import Key, PlanOptions, Status, StoreResult
 from ksdelete.planner import endpoint_refusal, service_endpoint
 from ksdelete.reporting import Reporter
@@ -187,3 +190,31 @@ def save_plan(app: App, results: Sequence[StoreResult], path: Path,
         endpoint_url=service_endpoint(app.gateway.endpoint_url), now=app.gateway.server_now())
     planfile.write(path, content)
     return content
+
+
+def probe(app: App, reporter: Reporter, *, max_wait: float, poll: float,
+          left_behind: Callable[[str], None]) -> probing.Observations:
+    """`probe`: one throwaway key, used once and scheduled for deletion, and what the watch
+    and the gates read of it. Whatever stops it says what is left of the key: an error in
+    its message, an interrupt (which lists no store) through `left_behind`."""
+    runner = probing.Probe(app.gateway, note=reporter.note)
+
+    def record(operation: str, key_id: str | None) -> AbstractContextManager[Outcome]:
+        return app.journal.record(store_id="probe", operation=operation, key_id=key_id)
+
+    try:
+        return runner.run(run_id=app.journal.run_id, max_wait=max_wait, poll=poll,
+                          record=record)
+    except (KsdeleteError, KeyboardInterrupt) as exc:
+        left = runner.obs.key_id
+        if left:
+            told = f"the probe key {left} was left pending deletion (7 days)" \
+                if runner.obs.scheduled_at else \
+                f"the probe key {left} exists and is NOT scheduled for deletion"
+            if isinstance(exc, KsdeleteError):
+                exc.what += f"; {told}"
+            else:  # Ctrl-C, SIGTERM: the summary lists no store; say what is left
+                left_behind(told)
+        raise
+    finally:
+        app.journal.close()

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
@@ -15,13 +13,10 @@ from ksdelete.cli.confirm import _require_confirmation_channel
 from ksdelete.cli.errors import Invocation, _emit
 from ksdelete.cli.group import cli
 from ksdelete.cli.options import _settings, _setup_logging, aws_options, parse_duration
-from ksdelete.errors import KsdeleteError, RefusedError, UsageError
+from ksdelete.errors import RefusedError, UsageError
 from ksdelete.meta import SHELLS, completion_script
 from ksdelete.output import document
 from ksdelete.reporting import printable
-
-if TYPE_CHECKING:
-    from ksdelete.journal import Outcome
 
 
 @cli.command()
@@ -73,27 +68,8 @@ def probe(region: str | None, profile: str | None, endpoint_url: str | None,
             sys.stderr.flush()
             if sys.stdin.readline().strip() != "probe":
                 raise RefusedError("not confirmed; nothing was changed", where="probe")
-        runner = probing.Probe(app.gateway, note=reporter.note)
-
-        def record(operation: str, key_id: str | None) -> AbstractContextManager[Outcome]:
-            return app.journal.record(store_id="probe", operation=operation, key_id=key_id)
-
-        try:
-            obs = runner.run(run_id=app.journal.run_id, max_wait=max_wait, poll=poll_interval,
-                             record=record)
-        except (KsdeleteError, KeyboardInterrupt) as exc:
-            left = runner.obs.key_id
-            if left:
-                told = f"the probe key {left} was left pending deletion (7 days)" \
-                    if runner.obs.scheduled_at else \
-                    f"the probe key {left} exists and is NOT scheduled for deletion"
-                if isinstance(exc, KsdeleteError):
-                    exc.what += f"; {told}"
-                else:  # Ctrl-C, SIGTERM: the summary lists no store; say what is left
-                    inv.after.append(told)
-            raise
-        finally:
-            app.journal.close()
+        obs = service.probe(app, reporter, max_wait=max_wait, poll=poll_interval,
+                            left_behind=inv.after.append)
         found = probing.findings(obs)
         code = probing.exit_status(found)
         if output == "json":
