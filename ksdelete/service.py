@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from ksdelete import planfile
 from ksdelete import probe as probing
@@ -31,6 +31,14 @@ from ksdelete.status import status as read_status
 
 T = TypeVar("T")
 STOPPING = (Status.INTERRUPTED, Status.TERMINATED)
+
+
+class Stoppable(Protocol):
+    """What the loop asks of the executor: whether the invocation was stopped (a journal
+    failure stops every store after it)."""
+
+    @property
+    def stopped(self) -> bool: ...
 
 
 def open_app(settings: Settings, options: RunOptions, reporter: Reporter, confirm: Confirm,
@@ -69,13 +77,13 @@ def check_plan_region(app: App, saved: planfile.SavedPlan) -> None:
             hint=f"Run with --region {saved.region}")
 
 
-def stopped(executor: Executor, results: Sequence[StoreResult]) -> bool:
+def stopped(executor: Stoppable, results: Sequence[StoreResult]) -> bool:
     """Whether the invocation goes no further: the executor stopped it (a journal failure),
     or the last store was interrupted (Ctrl-C) or terminated (SIGTERM)."""
     return executor.stopped or bool(results and results[-1].status in STOPPING)
 
 
-def each(executor: Executor, items: Iterable[T], one: Callable[[T], StoreResult],
+def each(executor: Stoppable, items: Iterable[T], one: Callable[[T], StoreResult],
          results: list[StoreResult]) -> None:
     """The loop over stores: `one` for each item, its result appended at once, until the
     invocation stops."""

@@ -92,7 +92,7 @@ def test_the_loop_stops_after_an_interrupted_or_terminated_store(stop: Status) -
         executor.seen.append(ref)
         return StoreResult(ref=ref, status=stop if ref == "b" else Status.PENDING)
 
-    service.each(executor, ["a", "b", "c"], one, results)  # type: ignore[arg-type]
+    service.each(executor, ["a", "b", "c"], one, results)
     assert executor.seen == ["a", "b"] and [r.ref for r in results] == ["a", "b"]
 
 
@@ -106,7 +106,7 @@ def test_the_loop_stops_when_the_executor_stopped() -> None:
         executor.stopped = ref == "a"
         return StoreResult(ref=ref, status=Status.ERROR)
 
-    service.each(executor, ["a", "b"], one, results)  # type: ignore[arg-type]
+    service.each(executor, ["a", "b"], one, results)
     assert executor.seen == ["a"]
 
 
