@@ -28,11 +28,11 @@ class InterruptingReporter(QuietReporter):
         super().__init__(io.StringIO())
         self.interrupted = False
 
-    def phase(self, phase: Phase, state: PhaseState, detail: str = "") -> None:
+    def phase(self, target: str, phase: Phase, state: PhaseState, detail: str = "") -> None:
         if not self.interrupted:
             self.interrupted = True
             raise KeyboardInterrupt
-        super().phase(phase, state, detail)
+        super().phase(target, phase, state, detail)
 
 
 def _app(emulator: Emulator, tmp_path: Path, reporter: QuietReporter, *,
