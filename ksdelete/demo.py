@@ -104,7 +104,8 @@ def run_demo(*, quiet: bool = False) -> int:
 
         def confirm(snap: Snapshot, plan: Plan) -> bool:
             reporter.note(f"Type the store ID ({snap.store.id}) or name to delete it: "
-                          f"{snap.store.id}   <- answered by the demo")
+                          f"{snap.store.id}   <- answered by the demo",
+                          target=snap.store.name)  # the demo names its stores (refs)
             return True
 
         # What the dry run learnt about unrelated keys stays true: the real run reuses it.
