@@ -11,9 +11,9 @@ import pytest
 
 from ksdelete.discover import PoolSizer, snapshot
 from ksdelete.emulator import Emulator, EmulatorConfig, realism
+from ksdelete.gateway import Gateway
 from ksdelete.pacing import PACE, TokenBucket
 from ksdelete.scope import ScopeRequest
-from ksdelete.gateway import Gateway
 from ksdelete.sessions import open_gateway
 
 
