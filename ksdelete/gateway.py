@@ -14,7 +14,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -46,6 +46,10 @@ from ksdelete.retry import RetryObserver, RetryPolicy, call_with_retries
 from ksdelete.scope import is_local
 
 log = logging.getLogger("ksdelete.gateway")
+
+# Test-only (docs/development.md): "1" against an endpoint on this machine (the emulator, whose
+# quotas are off unless asked for) drops the pacing and the backoff between retries of a call.
+UNPACED_ENV = "KSDELETE_TEST_UNPACED"
 
 THROTTLING_CODES = frozenset(
     {
@@ -169,7 +173,9 @@ class Gateway:
         except (botocore.exceptions.BotoCoreError, ValueError) as exc:
             raise UsageError(f"cannot set up the AWS client: {exc}", where="--region/--profile",
                              hint="Check the Region, the profile and --endpoint-url") from exc
-        self.pacing = pacer
+        unpaced = os.environ.get(UNPACED_ENV) == "1" and is_local(self.endpoint_url)
+        self.pacing = Pacer({}) if unpaced else pacer
+        self._call_policy = replace(self.policy, sleep=_no_wait) if unpaced else self.policy
         self._session, self._config = session, config
         self._endpoint_given = endpoint_url is not None
         self._trail: Any = None
@@ -258,7 +264,7 @@ class Gateway:
             return Called(response, meta.get("RequestId"))
 
         return call_with_retries(
-            once, call=operation, retryable=_retryable, policy=self.policy,
+            once, call=operation, retryable=_retryable, policy=self._call_policy,
             on_retry=self.on_retry,
             unreachable=lambda exc: getattr(exc, "aws_code", "") == "ConnectionError",
         )
@@ -534,6 +540,10 @@ class Gateway:
             ) from exc
         return Identity(account=str(called.response.get("Account", "")),
                         region=self.region, caller_arn=str(called.response.get("Arn", "")))
+
+
+def _no_wait(seconds: float) -> None:
+    return None
 
 
 def _typed(operation: str, code: str, message: str) -> type[AwsError]:

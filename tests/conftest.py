@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
+import botocore.session
 import pytest
 from botocore.config import Config
 
 from ksdelete.emulator import Emulator, EmulatorConfig
+from ksdelete.gateway import UNPACED_ENV
 
 TEST_CONFIG = EmulatorConfig()
 
@@ -30,6 +33,18 @@ def _isolated_aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _botocore_models_read_once() -> Iterator[None]:
+    """Every boto3 session of this process shares one botocore loader, so that botocore reads
+    and parses its JSON models (endpoints, KMS, STS, CloudTrail, ...) once per test process
+    rather than once per in-process CLI run, which spent about half of a run's CPU time. Each
+    run still builds its own session and clients, as the installed `ksdelete` does."""
+    original = botocore.session.create_loader
+    botocore.session.create_loader = functools.lru_cache(maxsize=None)(original)
+    yield
+    botocore.session.create_loader = original
+
+
 @pytest.fixture(scope="session")
 def emulator_server() -> Iterator[Emulator]:
     """One child-process emulator per test session (per xdist worker)."""
@@ -38,8 +53,12 @@ def emulator_server() -> Iterator[Emulator]:
 
 
 @pytest.fixture
-def emulator(emulator_server: Emulator) -> Iterator[Emulator]:
-    """The session emulator, reset to empty state and default knobs; no shape problems allowed."""
+def emulator(emulator_server: Emulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
+    """The session emulator, reset to empty state and default knobs; no shape problems allowed.
+
+    Its quotas are off, so runs against it are unpaced (KSDELETE_TEST_UNPACED, see
+    docs/development.md); tests/cli/helpers.py pace the runs of a test that turns them on."""
+    monkeypatch.setenv(UNPACED_ENV, "1")
     emulator_server.reset()
     emulator_server.configure(**TEST_CONFIG.to_dict())
     yield emulator_server

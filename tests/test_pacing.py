@@ -11,6 +11,7 @@ import pytest
 
 from ksdelete.discover import PoolSizer, snapshot
 from ksdelete.emulator import Emulator, EmulatorConfig, realism
+from ksdelete.gateway import Gateway
 from ksdelete.pacing import PACE, TokenBucket
 from ksdelete.scope import ScopeRequest
 from ksdelete.sessions import open_gateway
@@ -160,3 +161,45 @@ def test_discovery_backs_off_on_throttling_and_still_accounts_for_every_key(
     cuts = [(windows[i][0], windows[i + 1][0]) for i in range(len(windows) - 1)
             if windows[i][2]]
     assert cuts and all(after == max(1, before // 2) for before, after in cuts)
+
+
+# ---- the test-only switch that drops pacing against a local emulator -------------------------
+
+
+def _gateway(endpoint: str, sleeps: list[float]) -> Gateway:
+    from ksdelete.retry import RetryPolicy
+
+    return open_gateway(ScopeRequest(region="us-east-1", endpoint_url=endpoint),
+                        policy=RetryPolicy(sleep=sleeps.append))
+
+
+def test_the_unpaced_switch_drops_pacing_and_backoff_only_against_this_machine(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """KSDELETE_TEST_UNPACED=1 (docs/development.md) lets the CLI tests run against the
+    emulator without its quotas at full speed; against any other endpoint it changes nothing,
+    and without it the emulator is paced like AWS."""
+    from ksdelete.errors import AwsError
+    from ksdelete.gateway import UNPACED_ENV
+
+    unreachable = "http://127.0.0.1:9"  # discard port: nothing listens, refused at once
+    monkeypatch.delenv(UNPACED_ENV, raising=False)
+    paced: list[float] = []
+    gateway = _gateway(unreachable, paced)
+    assert gateway.pacing.rate("DescribeKey") == PACE["DescribeKey"]
+    with pytest.raises(AwsError):
+        list(gateway.list_keys())
+    assert len(paced) == 3  # 4 connection attempts, a backoff before each retry
+
+    monkeypatch.setenv(UNPACED_ENV, "1")
+    unpaced: list[float] = []
+    gateway = _gateway(unreachable, unpaced)
+    assert gateway.pacing.rate("DescribeKey") is None
+    retried: list[int] = []
+    gateway.on_retry = lambda call, attempt, delay, reason: retried.append(attempt)
+    with pytest.raises(AwsError):
+        list(gateway.list_keys())
+    assert retried == [1, 2, 3] and unpaced == []  # as many attempts, none waited for
+    assert gateway.policy.sleep == unpaced.append  # polls (waits on AWS's state) still wait
+
+    aws = _gateway("https://kms.us-east-1.amazonaws.com", [])
+    assert aws.pacing.rate("DescribeKey") == PACE["DescribeKey"]

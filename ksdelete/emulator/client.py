@@ -210,6 +210,11 @@ class Emulator:
         result: dict[str, Any] = self._call("POST", "config", knobs)
         return result
 
+    def knobs(self) -> dict[str, Any]:
+        """The knobs in force now (as configure() returns them)."""
+        result: dict[str, Any] = self._call("GET", "config")
+        return result
+
     def state(self, region: str = "us-east-1", account: str | None = None) -> dict[str, Any]:
         """The Region's stores and keys, of the default account or `account`."""
         query = f"state?region={region}" + (f"&account={account}" if account else "")

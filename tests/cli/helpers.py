@@ -15,6 +15,7 @@ from click.testing import CliRunner
 
 from ksdelete.cli import cli
 from ksdelete.emulator import Emulator
+from ksdelete.gateway import UNPACED_ENV
 
 DAY = 86400.0
 MUTATING = {"ScheduleKeyDeletion", "CancelKeyDeletion", "EnableKey", "DisableKey",
@@ -65,10 +66,17 @@ class Run:
         return result
 
 
+def unpaced(emulator: Emulator) -> dict[str, str]:
+    """The environment of a run against the emulator: unpaced (KSDELETE_TEST_UNPACED, see
+    docs/development.md) while the emulator enforces no quotas, so that no run waits for a
+    quota that is not there; paced like AWS when a test turned the quotas on."""
+    return {UNPACED_ENV: "1" if emulator.knobs()["quotas"] == "off" else "0"}
+
+
 def ksdelete(emulator: Emulator, *args: str, input: str | None = None) -> Run:
     result = CliRunner().invoke(
         cli, [*args, "--endpoint-url", emulator.endpoint_url, "--region", "us-east-1"],
-        input=input, catch_exceptions=False,
+        input=input, catch_exceptions=False, env=unpaced(emulator),
     )
     if _wants_json(args) and (result.exit_code != 2 or result.stdout.strip()):
         # (click's own usage errors, exit 2, print no JSON under CliRunner: the JSON for
@@ -113,7 +121,7 @@ KSDELETE = str(Path(sys.executable).parent / "ksdelete")
 
 def env_for(emulator: Emulator) -> dict[str, str]:
     env = dict(os.environ)
-    env.update(AWS_ENDPOINT_URL=emulator.endpoint_url, AWS_REGION="us-east-1")
+    env.update(AWS_ENDPOINT_URL=emulator.endpoint_url, AWS_REGION="us-east-1", **unpaced(emulator))
     return env
 
 

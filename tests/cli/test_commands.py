@@ -34,6 +34,7 @@ def test_version_and_help() -> None:
     assert "cks-1234567890abcdef0 --dry-run" in CliRunner().invoke(cli, ["--help"]).stdout
 
 
+@pytest.mark.slow  # 3,000 keys discovered three times by one process: about 80 s on 2 cores
 def test_demo_runs_every_phase() -> None:
     proc = subprocess.run([KSDELETE, "demo"], capture_output=True, text=True, timeout=300,
                           stdin=subprocess.DEVNULL)

@@ -59,6 +59,7 @@ def test_a_warning_is_repeated_when_the_phase_changes_not_every_day(emulator: Em
 
 def test_a_deleted_store_is_reported_once(emulator: Emulator) -> None:
     seed_one(emulator, type="EXTERNAL_KEY_STORE", keys=2, plain=1, other=1)
+    emulator.configure(disconnect_seconds=0.5)  # not a minute of polling for the disconnect
     args = ("target", *RUN)
     assert ksdelete(emulator, *args).exit_code == 3
     emulator.advance(8 * DAY)

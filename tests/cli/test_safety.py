@@ -235,6 +235,27 @@ def test_a_key_created_during_a_wait_run_stops_it_before_the_disconnect(
     assert keys_by_id(emulator)[created[0]]["KeyState"] == "Enabled"  # still usable
 
 
+def _until(condition: Any) -> None:
+    """Wait (at most 60 s) until the run under test has done what `condition` checks (in the
+    meddling thread: a run that never does fails the test's own assertions afterwards)."""
+    deadline = time.monotonic() + 60
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _store(emulator: Emulator, store_id: str) -> dict[str, Any]:
+    return next(s for s in emulator.state()["stores"] if s["CustomKeyStoreId"] == store_id)
+
+
+def _read_after_disconnect(emulator: Emulator) -> bool:
+    """The run read the store after the DisconnectCustomKeyStore (so it saw it DISCONNECTED)."""
+    operations = [c["operation"] for c in emulator.calls()]
+    if "DisconnectCustomKeyStore" not in operations:
+        return False
+    after = operations[operations.index("DisconnectCustomKeyStore") + 1:]
+    return "DescribeCustomKeyStores" in after
+
+
 def test_a_cloudhsm_store_disconnected_during_the_wait_stops_the_run(emulator: Emulator
                                                                      ) -> None:
     emulator.configure(disconnect_seconds=0.0)
@@ -242,7 +263,8 @@ def test_a_cloudhsm_store_disconnected_during_the_wait_stops_the_run(emulator: E
 
     def saboteur(kms: Any) -> None:
         kms.disconnect_custom_key_store(CustomKeyStoreId=target["id"])
-        time.sleep(3.0)  # several polls of the waiting run see the store DISCONNECTED
+        # The waiting run sees the store DISCONNECTED (and stops) before the clock moves.
+        _until(lambda: _read_after_disconnect(emulator))
 
     run = wait_run_while(emulator, target["key_ids"][0], saboteur)
     assert run.exit_code == 4, run.stderr
@@ -257,8 +279,13 @@ def test_with_connect_a_dropped_cloudhsm_store_is_reconnected(emulator: Emulator
     target = seed_one(emulator, keys=1)["stores"][0]
 
     def saboteur(kms: Any) -> None:
+        since = len(emulator.calls())
         kms.disconnect_custom_key_store(CustomKeyStoreId=target["id"])
-        time.sleep(3.0)
+        # The clock moves on (the keys go) only once the run has reconnected the store: a
+        # fixed 3 s sleep let a slow run see the keys deleted while it was still DISCONNECTED.
+        _until(lambda: any(c["operation"] == "ConnectCustomKeyStore" and c["status"] == 200
+                           for c in emulator.calls()[since:])
+               and _store(emulator, target["id"])["ConnectionState"] == "CONNECTED")
 
     run = wait_run_while(emulator, target["key_ids"][0], saboteur, "--connect")
     assert run.exit_code == 0, run.stderr
@@ -269,12 +296,15 @@ def test_with_connect_a_dropped_cloudhsm_store_is_reconnected(emulator: Emulator
 
 
 def test_allow_orphaned_goes_on_and_says_so(emulator: Emulator) -> None:
-    emulator.configure(disconnect_seconds=0.0)
+    # Paced as against AWS (quotas on): the wait's first check, the one that records a
+    # waiver, comes after its CloudTrail read (seconds, paced), by when the store is
+    # DISCONNECTED; unpaced, it comes before the saboteur acts, and later checks record none.
+    emulator.configure(disconnect_seconds=0.0, quotas="aws")
     target = seed_one(emulator, keys=1)["stores"][0]
 
     def saboteur(kms: Any) -> None:
         kms.disconnect_custom_key_store(CustomKeyStoreId=target["id"])
-        time.sleep(3.0)
+        time.sleep(3.0)  # several polls of the waiting run see the store DISCONNECTED
 
     run = wait_run_while(emulator, target["key_ids"][0], saboteur,
                          "--allow-orphaned-key-material")
