@@ -530,7 +530,7 @@ class StoreResult:
     resume_after: datetime | None = None
     warnings: list[str] = field(default_factory=list)
     waivers: list[str] = field(default_factory=list)  # gates an option let pass, e.g. orphaning
-    error: dict[str, str] | None = None
+    error: dict[str, Any] | None = None
     phase: str | None = None  # where the pipeline stands: e.g. "keys-pending 3/3, ..."
     # Keys whose membership could not be proven (DescribeKey failed), with the AWS error code.
     undescribable: tuple[UndescribableKey, ...] = ()

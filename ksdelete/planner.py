@@ -51,9 +51,16 @@ def _ids(ids: list[str] | tuple[str, ...], limit: int = 20) -> str:
 # A refusal's first line (summary and fix) stays short and says the same for 3 keys or 3,000:
 # the keys and the evidence go on the lines after it (`details`), and all of them in the JSON.
 
-def _keys(ids: list[str] | tuple[str, ...]) -> str:
-    """The detail line that lists a refusal's keys (the first 20; the JSON has them all)."""
-    return f"keys: {_ids(list(ids))}" + (" (every one in --output json)" if len(ids) > 20 else "")
+def _keys(ids: list[str] | tuple[str, ...], per_line: int = 3, lines: int = 4
+          ) -> tuple[str, ...]:
+    """The detail lines that list a refusal's keys: a few per line, the first dozen (the
+    JSON has them all, as `key_ids`)."""
+    shown = list(ids[:per_line * lines])
+    out = [("keys: " if not i else "      ") + ", ".join(shown[i:i + per_line])
+           for i in range(0, len(shown), per_line)]
+    if len(ids) > len(shown):
+        out.append(f"and {len(ids) - len(shown)} more (every key in --output json)")
+    return tuple(out)
 
 
 def _each(items: list[str], limit: int = 10) -> tuple[str, ...]:
@@ -195,14 +202,14 @@ def membership_known(snap: Snapshot, options: PlanOptions, ctx: Context) -> Refu
             RefusalReason.DESCRIBE_FAILED,
             f"AWS failed to describe {len(failed)} KMS key(s): are they in {snap.store.id}?",
             "Run again later",
-            (f"AWS said: {codes}", _keys([k.id for k in failed])),
+            (f"AWS said: {codes}", *_keys([k.id for k in failed])),
             ids, error=True,
         )
     return Refusal(
         RefusalReason.UNKNOWN_MEMBERSHIP,
         f"{len(bad)} KMS key(s) could not be described (AccessDenied): are they in "
         f"{snap.store.id}?", "Grant kms:DescribeKey on them (key policy), then run again",
-        ("the keys are in this account and Region", _keys(list(ids))),
+        ("the keys are in this account and Region", *_keys(list(ids))),
         ids,
     )
 
@@ -218,7 +225,7 @@ def no_keys_appeared(snap: Snapshot, options: PlanOptions, ctx: Context) -> Refu
         RefusalReason.KEYS_APPEARED,
         f"{len(new)} key(s) appeared in {snap.store.id} after this run's plan was confirmed "
         "and may be in use", f"Review them; {_include_new(ctx)}",
-        (_keys(new), "this run stops here; `ksdelete cancel` stops the deletion",
+        (*_keys(new), "this run stops here; `ksdelete cancel` stops the deletion",
          *_new_plan(ctx)),
         tuple(new),
     )
@@ -263,7 +270,7 @@ def within_saved_plan(snap: Snapshot, options: PlanOptions, ctx: Context) -> Ref
         RefusalReason.OUTSIDE_SAVED_PLAN,
         f"{len(new)} key(s) in {snap.store.id} are not in the saved plan: nobody reviewed "
         "them, and they may be in use", "Review them and save a new plan",
-        (_keys(new), *_new_plan(ctx)),
+        (*_keys(new), *_new_plan(ctx)),
         tuple(new),
     )
 
@@ -301,7 +308,7 @@ def covered_by_confirmation(snap: Snapshot, options: PlanOptions, ctx: Context
         RefusalReason.UNPLANNED_KEYS,
         f"{len(new)} key(s) appeared in {snap.store.id} after its deletion was confirmed and "
         "may be in use", f"Review them; {_include_new(ctx)}",
-        (_keys(new), since, "`ksdelete cancel` stops the deletion", *_new_plan(ctx)),
+        (*_keys(new), since, "`ksdelete cancel` stops the deletion", *_new_plan(ctx)),
         tuple(new),
     )
 
@@ -349,7 +356,7 @@ def not_cancelled(snap: Snapshot, options: PlanOptions, ctx: Context) -> Refusal
              f"record of that confirmation, and CloudTrail said: {trail.error}",
              "an unattended run never schedules a key that may have been cancelled",
              f"to confirm: run `ksdelete {snap.store.id}` at a terminal, without --yes",
-             _keys([k.id for k in blind])),
+             *_keys([k.id for k in blind])),
             tuple(k.id for k in blind),
         )
     ids = [k.id for k in cancelled]
@@ -453,7 +460,7 @@ def cloudhsm_connected(snap: Snapshot, options: PlanOptions, ctx: Context
          if ctx.approved is None else "to reconnect: aws kms connect-custom-key-store, or "
          "--connect in a new plan",
          f"{_option(ctx, '--allow-orphaned-key-material')} accepts orphaned material",
-         *_new_plan(ctx, "--connect"), _keys([k.id for k in snap.keys])),
+         *_new_plan(ctx, "--connect"), *_keys([k.id for k in snap.keys])),
         tuple(k.id for k in snap.keys),
     )
 
@@ -483,7 +490,7 @@ def material_deleted(snap: Snapshot, options: PlanOptions, ctx: Context) -> Refu
         ("KMS deleted them while the store was not CONNECTED (their DeleteKey events say "
          f"FAILURE); the material stays in {cluster}",
          "`ksdelete report` lists the key handles to delete in the cluster",
-         *_new_plan(ctx, "--allow-orphaned-key-material"), _keys(orphaned)),
+         *_new_plan(ctx, "--allow-orphaned-key-material"), *_keys(orphaned)),
         tuple(orphaned),
     )
 
@@ -518,9 +525,7 @@ def expected_key_count(snap: Snapshot, options: PlanOptions, ctx: Context
     return Refusal(
         RefusalReason.KEY_COUNT,
         f"{found}, but --expect-keys says {expected}: the wrong store?",
-        f"Check the store, then pass --expect-keys {count}",
-        (_keys(keys),) if keys else (),
-        keys,
+        f"Check the store, then pass --expect-keys {count}", _keys(keys), keys,
     )
 
 
@@ -599,7 +604,7 @@ def no_service_grants(snap: Snapshot, options: PlanOptions, ctx: Context
             f"the grants on {len(unread)} key(s) of {snap.store.id} could not be read",
             "Grant kms:ListGrants on them (key policy or IAM), then run again",
             ("whether an AWS service uses them is unknown (a waiver covers only grants that can "
-             "be named)", _keys(unread)),
+             "be named)", *_keys(unread)),
             tuple(unread),
         )
     live = [(k, g) for k in _to_schedule(snap) for g in (k.grants or ()) if g.service]
@@ -645,7 +650,7 @@ def not_recently_used(snap: Snapshot, options: PlanOptions, ctx: Context
             f"the last use of {len(unknown)} key(s) of {snap.store.id} could not be read",
             f"{grant} {_option(ctx, '--unused-for 0')} to skip this check",
             (f"why: {why}", "whether they are still used is unknown",
-             *_new_plan(ctx, "--unused-for 0"), _keys([k.id for k in unknown])),
+             *_new_plan(ctx, "--unused-for 0"), *_keys([k.id for k in unknown])),
             tuple(k.id for k in unknown), )
     since = now - timedelta(days=days)
     used = [k for k in keys if k.usage and k.usage.last_used and k.usage.last_used > since]
@@ -775,7 +780,7 @@ def no_use_while_pending(snap: Snapshot, options: PlanOptions, ctx: Context
             f"To go on: {hints[0]}",
             (*_blind_details(why, hints, ctx),
              "whether they are still used is unknown, so this run stops here",
-             _keys([k.id for k in blind])),
+             *_keys([k.id for k in blind])),
             tuple(k.id for k in blind),
         )
     late = _late(pending)
@@ -831,7 +836,7 @@ def no_use_while_disabled(snap: Snapshot, options: PlanOptions, ctx: Context
             f"{snap.store.id}", f"To go on: {hints[0]}",
             (*_blind_details(why, hints, ctx),
              "a soak that cannot see proves nothing, so nothing is scheduled",
-             _keys([k.id for k in blind])),
+             *_keys([k.id for k in blind])),
             tuple(k.id for k in blind),
         )
     return Verdict("no_use_while_disabled", "pass",
@@ -851,7 +856,7 @@ def soak_possible(snap: Snapshot, options: PlanOptions, ctx: Context) -> Refusal
             "someone needs them",
             "Find out why; to go on, confirm at a terminal (without --yes)",
             ("confirming starts their soak again (they are disabled again for at least the days "
-             "of their first soak) before anything is scheduled", _keys(enabled)),
+             "of their first soak) before anything is scheduled", *_keys(enabled)),
             tuple(enabled),
         )
     if options.disable_first_days <= 0:
@@ -869,7 +874,7 @@ def soak_possible(snap: Snapshot, options: PlanOptions, ctx: Context) -> Refusal
             f"{_leave_out(ctx, '--disable-first')}",
             ("its keys are Unavailable, DisableKey does not take effect until the store "
              "reconnects, and every attempt to use them fails anyway, so a soak would prove "
-             "nothing", *_new_plan(ctx, "--connect"), _keys([k.id for k in fresh])),
+             "nothing", *_new_plan(ctx, "--connect"), *_keys([k.id for k in fresh])),
             tuple(k.id for k in fresh),
         )
     return Verdict("soak_possible", "pass",
