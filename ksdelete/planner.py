@@ -548,7 +548,7 @@ def not_protected(snap: Snapshot, options: PlanOptions, ctx: Context) -> Refusal
         return Verdict("not_protected", "pass", _tags_text(options.protect_tags))
     return Refusal(
         RefusalReason.PROTECTED,
-        f"{len(hits)} key(s) of {snap.store.id} carry a tag that --protect-tag protects",
+        f"{len(hits)} key(s) of {snap.store.id} carry a protected tag",
         f"Untag a key that is really meant to go, or {_leave_out(ctx, '--protect-tag')}",
         (f"protected: {_tags_text(options.protect_tags)}", *_each(hits),
          *_new_plan(ctx)),
