@@ -239,11 +239,11 @@ def all_or_nothing(store_id: str, others: list[tuple[str, str]], *, started: boo
     if not others:
         return None
     why = "stopped" if started else "cannot go ahead"
-    first = others[0][0] if len(others) == 1 and len(others[0][0]) <= 40 else "them"
+    first = others[0][0] if len(others) == 1 and len(others[0][0]) <= 24 else "them"
     return Refusal(
         RefusalReason.ALL_OR_NOTHING,
-        f"{store_id} not started: {'another store' if len(others) == 1 else 'other stores'} "
-        f"of the all-or-nothing plan {why}",
+        f"{store_id} not started: the plan is all or nothing and "
+        f"{'another store' if len(others) == 1 else 'other stores'} {why}",
         f"Deal with {first} (or leave {'it' if first != 'them' else 'them'} out), then run "
         "again",
         tuple(f"{other}: {status}" for other, status in others),
@@ -352,8 +352,8 @@ def not_cancelled(snap: Snapshot, options: PlanOptions, ctx: Context) -> Refusal
             f"{len(blind)} key(s) of {snap.store.id} may have been cancelled (CloudTrail "
             "unreadable)",
             "Grant cloudtrail:LookupEvents, or confirm at a terminal (without --yes)",
-            (f"the deletion was confirmed at {fmt_time(trail.since)}; this machine has no "
-             f"record of that confirmation, and CloudTrail said: {trail.error}",
+            (f"this machine has no record of the confirmation ({fmt_time(trail.since)}) and "
+             f"CloudTrail could not be read ({trail.error})",
              "an unattended run never schedules a key that may have been cancelled",
              f"to confirm: run `ksdelete {snap.store.id}` at a terminal, without --yes",
              *_keys([k.id for k in blind])),
@@ -583,7 +583,8 @@ def room_for_marks(snap: Snapshot, options: PlanOptions, ctx: Context) -> Refusa
         f"{len(full)} key(s) of {snap.store.id} have no room for ksdelete's mark (AWS allows "
         f"{MAX_TAGS_PER_KEY} tags per key)", "Remove a tag from each, then run again",
         ("ksdelete tags each key before it schedules (or disables) it", *_each(full),
-         "to remove a tag: aws kms untag-resource --key-id KEY --tag-keys NAME"),
+         "to remove a tag (UntagResource): aws kms untag-resource --key-id KEY --tag-keys "
+         "NAME"),
         tuple(h.split(" ", 1)[0] for h in full),
     )
 
@@ -855,8 +856,9 @@ def soak_possible(snap: Snapshot, options: PlanOptions, ctx: Context) -> Refusal
             f"{len(enabled)} key(s) of {snap.store.id} disabled to soak are Enabled again: "
             "someone needs them",
             "Find out why; to go on, confirm at a terminal (without --yes)",
-            ("confirming starts their soak again (they are disabled again for at least the days "
-             "of their first soak) before anything is scheduled", *_keys(enabled)),
+            ("once confirmed at the prompt, their soak starts again (they are disabled again for "
+             "at least the days of their first soak) before anything is scheduled",
+             *_keys(enabled)),
             tuple(enabled),
         )
     if options.disable_first_days <= 0:

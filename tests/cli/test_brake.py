@@ -6,7 +6,6 @@ makes it fail loudly, and a run holding the store's lock is stopped before its n
 from __future__ import annotations
 
 import io
-import json
 import signal
 import subprocess
 import threading
@@ -31,6 +30,7 @@ from .helpers import (
     mutations,
     said,
     seed_one,
+    validated,
 )
 from .test_review_undo import deny, kms_client
 
@@ -142,7 +142,7 @@ def test_ctrl_c_during_cancel_reports_every_keys_outcome_so_far(emulator: Emulat
             break
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, "".join(seen) + err
-    store = json.loads(out)["stores"][0]
+    store = validated(out)["stores"][0]
     outcomes = {k["id"]: k["outcome"] for k in store["key_outcomes"]}
     assert sorted(outcomes) == ids
     cancelled = {a["key_id"] for a in store["actions"]
@@ -256,7 +256,7 @@ def test_cancel_during_a_planning_run_of_150_keys_leaves_no_key_pending(
     assert pending(emulator, ids) == []
     assert run.store()["run_in_progress"]["stopped"] is True
     assert proc.returncode == 4, "".join(seen)
-    message = json.loads(out[0])["stores"][0]["error"]["message"]
+    message = said(validated(out[0])["stores"][0]["error"])
     assert "cancel" in message and "requested" in message
 
 

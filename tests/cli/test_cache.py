@@ -17,7 +17,7 @@ from ksdelete.cache import cache_path
 from ksdelete.cli import cli
 from ksdelete.emulator import Emulator
 
-from .helpers import DAY, keys_by_id, ksdelete, mutations, said, seed_one
+from .helpers import DAY, keys_by_id, ksdelete, mutations, said, seed_one, validated
 
 ACCOUNT = "123456789012"  # the emulator's
 
@@ -155,7 +155,7 @@ def test_the_cache_of_one_endpoint_is_not_used_for_another(emulator: Emulator) -
     result = CliRunner().invoke(cli, ["status", "target", "--output", "json", "--endpoint-url",
                                       other_endpoint, "--region", "us-east-1"])
     assert result.exit_code == 3, result.stderr
-    keys = {k["id"] for k in json.loads(result.stdout)["stores"][0]["keys"]}
+    keys = {k["id"] for k in validated(result.stdout)["stores"][0]["keys"]}
     assert keys == set(target["key_ids"])
     files = sorted(first.parent.glob("membership-*.json"))
     assert len(files) == 2  # one per endpoint

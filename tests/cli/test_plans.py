@@ -14,7 +14,17 @@ from ksdelete import permissions, planfile
 from ksdelete.cli import cli
 from ksdelete.emulator import Emulator
 
-from .helpers import DAY, Run, at_the_prompt, keys_by_id, ksdelete, mutations, said, seed_one
+from .helpers import (
+    DAY,
+    Run,
+    at_the_prompt,
+    keys_by_id,
+    ksdelete,
+    mutations,
+    said,
+    seed_one,
+    validated,
+)
 
 
 def kms_client(emulator: Emulator) -> Any:
@@ -150,7 +160,7 @@ def test_a_plan_for_another_account_or_region_is_refused(emulator: Emulator,
                                       str(tmp_path / "j.jsonl"), "--output", "json"],
                                 catch_exceptions=False)
     assert result.exit_code == 4, result.stderr
-    assert "the Region is eu-west-1" in said(json.loads(result.stdout)["error"])
+    assert "the Region is eu-west-1" in said(validated(result.stdout)["error"])
     assert emulator.state() == before
 
 
@@ -259,8 +269,8 @@ def test_show_plan_renders_the_saved_plan_without_aws(emulator: Emulator,
                                  catch_exceptions=False)
     assert as_json.exit_code == 0
     assert len(emulator.calls()) == calls  # no AWS call at all
-    doc = json.loads(as_json.stdout)
-    dry = json.loads(ksdelete(emulator, "target", "--dry-run", "--output", "json",
+    doc = validated(as_json.stdout)
+    dry = validated(ksdelete(emulator, "target", "--dry-run", "--output", "json",
                               "--pending-window-days", "7").stdout)
     assert doc["plan_id"] == plan_id and doc["command"] == "show-plan"
     store, live = doc["stores"][0], dry["stores"][0]
@@ -305,8 +315,8 @@ def test_a_plan_for_one_endpoint_is_refused_against_another(emulator: Emulator,
                                           "--region", "us-east-1", "--journal", journal,
                                           "--output", "json"], catch_exceptions=False)
         assert result.exit_code == 4, result.stderr
-        message = said(json.loads(result.stdout)["error"])
-        assert f"the plan was made against {emulator.endpoint_url}" in message, message
+        message = said(validated(result.stdout)["error"])
+        assert f"the plan's endpoint: {emulator.endpoint_url}" in message, message
         assert f"--endpoint-url {emulator.endpoint_url}" in result.stderr
     # The plan's own endpoint, spelled with a trailing slash, is the same endpoint.
     same = ksdelete(emulator, "apply", str(path), "--journal", journal, "--output", "json",
@@ -371,7 +381,7 @@ def test_a_plan_file_that_is_not_a_regular_file_or_too_large_is_a_usage_error(
                                   env=env_for(emulator), capture_output=True, text=True,
                                   timeout=30)
             assert proc.returncode == 2, proc.stderr
-            assert "not a regular file" in said(json.loads(proc.stdout)["error"])
+            assert "not a regular file" in said(validated(proc.stdout)["error"])
     huge = tmp_path / "huge.json"
     with huge.open("wb") as out:
         out.truncate(planfile.MAX_PLAN_BYTES + 1)
@@ -473,7 +483,7 @@ def test_ctrl_c_during_apply_then_apply_again(emulator: Emulator, tmp_path: Path
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130
-    doc = json.loads(out)
+    doc = validated(out)
     assert doc["plan_id"] == plan_id and doc["stores"][0]["status"] == "interrupted"
     states = [keys_by_id(emulator)[k]["KeyState"] for k in target["key_ids"]]
     assert "PendingDeletion" in states and "Enabled" in states  # stopped half way

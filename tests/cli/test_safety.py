@@ -4,7 +4,6 @@ thing, or act without saying what it did."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -29,6 +28,7 @@ from .helpers import (
     mutations,
     said,
     seed_one,
+    validated,
 )
 from .test_delete import wait_run_while
 
@@ -86,7 +86,7 @@ def test_global_options_before_the_subcommand(emulator: Emulator) -> None:
     result = raw(emulator, "--region", "us-east-1", "--output", "json", "cancel", "target",
                  "--yes")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["command"] == "cancel"
+    assert validated(result.stdout)["command"] == "cancel"
     assert {c["operation"] for c in mutations(emulator)[before:]} == {"CancelKeyDeletion",
                                                                       "TagResource"}
     status = raw(emulator, "-q", "status", "target")
@@ -185,7 +185,7 @@ def test_the_journal_is_scoped_by_region(emulator: Emulator, tmp_path: Path) -> 
                                       "--endpoint-url", emulator.endpoint_url,
                                       "--region", "eu-west-1", "--output", "json"])
     assert result.exit_code == 1, result.output
-    doc = json.loads(result.stdout)
+    doc = validated(result.stdout)
     assert doc["region"] == "eu-west-1" and doc["stores"][0]["status"] == "missing"
 
 
@@ -348,7 +348,7 @@ def test_a_signal_during_wait_stops_cleanly_with_json(emulator: Emulator, sig: i
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == code, err
-    doc = json.loads(out)
+    doc = validated(out)
     assert doc["exit_code"] == code
     assert doc["stores"][0]["status"] == status
     assert sorted(a["operation"] for a in doc["stores"][0]["actions"]) == \
@@ -403,7 +403,7 @@ def test_two_concurrent_final_runs_both_end_deleted(emulator: Emulator, tmp_path
     outcomes = [p.communicate(timeout=120) for p in procs]
     for proc, (out, err) in zip(procs, outcomes, strict=True):
         assert proc.returncode == 0, err
-        assert json.loads(out)["stores"][0]["status"] == "deleted"
+        assert validated(out)["stores"][0]["status"] == "deleted"
     assert any("lock" in err for _, err in outcomes)  # one of them said it waited
     deletes = [c for c in mutations(emulator) if c["operation"] == "DeleteCustomKeyStore"]
     assert len(deletes) == 1
@@ -474,7 +474,7 @@ def test_a_signal_during_a_change_waits_until_the_change_is_recorded(
     out, err = proc.communicate(timeout=90)
     emulator.configure(latency_ms=0.0)
     assert proc.returncode == 143, err
-    actions = json.loads(out)["stores"][0]["actions"]
+    actions = validated(out)["stores"][0]["actions"]
     assert [(a["operation"], a["outcome"]) for a in actions] == [("DeleteCustomKeyStore", "ok")]
     assert store["id"] not in {s["CustomKeyStoreId"] for s in emulator.state()["stores"]}
     after = ksdelete(emulator, "status", store["id"], "--journal", str(journal),

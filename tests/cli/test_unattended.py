@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from ksdelete.cli import cli
 from ksdelete.emulator import Emulator
 
-from .helpers import DAY, Run, keys_by_id, ksdelete, mutations, said, seed_one
+from .helpers import DAY, Run, keys_by_id, ksdelete, mutations, said, seed_one, validated
 
 EXAMPLES = Path(__file__).resolve().parent.parent.parent / "examples"
 
@@ -109,7 +109,7 @@ def test_a_configured_region_or_endpoint_that_conflicts_with_the_plan_is_still_r
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # another endpoint
     run = bare("apply", str(plan), "--journal", journal, "--output", "json")
     assert run.exit_code == 4, run.stderr
-    assert f"the plan was made against {emulator.endpoint_url}" in said(run.json()["error"])
+    assert f"the plan's endpoint: {emulator.endpoint_url}" in said(run.json()["error"])
     assert mutations(emulator) == []
 
 
@@ -138,7 +138,7 @@ def test_the_cron_script_runs_with_only_credentials_and_tells_outcomes_apart(
 
     first = cron(plan)
     assert first.returncode == 0 and first.stdout == "", first.stderr  # 3: nothing to say
-    assert json.loads((tmp_path / "log" / "payments.json").read_text())["exit_code"] == 3
+    assert validated((tmp_path / "log" / "payments.json").read_text())["exit_code"] == 3
 
     edited = tmp_path / "edited.json"
     doc = json.loads(plan.read_text())
