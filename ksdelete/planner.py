@@ -238,14 +238,13 @@ def all_or_nothing(store_id: str, others: list[tuple[str, str]], *, started: boo
     refused or failed before this one's first point of no return. None: go ahead."""
     if not others:
         return None
-    why = "stopped" if started else "cannot go ahead"
+    why = "stopped" if started else "did not pass"
     first = others[0][0] if len(others) == 1 and len(others[0][0]) <= 24 else "them"
     return Refusal(
         RefusalReason.ALL_OR_NOTHING,
         f"{store_id} not started: the plan is all or nothing and "
         f"{'another store' if len(others) == 1 else 'other stores'} {why}",
-        f"Deal with {first} (or leave {'it' if first != 'them' else 'them'} out), then run "
-        "again",
+        f"Deal with {first} or leave {'it' if first != 'them' else 'them'} out, then run again",
         tuple(f"{other}: {status}" for other, status in others),
     )
 

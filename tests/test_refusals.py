@@ -206,9 +206,9 @@ def _refusals() -> list[tuple[str, Refusal]]:
     out.append(("all_or_nothing", planner.all_or_nothing(
         STORE, [("cks-0000000000aaaaaaa", "refused"), (LONG_NAME, "error")],
         started=True)))  # type: ignore[arg-type]
-    for other in ("cks-0000000000aaaaaaa", "payments-eu-west-1-prod", LONG_NAME):
-        out.append((f"all_or_nothing, {other[:24]}", planner.all_or_nothing(
-            STORE, [(other, "refused")], started=False)))  # type: ignore[arg-type]
+    out.extend((f"all_or_nothing, {other[:24]}", planner.all_or_nothing(
+        STORE, [(other, "refused")], started=False))  # type: ignore[misc]
+        for other in ("cks-0000000000aaaaaaa", "payments-eu-west-1-prod", LONG_NAME))
     return out
 
 
