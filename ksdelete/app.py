@@ -139,9 +139,9 @@ def build(settings: Settings, options: RunOptions, reporter: Reporter, confirm: 
         if refusal:
             planned = service_endpoint(options.plan_endpoint)
             raise RefusedError(
-                refusal.message, where=f"plan {options.plan_id}",
-                hint=f"Run with --endpoint-url {planned}" if planned else
-                "Run without --endpoint-url, AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_KMS")
+                refusal.summary, where=f"plan {options.plan_id}",
+                hint=f"Run with --endpoint-url {planned}" if planned else refusal.fix,
+                details=refusal.details)
     path = settings.journal or default_path()
     journal = Journal(path, region=gateway.region, read_only=read_only)
     if not read_only:
@@ -149,7 +149,7 @@ def build(settings: Settings, options: RunOptions, reporter: Reporter, confirm: 
     identity = gateway.identity()
     refusal = account_refusal(identity, options.allowed_accounts)
     if refusal:
-        raise AccountRefused(refusal.message, identity=identity, where="--account-id")
+        raise AccountRefused(refusal.headline, identity=identity, details=refusal.details)
     journal.scope_to(identity.account, identity.region, caller_arn=identity.caller_arn)
     workspace = workspaces.workspace(gateway, identity, journal, membership=membership)
     if settings.watch_budget is not None:

@@ -224,7 +224,7 @@ def _cancel(executor: Executor, target: Target, result: StoreResult, *, enable: 
     shell = Snapshot(store, (), matched_by=matched_by, identity=executor.identity)
     pinned = planner.name_pinned(shell, PlanOptions(), Context(pin=target.pin))
     if isinstance(pinned, Refusal):  # a name now held by another store: not the one we meant
-        raise RefusedError(pinned.message, where=store.id)
+        raise pinned.as_error(where=store.id)
     undo = _Undo(executor, result, store, matched_by, planned)
     brake = _engage(executor, store.id)
     try:

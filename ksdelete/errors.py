@@ -24,20 +24,40 @@ class KsdeleteError(Exception):
 
     exit_status: ClassVar[ExitStatus] = ExitStatus.ERROR
     code: ClassVar[str] = "error"
+    label: ClassVar[str] = "error"  # how the CLI and the reporters label it
 
-    def __init__(self, what: str, *, where: str = "", hint: str = "") -> None:
+    def __init__(self, what: str, *, where: str = "", hint: str = "",
+                 details: tuple[str, ...] = (), key_ids: tuple[str, ...] = ()) -> None:
         super().__init__(what)
         self.what = what
         self.where = where
         self.hint = hint
+        self.details = details  # lines that follow the first (the keys, the evidence)
+        self.key_ids = key_ids
 
     def __str__(self) -> str:
+        """The first line: what (where). What to do."""
         text = self.what
         if self.where:
             text += f" ({self.where})"
         if self.hint:
             text += f". {self.hint}"
         return text
+
+    @property
+    def text(self) -> str:
+        """The first line, then one line per detail."""
+        return "\n".join((str(self), *self.details))
+
+    def as_json(self) -> dict[str, object]:
+        """The `error` member of the JSON document: code and first line, and the details and
+        keys when there are any."""
+        out: dict[str, object] = {"code": self.code, "message": str(self)}
+        if self.details:
+            out["details"] = list(self.details)
+        if self.key_ids:
+            out["key_ids"] = list(self.key_ids)
+        return out
 
 
 class UsageError(KsdeleteError):
@@ -129,13 +149,15 @@ class RefusedError(KsdeleteError):
 
     exit_status = ExitStatus.REFUSED
     code = "refused"
+    label = "refused"  # not an error: a safety check said no
 
 
 class AccountRefused(RefusedError):
     """--account-id: the credentials are for another account (carries who they are)."""
 
-    def __init__(self, what: str, *, identity: object, where: str = "", hint: str = "") -> None:
-        super().__init__(what, where=where, hint=hint)
+    def __init__(self, what: str, *, identity: object, where: str = "", hint: str = "",
+                 details: tuple[str, ...] = ()) -> None:
+        super().__init__(what, where=where, hint=hint, details=details)
         self.identity = identity
 
 

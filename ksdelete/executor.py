@@ -287,14 +287,14 @@ class Executor:
             return result
         except RefusedError as exc:
             result.status = Status.REFUSED
-            result.error = {"code": exc.code, "message": str(exc)}
-            self.reporter.note(str(exc), level="error")
+            result.error = exc.as_json()
+            self.reporter.note(exc.text, level="refused")
         except KsdeleteError as exc:
             if isinstance(exc, JournalError):
                 self.stopped = True
             result.status = Status.ERROR
-            result.error = {"code": getattr(exc, "aws_code", exc.code), "message": str(exc)}
-            self.reporter.note(str(exc), level="error")
+            result.error = {**exc.as_json(), "code": getattr(exc, "aws_code", exc.code)}
+            self.reporter.note(exc.text, level="error")
             log.debug("%s failed", target.ref, exc_info=True)  # the traceback, with --debug
         except KeyboardInterrupt as exc:
             # Stop here; the summary still tells exactly what was done (and the journal too).
@@ -533,10 +533,11 @@ class Executor:
                 continue
             state.result.status = Status.REFUSED
             state.result.phase = f"refused ({refusal.reason})"
-            state.result.error = {"code": "refused", "message": refusal.message}
+            error = refusal.as_error()
+            state.result.error = error.as_json()
             self.reporter = self.reporters.for_store(state.target.ref)
             self.reporter.begin()
-            self.reporter.note(refusal.message, level="error")
+            self.reporter.note(error.text, level="refused")
             self.reporter.end()
 
     def _decide(self, target: Target, result: StoreResult) -> tuple[Snapshot, Plan]:
@@ -859,7 +860,7 @@ class Executor:
             cancelled = [a.key_id for a in there.actions
                          if a.operation == "CancelKeyDeletion" and a.outcome == "ok"]
             result.warnings.append(f"while waiting on {store_id}: {verdict.message}"
-                                   + (f" (cancelled: {', '.join(k for k in cancelled if k)})"
+                                   + (f"\ncancelled: {', '.join(k for k in cancelled if k)}"
                                       if cancelled else ""))
             self.reporter.note(result.warnings[-1], level="warning")
             used = set(verdict.key_ids)
@@ -941,11 +942,13 @@ class Executor:
                 # "nothing changed", it is a failure the operator must act on now.
                 why = "; ".join(f"{k} ({e.aws_code}: {e.what})" for k, e in failed.items())
                 raise KsdeleteError(
-                    f"{plan.refusal.message}. BUT the deletion of {len(failed)} of these "
-                    f"key(s) could not be cancelled, and they are still pending deletion: "
-                    f"{why} ({done or self._done(result)})", where=snap.store.id,
+                    f"{plan.refusal.summary}, BUT the deletion of {len(failed)} of these "
+                    "key(s) could not be cancelled: they are still pending deletion",
+                    where="" if snap.store.id in plan.refusal.summary else snap.store.id,
                     hint="Cancel them now: grant kms:CancelKeyDeletion and run `ksdelete "
-                         f"cancel {snap.store.id}`, or `aws kms cancel-key-deletion`")
+                         f"cancel {snap.store.id}`, or `aws kms cancel-key-deletion`",
+                    details=(f"not cancelled: {why}", *plan.refusal.details,
+                             done or self._done(result)), key_ids=tuple(failed))
 
     def _last_usage(self, key: Key) -> Usage:
         try:
@@ -1009,11 +1012,14 @@ class Executor:
         the run there, refused, saying what it had already done."""
         request = self._cancel_request()
         if request is not None:
+            done = self._done(result)
             raise RefusedError(
-                f"a cancel of this store was {describe_request(request)}: this run stops "
-                f"here ({self._done(result)})", where=result.store.id if result.store else "",
-                hint="`ksdelete cancel` undoes what was done; a person must confirm again "
-                     "(`ksdelete STORE` at a terminal, without --yes) to go on")
+                "a cancel of this store was requested: this run stops here",
+                where=result.store.id if result.store else "",
+                hint="To go on, a person must confirm again (`ksdelete STORE` at a terminal, "
+                     "without --yes)",
+                details=(f"the cancel was {describe_request(request)}", done,
+                         "`ksdelete cancel` undoes what was done"))
 
     # ---- converging -------------------------------------------------------------------------
 
@@ -1091,7 +1097,7 @@ class Executor:
         """What this run already changed, for a refusal at a later point of no return."""
         done = [a for a in result.actions if a.outcome == "ok"]
         if not done:
-            return "this run changed nothing"
+            return NOTHING_DONE
         counts: dict[str, int] = {}
         for action in done:
             counts[action.operation] = counts.get(action.operation, 0) + 1
@@ -1413,11 +1419,14 @@ class Executor:
                         continue
                 settled.append(key)
                 if key.state != PENDING_DELETION:
+                    done = self._done(result)
                     raise RefusedError(
                         f"key {key.id} is no longer pending deletion (it is {key.state}): "
-                        f"someone cancelled it; {self._done(result)}",
-                        where=key.arn, hint="Run `ksdelete status` to review, then run again",
-                    )
+                        "someone cancelled it", where=store_id,
+                        hint="Run `ksdelete status` to review, then run again",
+                        details=(f"key ARN: {key.arn}",
+                                 *([done] if done != NOTHING_DONE else [])),
+                        key_ids=(key.id,))
             remaining = settled
             result.keys = tuple(remaining)
             self._watch_store(store_id, remaining, result)
@@ -1597,13 +1606,14 @@ def _phase_name(phase: str) -> str:
     return phase.split(" ", 1)[0]
 
 
+NOTHING_DONE = "this run changed nothing"
+
+
 def _refusal_error(refusal: Refusal, store_id: str, done: str = "") -> KsdeleteError:
     """A gate's refusal as the error that ends this store's run (exit 4, or 1 when AWS
-    failed), saying what the run had already done when it stopped at a later gate."""
-    message = refusal.message + (f" ({done})" if done else "")
-    if refusal.error:
-        return KsdeleteError(message, where=store_id)
-    return RefusedError(message, where=store_id)
+    failed), saying what the run had already done when it stopped at a later gate (once, on
+    a line of its own; a run that changed nothing says so in its summary line)."""
+    return refusal.as_error(where=store_id, done="" if done == NOTHING_DONE else done)
 
 
 def _store_moved_on(exc: AwsError) -> str | None:

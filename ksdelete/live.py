@@ -44,7 +44,7 @@ from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
-from ksdelete.models import Plan, Snapshot, StoreResult
+from ksdelete.models import Plan, Snapshot, Status, StoreResult
 from ksdelete.panels import MAX_WIDTH, plan_panel, summary_table
 from ksdelete.reporting import (
     PIPELINE,
@@ -52,9 +52,14 @@ from ksdelete.reporting import (
     PhaseState,
     StoreReporter,
     printable,
+    told_before,
     view_lines,
 )
 from ksdelete.view import PlanView, RunSummary, fmt_time, plan_view, run_summary
+
+# How a note is labelled: a refusal is a safety check's "no", not a failure (not red).
+NOTE_STYLES = {"error": ("error", "red"), "refused": ("refused", "yellow"),
+               "warning": ("warning", "yellow")}
 
 PHASE_ORDER: tuple[Phase, ...] = tuple(Phase)
 COMMAND_PHASES: dict[str, tuple[Phase, ...]] = {
@@ -179,8 +184,7 @@ class RichReporter:
         self._lock = threading.RLock()
         self._sections: dict[str, _Section] = {}  # the checklists shown, by target
         self._live: Live | None = None
-        self._shown: set[str] = set()  # error texts already printed (not repeated in finish)
-        self._told: list[str] = []  # refusals shown in a plan (an error note repeats them)
+        self._told: list[str] = []  # refusals and errors printed (each is printed once)
 
     @classmethod
     def for_terminal(cls) -> RichReporter:
@@ -283,24 +287,29 @@ class RichReporter:
             out.write("".join(printable(line) + "\n" for line in view_lines(view)))
             out.flush()
         if plan.refusal:
-            self._told.append(printable(plan.refusal.message))
+            self._told.append(plan.refusal.message)
 
     def shown(self, message: str) -> bool:
         """Whether `message` (or the refusal it begins with) was printed already."""
-        message = printable(message)
-        return message in self._shown or any(message.startswith(t) for t in self._told)
+        return told_before(self._told, message) is not None
 
     def note(self, text: str, *, level: str = "info", target: str = "") -> None:
-        text = printable(text)
-        if level == "error":
-            if self.shown(text):
+        first, *rest = text.split("\n")
+        if level in ("error", "refused"):
+            told = told_before(self._told, text)
+            if told is not None:  # the plan showed it: only what it did not say
+                for detail in rest:
+                    if detail not in told:
+                        self._print_line(Text(printable(f"  {detail}"), style="dim"))
                 return
-            self._shown.add(text)
-            self._print_line(Text.assemble(("error: ", "bold red"), (text, "red")))
-        elif level == "warning":
-            self._print_line(Text.assemble(("warning: ", "bold yellow"), (text, "yellow")))
-        else:
-            self._print_line(Text(text))
+            self._told.append(text)
+        label, style = NOTE_STYLES.get(level, ("", ""))
+        said = Text.assemble((f"{label}: ", f"bold {style}"), (printable(first), style)) \
+            if label else Text(printable(first))
+        for detail in rest:
+            said.append("\n")
+            said.append(printable(f"  {detail}"), style="dim")
+        self._print_line(said)
 
     def waiting(self, target: str, until: datetime | None, remaining: int, total: int,
                 now: datetime | None = None) -> None:
@@ -319,9 +328,10 @@ class RichReporter:
                 self.console.print(self._summary(summary))
                 for s in summary.stores:
                     message = printable(s.error) if s.error else ""
-                    if message and not self.shown(message):
-                        self.console.print(Text.assemble((f"{s.label}: ", "bold"),
-                                                         (message, "red")))
+                    if message and not self.shown(s.error or ""):
+                        self.console.print(Text.assemble(
+                            (f"{s.label}: ", "bold"),
+                            (message, "yellow" if s.status is Status.REFUSED else "red")))
             if self.dry_run:
                 self._banner()
         finally:

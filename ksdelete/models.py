@@ -12,6 +12,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from ksdelete.errors import KsdeleteError, RefusedError
+
 
 class StoreType(StrEnum):
     CLOUDHSM = "AWS_CLOUDHSM"
@@ -343,10 +345,38 @@ class RefusalReason(StrEnum):
 
 @dataclass(frozen=True)
 class Refusal:
+    """A gate's "no", as a person reads it at a glance: `summary` (what, in a few words that do
+    not grow with the number of keys) and `fix` (the next step) make the first line, at most
+    about 160 characters; `details` (the keys, the evidence, the longer explanation) follow on
+    their own lines; the JSON carries all of it, and every key in `key_ids`."""
+
     reason: RefusalReason
-    message: str
+    summary: str
+    fix: str = ""
+    details: tuple[str, ...] = ()
     key_ids: tuple[str, ...] = ()
     error: bool = False  # AWS failed (exit 1) rather than a safety check said no (exit 4)
+
+    @property
+    def headline(self) -> str:
+        """The first line: what, and the fix."""
+        if not self.fix:
+            return self.summary
+        return f"{self.summary}{'' if self.summary.endswith(('?', '.')) else '.'} {self.fix}"
+
+    @property
+    def message(self) -> str:
+        """The whole refusal: the first line, then one line per detail."""
+        return "\n".join((self.headline, *self.details))
+
+    def as_error(self, *, where: str = "", done: str = "") -> KsdeleteError:
+        """The error that ends a run with this refusal (exit 4; 1 when AWS failed). `done`:
+        what the run had already changed when it stopped at a later gate (a line of its own);
+        `where` only when the first line does not already say it."""
+        details = (*self.details, *([done] if done else ()))
+        where = "" if where and where in self.headline else where
+        cls = KsdeleteError if self.error else RefusedError
+        return cls(self.headline, where=where, details=details, key_ids=self.key_ids)
 
 
 @dataclass(frozen=True)
@@ -500,7 +530,7 @@ class StoreResult:
     resume_after: datetime | None = None
     warnings: list[str] = field(default_factory=list)
     waivers: list[str] = field(default_factory=list)  # gates an option let pass, e.g. orphaning
-    error: dict[str, str] | None = None
+    error: dict[str, Any] | None = None
     phase: str | None = None  # where the pipeline stands: e.g. "keys-pending 3/3, ..."
     # Keys whose membership could not be proven (DescribeKey failed), with the AWS error code.
     undescribable: tuple[UndescribableKey, ...] = ()

@@ -142,7 +142,7 @@ def store_json(result: StoreResult, identity: Identity | None = None) -> dict[st
 
 
 def document(command: str, results: Sequence[StoreResult], exit_code: int, *,
-             dry_run: bool = False, error: dict[str, str] | None = None,
+             dry_run: bool = False, error: dict[str, Any] | None = None,
              identity: Identity | None = None, plan_id: str | None = None,
              run_id: str | None = None) -> dict[str, Any]:
     return {

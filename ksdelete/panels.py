@@ -21,7 +21,7 @@ STATUS_STYLE: dict[Status, str] = {
     Status.DELETED: "bold green",
     Status.PENDING: "bold yellow",
     Status.PLANNED: "bold cyan",
-    Status.REFUSED: "bold red",
+    Status.REFUSED: "bold magenta",  # a safety check said no: not a failure
     Status.ERROR: "bold red",
     Status.MISSING: "yellow",
     Status.INTERRUPTED: "bold red",
@@ -64,8 +64,12 @@ def plan_panel(view: PlanView, *, dry_run: bool, width: int) -> Panel:
                 text.append(f": {printable(v.detail)}")
         parts.append(text)
     if view.refusal is not None:
-        parts.append(Text.assemble(("refused: ", "bold red"),
-                                   (printable(view.refusal), "red")))
+        first, *details = view.refusal.split("\n")  # what and the fix; then the details
+        refused = Text.assemble(("refused: ", "bold yellow"), (printable(first), "yellow"))
+        for detail in details:
+            refused.append("\n")
+            refused.append(printable(f"  {detail}"))
+        parts.append(refused)
     else:
         steps = Text("Steps", style="bold")
         for index, step in enumerate(view.steps, 1):

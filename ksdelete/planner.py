@@ -48,6 +48,28 @@ def _ids(ids: list[str] | tuple[str, ...], limit: int = 20) -> str:
     return shown + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
 
 
+# A refusal's first line (summary and fix) stays short and says the same for 3 keys or 3,000:
+# the keys and the evidence go on the lines after it (`details`), and all of them in the JSON.
+
+def _keys(ids: list[str] | tuple[str, ...], per_line: int = 3, lines: int = 4
+          ) -> tuple[str, ...]:
+    """The detail lines that list a refusal's keys: a few per line, the first dozen (the
+    JSON has them all, as `key_ids`)."""
+    shown = list(ids[:per_line * lines])
+    out = [("keys: " if not i else "      ") + ", ".join(shown[i:i + per_line])
+           for i in range(0, len(shown), per_line)]
+    if len(ids) > len(shown):
+        out.append(f"and {len(ids) - len(shown)} more (every key in --output json)")
+    return tuple(out)
+
+
+def _each(items: list[str], limit: int = 10) -> tuple[str, ...]:
+    """One detail line per item (a key and what was seen of it), the first `limit` of them."""
+    more = len(items) - limit
+    return (*items[:limit], *([f"and {more} more (every key in --output json)"]
+                              if more > 0 else []))
+
+
 # ---- gates --------------------------------------------------------------------------------
 
 def account_refusal(identity: Identity | None, allowed: frozenset[str]) -> Refusal | None:
@@ -58,10 +80,12 @@ def account_refusal(identity: Identity | None, allowed: frozenset[str]) -> Refus
     account = identity.account if identity else "unknown"
     if account in allowed:
         return None
+    wanted = next(iter(allowed)) if len(allowed) == 1 else "one it allows"
     return Refusal(
         RefusalReason.ACCOUNT_NOT_ALLOWED,
-        f"the credentials are for account {account}, not {', '.join(sorted(allowed))} "
-        "(--account-id); nothing was changed. Use credentials for the intended account",
+        f"the credentials are for account {account}, not {wanted} (--account-id)",
+        "Use credentials for the intended account",
+        (f"--account-id allows: {', '.join(sorted(allowed))}",) if len(allowed) > 1 else (),
     )
 
 
@@ -99,35 +123,44 @@ def endpoint_refusal(planned: str | None, actual: str | None) -> Refusal | None:
     now = actual or "AWS's own KMS endpoint"
     return Refusal(
         RefusalReason.OTHER_ENDPOINT,
-        f"the plan was made against {made}, but this run would use {now}; nothing was "
-        "changed. Check --endpoint-url, AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_KMS",
+        "the plan was made against another KMS endpoint than this run would use",
+        "Run with --endpoint-url set to the plan's endpoint" if planned else
+        "Run without --endpoint-url, AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_KMS",
+        (f"the plan's endpoint: {made}", f"this run's endpoint: {now}",
+         "check --endpoint-url, AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_KMS"),
     )
 
 
 def _option(ctx: Context, option: str) -> str:
-    """An option as a refusal's hint names it. `apply` takes none of the plan's options (the
-    reviewed plan carries them), so there the hint names the dry run that saves a new plan."""
+    """An option as a refusal's fix names it. `apply` takes none of the plan's options (the
+    reviewed plan carries them), so there the fix names a new plan (`_new_plan` says how)."""
     if ctx.approved is None:
         return option
-    return f"{option} in a new plan (ksdelete {ctx.approved.id} --dry-run {option} " \
-        "--save-plan FILE)"
+    return f"{option} in a new plan"
+
+
+def _new_plan(ctx: Context, option: str = "") -> tuple[str, ...]:
+    """`apply`: the detail line that says how to save a new plan (none for other commands)."""
+    if ctx.approved is None:
+        return ()
+    option = f" {option}" if option else ""
+    return (f"to save a new plan: ksdelete {ctx.approved.id} --dry-run{option} "
+            "--save-plan FILE",)
 
 
 def _leave_out(ctx: Context, option: str) -> str:
     """How to drop an option: for `apply`, a new plan saved without it."""
     if ctx.approved is None:
         return f"leave out {option}"
-    return (f"save a new plan without it (ksdelete {ctx.approved.id} --dry-run --save-plan "
-            f"FILE, leaving out {option})")
+    return f"save a new plan without {option}"
 
 
 def _include_new(ctx: Context) -> str:
     """How to delete keys that appeared after the confirmation: --include-new-keys, or for
     `apply` a new plan (which lists them)."""
     if ctx.approved is None:
-        return "run again with --include-new-keys to delete them too"
-    return (f"to delete them too, save a new plan (ksdelete {ctx.approved.id} --dry-run "
-            "--save-plan FILE) and apply that")
+        return "--include-new-keys deletes them too"
+    return "a new plan can include them"
 
 
 def account_allowed(snap: Snapshot, options: PlanOptions, ctx: Context) -> Refusal | Verdict:
@@ -149,9 +182,10 @@ def name_pinned(snap: Snapshot, options: PlanOptions, ctx: Context) -> Refusal |
         return Verdict("name_pinned", "pass", f"{pin.name} is {pin.store_id}")
     return Refusal(
         RefusalReason.NAME_RETARGETED,
-        f"the name {pin.name!r} now resolves to {snap.store.id}, but it was confirmed for "
-        f"deletion as {pin.store_id} at {pin.time}: a different store may have taken the "
-        f"name; nothing was changed. To act on {snap.store.id}, pass its ID",
+        f"the store name now resolves to {snap.store.id}, not to {pin.store_id} as confirmed",
+        f"To act on {snap.store.id}, pass its ID",
+        (f"the name {pin.name!r} was confirmed for deletion as {pin.store_id} at {pin.time}: "
+         "a different store may have taken the name",),
     )
 
 
@@ -166,17 +200,16 @@ def membership_known(snap: Snapshot, options: PlanOptions, ctx: Context) -> Refu
         codes = ", ".join(sorted({k.error_code for k in failed}))
         return Refusal(
             RefusalReason.DESCRIBE_FAILED,
-            f"{len(failed)} KMS key(s) could not be described because AWS failed ({codes}): "
-            f"{_ids([k.id for k in failed])}; whether they belong to {snap.store.id} is "
-            "unknown, so nothing was changed. Run again later",
+            f"AWS failed to describe {len(failed)} KMS key(s): are they in {snap.store.id}?",
+            "Run again later",
+            (f"AWS said: {codes}", *_keys([k.id for k in failed])),
             ids, error=True,
         )
     return Refusal(
         RefusalReason.UNKNOWN_MEMBERSHIP,
-        f"{len(bad)} KMS key(s) in this account and Region could not be described "
-        f"(AccessDenied): {_ids(list(ids))}; whether they belong to {snap.store.id} is "
-        "unknown, so nothing was changed. Grant kms:DescribeKey on them (key policy) and "
-        "run again",
+        f"{len(bad)} KMS key(s) could not be described (AccessDenied): are they in "
+        f"{snap.store.id}?", "Grant kms:DescribeKey on them (key policy), then run again",
+        ("the keys are in this account and Region", *_keys(list(ids))),
         ids,
     )
 
@@ -190,9 +223,10 @@ def no_keys_appeared(snap: Snapshot, options: PlanOptions, ctx: Context) -> Refu
         return Verdict("no_keys_appeared", "pass")
     return Refusal(
         RefusalReason.KEYS_APPEARED,
-        f"{len(new)} key(s) appeared in {snap.store.id} after this run's plan was confirmed: "
-        f"{_ids(new)}. They may be in use, so this run stops here. Review them; "
-        f"{_include_new(ctx)}, or `ksdelete cancel` to stop",
+        f"{len(new)} key(s) appeared in {snap.store.id} after this run's plan was confirmed "
+        "and may be in use", f"Review them; {_include_new(ctx)}",
+        (*_keys(new), "this run stops here; `ksdelete cancel` stops the deletion",
+         *_new_plan(ctx)),
         tuple(new),
     )
 
@@ -204,13 +238,14 @@ def all_or_nothing(store_id: str, others: list[tuple[str, str]], *, started: boo
     refused or failed before this one's first point of no return. None: go ahead."""
     if not others:
         return None
-    names = ", ".join(f"{other} ({status})" for other, status in others)
-    why = "stopped" if started else "cannot go ahead"
+    why = "stopped" if started else "did not pass"
+    first = others[0][0] if len(others) == 1 and len(others[0][0]) <= 24 else "them"
     return Refusal(
         RefusalReason.ALL_OR_NOTHING,
-        f"not started: {names} {why}, and this run's plan is all or nothing, so nothing was "
-        f"changed in {store_id}. Deal with {names.split(' (', 1)[0]} (or leave it out), then run "
-        "again",
+        f"{store_id} not started: the plan is all or nothing and "
+        f"{'another store' if len(others) == 1 else 'other stores'} {why}",
+        f"Deal with {first} or leave {'it' if first != 'them' else 'them'} out, then run again",
+        tuple(f"{other}: {status}" for other, status in others),
     )
 
 
@@ -224,7 +259,7 @@ def within_saved_plan(snap: Snapshot, options: PlanOptions, ctx: Context) -> Ref
         return Refusal(
             RefusalReason.OUTSIDE_SAVED_PLAN,
             f"{snap.store.id} is now a {snap.store.type} store, but the saved plan reviewed a "
-            f"{approved.type} store; nothing was changed. Review it and save a new plan",
+            f"{approved.type} store", "Review it and save a new plan", _new_plan(ctx),
         )
     new = [k.id for k in snap.keys if not k.pending and k.id not in approved.key_ids]
     if not new:
@@ -232,9 +267,9 @@ def within_saved_plan(snap: Snapshot, options: PlanOptions, ctx: Context) -> Ref
                        f"{len(approved.key_ids)} key(s) in the saved plan")
     return Refusal(
         RefusalReason.OUTSIDE_SAVED_PLAN,
-        f"{len(new)} key(s) in {snap.store.id} are not in the saved plan: {_ids(new)}. "
-        "They may be in use and nobody reviewed them; nothing was changed. Review them and "
-        "save a new plan (ksdelete STORE --dry-run --save-plan FILE)",
+        f"{len(new)} key(s) in {snap.store.id} are not in the saved plan: nobody reviewed "
+        "them, and they may be in use", "Review them and save a new plan",
+        (*_keys(new), *_new_plan(ctx)),
         tuple(new),
     )
 
@@ -254,15 +289,15 @@ def covered_by_confirmation(snap: Snapshot, options: PlanOptions, ctx: Context
             return Verdict("covered_by_confirmation", "n/a", "no earlier confirmation")
         new = [k.id for k in snap.keys if not k.pending and not _marked(k)
                and not (k.marks and k.marks.cancelled) and k.id not in cancelled]
-        since = "after ksdelete's marks on its other keys show its deletion was confirmed " \
-            f"({len(marked)} key(s) marked, on whatever machine)"
+        since = f"ksdelete's marks on {len(marked)} other key(s) show its deletion was " \
+            "confirmed (on whatever machine)"
         if new and ctx.interactive and not options.include_new_keys:
             return Verdict("covered_by_confirmation", "waived",
                            f"to be confirmed at the prompt (marked store): {_ids(new)}")
     else:
         new = [k.id for k in snap.keys if not k.pending and k.id not in confirmed
                and k.id not in cancelled]
-        since = "after its deletion was confirmed in an earlier run"
+        since = "its deletion was confirmed in an earlier run"
     if not new:
         return Verdict("covered_by_confirmation", "pass")
     if options.include_new_keys:
@@ -270,9 +305,9 @@ def covered_by_confirmation(snap: Snapshot, options: PlanOptions, ctx: Context
                        f"--include-new-keys: {_ids(new)}")
     return Refusal(
         RefusalReason.UNPLANNED_KEYS,
-        f"{len(new)} key(s) appeared in {snap.store.id} {since}: {_ids(new)}. They may be in "
-        f"use; nothing was changed. Review them; {_include_new(ctx)} (or `ksdelete cancel` "
-        "to stop)",
+        f"{len(new)} key(s) appeared in {snap.store.id} after its deletion was confirmed and "
+        "may be in use", f"Review them; {_include_new(ctx)}",
+        (*_keys(new), since, "`ksdelete cancel` stops the deletion", *_new_plan(ctx)),
         tuple(new),
     )
 
@@ -313,25 +348,28 @@ def not_cancelled(snap: Snapshot, options: PlanOptions, ctx: Context) -> Refusal
         assert trail is not None
         return Refusal(
             RefusalReason.CANCELLED_KEYS,
-            f"whether someone cancelled the deletion of {len(blind)} key(s) of "
-            f"{snap.store.id} since it was confirmed ({fmt_time(trail.since)}) is unknown: "
-            f"this machine has no record of the confirmation and CloudTrail could not be read "
-            f"({trail.error}): {_ids([k.id for k in blind])}. An unattended run never "
-            "schedules a key that may have been cancelled; nothing was changed. Grant "
-            "cloudtrail:LookupEvents, or run `ksdelete "
-            f"{snap.store.id}` at a terminal, without --yes, and confirm",
+            f"{len(blind)} key(s) of {snap.store.id} may have been cancelled (CloudTrail "
+            "unreadable)",
+            "Grant cloudtrail:LookupEvents, or confirm at a terminal (without --yes)",
+            (f"this machine has no record of the confirmation ({fmt_time(trail.since)}) and "
+             f"CloudTrail could not be read ({trail.error})",
+             "an unattended run never schedules a key that may have been cancelled",
+             f"to confirm: run `ksdelete {snap.store.id}` at a terminal, without --yes",
+             *_keys([k.id for k in blind])),
             tuple(k.id for k in blind),
         )
     ids = [k.id for k in cancelled]
-    who = "; ".join(f"{k.id}: {_cancel_story(k, snap, ctx)}" for k in cancelled[:5])
     return Refusal(
         RefusalReason.CANCELLED_KEYS,
-        f"{len(ids)} key(s) of {snap.store.id} that were pending deletion (scheduled by "
-        "ksdelete, or by hand and seen by a confirmation, the saved plan or CloudTrail) are no "
-        "longer pending: someone cancelled their deletion, or an earlier run failed between "
-        f"marking and scheduling them ({who}). An unattended run never schedules such a key "
-        f"again; nothing was changed. To delete them after all, run `ksdelete {snap.store.id}` "
-        "at a terminal, without --yes, and confirm (the prompt lists them)",
+        f"{len(ids)} key(s) of {snap.store.id} are no longer pending deletion: their deletion "
+        "was cancelled", "To delete them anyway, confirm at a terminal (without --yes)",
+        ("they were pending deletion (scheduled by ksdelete, or by hand and seen by a "
+         "confirmation, the saved plan or CloudTrail): someone cancelled their deletion, or an "
+         "earlier run failed between marking and scheduling them",
+         *_each([f"{k.id}: {_cancel_story(k, snap, ctx)}" for k in cancelled], 5),
+         "an unattended run never schedules such a key again",
+         f"to confirm: run `ksdelete {snap.store.id}` at a terminal, without --yes (the prompt "
+         "lists them)"),
         tuple(ids),
     )
 
@@ -409,15 +447,19 @@ def cloudhsm_connected(snap: Snapshot, options: PlanOptions, ctx: Context
         return Verdict("cloudhsm_connected", "waived",
                        f"--allow-orphaned-key-material: {state}")
     pending = [k.id for k in snap.keys if k.pending]
-    at_risk = f"; the HSM key material of {_ids(pending)} will be orphaned when their " \
-        "waiting period ends" if pending else ""
+    at_risk = (f"the HSM key material of these pending keys will be orphaned when their "
+               f"waiting period ends: {_ids(pending)}",) if pending else ()
     return Refusal(
         RefusalReason.ORPHANED_KEY_MATERIAL,
-        f"the CloudHSM key store {store.id} is {state} but still holds {len(snap.keys)} "
-        f"key(s){at_risk}. KMS can only delete HSM key material while the store is "
-        f"CONNECTED. Reconnect it ({_option(ctx, '--connect')}, or aws kms "
-        "connect-custom-key-store) or stop the deletion (`ksdelete cancel`); "
-        f"{_option(ctx, '--allow-orphaned-key-material')} accepts orphaned material",
+        f"{store.id} is {state} with {len(snap.keys)} key(s): KMS would orphan their HSM key "
+        "material",
+        f"Reconnect it ({_option(ctx, '--connect')}) or `ksdelete cancel`",
+        ("KMS can only delete HSM key material while the store is CONNECTED", *at_risk,
+         "to reconnect: --connect, or aws kms connect-custom-key-store"
+         if ctx.approved is None else "to reconnect: aws kms connect-custom-key-store, or "
+         "--connect in a new plan",
+         f"{_option(ctx, '--allow-orphaned-key-material')} accepts orphaned material",
+         *_new_plan(ctx, "--connect"), *_keys([k.id for k in snap.keys])),
         tuple(k.id for k in snap.keys),
     )
 
@@ -442,11 +484,12 @@ def material_deleted(snap: Snapshot, options: PlanOptions, ctx: Context) -> Refu
     cluster = snap.store.cloudhsm_cluster_id or "its CloudHSM cluster"
     return Refusal(
         RefusalReason.ORPHANED_KEY_MATERIAL,
-        f"KMS deleted {len(orphaned)} key(s) of {snap.store.id} while the store was not "
-        f"CONNECTED (their DeleteKey events say FAILURE): {_ids(orphaned)}; their HSM key "
-        f"material stays, orphaned, in {cluster}. Nothing was changed. Delete that material "
-        "in the cluster (`ksdelete report` lists the key handles), then finish with "
-        f"{_option(ctx, '--allow-orphaned-key-material')}",
+        f"{len(orphaned)} deleted key(s) of {snap.store.id} left their HSM key material "
+        "orphaned", f"Delete it, then pass {_option(ctx, '--allow-orphaned-key-material')}",
+        ("KMS deleted them while the store was not CONNECTED (their DeleteKey events say "
+         f"FAILURE); the material stays in {cluster}",
+         "`ksdelete report` lists the key handles to delete in the cluster",
+         *_new_plan(ctx, "--allow-orphaned-key-material"), *_keys(orphaned)),
         tuple(orphaned),
     )
 
@@ -470,7 +513,7 @@ def expected_key_count(snap: Snapshot, options: PlanOptions, ctx: Context
         if count == expected:
             return Verdict("expected_key_count", "pass",
                            f"{count} key(s) when the deletion was confirmed")
-        found = f"the deletion of {snap.store.id} was confirmed for {count} key(s)"
+        found = f"{snap.store.id} was confirmed for deletion with {count} key(s)"
         keys = tuple(sorted(confirmed))
     else:
         count = len(snap.keys)
@@ -480,9 +523,8 @@ def expected_key_count(snap: Snapshot, options: PlanOptions, ctx: Context
         keys = tuple(k.id for k in snap.keys)
     return Refusal(
         RefusalReason.KEY_COUNT,
-        f"{found}, but --expect-keys says {expected}: this may be the wrong store; nothing "
-        f"was changed. Check the store, then pass --expect-keys {count}",
-        keys,
+        f"{found}, but --expect-keys says {expected}: the wrong store?",
+        f"Check the store, then pass --expect-keys {count}", _keys(keys), keys,
     )
 
 
@@ -505,9 +547,10 @@ def not_protected(snap: Snapshot, options: PlanOptions, ctx: Context) -> Refusal
         return Verdict("not_protected", "pass", _tags_text(options.protect_tags))
     return Refusal(
         RefusalReason.PROTECTED,
-        f"{len(hits)} key(s) of {snap.store.id} carry a protected tag "
-        f"({_tags_text(options.protect_tags)}): {_ids(hits)}; nothing was changed. Remove the "
-        f"tag from a key that is really meant to go, or {_leave_out(ctx, '--protect-tag')}",
+        f"{len(hits)} key(s) of {snap.store.id} carry a protected tag",
+        f"Untag a key that is really meant to go, or {_leave_out(ctx, '--protect-tag')}",
+        (f"protected: {_tags_text(options.protect_tags)}", *_each(hits),
+         *_new_plan(ctx)),
         tuple(h.split(" ", 1)[0] for h in hits),
     )
 
@@ -536,11 +579,11 @@ def room_for_marks(snap: Snapshot, options: PlanOptions, ctx: Context) -> Refusa
                        "per key)")
     return Refusal(
         RefusalReason.TOO_MANY_TAGS,
-        f"{len(full)} key(s) of {snap.store.id} cannot take ksdelete's mark: AWS allows "
-        f"{MAX_TAGS_PER_KEY} tags per key, and ksdelete tags each key before it schedules "
-        f"(or disables) it: {_ids(full)}; nothing was changed. Remove a tag from each "
-        "(UntagResource: `aws kms untag-resource --key-id KEY --tag-keys NAME`), then run "
-        "again",
+        f"{len(full)} key(s) of {snap.store.id} have no room for ksdelete's mark (AWS allows "
+        f"{MAX_TAGS_PER_KEY} tags per key)", "Remove a tag from each, then run again",
+        ("ksdelete tags each key before it schedules (or disables) it", *_each(full),
+         "to remove a tag (UntagResource): aws kms untag-resource --key-id KEY --tag-keys "
+         "NAME"),
         tuple(h.split(" ", 1)[0] for h in full),
     )
 
@@ -558,10 +601,10 @@ def no_service_grants(snap: Snapshot, options: PlanOptions, ctx: Context
     if unread:
         return Refusal(
             RefusalReason.SERVICE_GRANTS,
-            f"the grants on {len(unread)} key(s) of {snap.store.id} could not be read: "
-            f"{_ids(unread)}; whether an AWS service uses them is unknown, so nothing was "
-            "changed (a waiver covers only grants that can be named). Grant kms:ListGrants on "
-            "them (key policy or IAM) and run again",
+            f"the grants on {len(unread)} key(s) of {snap.store.id} could not be read",
+            "Grant kms:ListGrants on them (key policy or IAM), then run again",
+            ("whether an AWS service uses them is unknown (a waiver covers only grants that can "
+             "be named)", *_keys(unread)),
             tuple(unread),
         )
     live = [(k, g) for k in _to_schedule(snap) for g in (k.grants or ()) if g.service]
@@ -575,10 +618,11 @@ def no_service_grants(snap: Snapshot, options: PlanOptions, ctx: Context
                        f"--allow-service-grants: {_ids(listed)}")
     return Refusal(
         RefusalReason.SERVICE_GRANTS,
-        f"{len(live)} grant(s) on keys of {snap.store.id} are to AWS services, which use the "
-        f"keys on someone's behalf: {_ids(listed)}; nothing was changed. Find and stop what "
-        f"uses them (or retire the grants); {_option(ctx, '--allow-service-grants')} goes on "
-        "anyway",
+        f"{len(live)} grant(s) on keys of {snap.store.id} are to AWS services (live "
+        "integrations)",
+        f"Stop what uses them, or go on with {_option(ctx, '--allow-service-grants')}",
+        ("AWS services use the keys on someone's behalf", *_each(listed),
+         "or retire the grants", *_new_plan(ctx, "--allow-service-grants")),
         tuple(dict.fromkeys(k.id for k, _ in live)),
     )
 
@@ -603,10 +647,10 @@ def not_recently_used(snap: Snapshot, options: PlanOptions, ctx: Context
             "AccessDenied" in error for error in errors) else "Pass"
         return Refusal(
             RefusalReason.RECENTLY_USED,
-            f"the last use of {len(unknown)} key(s) of {snap.store.id} could not be read "
-            f"({why}): {_ids([k.id for k in unknown])}; whether they are still used is "
-            f"unknown, so nothing was changed. {grant} {_option(ctx, '--unused-for 0')} to go on "
-            "without this check",
+            f"the last use of {len(unknown)} key(s) of {snap.store.id} could not be read",
+            f"{grant} {_option(ctx, '--unused-for 0')} to skip this check",
+            (f"why: {why}", "whether they are still used is unknown",
+             *_new_plan(ctx, "--unused-for 0"), *_keys([k.id for k in unknown])),
             tuple(k.id for k in unknown), )
     since = now - timedelta(days=days)
     used = [k for k in keys if k.usage and k.usage.last_used and k.usage.last_used > since]
@@ -616,10 +660,11 @@ def not_recently_used(snap: Snapshot, options: PlanOptions, ctx: Context
                   for k in used if k.usage and k.usage.last_used]
         return Refusal(
             RefusalReason.RECENTLY_USED,
-            f"{len(used)} key(s) of {snap.store.id} were used in the last {days} day(s): "
-            f"{_ids(listed)}; something may still depend on them, so nothing was changed. "
-            "Find the caller in CloudTrail; pass a smaller "
-            f"{_option(ctx, '--unused-for DAYS')} (0: off) to go on",
+            f"{len(used)} key(s) of {snap.store.id} were used in the last {days} day(s)",
+            "Find the caller in CloudTrail, or pass a smaller "
+            f"{_option(ctx, '--unused-for DAYS')} (0: off)",
+            ("something may still depend on them", *_each(listed),
+             *_new_plan(ctx, "--unused-for DAYS")),
             tuple(k.id for k in used),
         )
     untracked = [k for k in keys if k.usage and not k.usage.last_used and k.creation_date
@@ -655,8 +700,9 @@ def _late(keys: list[Key]) -> list[Key]:
             and k.watch.late]
 
 
-def _blindness(keys: list[Key], what: str, ctx: Context) -> tuple[str, str]:
-    """Why the watch cannot see these keys, and what to do about it."""
+def _blindness(keys: list[Key], what: str, ctx: Context) -> tuple[str, list[str]]:
+    """Why the watch cannot see these keys, and what to do about it (the likeliest fix
+    first; the last: go on unwatched)."""
     causes: set[str] = set()
     hints: list[str] = []
     for key in keys:
@@ -676,15 +722,21 @@ def _blindness(keys: list[Key], what: str, ctx: Context) -> tuple[str, str]:
     if "permission" in text or "not read" in text:
         hints.append("grant cloudtrail:LookupEvents")
     if "budget" in text:
-        hints.append("run again with a larger --watch-budget (the account logs these events "
-                     "faster than they can be read in time)")
+        hints.append("run again with a larger --watch-budget")
     if "failed" in text:
         hints.append("run again (the read of CloudTrail failed)")
     if "event of it" in text:
-        hints.append("check that CloudTrail's Event history of this Region shows the key's "
-                     "events")
+        hints.append("check this Region's CloudTrail Event history for the keys")
     hints.append(f"pass {_option(ctx, '--on-use ignore')} to go on unwatched")
-    return text, ", or ".join(hints)
+    return text, hints
+
+
+def _blind_details(why: str, hints: list[str], ctx: Context) -> tuple[str, ...]:
+    """The detail lines of a watch that cannot see: why, and every way to go on."""
+    budget = ["(the account logs these events faster than they can be read in time)"] \
+        if "budget" in why else []
+    return (f"why: {why}", *budget, f"to go on: {', or '.join(hints)}",
+            *_new_plan(ctx, "--on-use ignore"))
 
 
 def no_use_while_pending(snap: Snapshot, options: PlanOptions, ctx: Context
@@ -699,30 +751,36 @@ def no_use_while_pending(snap: Snapshot, options: PlanOptions, ctx: Context
     used, told = _attempts(pending)
     if used:
         if options.on_use != "cancel":
+            fix = "Find and fix the caller; `ksdelete cancel` stops their deletion"
             action = ("--on-use refuse: nothing was changed; they are still pending deletion "
                       "(`ksdelete cancel` stops it)")
         elif ctx.read_only:
+            fix = "Find the caller; `ksdelete cancel` (or the next run) stops their deletion"
             action = ("this run only reads, so they are still pending deletion: the next run "
                       "that is not a dry run cancels their deletion (--on-use cancel), or "
                       "`ksdelete cancel` now")
         else:
+            fix = "Their deletion is cancelled now; find and fix the caller"
             action = ("their deletion is cancelled now (they come back Disabled: the callers "
                       "still fail, but the keys and the data they protect are safe)")
         return Refusal(
             RefusalReason.USED_WHILE_PENDING,
             f"someone tried to use {len(used)} key(s) of {snap.store.id} while pending "
-            f"deletion: {'; '.join(told[:10])}; {action}. Find and fix the caller; to delete "
-            "a key after all, run ksdelete again without --yes and confirm it",
+            "deletion", fix,
+            (*_each(told), action, "to delete a key after all, run ksdelete again without "
+             "--yes and confirm it"),
             tuple(k.id for k, _ in used),
         )
     blind = _blind(pending)
     if blind:
-        why, hint = _blindness(blind, "scheduled", ctx)
+        why, hints = _blindness(blind, "scheduled", ctx)
         return Refusal(
             RefusalReason.WATCH_BLIND,
-            f"the watch cannot see {len(blind)} key(s) pending deletion in "
-            f"{snap.store.id} ({why}): {_ids([k.id for k in blind])}; nobody can tell whether "
-            f"they are still used, so this run stops here. To go on: {hint}",
+            f"the watch cannot see {len(blind)} pending key(s) of {snap.store.id}",
+            f"To go on: {hints[0]}",
+            (*_blind_details(why, hints, ctx),
+             "whether they are still used is unknown, so this run stops here",
+             *_keys([k.id for k in blind])),
             tuple(k.id for k in blind),
         )
     late = _late(pending)
@@ -745,9 +803,10 @@ def cancel_not_requested(snap: Snapshot, options: PlanOptions, ctx: Context
                        f"a cancel was {ctx.cancel_requested}; confirming lifts it")
     return Refusal(
         RefusalReason.CANCEL_REQUESTED,
-        f"a cancel of this store was {ctx.cancel_requested}: no unattended run goes on after "
-        "it; nothing was changed. A person must confirm again: run `ksdelete STORE` at a "
-        "terminal, without --yes")
+        f"a cancel of {snap.store.id} was requested: no unattended run goes on after it",
+        "A person must confirm again at a terminal (without --yes)",
+        (f"the cancel was {ctx.cancel_requested}",
+         "to confirm: run `ksdelete STORE` at a terminal, without --yes"))
 
 
 def no_use_while_disabled(snap: Snapshot, options: PlanOptions, ctx: Context
@@ -763,20 +822,21 @@ def no_use_while_disabled(snap: Snapshot, options: PlanOptions, ctx: Context
     if used:
         return Refusal(
             RefusalReason.USED_WHILE_DISABLED,
-            f"someone tried to use {len(used)} key(s) of {snap.store.id} that ksdelete "
-            f"disabled to soak: {'; '.join(told[:10])}. Nothing is scheduled; the keys stay "
-            "Disabled. Find and fix the caller, or `ksdelete cancel --enable` to bring them "
-            "back",
+            f"someone tried to use {len(used)} key(s) of {snap.store.id} disabled to soak",
+            "Find and fix the caller, or `ksdelete cancel --enable` to bring them back",
+            (*_each(told), "nothing is scheduled; the keys stay Disabled"),
             tuple(k.id for k, _ in used),
         )
     blind = _blind(soaking)
     if blind:
-        why, hint = _blindness(blind, "disabled", ctx)
+        why, hints = _blindness(blind, "disabled", ctx)
         return Refusal(
             RefusalReason.WATCH_BLIND,
             f"the watch cannot see {len(blind)} key(s) ksdelete disabled to soak in "
-            f"{snap.store.id} ({why}): {_ids([k.id for k in blind])}; a soak that cannot see "
-            f"proves nothing, so nothing is scheduled. To go on: {hint}",
+            f"{snap.store.id}", f"To go on: {hints[0]}",
+            (*_blind_details(why, hints, ctx),
+             "a soak that cannot see proves nothing, so nothing is scheduled",
+             *_keys([k.id for k in blind])),
             tuple(k.id for k in blind),
         )
     return Verdict("no_use_while_disabled", "pass",
@@ -792,11 +852,12 @@ def soak_possible(snap: Snapshot, options: PlanOptions, ctx: Context) -> Refusal
     if enabled and not ctx.interactive:
         return Refusal(
             RefusalReason.SOAK_BROKEN,
-            f"{len(enabled)} key(s) of {snap.store.id} that ksdelete disabled to soak are "
-            f"Enabled again: {_ids(enabled)}; someone needs them. Nothing was changed. Find "
-            "out why; to go on, run ksdelete at a terminal (without --yes) and confirm: "
-            "their soak starts again (they are disabled again for at least the days of "
-            "their first soak) before anything is scheduled",
+            f"{len(enabled)} key(s) of {snap.store.id} disabled to soak are Enabled again: "
+            "someone needs them",
+            "Find out why; to go on, confirm at a terminal (without --yes)",
+            ("once confirmed at the prompt, their soak starts again (they are disabled again for "
+             "at least the days of their first soak) before anything is scheduled",
+             *_keys(enabled)),
             tuple(enabled),
         )
     if options.disable_first_days <= 0:
@@ -809,10 +870,12 @@ def soak_possible(snap: Snapshot, options: PlanOptions, ctx: Context) -> Refusal
     if fresh and state is not ConnectionState.CONNECTED and not options.connect:
         return Refusal(
             RefusalReason.SOAK_IMPOSSIBLE,
-            f"--disable-first needs {snap.store.id} CONNECTED, but it is {state}: its keys "
-            "are Unavailable, DisableKey does not take effect until the store reconnects, and "
-            "every attempt to use them fails anyway, so a soak would prove nothing. Connect "
-            f"it ({_option(ctx, '--connect')}), or {_leave_out(ctx, '--disable-first')}",
+            f"--disable-first needs {snap.store.id} CONNECTED, but it is {state}",
+            f"Connect it ({_option(ctx, '--connect')}), or "
+            f"{_leave_out(ctx, '--disable-first')}",
+            ("its keys are Unavailable, DisableKey does not take effect until the store "
+             "reconnects, and every attempt to use them fails anyway, so a soak would prove "
+             "nothing", *_new_plan(ctx, "--connect"), *_keys([k.id for k in fresh])),
             tuple(k.id for k in fresh),
         )
     return Verdict("soak_possible", "pass",

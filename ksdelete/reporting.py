@@ -152,6 +152,38 @@ def printable(text: str) -> str:
     return text.translate(_CONTROL)
 
 
+def told_before(told: list[str], text: str) -> list[str] | None:
+    """The lines of the message in `told` (printed already) that `text` begins with: the same
+    first line (a refusal raised as an error may add where it happened). None: not told."""
+    first = text.split("\n", 1)[0]
+    for message in told:
+        lines = message.split("\n")
+        if first.startswith(lines[0]):
+            return lines
+    return None
+
+
+def say(told: list[str], text: str, level: str) -> list[str]:
+    """A note's lines as printed: `level: first line` (info: no label), the details indented
+    under it. An error or a refusal is printed once: told again (the plan showed the refusal,
+    then the run stopped on it), only the lines not printed yet (what the run had done)."""
+    first, *rest = text.split("\n")
+    if level in ("error", "refused"):
+        lines = told_before(told, text)
+        if lines is not None:
+            return [printable(f"  {line}") for line in rest if line not in lines]
+        told.append(text)
+    if level == "info":
+        return [printable(first), *(printable(f"  {line}") for line in rest)]
+    return labelled(level, first, rest)
+
+
+def labelled(label: str, first: str, details: Sequence[str] = ()) -> list[str]:
+    """A message as printed: `label: first line`, then each detail line indented under it
+    (every line printable)."""
+    return [printable(f"{label}: {first}"), *(printable(f"  {line}") for line in details)]
+
+
 def _compact_lines(view: PlanView, head: list[str]) -> list[str]:
     """A plan that only waits, in a bounded number of lines whatever the number of keys: the
     keys by state, the checks that did not simply pass, the next step (cron mail)."""
@@ -202,8 +234,9 @@ def view_lines(view: PlanView, *, compact: bool = False) -> list[str]:
     lines.extend(f"  {line}" for line in view.undescribable)
     lines.extend(f"check {c.gate} {c.verdict}" + (f": {c.detail}" if c.detail else "")
                  for c in view.checks)
-    if view.refusal is not None:
-        lines.append(f"refused: {view.refusal}")
+    if view.refusal is not None:  # the first line (what, and the fix), then its details
+        first, *details = view.refusal.split("\n")
+        lines.extend(labelled("refused", first, details))
         return lines
     lines.append("steps:")
     lines.extend(f"  {index}. {step}" for index, step in enumerate(view.steps, 1))
@@ -245,7 +278,7 @@ class PlainReporter:
 
     def shown(self, message: str) -> bool:
         """Whether `message` (or the refusal it begins with) was printed already."""
-        return any(message.startswith(told) for told in self._told)
+        return told_before(self._told, message) is not None
 
     def _tells(self) -> bool:
         """Whether this reporter prints what it is told (--quiet: errors only)."""
@@ -303,11 +336,8 @@ class PlainReporter:
             self._told.append(plan.refusal.message)
 
     def note(self, text: str, *, level: str = "info", target: str = "") -> None:
-        if level == "error":
-            if self.shown(text):
-                return
-            self._told.append(text)
-        self._line(text if level == "info" else f"{level}: {text}", target)
+        for line in say(self._told, text, level):
+            self._line(line, target)
 
     def waiting(self, target: str, until: datetime | None, remaining: int, total: int,
                 now: datetime | None = None) -> None:
@@ -334,9 +364,9 @@ class QuietReporter(PlainReporter):
         return False
 
     def note(self, text: str, *, level: str = "info", target: str = "") -> None:
-        if level == "error" and not self.shown(text):
-            self._told.append(text)
-            super()._line(f"error: {text}", target)
+        if level in ("error", "refused"):
+            for line in say(self._told, text, level):
+                super()._line(line, target)
 
 
 def summary_text(view: RunSummary, *, shown: Callable[[str], bool] | None = None
@@ -346,7 +376,10 @@ def summary_text(view: RunSummary, *, shown: Callable[[str], bool] | None = None
     lines = [view.where] if view.where and view.stores else []
     for s in view.stores:
         # `status` answers where each store stands: its phase, whatever the status.
-        where_now = f" ({s.phase})" if s.phase and s.phase != str(s.status) and (
+        phase = s.phase or ""
+        if phase.startswith(f"{s.status} ("):  # "refused (REASON)": the status is said once
+            phase = phase.removeprefix(f"{s.status} (").removesuffix(")")
+        where_now = f" ({phase})" if phase and phase != str(s.status) and (
             s.status is Status.PENDING or view.command == "status") else ""
         text = f"{s.label}: {s.status}{where_now}, {s.keys_total} key(s) in the store, " \
             f"{s.changes}"

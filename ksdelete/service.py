@@ -186,7 +186,7 @@ def planned_keys(saved: planfile.SavedPlan, app: App) -> dict[str, tuple[Key, ..
             f"{app.identity.region}; nothing was changed", where=str(saved.path),
             hint="Use credentials and --region of the plan's account and Region")
     if refusal is not None:
-        raise RefusedError(refusal.message, where=str(saved.path))
+        raise refusal.as_error(where=str(saved.path))
     return {r.store.id: r.keys for r in planfile.restore(saved) if r.store is not None}
 
 

@@ -22,7 +22,8 @@ def status(executor: Executor, target: Target) -> StoreResult:
         snap, plan = executor.survey(target, result)
         result.status = plan.status or Status.PENDING
         if plan.refusal:
-            result.error = {"code": plan.refusal.reason.value, "message": plan.refusal.message}
+            result.error = {**plan.refusal.as_error().as_json(),
+                            "code": plan.refusal.reason.value}
         elif snap.keys and all(k.pending for k in snap.keys):
             result.resume_after = max((k.deletion_date for k in snap.keys if k.deletion_date),
                                       default=None)

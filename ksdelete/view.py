@@ -264,7 +264,7 @@ def remaining(r: StoreResult) -> str:
             gone = f"; gone at the earliest {fmt_time(r.resume_after)}" if r.resume_after else ""
             return f"{steps} step(s): run without --dry-run{gone}"
         case Status.REFUSED:
-            return "review the refusal; nothing was changed"
+            return "review the refusal above"
         case Status.MISSING:
             return "nothing (the store does not exist)"
         case Status.INTERRUPTED:

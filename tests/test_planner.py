@@ -408,7 +408,8 @@ def test_expect_keys_is_checked_at_the_confirmation_so_later_runs_converge() -> 
     assert plan(gone, PlanOptions(expect_keys=2), NOW, this_run).refusal is None
     wrong = plan(gone, PlanOptions(expect_keys=3), NOW, confirmed).refusal
     assert wrong is not None and wrong.reason is RefusalReason.KEY_COUNT
-    assert "confirmed for 2 key(s)" in wrong.message and "--expect-keys 2" in wrong.message
+    assert "confirmed for deletion with 2 key(s)" in wrong.message
+    assert "--expect-keys 2" in wrong.headline
     saved = Context(approved=ApprovedStore(STORE, "p", StoreType.CLOUDHSM,
                                            frozenset({"k1", "k2"})))
     assert plan(gone, PlanOptions(expect_keys=2), NOW, saved).refusal is None
@@ -565,10 +566,12 @@ def _refusals(ctx: Context) -> list[str]:
 
 def _options_named(message: str) -> set[str]:
     """The options a hint tells the operator to use with the command that printed it: not
-    those of another command it names (`ksdelete cancel`, a dry run that saves a new plan, a
-    run "without --yes"), nor the option a message starts by explaining."""
-    message = re.sub(r"(--[a-z-]+(?: [A-Za-z0-9]+)? in a new plan )?\(ksdelete \S+ --dry-run "
-                     r"[^)]*\)", "", message)
+    those of another command it names (`ksdelete cancel`, a dry run that saves a new plan, an
+    option "in a new plan", a run "without --yes"), nor the option a message starts by
+    explaining."""
+    message = re.sub(r"to save a new plan: ksdelete \S+ --dry-run.*", "", message)
+    message = re.sub(r"--[a-z-]+(?: [A-Za-z0-9]+)? in a new plan", "", message)
+    message = re.sub(r"new plan without --[a-z-]+", "", message)
     message = re.sub(r"`[^`]*`", "", message).replace("without --yes", "")
     message = re.sub(r"^--[a-z-]+ needs", "", message)  # what the plan's option needs
     return set(re.findall(r"--[a-z][a-z-]*", message))

@@ -8,6 +8,7 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import click
 
@@ -24,7 +25,7 @@ from ksdelete.errors import (
 )
 from ksdelete.models import Identity, StoreResult
 from ksdelete.output import document, exit_status, most_severe
-from ksdelete.reporting import Reporter, printable, summary_lines
+from ksdelete.reporting import Reporter, labelled, printable, summary_lines
 
 
 class Invocation:
@@ -86,8 +87,11 @@ class Invocation:
         object, with every store that had already run."""
         if isinstance(exc, AccountRefused) and isinstance(exc.identity, Identity):
             self.identity = exc.identity  # the JSON says whose credentials these are
+        label = "error"
+        details: tuple[str, ...] = ()
         if isinstance(exc, KsdeleteError):
             code, message, error_code = exc.exit_status, str(exc), exc.code
+            label, details = exc.label, exc.details
         elif isinstance(exc, OSError) and exc.errno in DISK_FULL:
             where = f" ({exc.filename})" if exc.filename else ""
             code, error_code = ExitStatus.ERROR, "disk-full"
@@ -97,11 +101,15 @@ class Invocation:
                 f"unexpected {type(exc).__name__}: {exc}", "internal"
         if self.debug:
             traceback.print_exception(exc, file=sys.stderr)
-        click.echo(printable(f"ksdelete: error: {message}"), err=True)
+        # A refusal is labelled as one (a safety check said no), not as an error.
+        click.echo("\n".join(labelled(f"ksdelete: {label}", message, details)), err=True)
         if self.output == "json":
+            error: dict[str, Any] = {"code": error_code, "message": message}
+            if isinstance(exc, KsdeleteError):
+                error = exc.as_json()
             _emit(json.dumps(document(self.command, self.results, int(code),
                                       dry_run=self.dry_run, identity=self.identity,
-                                      error={"code": error_code, "message": message},
+                                      error=error,
                                       plan_id=self.plan_id, run_id=self.run_id),
                              default=str), code)
         else:  # stdout carries the result: what was done before it stopped (the error: above)

@@ -165,3 +165,8 @@ def at_the_prompt(emulator: Emulator, *args: str, keys: bytes | None = None,
     os.close(master)
     validated(out)
     return Run(proc.returncode, out, "".join(seen))
+
+
+def said(error: dict[str, Any]) -> str:
+    """All that an error or a refusal of the JSON says: its first line, then its details."""
+    return "\n".join([error["message"], *error.get("details", [])])

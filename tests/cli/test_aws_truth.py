@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from ksdelete.cli import cli
 from ksdelete.emulator import Emulator
 
-from .helpers import DAY, at_the_prompt, keys_by_id, ksdelete, mutations, seed_one
+from .helpers import DAY, at_the_prompt, keys_by_id, ksdelete, mutations, said, seed_one
 
 
 def client(emulator: Emulator) -> Any:
@@ -82,7 +82,7 @@ def test_a_key_that_cannot_take_the_mark_is_refused_before_anything_changes(
     assert run.exit_code == 4, run.stderr
     store = run.store()
     assert store["phase"]["reason"] == "too-many-tags"
-    message = store["error"]["message"]
+    message = said(store["error"])
     assert full in message and "50" in message and "UntagResource" in message
     assert mutations(emulator) == []  # not one key scheduled, not one tagged
     verdicts = {g["gate"]: g["verdict"] for g in store["gates"]}
@@ -103,7 +103,7 @@ def test_a_soak_needs_room_for_two_marks(emulator: Emulator) -> None:
     run = ksdelete(emulator, "target", "--yes", "--disable-first", "7", "--output", "json")
     assert run.exit_code == 4, run.stderr
     assert run.store()["phase"]["reason"] == "too-many-tags"
-    assert crowded in run.store()["error"]["message"]
+    assert crowded in said(run.store()["error"])
     assert mutations(emulator) == []
 
 
@@ -228,7 +228,7 @@ def test_restarting_a_broken_soak_at_a_terminal_soaks_the_key_again(
     emulator.advance(8 * DAY)
     refused = ksdelete(emulator, "target", "--yes", "--unused-for", "0", "--output", "json")
     assert refused.exit_code == 4 and refused.store()["phase"]["reason"] == "soak-broken"
-    assert "soak starts again" in refused.store()["error"]["message"]
+    assert "soak starts again" in said(refused.store()["error"])
     again = at_the_prompt(emulator, "target", "--unused-for", "0", keys=b"target\n")
     assert again.exit_code == 3, again.stderr
     assert keys_by_id(emulator)[key_id]["KeyState"] == "Disabled"  # soaking again

@@ -6,7 +6,6 @@ makes it fail loudly, and a run holding the store's lock is stopped before its n
 from __future__ import annotations
 
 import io
-import json
 import signal
 import subprocess
 import threading
@@ -22,7 +21,17 @@ from ksdelete.lock import CancelRequest, StoreLock
 from ksdelete.models import Plan, Snapshot, Status
 from ksdelete.reporting import Phase, PhaseState, PlainReporter
 
-from .helpers import KSDELETE, at_the_prompt, env_for, keys_by_id, ksdelete, mutations, seed_one
+from .helpers import (
+    KSDELETE,
+    at_the_prompt,
+    env_for,
+    keys_by_id,
+    ksdelete,
+    mutations,
+    said,
+    seed_one,
+    validated,
+)
 from .test_review_undo import deny, kms_client
 
 ACCOUNT = "123456789012"  # the emulator's account
@@ -51,8 +60,8 @@ def test_cancel_fails_while_a_key_it_cannot_describe_may_be_pending(emulator: Em
     run = ksdelete(emulator, "cancel", "target", "--yes", "--output", "json")
     assert run.exit_code == 1, run.stderr
     store = run.store()
-    assert hidden in store["error"]["message"]
-    assert "possibly pending" in store["error"]["message"]
+    assert hidden in said(store["error"])
+    assert "possibly pending" in said(store["error"])
     assert any(hidden in w and "possibly pending" in w for w in store["warnings"])
     outcomes = {k["id"]: k for k in store["key_outcomes"]}
     assert outcomes[hidden]["outcome"] == "unknown"
@@ -80,7 +89,7 @@ def test_the_brake_recovers_every_journalled_key_while_listkeys_fails(emulator: 
     store = run.store()
     outcomes = {k["id"]: k["outcome"] for k in store["key_outcomes"]}
     assert outcomes == dict.fromkeys(ids, "recovered")
-    message = store["error"]["message"]
+    message = said(store["error"])
     assert "ListKeys" in message and "could not be checked" in message
 
 
@@ -133,7 +142,7 @@ def test_ctrl_c_during_cancel_reports_every_keys_outcome_so_far(emulator: Emulat
             break
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, "".join(seen) + err
-    store = json.loads(out)["stores"][0]
+    store = validated(out)["stores"][0]
     outcomes = {k["id"]: k["outcome"] for k in store["key_outcomes"]}
     assert sorted(outcomes) == ids
     cancelled = {a["key_id"] for a in store["actions"]
@@ -186,8 +195,8 @@ def test_cancel_stops_a_run_holding_the_lock_and_waits_for_it(emulator: Emulator
     calls = len(mutations(emulator))
     refused = ksdelete(emulator, "target", "--yes", "--output", "json")
     assert refused.exit_code == 4, refused.stderr
-    assert "cancel" in refused.store()["error"]["message"]
-    assert "requested" in refused.store()["error"]["message"]
+    assert "cancel" in said(refused.store()["error"])
+    assert "requested" in said(refused.store()["error"])
     assert len(mutations(emulator)) == calls
     request = CancelRequest(lock_dir(tmp_path), ACCOUNT, "us-east-1", target["id"])
     assert request.read() is not None
@@ -247,7 +256,7 @@ def test_cancel_during_a_planning_run_of_150_keys_leaves_no_key_pending(
     assert pending(emulator, ids) == []
     assert run.store()["run_in_progress"]["stopped"] is True
     assert proc.returncode == 4, "".join(seen)
-    message = json.loads(out[0])["stores"][0]["error"]["message"]
+    message = said(validated(out[0])["stores"][0]["error"])
     assert "cancel" in message and "requested" in message
 
 
@@ -318,7 +327,7 @@ def test_the_brake_recovers_a_saved_plans_keys_without_journal_or_scan(
     store = run.store()
     assert {k["id"]: k["outcome"] for k in store["key_outcomes"]} == \
         dict.fromkeys(ids, "recovered")
-    assert "could not be checked" in store["error"]["message"]
+    assert "could not be checked" in said(store["error"])
 
 
 def test_a_second_cancel_is_no_run_to_stop(emulator: Emulator, tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from ksdelete.cache import cache_path
 from ksdelete.cli import cli
 from ksdelete.emulator import Emulator
 
-from .helpers import DAY, keys_by_id, ksdelete, mutations, seed_one
+from .helpers import DAY, keys_by_id, ksdelete, mutations, said, seed_one, validated
 
 ACCOUNT = "123456789012"  # the emulator's
 
@@ -132,7 +132,7 @@ def test_a_key_hidden_by_a_wrong_cache_is_found_before_the_store_is_disconnected
     assert last.exit_code == 4, last.stderr
     store = last.store()
     assert [k["id"] for k in store["keys"]] == [hidden]
-    assert hidden in store["error"]["message"]
+    assert hidden in said(store["error"])
     assert "DisconnectCustomKeyStore" not in {m["operation"] for m in mutations(emulator)}
     stores = {s["CustomKeyStoreId"]: s for s in emulator.state()["stores"]}
     assert stores[target["id"]]["ConnectionState"] == "CONNECTED"
@@ -155,7 +155,7 @@ def test_the_cache_of_one_endpoint_is_not_used_for_another(emulator: Emulator) -
     result = CliRunner().invoke(cli, ["status", "target", "--output", "json", "--endpoint-url",
                                       other_endpoint, "--region", "us-east-1"])
     assert result.exit_code == 3, result.stderr
-    keys = {k["id"] for k in json.loads(result.stdout)["stores"][0]["keys"]}
+    keys = {k["id"] for k in validated(result.stdout)["stores"][0]["keys"]}
     assert keys == set(target["key_ids"])
     files = sorted(first.parent.glob("membership-*.json"))
     assert len(files) == 2  # one per endpoint

@@ -11,7 +11,7 @@ from typing import Any
 
 from ksdelete.emulator import Emulator
 
-from .helpers import DAY, Run, at_the_prompt, keys_by_id, ksdelete, mutations, seed_one
+from .helpers import DAY, Run, at_the_prompt, keys_by_id, ksdelete, mutations, said, seed_one
 from .test_gates import client
 
 
@@ -35,7 +35,7 @@ def refused_for(run: Run, key_id: str) -> str:
     assert run.exit_code == 4, run.stderr
     store = run.store()
     assert store["status"] == "refused", store
-    message = str(store["error"]["message"])
+    message = str(said(store["error"]))
     assert key_id in message, message
     return message
 
@@ -277,8 +277,8 @@ def test_apply_of_a_plan_over_two_stores_is_all_or_nothing(emulator: Emulator,
     run = ksdelete(emulator, "apply", str(path), "--output", "json")
     assert run.exit_code == 4, run.stderr
     assert [s["status"] for s in run.json()["stores"]] == ["refused", "refused"]
-    assert added in run.store(1)["error"]["message"]
-    assert "all or nothing" in run.store(0)["error"]["message"]
+    assert added in said(run.store(1)["error"])
+    assert "all or nothing" in said(run.store(0)["error"])
     assert run.store(0)["phase"]["reason"] == "all-or-nothing"
     assert run.store(1)["phase"]["reason"] == "outside-saved-plan"
     assert mutations(emulator) == before  # nothing scheduled (nor marked) in either store
@@ -357,7 +357,7 @@ def test_material_orphaned_by_a_disconnect_between_runs_needs_the_waiver(
                        "--output", "json", "--journal", str(where))
         assert run.exit_code == 4, run.stderr
         assert run.store()["phase"]["reason"] == "orphaned-key-material"
-        message = run.store()["error"]["message"]
+        message = said(run.store()["error"])
         assert all(k in message for k in target["key_ids"]), message
         assert "--allow-orphaned-key-material" in message
         assert mutations(emulator) == before  # the store is still there, nothing changed

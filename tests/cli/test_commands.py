@@ -14,7 +14,7 @@ from ksdelete import gateway, permissions
 from ksdelete.cli import cli
 from ksdelete.emulator import Emulator
 
-from .helpers import KSDELETE, at_the_prompt, env_for, seed_one
+from .helpers import KSDELETE, at_the_prompt, env_for, seed_one, validated
 
 
 def test_installed_entry_point_with_aws_endpoint_url(emulator: Emulator) -> None:
@@ -23,7 +23,7 @@ def test_installed_entry_point_with_aws_endpoint_url(emulator: Emulator) -> None
                           env=env_for(emulator), capture_output=True, text=True, timeout=120,
                           stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["stores"][0]["status"] == "planned"
+    assert validated(proc.stdout)["stores"][0]["status"] == "planned"
     assert "\x1b[" not in proc.stderr  # not a terminal: plain lines
 
 
@@ -126,7 +126,7 @@ def test_click_usage_errors_are_one_line_and_json_when_asked() -> None:
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("ksdelete: error: ")
     assert "--pending-window-days" in proc.stderr and "--help" in proc.stderr
-    doc = json.loads(proc.stdout)
+    doc = validated(proc.stdout)
     assert doc["exit_code"] == 2 and doc["error"]["code"] == "usage"
 
 

@@ -16,7 +16,7 @@ import pytest
 from ksdelete.emulator import Emulator
 from ksdelete.journal import read_entries
 
-from .helpers import DAY, Run, keys_by_id, ksdelete, mutations, seed_one
+from .helpers import DAY, Run, keys_by_id, ksdelete, mutations, said, seed_one
 
 
 def test_dry_run_changes_nothing(emulator: Emulator) -> None:
@@ -111,7 +111,7 @@ def test_disconnected_cloudhsm_store_is_refused_without_connect(emulator: Emulat
     run = ksdelete(emulator, "target", "--yes", "--output", "json")
     assert run.exit_code == 4
     assert run.store()["status"] == "refused"
-    assert "--connect" in run.store()["error"]["message"]
+    assert "--connect" in said(run.store()["error"])
     assert emulator.state() == before
     assert mutations(emulator) == []
 
@@ -149,7 +149,7 @@ def test_an_undescribable_key_refuses_the_run(emulator: Emulator) -> None:
     assert run.exit_code == 4
     store = run.store()
     assert store["status"] == "refused"
-    assert "could not be described" in store["error"]["message"]
+    assert "could not be described" in said(store["error"])
     assert "AccessDenied" in run.stderr
     assert mutations(emulator) == []
     assert emulator.state() == locked
@@ -170,8 +170,8 @@ def test_keys_appearing_during_the_window_refuse_the_delete(emulator: Emulator) 
     # Nobody confirmed the new key: the run refuses and changes nothing, not even the store.
     assert second.exit_code == 4
     assert second.store()["status"] == "refused"
-    assert new_id in second.store()["error"]["message"]
-    assert "--include-new-keys" in second.store()["error"]["message"]
+    assert new_id in said(second.store()["error"])
+    assert "--include-new-keys" in said(second.store()["error"])
     assert emulator.state() == before
     dry = ksdelete(emulator, "target", "--dry-run", "--output", "json")
     assert dry.exit_code == 4  # the dry run shows the same refusal
@@ -210,7 +210,7 @@ def test_missing_store_is_an_error_unless_missing_ok(emulator: Emulator) -> None
     run = ksdelete(emulator, "cks-0000000000000000a", "--yes", "--output", "json")
     assert run.exit_code == 1
     assert run.store()["status"] == "missing"
-    assert "no custom key store" in run.store()["error"]["message"]
+    assert "no custom key store" in said(run.store()["error"])
     ok = ksdelete(emulator, "cks-0000000000000000a", "--yes", "--missing-ok")
     assert ok.exit_code == 0
 

@@ -13,7 +13,7 @@ from botocore.exceptions import ClientError
 
 from ksdelete.emulator import Emulator
 
-from .helpers import DAY, at_the_prompt, keys_by_id, ksdelete, mutations, seed_one
+from .helpers import DAY, at_the_prompt, keys_by_id, ksdelete, mutations, said, seed_one
 
 APP_KEY = "AKIAAPPLICATION0001"  # the application's access key: its own caller in CloudTrail
 
@@ -49,8 +49,8 @@ def test_a_recently_used_key_refuses_and_unused_for_waives(emulator: Emulator) -
     run = ksdelete(emulator, "target", "--yes", "--output", "json")
     assert run.exit_code == 4, run.stderr
     assert error_code(run) == "recently-used"
-    assert used in run.store()["error"]["message"]
-    assert "Encrypt" in run.store()["error"]["message"]
+    assert used in said(run.store()["error"])
+    assert "Encrypt" in said(run.store()["error"])
     assert mutations(emulator) == []
     usage = {k["id"]: k["last_usage"] for k in run.store()["keys"]}
     assert usage[used]["operation"] == "Encrypt" and usage[used]["last_used"]
@@ -71,8 +71,8 @@ def test_grants_to_aws_services_refuse_until_allowed(emulator: Emulator) -> None
     run = ksdelete(emulator, "target", "--yes", "--output", "json")
     assert run.exit_code == 4, run.stderr
     assert error_code(run) == "service-grants"
-    assert granted in run.store()["error"]["message"]
-    assert "rds.us-east-1.amazonaws.com" in run.store()["error"]["message"]
+    assert granted in said(run.store()["error"])
+    assert "rds.us-east-1.amazonaws.com" in said(run.store()["error"])
     assert mutations(emulator) == []
     allowed = ksdelete(emulator, "target", "--yes", "--allow-service-grants")
     assert allowed.exit_code == 3, allowed.stderr
@@ -86,11 +86,11 @@ def test_protected_tags_and_the_expected_key_count(emulator: Emulator) -> None:
     protected = ksdelete(emulator, "target", "--yes", "--protect-tag", "keep=yes",
                          "--output", "json")
     assert protected.exit_code == 4 and error_code(protected) == "protected-tag"
-    assert tagged in protected.store()["error"]["message"]
+    assert tagged in said(protected.store()["error"])
     assert ksdelete(emulator, "target", "--dry-run", "--protect-tag", "keep=no").exit_code == 0
     wrong = ksdelete(emulator, "target", "--yes", "--expect-keys", "2", "--output", "json")
     assert wrong.exit_code == 4 and error_code(wrong) == "unexpected-key-count"
-    assert "--expect-keys 3" in wrong.store()["error"]["message"]
+    assert "--expect-keys 3" in said(wrong.store()["error"])
     assert len(mutations(emulator)) == before
     assert ksdelete(emulator, "target", "--yes", "--expect-keys", "3").exit_code == 3
 
@@ -121,7 +121,7 @@ def test_an_attempt_to_use_a_pending_key_stops_the_next_run(emulator: Emulator,
     run = ksdelete(emulator, "target", "--yes", "--on-use", on_use, "--output", "json")
     assert run.exit_code == 4, run.stderr
     assert error_code(run) == "used-while-pending"
-    message = run.store()["error"]["message"]
+    message = said(run.store()["error"])
     assert wanted in message and "Encrypt" in message and APP_KEY in message
     keys = keys_by_id(emulator)
     others = set(target["key_ids"]) - {wanted}
@@ -187,7 +187,7 @@ def test_a_use_attempt_during_the_soak_refuses(emulator: Emulator) -> None:
     emulator.advance(8 * DAY)
     run = ksdelete(emulator, "target", "--yes", "--disable-first", "7", "--output", "json")
     assert run.exit_code == 4, run.stderr
-    assert error_code(run) == "used-while-disabled" and wanted in run.store()["error"]["message"]
+    assert error_code(run) == "used-while-disabled" and wanted in said(run.store()["error"])
     assert not [c for c in mutations(emulator) if c["operation"] == "ScheduleKeyDeletion"]
 
 
@@ -195,7 +195,7 @@ def test_a_soak_refuses_a_disconnected_store(emulator: Emulator) -> None:
     seed_one(emulator, type="EXTERNAL_KEY_STORE", state="DISCONNECTED", keys=1)
     run = ksdelete(emulator, "target", "--yes", "--disable-first", "7", "--output", "json")
     assert run.exit_code == 4 and error_code(run) == "soak-impossible"
-    assert "Unavailable" in run.store()["error"]["message"]
+    assert "Unavailable" in said(run.store()["error"])
 
 
 # ---- the leftovers report -------------------------------------------------------------------

@@ -11,7 +11,7 @@ import pytest
 
 from ksdelete.emulator import Emulator
 
-from .helpers import DAY, at_the_prompt, keys_by_id, ksdelete, mutations, seed_one
+from .helpers import DAY, at_the_prompt, keys_by_id, ksdelete, mutations, said, seed_one
 from .test_gates import app_uses, client
 
 
@@ -48,7 +48,7 @@ def test_one_key_the_remedy_cannot_cancel_does_not_leave_the_others_pending(
     # The run fails (AWS refused the cancel), says the key in use is STILL pending, and
     # still names who used what.
     assert run.exit_code == 1, run.stderr
-    message: str = run.store()["error"]["message"]
+    message: str = said(run.store()["error"])
     assert stuck in message and "still pending deletion" in message
     assert "Encrypt" in message and "used-while-pending" in json.dumps(run.store()["phase"])
     assert "AccessDeniedException" in message
@@ -85,7 +85,7 @@ def test_a_soaked_key_enabled_again_refuses_a_run_without_disable_first(
     run = ksdelete(emulator, "target", "--yes", "--unused-for", "0", "--output", "json")
     assert run.exit_code == 4, run.stderr
     assert run.store()["phase"]["reason"] == "soak-broken"
-    assert wanted in run.store()["error"]["message"]
+    assert wanted in said(run.store()["error"])
     assert not [c for c in mutations(emulator) if c["operation"] == "ScheduleKeyDeletion"]
 
 
@@ -179,7 +179,7 @@ def test_a_read_only_run_does_not_claim_it_cancelled_a_key_in_use(
     assert run.exit_code == 4, run.stderr
     assert cancels(emulator) == []
     assert keys_by_id(emulator)[wanted]["KeyState"] == "PendingDeletion"
-    message: str = run.store()["error"]["message"]
+    message: str = said(run.store()["error"])
     assert wanted in message
     assert "cancelled now" not in message and "are safe" not in message, message
     assert "still pending deletion" in message

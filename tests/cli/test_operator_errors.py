@@ -13,7 +13,7 @@ import pytest
 
 from ksdelete.emulator import Emulator
 
-from .helpers import ksdelete, mutations, seed_one
+from .helpers import ksdelete, mutations, said, seed_one
 
 
 def test_a_full_disk_under_the_lock_file_says_so_and_changes_nothing(
@@ -26,7 +26,7 @@ def test_a_full_disk_under_the_lock_file_says_so_and_changes_nothing(
     monkeypatch.setattr(os, "pwrite", full)
     run = ksdelete(emulator, "target", "--yes", "--output", "json")
     assert run.exit_code == 1, run.stderr
-    message = run.store()["error"]["message"]
+    message = said(run.store()["error"])
     assert "unexpected" not in message and "unexpected" not in run.stderr
     assert "the disk is full" in message and "lock" in message
     assert "Free space" in message  # what to do
@@ -48,7 +48,7 @@ def test_any_disk_full_error_says_so(tmp_path: Path, emulator: Emulator,
     monkeypatch.setattr(os, "mkdir", full)
     run = ksdelete(emulator, "target", "--yes", "--output", "json")
     assert run.exit_code in (1, 2), run.stderr
-    message = run.json()["error"]["message"]
+    message = said(run.json()["error"])
     assert "the disk is full" in message and "unexpected" not in message
     assert mutations(emulator) == []
 
@@ -67,7 +67,7 @@ def test_a_full_disk_under_the_saved_plan_says_so(
     run = ksdelete(emulator, "target", "--dry-run", "--save-plan", str(tmp_path / "plan.json"),
                    "--output", "json")
     assert run.exit_code == 2, run.stderr
-    message = run.json()["error"]["message"]
+    message = said(run.json()["error"])
     assert message.startswith("cannot write the plan file: the disk is full"), message
     assert "Free space on the file system" in message
 
@@ -115,7 +115,7 @@ def test_a_profile_that_does_not_exist_is_named(emulator: Emulator,
     monkeypatch.setenv("AWS_PROFILE", "nope")
     run = ksdelete(emulator, "status", "target", "--output", "json")
     assert run.exit_code == 2, run.stderr
-    message = run.json()["error"]["message"]
+    message = said(run.json()["error"])
     assert "profile 'nope' not found" in message and "None" not in message
     assert "AWS_PROFILE" in message
 
@@ -133,7 +133,7 @@ def test_a_kms_without_get_key_last_usage_names_the_boto3_needed_and_the_way_out
     emulator.configure(unknown_operations="GetKeyLastUsage")
     run = ksdelete(emulator, "target", "--yes", "--output", "json")
     assert run.exit_code == 4, run.stderr
-    message = run.store()["error"]["message"]
+    message = said(run.store()["error"])
     assert "UnknownOperationException" in message
     assert "boto3 >= 1.42.97" in message and "--unused-for 0" in message
     assert "Grant kms:GetKeyLastUsage" not in message  # not a permission problem
@@ -164,7 +164,7 @@ def test_a_botocore_without_get_key_last_usage_names_the_boto3_needed(
     seed_one(emulator, keys=1)
     run = ksdelete(emulator, "target", "--dry-run", "--output", "json")
     assert run.exit_code == 4, run.stderr
-    message = run.store()["error"]["message"]
+    message = said(run.store()["error"])
     assert "boto3 >= 1.42.97" in message and "--unused-for 0" in message
 
 
@@ -181,8 +181,8 @@ def test_a_store_locked_by_another_run_past_max_wait_is_pending(emulator: Emulat
     result = run.store()
     assert result["status"] == "pending"
     assert result["error"]["code"] == "locked"
-    assert "another ksdelete run is still working on" in result["error"]["message"]
-    assert "--max-wait" in result["error"]["message"]
+    assert "another ksdelete run is still working on" in said(result["error"])
+    assert "--max-wait" in said(result["error"])
     assert mutations(emulator) == []
 
 

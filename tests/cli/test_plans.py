@@ -14,7 +14,17 @@ from ksdelete import permissions, planfile
 from ksdelete.cli import cli
 from ksdelete.emulator import Emulator
 
-from .helpers import DAY, Run, at_the_prompt, keys_by_id, ksdelete, mutations, seed_one
+from .helpers import (
+    DAY,
+    Run,
+    at_the_prompt,
+    keys_by_id,
+    ksdelete,
+    mutations,
+    said,
+    seed_one,
+    validated,
+)
 
 
 def kms_client(emulator: Emulator) -> Any:
@@ -106,7 +116,7 @@ def test_an_edited_plan_file_is_a_usage_error(emulator: Emulator, tmp_path: Path
     before = mutations(emulator)
     run = apply(emulator, path, tmp_path / "j.jsonl")
     assert run.exit_code == 2
-    assert "edited" in run.json()["error"]["message"]
+    assert "edited" in said(run.json()["error"])
     assert mutations(emulator) == before
 
 
@@ -143,14 +153,14 @@ def test_a_plan_for_another_account_or_region_is_refused(emulator: Emulator,
     before = emulator.state()
     run = apply(emulator, elsewhere, tmp_path / "j.jsonl")
     assert run.exit_code == 4, run.stderr
-    assert "account 123456789012, but the plan" in run.json()["error"]["message"]
+    assert "account 123456789012, but the plan" in said(run.json()["error"])
     # Another Region (the last --region wins over the helper's).
     result = CliRunner().invoke(cli, ["apply", str(path), "--endpoint-url", emulator.endpoint_url,
                                       "--region", "eu-west-1", "--journal",
                                       str(tmp_path / "j.jsonl"), "--output", "json"],
                                 catch_exceptions=False)
     assert result.exit_code == 4, result.stderr
-    assert "the Region is eu-west-1" in json.loads(result.stdout)["error"]["message"]
+    assert "the Region is eu-west-1" in said(validated(result.stdout)["error"])
     assert emulator.state() == before
 
 
@@ -164,8 +174,8 @@ def test_a_key_added_after_the_plan_is_refused(emulator: Emulator, tmp_path: Pat
     run = apply(emulator, path, tmp_path / "j.jsonl")
     assert run.exit_code == 4, run.stderr
     assert run.store()["status"] == "refused"
-    assert new_id in run.store()["error"]["message"]
-    assert "not in the saved plan" in run.store()["error"]["message"]
+    assert new_id in said(run.store()["error"])
+    assert "not in the saved plan" in said(run.store()["error"])
     assert emulator.state() == before
     # A key the plan does not name that someone already scheduled is no obstacle.
     kms_client(emulator).schedule_key_deletion(KeyId=new_id, PendingWindowInDays=7)
@@ -184,7 +194,7 @@ def test_a_cancel_between_two_applies_is_refused(emulator: Emulator, tmp_path: P
     before = emulator.state()
     run = apply(emulator, path, tmp_path / "b.jsonl")  # another machine: the marks tell
     assert run.exit_code == 4, run.stderr
-    message = run.store()["error"]["message"]
+    message = said(run.store()["error"])
     assert "cancelled" in message
     assert emulator.state() == before
     assert {keys_by_id(emulator)[k]["KeyState"] for k in target["key_ids"]} == {"Disabled"}
@@ -259,8 +269,8 @@ def test_show_plan_renders_the_saved_plan_without_aws(emulator: Emulator,
                                  catch_exceptions=False)
     assert as_json.exit_code == 0
     assert len(emulator.calls()) == calls  # no AWS call at all
-    doc = json.loads(as_json.stdout)
-    dry = json.loads(ksdelete(emulator, "target", "--dry-run", "--output", "json",
+    doc = validated(as_json.stdout)
+    dry = validated(ksdelete(emulator, "target", "--dry-run", "--output", "json",
                               "--pending-window-days", "7").stdout)
     assert doc["plan_id"] == plan_id and doc["command"] == "show-plan"
     store, live = doc["stores"][0], dry["stores"][0]
@@ -288,7 +298,7 @@ def test_a_plan_for_aws_is_refused_against_another_endpoint(emulator: Emulator,
     run = apply(emulator, path, tmp_path / "j.jsonl")
     assert run.exit_code == 4, run.stdout
     assert run.json()["plan_id"] == doc["digest"][:12] and run.json()["stores"] == []
-    message = run.json()["error"]["message"]
+    message = said(run.json()["error"])
     assert "the plan" in message and "AWS's own KMS endpoint" in message
     assert emulator.endpoint_url in message
     assert len(emulator.calls()) == calls  # not even GetCallerIdentity
@@ -305,8 +315,8 @@ def test_a_plan_for_one_endpoint_is_refused_against_another(emulator: Emulator,
                                           "--region", "us-east-1", "--journal", journal,
                                           "--output", "json"], catch_exceptions=False)
         assert result.exit_code == 4, result.stderr
-        message = json.loads(result.stdout)["error"]["message"]
-        assert f"the plan was made against {emulator.endpoint_url}" in message, message
+        message = said(validated(result.stdout)["error"])
+        assert f"the plan's endpoint: {emulator.endpoint_url}" in message, message
         assert f"--endpoint-url {emulator.endpoint_url}" in result.stderr
     # The plan's own endpoint, spelled with a trailing slash, is the same endpoint.
     same = ksdelete(emulator, "apply", str(path), "--journal", journal, "--output", "json",
@@ -346,7 +356,7 @@ def test_a_key_pending_in_the_plan_and_cancelled_since_is_refused(emulator: Emul
     before = emulator.state()
     run = apply(emulator, path, tmp_path / "j.jsonl")
     assert run.exit_code == 4, run.stderr
-    error = run.store()["error"]["message"]
+    error = said(run.store()["error"])
     assert first in error and "no longer pending" in error
     assert f"ksdelete {target['id']}" in error  # how a person takes it from here
     assert emulator.state() == before
@@ -371,12 +381,12 @@ def test_a_plan_file_that_is_not_a_regular_file_or_too_large_is_a_usage_error(
                                   env=env_for(emulator), capture_output=True, text=True,
                                   timeout=30)
             assert proc.returncode == 2, proc.stderr
-            assert "not a regular file" in json.loads(proc.stdout)["error"]["message"]
+            assert "not a regular file" in said(validated(proc.stdout)["error"])
     huge = tmp_path / "huge.json"
     with huge.open("wb") as out:
         out.truncate(planfile.MAX_PLAN_BYTES + 1)
     run = apply(emulator, huge, tmp_path / "j.jsonl")
-    assert run.exit_code == 2 and "larger than" in run.json()["error"]["message"]
+    assert run.exit_code == 2 and "larger than" in said(run.json()["error"])
     path = tmp_path / "real" / "plan.json"
     path.parent.mkdir()
     save(emulator, path, "target")
@@ -473,7 +483,7 @@ def test_ctrl_c_during_apply_then_apply_again(emulator: Emulator, tmp_path: Path
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130
-    doc = json.loads(out)
+    doc = validated(out)
     assert doc["plan_id"] == plan_id and doc["stores"][0]["status"] == "interrupted"
     states = [keys_by_id(emulator)[k]["KeyState"] for k in target["key_ids"]]
     assert "PendingDeletion" in states and "Enabled" in states  # stopped half way

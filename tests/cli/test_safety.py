@@ -4,7 +4,6 @@ thing, or act without saying what it did."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -27,7 +26,9 @@ from .helpers import (
     keys_by_id,
     ksdelete,
     mutations,
+    said,
     seed_one,
+    validated,
 )
 from .test_delete import wait_run_while
 
@@ -85,7 +86,7 @@ def test_global_options_before_the_subcommand(emulator: Emulator) -> None:
     result = raw(emulator, "--region", "us-east-1", "--output", "json", "cancel", "target",
                  "--yes")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["command"] == "cancel"
+    assert validated(result.stdout)["command"] == "cancel"
     assert {c["operation"] for c in mutations(emulator)[before:]} == {"CancelKeyDeletion",
                                                                       "TagResource"}
     status = raw(emulator, "-q", "status", "target")
@@ -101,7 +102,7 @@ def test_one_unknown_store_stops_the_whole_run(emulator: Emulator) -> None:
     run = ksdelete(emulator, "target", "no-such-store", "other", "--yes", "--output", "json")
     assert run.exit_code == 1
     assert [s["status"] for s in run.json()["stores"]] == ["skipped", "missing", "skipped"]
-    assert "could not be resolved" in run.store(0)["error"]["message"]
+    assert "could not be resolved" in said(run.store(0)["error"])
     assert mutations(emulator) == [] and emulator.state() == before
     # --missing-ok: the unknown one is not an error, the others go ahead.
     ok = ksdelete(emulator, "target", "no-such-store", "--yes", "--missing-ok",
@@ -122,7 +123,7 @@ def test_an_id_shaped_store_is_looked_up_as_an_id_only(emulator: Emulator) -> No
     run = ksdelete(emulator, "cks-0000000000000000a", "--yes", "--output", "json")
     assert run.exit_code == 1
     assert run.store()["status"] == "missing"
-    assert named in run.store()["error"]["message"]  # the hint names the store that has it
+    assert named in said(run.store()["error"])  # the hint names the store that has it
     assert len(mutations(emulator)) == before
 
 
@@ -140,7 +141,7 @@ def test_a_store_argument_that_is_one_stores_id_and_anothers_name_is_refused(
     before = len(mutations(emulator))
     run = ksdelete(emulator, target["id"], "--yes", "--output", "json")
     assert run.exit_code == 4
-    assert "is the ID of" in run.store()["error"]["message"]
+    assert "is the ID of" in said(run.store()["error"])
     assert len(mutations(emulator)) == before
 
 
@@ -167,7 +168,7 @@ def test_a_name_reused_by_a_new_store_is_not_acted_on(emulator: Emulator, tmp_pa
     before = emulator.state()
     run = ksdelete(emulator, "target", "--yes", "--journal", journal, "--output", "json")
     assert run.exit_code == 4, run.stderr
-    message = run.store()["error"]["message"]
+    message = said(run.store()["error"])
     assert old["id"] in message and new["id"] in message and "pass its ID" in message
     assert emulator.state() == before
     # By ID, the operator can still act on the new store deliberately.
@@ -184,7 +185,7 @@ def test_the_journal_is_scoped_by_region(emulator: Emulator, tmp_path: Path) -> 
                                       "--endpoint-url", emulator.endpoint_url,
                                       "--region", "eu-west-1", "--output", "json"])
     assert result.exit_code == 1, result.output
-    doc = json.loads(result.stdout)
+    doc = validated(result.stdout)
     assert doc["region"] == "eu-west-1" and doc["stores"][0]["status"] == "missing"
 
 
@@ -201,7 +202,7 @@ def test_who_and_where_are_shown_and_the_account_can_be_guarded(emulator: Emulat
     refused = ksdelete(emulator, "target", "--yes", "--account-id", "111122223333",
                        "--output", "json")
     assert refused.exit_code == 4
-    assert "not 111122223333" in refused.json()["error"]["message"]
+    assert "not 111122223333" in said(refused.json()["error"])
     assert refused.json()["account"] == "123456789012"  # whose credentials these are
     # Only GetCallerIdentity (STS) was asked: no KMS call at all.
     assert [c["operation"] for c in emulator.calls()[calls:]] == []
@@ -224,7 +225,7 @@ def test_a_key_created_during_a_wait_run_stops_it_before_the_disconnect(
 
     run = wait_run_while(emulator, target["key_ids"][0], intruder)
     assert run.exit_code == 4, run.stderr
-    message = run.store()["error"]["message"]
+    message = said(run.store()["error"])
     assert created[0] in message and "already done by this run: " in message
     assert "ScheduleKeyDeletion" in message.split("already done by this run: ")[1]
     operations = [c["operation"] for c in mutations(emulator)]
@@ -268,7 +269,7 @@ def test_a_cloudhsm_store_disconnected_during_the_wait_stops_the_run(emulator: E
 
     run = wait_run_while(emulator, target["key_ids"][0], saboteur)
     assert run.exit_code == 4, run.stderr
-    message = run.store()["error"]["message"]
+    message = said(run.store()["error"])
     assert "orphaned" in message and all(k in message for k in target["key_ids"])
     assert "--connect" in message and "ksdelete cancel" in message
     assert "DeleteCustomKeyStore" not in [c["operation"] for c in mutations(emulator)]
@@ -331,8 +332,8 @@ def test_an_aws_outage_on_describe_key_is_an_error_not_a_key_policy(emulator: Em
     assert run.exit_code == 1, run.stderr
     store = run.store()
     assert store["status"] == "error"
-    assert "KMSInternalException" in store["error"]["message"]
-    assert "kms:DescribeKey" not in store["error"]["message"]
+    assert "KMSInternalException" in said(store["error"])
+    assert "kms:DescribeKey" not in said(store["error"])
     assert {k["error_code"] for k in store["undescribable"]} == {"KMSInternalException"}
     assert len(store["undescribable"]) == 2 + 3 + 2  # every key of the account and Region
     assert mutations(emulator) == []
@@ -377,7 +378,7 @@ def test_a_signal_during_wait_stops_cleanly_with_json(emulator: Emulator, sig: i
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == code, err
-    doc = json.loads(out)
+    doc = validated(out)
     assert doc["exit_code"] == code
     assert doc["stores"][0]["status"] == status
     assert sorted(a["operation"] for a in doc["stores"][0]["actions"]) == \
@@ -432,7 +433,7 @@ def test_two_concurrent_final_runs_both_end_deleted(emulator: Emulator, tmp_path
     outcomes = [p.communicate(timeout=120) for p in procs]
     for proc, (out, err) in zip(procs, outcomes, strict=True):
         assert proc.returncode == 0, err
-        assert json.loads(out)["stores"][0]["status"] == "deleted"
+        assert validated(out)["stores"][0]["status"] == "deleted"
     assert any("lock" in err for _, err in outcomes)  # one of them said it waited
     deletes = [c for c in mutations(emulator) if c["operation"] == "DeleteCustomKeyStore"]
     assert len(deletes) == 1
@@ -503,7 +504,7 @@ def test_a_signal_during_a_change_waits_until_the_change_is_recorded(
     out, err = proc.communicate(timeout=90)
     emulator.configure(latency_ms=0.0)
     assert proc.returncode == 143, err
-    actions = json.loads(out)["stores"][0]["actions"]
+    actions = validated(out)["stores"][0]["actions"]
     assert [(a["operation"], a["outcome"]) for a in actions] == [("DeleteCustomKeyStore", "ok")]
     assert store["id"] not in {s["CustomKeyStoreId"] for s in emulator.state()["stores"]}
     after = ksdelete(emulator, "status", store["id"], "--journal", str(journal),

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ksdelete.emulator import Emulator
 
-from .helpers import DAY, keys_by_id, ksdelete, mutations, seed_one
+from .helpers import DAY, keys_by_id, ksdelete, mutations, said, seed_one
 
 
 def phase(emulator: Emulator, ref: str = "target", *extra: str) -> tuple[int, str]:
@@ -104,7 +104,7 @@ def test_cancel_reports_keys_already_deleted(emulator: Emulator, tmp_path: Path)
     run = ksdelete(emulator, "cancel", "target", "--yes", "--journal", journal,
                    "--output", "json")
     assert run.exit_code == 1  # nothing could be recovered
-    assert run.store()["error"]["message"] == "all 2 key(s) were already deleted; nothing " \
+    assert said(run.store()["error"]) == "all 2 key(s) were already deleted; nothing " \
         "to recover"
     assert {k["outcome"] for k in run.store()["key_outcomes"]} == {"already-deleted"}
     warning = " ".join(run.store()["warnings"])
@@ -131,7 +131,7 @@ def test_cancel_of_a_deleted_store_says_nothing_can_be_undone(emulator: Emulator
                    "--output", "json")
     assert run.exit_code == 1
     assert run.store()["status"] == "missing"
-    assert "was deleted at" in run.store()["error"]["message"]
+    assert "was deleted at" in said(run.store()["error"])
 
 
 def test_cancel_plan_in_json_names_the_cancel_step(emulator: Emulator) -> None:

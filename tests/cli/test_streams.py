@@ -5,7 +5,6 @@ exactly one JSON document."""
 from __future__ import annotations
 
 import io
-import json
 
 import pytest
 from rich.console import Console
@@ -22,7 +21,7 @@ from ksdelete.models import (
     StoreType,
 )
 
-from .helpers import at_the_prompt, ksdelete, seed_one
+from .helpers import at_the_prompt, ksdelete, seed_one, validated
 
 
 def test_the_plan_of_a_dry_run_is_on_stdout(emulator: Emulator) -> None:
@@ -41,7 +40,7 @@ def test_json_stdout_is_one_document_and_the_plan_goes_to_stderr(emulator: Emula
     for args in (["target", "--dry-run"], ["status", "target"], ["report", "target"],
                  ["target", "--yes", "--expect-keys", "5"], ["status", "nope"]):
         run = ksdelete(emulator, *args, "--output", "json")
-        doc = json.loads(run.stdout)  # exactly one document, nothing else
+        doc = validated(run.stdout)  # exactly one document, nothing else
         assert doc["schema_version"] == 2, args
     run = ksdelete(emulator, "target", "--dry-run", "--output", "json")
     assert "ScheduleKeyDeletion for 2 key(s)" in run.stderr
@@ -89,15 +88,18 @@ def test_the_live_view_shows_a_refusal_once() -> None:
     reporter = RichReporter(console, auto_refresh=False)
     store = KeyStore("cks-1234567890abcdef0", "p", StoreType.EXTERNAL,
                      ConnectionState.CONNECTED)
-    refusal = Refusal(RefusalReason.KEY_COUNT, "it holds 0 key(s), but --expect-keys says 5")
+    refusal = Refusal(RefusalReason.KEY_COUNT, "it holds 0 key(s), but --expect-keys says 5",
+                      "Check the store, then pass --expect-keys 0", ("keys: none",))
     reporter.start(command="delete", dry_run=False)
     bound = reporter.for_store(store.id)
     bound.begin()
     bound.plan(Snapshot(store, ()), Plan(store.id, (), refusal=refusal))
-    bound.note(f"{refusal.message} (this run changed nothing) ({store.id})", level="error")
+    bound.note(refusal.as_error(where=store.id).text, level="refused")
     reporter.finish([])
     text = console.file.getvalue()  # type: ignore[attr-defined]
     assert text.count("but --expect-keys says 5") == 1, text
+    assert text.count("keys: none") == 1, text
+    assert "refused: it holds" in text and "error" not in text, text
 
 
 def test_every_line_of_a_store_names_it_even_the_gateways_retries(emulator: Emulator) -> None:
@@ -121,4 +123,4 @@ def test_a_declined_plan_is_said_under_its_own_store(emulator: Emulator) -> None
     run = at_the_prompt(emulator, "other", "target", keys=b"n\n")
     assert run.exit_code == 4, run.stderr
     declined = [line for line in run.stderr.splitlines() if "not confirmed" in line]
-    assert declined and all(" other: error: " in line for line in declined), run.stderr
+    assert declined and all(" other: refused: " in line for line in declined), run.stderr

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from ksdelete.cli import cli
 from ksdelete.emulator import Emulator
 
-from .helpers import DAY, Run, keys_by_id, ksdelete, mutations, seed_one
+from .helpers import DAY, Run, keys_by_id, ksdelete, mutations, said, seed_one, validated
 
 EXAMPLES = Path(__file__).resolve().parent.parent.parent / "examples"
 
@@ -83,13 +83,13 @@ def test_expect_keys_still_guards_the_confirmation(emulator: Emulator) -> None:
     seed_one(emulator, keys=3)
     run = ksdelete(emulator, "target", "--yes", "--expect-keys", "2", "--output", "json")
     assert run.exit_code == 4
-    assert "--expect-keys 3" in run.store()["error"]["message"]
+    assert "--expect-keys 3" in said(run.store()["error"])
     assert mutations(emulator) == []
     # A later run of a deletion confirmed for 3 keys still holds it to 3.
     assert ksdelete(emulator, "target", "--yes", "--expect-keys", "3").exit_code == 3
     again = ksdelete(emulator, "target", "--yes", "--expect-keys", "2", "--output", "json")
     assert again.exit_code == 4, again.stderr
-    assert "--expect-keys 3" in again.store()["error"]["message"]
+    assert "--expect-keys 3" in said(again.store()["error"])
 
 
 def test_a_configured_region_or_endpoint_that_conflicts_with_the_plan_is_still_refused(
@@ -103,13 +103,13 @@ def test_a_configured_region_or_endpoint_that_conflicts_with_the_plan_is_still_r
     monkeypatch.setenv("AWS_REGION", "eu-west-1")
     run = bare("apply", str(plan), "--journal", journal, "--output", "json")
     assert run.exit_code == 4, run.stderr
-    assert "the Region is eu-west-1, but the plan" in run.json()["error"]["message"]
+    assert "the Region is eu-west-1, but the plan" in said(run.json()["error"])
     monkeypatch.delenv("AWS_REGION")
 
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # another endpoint
     run = bare("apply", str(plan), "--journal", journal, "--output", "json")
     assert run.exit_code == 4, run.stderr
-    assert f"the plan was made against {emulator.endpoint_url}" in run.json()["error"]["message"]
+    assert f"the plan's endpoint: {emulator.endpoint_url}" in said(run.json()["error"])
     assert mutations(emulator) == []
 
 
@@ -138,7 +138,7 @@ def test_the_cron_script_runs_with_only_credentials_and_tells_outcomes_apart(
 
     first = cron(plan)
     assert first.returncode == 0 and first.stdout == "", first.stderr  # 3: nothing to say
-    assert json.loads((tmp_path / "log" / "payments.json").read_text())["exit_code"] == 3
+    assert validated((tmp_path / "log" / "payments.json").read_text())["exit_code"] == 3
 
     edited = tmp_path / "edited.json"
     doc = json.loads(plan.read_text())

@@ -11,7 +11,7 @@ import boto3
 
 from ksdelete.emulator import Emulator
 
-from .helpers import DAY, at_the_prompt, keys_by_id, ksdelete, mutations, seed_one
+from .helpers import DAY, at_the_prompt, keys_by_id, ksdelete, mutations, said, seed_one
 
 
 def kms_client(emulator: Emulator) -> Any:
@@ -33,7 +33,7 @@ def test_one_key_that_cannot_be_cancelled_does_not_stop_the_others(emulator: Emu
     run = ksdelete(emulator, "cancel", "target", "--yes", "--output", "json")
     assert run.exit_code == 1, run.stderr
     store = run.store()
-    assert stuck in store["error"]["message"]
+    assert stuck in said(store["error"])
     outcomes = {k["id"]: k for k in store["key_outcomes"]}
     assert outcomes[stuck]["outcome"] == "still-pending"
     assert outcomes[stuck]["error"]["code"] == "AccessDeniedException"
@@ -80,7 +80,7 @@ def _unattended_run_refuses(emulator: Emulator, journal: str, cancelled: set[str
     calls = len(mutations(emulator))
     run = ksdelete(emulator, "target", "--yes", "--journal", journal, "--output", "json")
     assert run.exit_code == 4, run.stderr
-    message = run.store()["error"]["message"]
+    message = said(run.store()["error"])
     assert all(k in message for k in cancelled) and "without --yes" in message
     assert emulator.state() == before and len(mutations(emulator)) == calls
 
@@ -108,7 +108,7 @@ def test_after_a_hand_cancel_of_one_key_unattended_runs_refuse(emulator: Emulato
     _unattended_run_refuses(emulator, journal, {victim})
     _unattended_run_refuses(emulator, str(tmp_path / "empty.jsonl"), {victim})
     run = ksdelete(emulator, "target", "--yes", "--output", "json")
-    assert "cancelled outside ksdelete" in run.store()["error"]["message"]
+    assert "cancelled outside ksdelete" in said(run.store()["error"])
 
 
 def test_a_fresh_interactive_confirmation_lists_and_reschedules_cancelled_keys(
@@ -169,6 +169,6 @@ def test_cancel_by_a_name_now_held_by_another_store_is_refused(emulator: Emulato
     calls = len(mutations(emulator))
     run = ksdelete(emulator, "cancel", "target", "--yes", "--connect", "--output", "json")
     assert run.exit_code == 4, run.stderr
-    assert old["id"] in run.store()["error"]["message"] and new["id"] in \
-        run.store()["error"]["message"]
+    assert old["id"] in said(run.store()["error"]) and new["id"] in \
+        said(run.store()["error"])
     assert len(mutations(emulator)) == calls

@@ -16,7 +16,7 @@ from botocore.exceptions import ClientError
 
 from ksdelete.emulator import Emulator
 
-from .helpers import KSDELETE, env_for, keys_by_id, ksdelete, mutations, seed_one
+from .helpers import KSDELETE, env_for, keys_by_id, ksdelete, mutations, said, seed_one
 
 APP_KEY = "AKIAAPPLICATION0001"
 APP_ARN = "arn:aws:iam::123456789012:role/billing-app"
@@ -89,7 +89,7 @@ def test_decrypt_encrypt_by_alias_and_generate_data_key_cancel_exactly_those_key
     assert watched.exit_code == 4, watched.stderr
     store = watched.store()
     assert store["phase"]["reason"] == "used-while-pending"
-    message = store["error"]["message"]
+    message = said(store["error"])
     for key_id, operation in ((first, "Decrypt"), (second, "Encrypt"),
                               (third, "GenerateDataKey")):
         assert f"{key_id}: {operation} by {APP_ARN} at " in message
@@ -109,7 +109,7 @@ def test_a_failed_create_grant_on_a_pending_key_is_a_use(emulator: Emulator) -> 
     emulator.advance(600)
     run = ksdelete(emulator, "target", "--yes", "--output", "json")
     assert run.exit_code == 4, run.stderr
-    assert f"{granted}: CreateGrant by {APP_ARN}" in run.store()["error"]["message"]
+    assert f"{granted}: CreateGrant by {APP_ARN}" in said(run.store()["error"])
     assert cancelled(emulator) == [granted]
 
 
@@ -127,14 +127,14 @@ def test_an_attempt_buried_in_thousands_of_calls_is_found_or_the_watch_is_blind(
     short = ksdelete(emulator, "target", "--yes", "--watch-budget", "4s", "--output", "json")
     assert short.exit_code == 4, short.stderr
     assert short.store()["phase"]["reason"] == "watch-blind"
-    message = short.store()["error"]["message"]
+    message = said(short.store()["error"])
     assert "Decrypt events could not be read to the end within the watch budget" in message
     assert "--watch-budget" in message and "no use attempted" not in short.stderr
     assert cancelled(emulator) == []
     # The default budget reads them all and finds the attempt under the others.
     run = ksdelete(emulator, "target", "--yes", "--output", "json")
     assert run.exit_code == 4, run.stderr
-    assert f"{used}: Decrypt by {APP_ARN}" in run.store()["error"]["message"]
+    assert f"{used}: Decrypt by {APP_ARN}" in said(run.store()["error"])
     assert cancelled(emulator) == [used]
     assert {keys_by_id(emulator)[k]["KeyState"] for k in others} == {"PendingDeletion"}
 
@@ -153,7 +153,7 @@ def test_late_delivery_is_not_blindness_and_a_late_attempt_is_caught(
     emulator.advance(400)  # both delivered
     seen = ksdelete(emulator, "status", "target", "--output", "json")
     assert seen.exit_code == 4, seen.stderr
-    assert f"{used}: Encrypt by {APP_ARN}" in seen.store()["error"]["message"]
+    assert f"{used}: Encrypt by {APP_ARN}" in said(seen.store()["error"])
     run = ksdelete(emulator, "target", "--yes")
     assert run.exit_code == 4 and cancelled(emulator) == [used]
 
@@ -165,7 +165,7 @@ def test_no_anchor_after_the_allowance_is_blind_and_says_so(emulator: Emulator) 
     run = ksdelete(emulator, "status", "target", "--output", "json")
     assert run.exit_code == 4, run.stderr
     assert run.store()["phase"]["reason"] == "watch-blind"
-    message = run.store()["error"]["message"]
+    message = said(run.store()["error"])
     assert "no ScheduleKeyDeletion event of it in CloudTrail" in message
     assert "more than CloudTrail's delivery allowance" in message
     assert "grant cloudtrail:LookupEvents" not in message  # not a permission problem
@@ -242,11 +242,11 @@ def test_a_trail_log_group_catches_the_same_attempts_in_a_few_calls(emulator: Em
     missing = ksdelete(emulator, "target", "--yes", "--watch-log-group", "no-such-group",
                        "--output", "json")
     assert missing.exit_code == 4 and missing.store()["phase"]["reason"] == "watch-blind"
-    assert "ResourceNotFoundException" in missing.store()["error"]["message"]
+    assert "ResourceNotFoundException" in said(missing.store()["error"])
     run = ksdelete(emulator, "target", "--yes", "--watch-log-group", "org-trail",
                    "--output", "json")
     assert run.exit_code == 4, run.stderr
-    message = run.store()["error"]["message"]
+    message = said(run.store()["error"])
     for key_id, operation in ((first, "Decrypt"), (second, "Encrypt"),
                               (third, "CreateGrant")):
         assert f"{key_id}: {operation} by {APP_ARN}" in message
