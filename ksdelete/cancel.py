@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 
-from ksdelete import planner
+from ksdelete import marks, planner
 from ksdelete.errors import (
     AwsError,
     KeyNotFound,
@@ -32,11 +32,10 @@ from ksdelete.errors import (
     StoreNotFoundError,
     UsageError,
 )
-from ksdelete.executor import Confirm, Executor, Target, not_pending, tag_value
+from ksdelete.executor import Confirm, Executor, StoreRun, Target
 from ksdelete.journal import ScheduledKey
 from ksdelete.lock import CancelRequest, StoreLock
 from ksdelete.models import (
-    CANCELLED_TAG,
     PENDING_DELETION,
     ConnectionState,
     Context,
@@ -53,13 +52,13 @@ from ksdelete.models import (
     UndescribableKey,
 )
 from ksdelete.reporting import Phase, PhaseState
+from ksdelete.run.act import cancel_deletion, mark_cancelled
 
 MORE_PASSES = 10  # re-scans for keys a concurrent run scheduled meanwhile
 PASS_PAUSE = 1.0  # seconds between them
 # How long cancel goes on cancelling while a run holding the store's lock comes to a stop
 # (it stops before its next point of no return; a --wait run notices within a poll).
 RUN_STOP_TIMEOUT = 15 * 60.0
-RESTORED = "restored="  # added to the ksdelete:cancelled mark once --enable restored the key
 RECOVERED = "recovered"
 STILL_PENDING = "still-pending"
 ALREADY_DELETED = "already-deleted"
@@ -101,11 +100,12 @@ class _Undo:
     """What one cancel knows and did: every key it cancelled (in order), the store's members
     as last scanned, keys it could not describe, and what it could not check."""
 
-    def __init__(self, executor: Executor, result: StoreResult, store: KeyStore,
+    def __init__(self, executor: Executor, run: StoreRun, store: KeyStore,
                  matched_by: str, planned: tuple[Key, ...] = ()) -> None:
         self.planned = planned  # the saved plan's keys of this store (`cancel --plan`)
         self.executor = executor
-        self.result = result
+        self.run = run
+        self.result = run.result
         self.store = store
         self.matched_by = matched_by
         self.candidates: list[_Candidate] = []
@@ -158,7 +158,7 @@ class _Undo:
         it; a scan that fails is recorded as not checked (None)."""
         unreadable: dict[str, AwsError] = {}
         try:
-            snap = self.executor.snapshot(self.store.id, self.matched_by, self.result,
+            snap = self.executor.snapshot(self.run, self.store.id, self.matched_by,
                                           all_marks=True, unreadable_marks=unreadable)
         except (StoreNotFoundError, UsageError):
             raise
@@ -186,10 +186,10 @@ def cancel(executor: Executor, target: Target, *, enable: bool, connect: bool,
     `planned`: the keys of each store a saved plan lists (cancelled first, with the
     journal's)."""
 
-    def body(target: Target, result: StoreResult) -> None:
-        _cancel(executor, target, result, enable=enable, connect=connect, confirm=confirm,
-                planned=tuple((planned or {}).get(target.store.id if target.store else "",
-                                                   ())))
+    def body(run: StoreRun) -> None:
+        store_id = run.target.store.id if run.target.store else ""
+        _cancel(executor, run, enable=enable, connect=connect, confirm=confirm,
+                planned=tuple((planned or {}).get(store_id, ())))
 
     return executor.guarded(target, body, gone_is_done=False)
 
@@ -216,8 +216,9 @@ def _engage(executor: Executor, store_id: str) -> _Brake:
     return _Brake(lock, request, holder, held=holder is None)
 
 
-def _cancel(executor: Executor, target: Target, result: StoreResult, *, enable: bool,
-            connect: bool, confirm: Confirm, planned: tuple[Key, ...] = ()) -> None:
+def _cancel(executor: Executor, run: StoreRun, *, enable: bool, connect: bool,
+            confirm: Confirm, planned: tuple[Key, ...] = ()) -> None:
+    target, result = run.target, run.result
     assert target.store is not None
     store = target.store
     matched_by = target.matched_by or "id"
@@ -225,7 +226,7 @@ def _cancel(executor: Executor, target: Target, result: StoreResult, *, enable: 
     pinned = planner.name_pinned(shell, PlanOptions(), Context(pin=target.pin))
     if isinstance(pinned, Refusal):  # a name now held by another store: not the one we meant
         raise RefusedError(pinned.message, where=store.id)
-    undo = _Undo(executor, result, store, matched_by, planned)
+    undo = _Undo(executor, run, store, matched_by, planned)
     brake = _engage(executor, store.id)
     try:
         _brake_then_facts(undo, brake, shell, enable=enable, connect=connect, confirm=confirm)
@@ -334,7 +335,7 @@ def _brake_then_facts(undo: _Undo, brake: _Brake, shell: Snapshot, *, enable: bo
         current = gw.describe_store(store_id=store.id)
         if current and current.connection_state in (ConnectionState.DISCONNECTED,
                                                     ConnectionState.FAILED):
-            executor.connect(store.id, result)
+            executor.connect(undo.run, store.id)
     if enable:
         mine = {c.key_id for c in recovered}
         undo.restore_errors = _restore(executor, result, _to_restore(
@@ -471,9 +472,7 @@ def _cancel_all(executor: Executor, result: StoreResult, candidates: list[_Candi
     for done, candidate in enumerate(candidates, 1):
         key = members.get(candidate.key_id) or Key(candidate.key_id, candidate.arn, "", store_id)
         try:
-            executor.mutate(result, "CancelKeyDeletion",
-                            partial(executor.gw.cancel_key_deletion, candidate.arn), key=key,
-                            already=not_pending)
+            cancel_deletion(executor.services, result, key, candidate.arn)
         except AwsError as exc:  # one key's error must not leave the others pending
             candidate.error = exc
             hint = HINTS.get(exc.aws_code, "run `ksdelete cancel` again")
@@ -514,13 +513,11 @@ def _leave_evidence(executor: Executor, result: StoreResult, recovered: list[_Ca
     be tagged). The `ksdelete:scheduled` mark stays: together they keep unattended runs off."""
     who = executor.identity.caller_arn
     now = executor.stamp()
-    value = tag_value(f"{now} by={who}")
+    value = marks.cancelled(now, by=who)
     for c in recovered:
         key = members.get(c.key_id) or Key(c.key_id, c.arn, "", "")
         try:
-            executor.mutate(result, "TagResource",
-                            partial(executor.tag_after_cancel, c.arn, {CANCELLED_TAG: value}),
-                            key=key)
+            mark_cancelled(executor.services, result, key, value, c.arn)
         except AwsError as exc:
             result.warnings.append(f"{c.key_id}: could not record the cancel on the key "
                                    f"({exc.aws_code}); the ksdelete:scheduled mark still "
@@ -547,7 +544,7 @@ def _to_restore(keys: list[Key], recovered: set[str]) -> list[Key]:
     return [k for k in keys if not k.pending and (
         k.id in recovered
         or (k.marks is not None and k.marks.cancelled is not None
-            and RESTORED not in k.marks.cancelled))]
+            and not marks.is_restored(k.marks.cancelled)))]
 
 
 def _restore(executor: Executor, result: StoreResult, keys: list[Key],
@@ -575,9 +572,7 @@ def _restore(executor: Executor, result: StoreResult, keys: list[Key],
                 continue
             cancelled = (key.marks.cancelled if key.marks and key.marks.cancelled else
                          f"{now} by={executor.identity.caller_arn}")
-            executor.mutate(result, "TagResource", partial(
-                executor.tag_after_cancel, key.arn,
-                {CANCELLED_TAG: tag_value(f"{cancelled} {RESTORED}{now}")}), key=key)
+            mark_cancelled(executor.services, result, key, marks.restored(cancelled, now))
         except AwsError as exc:
             errors[key.id] = exc
             executor.reporter.note(f"{key.id}: could not restore its state: {exc.aws_code}: "

@@ -14,11 +14,11 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
+from ksdelete import marks as codec
+from ksdelete.marks import DISABLED_TAG, SCHEDULED_TAG
 from ksdelete.models import (
-    DISABLED_TAG,
     MAX_SOAK_DAYS,
     MAX_TAGS_PER_KEY,
-    SCHEDULED_TAG,
     Attempt,
     ConnectionState,
     Context,
@@ -349,6 +349,16 @@ def cancelled_keys(snap: Snapshot, ctx: Context) -> list[Key]:
         or (trail is not None and trail.of(k.id) is not None))]
 
 
+def cancelled_while_waiting(key: Key, done: str) -> Refusal | None:
+    """A key the run waits on that reads back, settled, as no longer pending deletion:
+    someone cancelled it, and the run stops there (`done`: what it had already done)."""
+    if key.pending:
+        return None
+    return Refusal(RefusalReason.CANCELLED_KEYS,
+                   f"key {key.id} is no longer pending deletion (it is {key.state}): "
+                   f"someone cancelled it; {done}", key_ids=(key.id,))
+
+
 def _mark_says_pending(key: Key, ctx: Context) -> bool:
     marks = key.marks
     if marks is None or not marks.any:
@@ -377,7 +387,7 @@ def _trail_text(snap: Snapshot) -> str:
 
 def _cancel_story(key: Key, snap: Snapshot, ctx: Context) -> str:
     marks = key.marks
-    scheduled = (marks.scheduled or "").split(" ", 1)[0] if marks and marks.scheduled else ""
+    scheduled = codec.time_text(marks.scheduled) if marks else ""
     scheduled = f"scheduled {scheduled}, " if scheduled else ""
     if marks and marks.cancelled:
         return f"{scheduled}cancelled {marks.cancelled.replace(' by=', ' by ')}"
