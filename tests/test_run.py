@@ -31,7 +31,15 @@ from ksdelete.retry import RetryPolicy
 from ksdelete.run import converge, survey
 from ksdelete.run.base import USAGE_REUSE, WATCH_INTERVAL, Pending
 from ksdelete.run.steps import HANDLERS
-from tests.cli.helpers import seed_one
+
+
+def seed_one(emulator: Emulator, *, keys: int = 3, other: int = 2) -> None:
+    """A CONNECTED CloudHSM store 'target', another store 'other' and some plain keys."""
+    emulator.seed({"region": "us-east-1", "plain_keys": 5, "stores": [
+        {"name": "target", "type": "AWS_CLOUDHSM", "connection_state": "CONNECTED",
+         "keys": keys, "aliases": True},
+        {"name": "other", "type": "AWS_CLOUDHSM", "connection_state": "CONNECTED",
+         "keys": other}]})
 
 
 class Clock:
