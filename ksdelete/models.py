@@ -13,7 +13,11 @@ from enum import StrEnum
 from typing import Any
 
 from ksdelete import marks as codec
-from ksdelete.marks import CANCELLED_TAG, DISABLED_TAG, SCHEDULED_TAG
+
+# The marks' tag names live with their codec (ksdelete.marks); re-exported here.
+from ksdelete.marks import CANCELLED_TAG as CANCELLED_TAG
+from ksdelete.marks import DISABLED_TAG as DISABLED_TAG
+from ksdelete.marks import SCHEDULED_TAG as SCHEDULED_TAG
 
 
 class StoreType(StrEnum):
