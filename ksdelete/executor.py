@@ -35,9 +35,11 @@ from ksdelete.models import (
     Key,
     KeyStore,
     Leftovers,
+    PhaseName,
     Plan,
     Snapshot,
     Status,
+    StorePhase,
     StoreResult,
 )
 from ksdelete.reporting import Reporter, StoreReporter
@@ -235,7 +237,7 @@ class Executor:
                             "message": "stopped by SIGTERM" if terminated
                             else "interrupted by the operator"}
         if result.status is Status.DELETED:
-            result.phase = "deleted"
+            result.phase = StorePhase.of(PhaseName.DELETED)
         elif result.status is Status.PENDING and result.store is not None:
             # Where the run stopped, from what it saw last (not the plan it started with).
             result.phase = planner.phase_of(Snapshot(result.store, result.keys), None)[1]
@@ -348,7 +350,7 @@ class Executor:
             if refusal is None:
                 continue
             result.status = Status.REFUSED
-            result.phase = f"refused ({refusal.reason})"
+            result.phase = planner.refused_phase(refusal)
             result.error = {"code": "refused", "message": refusal.message}
             self.reporter = self.reporters.for_store(state.run.target.ref)
             self.reporter.begin()

@@ -11,7 +11,7 @@ from dataclasses import replace
 
 from ksdelete.errors import StoreNotFoundError
 from ksdelete.executor import Executor, StoreRun, Target
-from ksdelete.models import STORE_ID, Key, Status, StoreResult
+from ksdelete.models import STORE_ID, Key, PhaseName, Status, StorePhase, StoreResult
 
 
 def status(executor: Executor, target: Target) -> StoreResult:
@@ -63,8 +63,9 @@ def report(executor: Executor, target: Target) -> StoreResult:
         result.store = store
         result.leftovers = executor.leftovers(store_id, store=store, keys=keys)
         result.status = Status.PENDING if store is not None else Status.DELETED
-        result.phase = "leftovers" if store is None else f"leftovers (store exists, " \
-            f"{len(keys)} key(s))"
+        result.phase = StorePhase.of(PhaseName.LEFTOVERS, "" if store is None
+                                     else f"(store exists, {len(keys)} key(s))",
+                                     keys=len(keys))
         # What is left is the result: the CLI prints it (stdout, or the JSON).
 
     # A store that is gone is reported from the journal, not an error; any other failure to

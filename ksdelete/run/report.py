@@ -8,7 +8,16 @@ from dataclasses import replace
 from typing import Any
 
 from ksdelete.errors import JournalError, StoreNotFoundError
-from ksdelete.models import STORE_ID, Outcome, Plan, Snapshot, Status, phase_name
+from ksdelete.models import (
+    STORE_ID,
+    Outcome,
+    PhaseName,
+    Plan,
+    Snapshot,
+    Status,
+    StorePhase,
+    phase_name,
+)
 from ksdelete.planner import phase_of
 from ksdelete.reporting import Phase, PhaseState
 from ksdelete.run.store import StoreRun
@@ -63,7 +72,7 @@ def report(run: StoreRun) -> None:
         a.outcome == Outcome.OK for a in result.actions) and result.status is Status.PENDING
     last = last_report(run, store_id)
     if result.status is Status.DELETED:
-        result.repeated = last is not None and last.get("store_phase") == "deleted"
+        result.repeated = last is not None and last.get("store_phase") == PhaseName.DELETED
     plan_warnings = list(result.plan.warnings) if result.plan else []
     warnings = sorted(set(plan_warnings + result.warnings))
     key_ids = sorted(k.id for k in result.keys)
@@ -95,25 +104,25 @@ def not_found(run: StoreRun, exc: StoreNotFoundError, *, gone_is_done: bool) -> 
     if store_id and gone_is_done and not deleted_at and approved:
         # A store of the saved plan that no longer exists: the plan is the evidence that
         # it was meant to go (its name is never looked up again).
-        result.status, result.phase = Status.DELETED, "deleted"
+        result.status, result.phase = Status.DELETED, StorePhase.of(PhaseName.DELETED)
         note = f"{store_id} of the saved plan no longer exists: done"
         result.warnings.append(note)
         reporter.phase(Phase.DISCOVER, PhaseState.DONE, note)
         return
     if deleted_at and gone_is_done:
         # Already gone, with evidence: our own journal saw it deleted. Not an error.
-        result.status, result.phase = Status.DELETED, "deleted"
+        result.status, result.phase = Status.DELETED, StorePhase.of(PhaseName.DELETED)
         note = f"already deleted at {deleted_at} (per the journal)"
         if store_id != target.ref:
             note = f"{store_id} was {note}"
         result.warnings.append(note)
         last = last_report(run, store_id) if store_id else None
-        if last is not None and last.get("store_phase") == "deleted":
+        if last is not None and last.get("store_phase") == PhaseName.DELETED:
             result.repeated = True  # said once is enough (cron mails every run's output)
         else:
             reporter.phase(Phase.DISCOVER, PhaseState.DONE, note)
         return
-    result.status, result.phase = Status.MISSING, "not-found"
+    result.status, result.phase = Status.MISSING, StorePhase.of(PhaseName.NOT_FOUND)
     reporter.phase(Phase.DISCOVER, PhaseState.FAILED, exc.what)
     if deleted_at:
         exc.what += f"; {store_id} was deleted at {deleted_at} (per the journal)"
