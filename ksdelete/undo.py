@@ -6,19 +6,39 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 
 from ksdelete.errors import AwsError, KsdeleteError, StoreNotFoundError, UsageError
 from ksdelete.executor import Executor, StoreRun
 from ksdelete.journal import ScheduledKey
-from ksdelete.models import Key, KeyStore, Snapshot, Status, StoreResult, UndescribableKey
+from ksdelete.models import (
+    Key,
+    KeyStore,
+    Outcome,
+    Snapshot,
+    Status,
+    StoreResult,
+    UndescribableKey,
+)
 from ksdelete.reporting import Phase, PhaseState
 from ksdelete.run.act import cancel_deletion
 
-RECOVERED = "recovered"
-STILL_PENDING = "still-pending"
-ALREADY_DELETED = "already-deleted"
-UNKNOWN = "unknown"  # could not be described: possibly a pending key of the store; untouched
-NOT_ATTEMPTED = "not-attempted"  # the cancel was interrupted before this key's turn
+
+class KeyOutcome(StrEnum):
+    """What a cancel leaves each key as (key_outcomes[].outcome)."""
+
+    RECOVERED = "recovered"
+    STILL_PENDING = "still-pending"
+    ALREADY_DELETED = "already-deleted"
+    UNKNOWN = "unknown"  # could not be described: possibly a pending key of the store; untouched
+    NOT_ATTEMPTED = "not-attempted"  # the cancel was interrupted before this key's turn
+
+
+RECOVERED = KeyOutcome.RECOVERED
+STILL_PENDING = KeyOutcome.STILL_PENDING
+ALREADY_DELETED = KeyOutcome.ALREADY_DELETED
+UNKNOWN = KeyOutcome.UNKNOWN
+NOT_ATTEMPTED = KeyOutcome.NOT_ATTEMPTED
 
 HINTS = {
     "AccessDeniedException": "the key policy or IAM denies kms:CancelKeyDeletion: grant it to "
@@ -90,7 +110,7 @@ class Undo:
         settled = {k.id for k in snap.keys if not k.pending}
         self.candidates = [c for c in self.candidates if not (
             c.key_id in settled and c.error is None
-            and answer(self.result, c.key_id) == "already-done")]
+            and answer(self.result, c.key_id) == Outcome.ALREADY_DONE)]
 
     def cancel(self, new: list[Candidate]) -> None:
         seen = self.seen()
@@ -129,7 +149,7 @@ def counts(undo: Undo) -> str:
     """What the cancel really did, for the screen."""
     outcomes = [c.outcome for c in undo.candidates]
     enabled = sum(1 for a in undo.result.actions if a.operation == "EnableKey"
-                  and a.outcome == "ok")
+                  and a.outcome == Outcome.OK)
     text = (f"{outcomes.count(RECOVERED)} recovered, {enabled} re-enabled, "
             f"{outcomes.count(STILL_PENDING)} still pending, "
             f"{outcomes.count(ALREADY_DELETED)} already deleted")
@@ -177,9 +197,9 @@ def answered(undo: Undo, candidate: Candidate) -> str:
     if candidate.error is not None:
         return STILL_PENDING
     said = answer(undo.result, candidate.key_id)
-    if said in ("ok", "already-done"):
+    if said in (Outcome.OK, Outcome.ALREADY_DONE):
         return RECOVERED
-    if said == "already-gone":
+    if said == Outcome.ALREADY_GONE:
         return ALREADY_DELETED
     return NOT_ATTEMPTED
 

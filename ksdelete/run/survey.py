@@ -21,6 +21,7 @@ from ksdelete.models import (
     KeyStore,
     Leftovers,
     Marks,
+    Outcome,
     Plan,
     Refusal,
     RefusalReason,
@@ -316,7 +317,7 @@ def act_elsewhere(run: StoreRun, store_id: str) -> None:
         there = StoreResult(ref=other, store=store)
         remedy(svc.start(Target(other, store), there, run.reporter), plan, snap)
         cancelled = [a.key_id for a in there.actions
-                     if a.operation == "CancelKeyDeletion" and a.outcome == "ok"]
+                     if a.operation == "CancelKeyDeletion" and a.outcome == Outcome.OK]
         result.warnings.append(f"while waiting on {store_id}: {verdict.message}"
                                + (f" (cancelled: {', '.join(k for k in cancelled if k)})"
                                   if cancelled else ""))
