@@ -35,13 +35,12 @@ from ksdelete.models import (
     Key,
     KeyStore,
     Leftovers,
-    PhaseName,
     Plan,
     Snapshot,
     Status,
-    StorePhase,
     StoreResult,
 )
+from ksdelete.phase import PhaseName, StorePhase
 from ksdelete.reporting import Reporter, StoreReporter
 from ksdelete.run import act, connection, converge, report, survey
 from ksdelete.run.base import Confirm, Pending, RunOptions, Target

@@ -25,7 +25,6 @@ from ksdelete.models import (
     Context,
     Identity,
     Key,
-    PhaseName,
     Plan,
     PlanOptions,
     Refusal,
@@ -34,10 +33,10 @@ from ksdelete.models import (
     Status,
     Step,
     StepKind,
-    StorePhase,
     StoreType,
     Verdict,
 )
+from ksdelete.phase import PhaseName, StorePhase
 from ksdelete.reporting import fmt_time
 
 MIN_WINDOW_DAYS = 7

@@ -11,7 +11,8 @@ from dataclasses import replace
 
 from ksdelete.errors import StoreNotFoundError
 from ksdelete.executor import Executor, StoreRun, Target
-from ksdelete.models import STORE_ID, Key, PhaseName, Status, StorePhase, StoreResult
+from ksdelete.models import STORE_ID, Key, Status, StoreResult
+from ksdelete.phase import PhaseName, StorePhase
 
 
 def status(executor: Executor, target: Target) -> StoreResult:

@@ -11,14 +11,12 @@ from ksdelete.models import (
     Key,
     KeyStore,
     Marks,
-    PhaseName,
     Refusal,
     RefusalReason,
     Snapshot,
-    StorePhase,
     StoreType,
-    phase_name,
 )
+from ksdelete.phase import PhaseName, StorePhase, phase_name
 from ksdelete.planner import phase_of
 
 STORE = KeyStore("cks-1", "target", StoreType.CLOUDHSM, ConnectionState.CONNECTED)

@@ -11,13 +11,11 @@ from ksdelete.errors import JournalError, StoreNotFoundError
 from ksdelete.models import (
     STORE_ID,
     Outcome,
-    PhaseName,
     Plan,
     Snapshot,
     Status,
-    StorePhase,
-    phase_name,
 )
+from ksdelete.phase import PhaseName, StorePhase, phase_name
 from ksdelete.planner import phase_of
 from ksdelete.reporting import Phase, PhaseState
 from ksdelete.run.store import StoreRun
