@@ -12,7 +12,13 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from ksdelete import marks as codec
 from ksdelete.errors import KsdeleteError, RefusedError
+
+# The marks' tag names live with their codec (ksdelete.marks); re-exported here.
+from ksdelete.marks import CANCELLED_TAG as CANCELLED_TAG
+from ksdelete.marks import DISABLED_TAG as DISABLED_TAG
+from ksdelete.marks import SCHEDULED_TAG as SCHEDULED_TAG
 
 
 class StoreType(StrEnum):
@@ -161,15 +167,12 @@ class Watch:
     scheduled: datetime | None = None  # when it was put on the way out, if known
 
 
-SCHEDULED_TAG = "ksdelete:scheduled"
-CANCELLED_TAG = "ksdelete:cancelled"
 # --disable-first: CloudTrail's Event history keeps 90 days, and the soak's end is checked
 # against the key's DisableKey event there: a soak must end (and the runs after it find that
 # event) well inside them; 5 days of slack for runs after the soak's end.
 MAX_SOAK_DAYS = 85
 # AWS allows at most 50 tags per KMS key (TagException "Too many tags", kms-gates-facts 6).
 MAX_TAGS_PER_KEY = 50
-DISABLED_TAG = "ksdelete:disabled"  # --disable-first: "<time> prior=<state> days=<N> run=<id>"
 
 
 @dataclass(frozen=True)
@@ -194,26 +197,24 @@ class Marks:
         """A `name=value` field of the scheduled mark, else of the soak's (e.g. prior: the
         state before ksdelete changed anything)."""
         for mark in (self.disabled, self.scheduled) if name == "prior" else (self.scheduled,):
-            for part in (mark or "").split():
-                if part.startswith(f"{name}="):
-                    return part.split("=", 1)[1]
+            value = codec.field(mark, name)
+            if value is not None:
+                return value
         return None
 
     @property
     def soak_days(self) -> int | None:
         """How long the soak was to last when it began (`days=` of the soak's mark)."""
-        for part in (self.disabled or "").split():
-            if part.startswith("days="):
-                try:
-                    return int(part.split("=", 1)[1])
-                except ValueError:
-                    return None
-        return None
+        days = codec.field(self.disabled, "days")
+        try:
+            return int(days) if days is not None else None
+        except ValueError:
+            return None
 
     @property
     def disabled_at(self) -> datetime | None:
         """When the soak disabled the key (the mark's first word)."""
-        word = (self.disabled or "").split(" ", 1)[0]
+        word = codec.time_text(self.disabled)
         try:
             return datetime.fromisoformat(word.replace("Z", "+00:00")) if word else None
         except ValueError:
@@ -505,12 +506,21 @@ class Status(StrEnum):
     CANCELLED = "cancelled"  # `ksdelete cancel` undid the pending deletions
 
 
+class Outcome(StrEnum):
+    """What a mutating call came to (besides "error:<AWS code>")."""
+
+    OK = "ok"
+    ALREADY_DONE = "already-done"  # the work was done already (e.g. a key already pending)
+    ALREADY_GONE = "already-gone"  # the key no longer exists
+    ALREADY_PENDING = "already-pending"  # tagging a key someone scheduled meanwhile
+
+
 @dataclass(frozen=True)
 class Action:
     """One mutating call ksdelete made (or found already done)."""
 
     operation: str
-    outcome: str  # "ok", "already-done", or "error:<AWS code>"
+    outcome: str  # an Outcome, or "error:<AWS code>"
     key_id: str | None = None
     request_id: str | None = None
     time: datetime | None = None
@@ -590,3 +600,4 @@ class Leftovers:
         """CloudHSM keys whose DeleteKey event was not found (not deleted yet, or older than
         CloudTrail's 90 days of Event history)."""
         return tuple(k for k in self.keys if k.material is None)
+

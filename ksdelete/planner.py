@@ -12,13 +12,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
+from ksdelete import marks as codec
+from ksdelete.marks import DISABLED_TAG, SCHEDULED_TAG
 from ksdelete.models import (
-    DISABLED_TAG,
     MAX_SOAK_DAYS,
     MAX_TAGS_PER_KEY,
-    SCHEDULED_TAG,
     Attempt,
     ConnectionState,
     Context,
@@ -35,6 +36,7 @@ from ksdelete.models import (
     StoreType,
     Verdict,
 )
+from ksdelete.phase import PhaseName, StorePhase
 from ksdelete.reporting import fmt_time
 
 MIN_WINDOW_DAYS = 7
@@ -387,6 +389,18 @@ def cancelled_keys(snap: Snapshot, ctx: Context) -> list[Key]:
         or (trail is not None and trail.of(k.id) is not None))]
 
 
+def cancelled_while_waiting(key: Key, done: str) -> Refusal | None:
+    """A key the run waits on that reads back, settled, as no longer pending deletion:
+    someone cancelled it, and the run stops there (`done`: what it had already done)."""
+    if key.pending:
+        return None
+    return Refusal(RefusalReason.CANCELLED_KEYS,
+                   f"key {key.id} is no longer pending deletion: someone cancelled it",
+                   "Run `ksdelete status` to review, then run again",
+                   details=(f"it is {key.state}; key ARN: {key.arn}", *([done] if done else ())),
+                   key_ids=(key.id,))
+
+
 def _mark_says_pending(key: Key, ctx: Context) -> bool:
     marks = key.marks
     if marks is None or not marks.any:
@@ -415,7 +429,7 @@ def _trail_text(snap: Snapshot) -> str:
 
 def _cancel_story(key: Key, snap: Snapshot, ctx: Context) -> str:
     marks = key.marks
-    scheduled = (marks.scheduled or "").split(" ", 1)[0] if marks and marks.scheduled else ""
+    scheduled = codec.time_text(marks.scheduled) if marks else ""
     scheduled = f"scheduled {scheduled}, " if scheduled else ""
     if marks and marks.cancelled:
         return f"{scheduled}cancelled {marks.cancelled.replace(' by=', ' by ')}"
@@ -947,18 +961,7 @@ def plan(snapshot: Snapshot, options: PlanOptions, now: datetime,
     # otherwise, and every use fails anyway): --connect connects an external key store too.
     soak = bool(to_schedule) and (options.disable_first_days > 0
                                   or any(k.soaking or k.soak_broken for k in keys))
-    connecting = ((store.type is StoreType.CLOUDHSM or soak) and bool(keys)
-                  and state is not ConnectionState.CONNECTED and options.connect)
-    if connecting:
-        if state is not ConnectionState.CONNECTING:
-            steps.append(Step(StepKind.CONNECT_STORE, detail=f"from {state}"))
-        steps.append(Step(StepKind.AWAIT_CONNECTED))
-    elif store.type is StoreType.CLOUDHSM and keys and state is not ConnectionState.CONNECTED:
-        warnings.append(
-            f"the CloudHSM key store is {state}: when the waiting period ends KMS cannot "
-            "delete the HSM key material, which stays orphaned in the cluster "
-            "(--allow-orphaned-key-material)"
-        )
+    connecting = _connect_first(snapshot, options, soak, steps, warnings)
 
     soak_until = None
     if soak:
@@ -977,23 +980,14 @@ def plan(snapshot: Snapshot, options: PlanOptions, now: datetime,
     steps.append(Step(StepKind.DELETE_STORE))
     steps.append(Step(StepKind.VERIFY_DELETED))
 
-    external_ids: tuple[str, ...] = ()
-    if store.type is StoreType.EXTERNAL:
-        external_ids = tuple(k.external_key_id for k in keys if k.external_key_id)
-        if external_ids:
-            warnings.append(
-                f"KMS never deletes external keys: {len(external_ids)} external key(s) stay in "
-                "your external key manager (listed as external_key_id)"
-            )
-    elif keys:
-        warnings.append(
-            "KMS does not delete key material from CloudHSM cluster backups; delete backups "
-            "that hold it if crypto-shredding is the goal"
-        )
+    external_ids = _left_in_key_managers(snapshot, warnings)
 
     status, phase = phase_of(snapshot, None)
     if soak_until is not None and soak_until > now:
-        phase = f"soaking {len(to_schedule)} key(s) disabled until {fmt_time(soak_until)}"
+        phase = StorePhase.of(
+            PhaseName.SOAKING, f"{len(to_schedule)} key(s) disabled until "
+            f"{fmt_time(soak_until)}", keys=phase.keys, pending=phase.pending,
+            earliest_deletion=phase.earliest_deletion, until=soak_until)
     cancelled = cancelled_keys(snapshot, ctx)
     reconfirm = tuple(k.id for k in [*cancelled, *_trail_blind(snapshot, ctx, cancelled)]
                       if ctx.reconfirmed is None or k.id not in ctx.reconfirmed)
@@ -1009,6 +1003,47 @@ def plan(snapshot: Snapshot, options: PlanOptions, now: datetime,
         reconfirm=reconfirm,
         soak_until=soak_until,
     )
+
+
+def _connect_first(snap: Snapshot, options: PlanOptions, soak: bool, steps: list[Step],
+                   warnings: list[str]) -> bool:
+    """With --connect, a store whose keys need it CONNECTED (CloudHSM, or a soak) is
+    connected first; returns whether it is. A CloudHSM store left unconnected is a warning."""
+    store, keys = snap.store, snap.keys
+    state = store.connection_state
+    connecting = ((store.type is StoreType.CLOUDHSM or soak) and bool(keys)
+                  and state is not ConnectionState.CONNECTED and options.connect)
+    if connecting:
+        if state is not ConnectionState.CONNECTING:
+            steps.append(Step(StepKind.CONNECT_STORE, detail=f"from {state}"))
+        steps.append(Step(StepKind.AWAIT_CONNECTED))
+    elif store.type is StoreType.CLOUDHSM and keys and state is not ConnectionState.CONNECTED:
+        warnings.append(
+            f"the CloudHSM key store is {state}: when the waiting period ends KMS cannot "
+            "delete the HSM key material, which stays orphaned in the cluster "
+            "(--allow-orphaned-key-material)"
+        )
+    return connecting
+
+
+def _left_in_key_managers(snap: Snapshot, warnings: list[str]) -> tuple[str, ...]:
+    """What KMS never deletes: an external key store's keys in the external key manager
+    (their IDs, returned), a CloudHSM store's key material in the cluster's backups."""
+    keys = snap.keys
+    external_ids: tuple[str, ...] = ()
+    if snap.store.type is StoreType.EXTERNAL:
+        external_ids = tuple(k.external_key_id for k in keys if k.external_key_id)
+        if external_ids:
+            warnings.append(
+                f"KMS never deletes external keys: {len(external_ids)} external key(s) stay in "
+                "your external key manager (listed as external_key_id)"
+            )
+    elif keys:
+        warnings.append(
+            "KMS does not delete key material from CloudHSM cluster backups; delete backups "
+            "that hold it if crypto-shredding is the goal"
+        )
+    return external_ids
 
 
 def _soak(snap: Snapshot, options: PlanOptions, ctx: Context, now: datetime,
@@ -1075,32 +1110,44 @@ def _soak_days(key: Key, ctx: Context, days: int) -> int:
     return max(known)
 
 
-def phase_of(snap: Snapshot, refusal: Refusal | None) -> tuple[Status, str]:
+def phase_of(snap: Snapshot, refusal: Refusal | None) -> tuple[Status, StorePhase]:
     """Where the store stands in the pipeline, and the status `status` reports for it."""
+    keys = snap.keys
+    pending = [k for k in keys if k.pending]
+    dates = [k.deletion_date for k in pending if k.deletion_date]
+    counts = {"keys": len(keys), "pending": len(pending),
+              "earliest_deletion": min(dates) if dates else None}
     if refusal is not None:
         status = Status.ERROR if refusal.error else Status.REFUSED
         if refusal.reason in (RefusalReason.UNKNOWN_MEMBERSHIP, RefusalReason.DESCRIBE_FAILED):
-            return status, f"membership-unknown ({len(snap.undescribable)} key(s) cannot be " \
-                "described)"
-        return status, f"refused ({refusal.reason})"
-    keys = snap.keys
-    pending = [k for k in keys if k.pending]
+            return status, StorePhase.of(
+                PhaseName.MEMBERSHIP_UNKNOWN, f"({len(snap.undescribable)} key(s) cannot be "
+                "described)", reason=refusal.reason.value, **counts)
+        return status, refused_phase(refusal, **counts)
     soaking = [k for k in keys if k.soaking]
     if soaking:
-        return Status.PENDING, f"soaking {len(soaking)}/{len(keys)} key(s) disabled"
+        return Status.PENDING, StorePhase.of(
+            PhaseName.SOAKING, f"{len(soaking)}/{len(keys)} key(s) disabled", **counts)
     if keys and len(pending) < len(keys):
-        return Status.PENDING, f"keys-not-scheduled {len(keys) - len(pending)}/{len(keys)}"
+        return Status.PENDING, StorePhase.of(
+            PhaseName.KEYS_NOT_SCHEDULED, f"{len(keys) - len(pending)}/{len(keys)}", **counts)
     if keys:
-        dates = [k.deletion_date for k in pending if k.deletion_date]
         earliest = fmt_time(min(dates)) if dates else "-"
-        return Status.PENDING, f"keys-pending {len(pending)}/{len(keys)}, earliest deletion " \
-            f"{earliest}"
+        return Status.PENDING, StorePhase.of(
+            PhaseName.KEYS_PENDING, f"{len(pending)}/{len(keys)}, earliest deletion "
+            f"{earliest}", **counts)
     state = snap.store.connection_state
     if state is ConnectionState.DISCONNECTING:
-        return Status.PENDING, "disconnecting"
+        return Status.PENDING, StorePhase.of(PhaseName.DISCONNECTING)
     if state is ConnectionState.DISCONNECTED:
-        return Status.PENDING, "ready-to-delete"
-    return Status.PENDING, "ready-to-disconnect"
+        return Status.PENDING, StorePhase.of(PhaseName.READY_TO_DELETE)
+    return Status.PENDING, StorePhase.of(PhaseName.READY_TO_DISCONNECT)
+
+
+def refused_phase(refusal: Refusal, **counts: Any) -> StorePhase:
+    """The phase of a store a gate refused: "refused (<reason>)"."""
+    return StorePhase.of(PhaseName.REFUSED, f"({refusal.reason})",
+                         reason=refusal.reason.value, **counts)
 
 
 def _earliest_gone(

@@ -10,16 +10,18 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ksdelete.errors import StoreNotFoundError
-from ksdelete.executor import Executor, Target
+from ksdelete.executor import Executor, StoreRun, Target
 from ksdelete.models import STORE_ID, Key, Status, StoreResult
+from ksdelete.phase import PhaseName, StorePhase
 
 
 def status(executor: Executor, target: Target) -> StoreResult:
     """Where one store stands; reads only. Discovery, gates, error mapping and exit codes
     are the delete pipeline's own."""
 
-    def body(target: Target, result: StoreResult) -> None:
-        snap, plan = executor.survey(target, result)
+    def body(run: StoreRun) -> None:
+        result = run.result
+        snap, plan = executor.survey(run)
         result.status = plan.status or Status.PENDING
         if plan.refusal:
             result.error = {**plan.refusal.as_error().as_json(),
@@ -39,7 +41,8 @@ def report(executor: Executor, target: Target) -> StoreResult:
 
     missing = target.error
 
-    def body(target: Target, result: StoreResult) -> None:
+    def body(run: StoreRun) -> None:
+        target, result = run.target, run.result
         store = target.store
         pin = target.pin
         if store is not None and pin is not None and pin.store_id != store.id:
@@ -58,12 +61,13 @@ def report(executor: Executor, target: Target) -> StoreResult:
         assert store_id is not None
         keys: tuple[Key, ...] = ()
         if store is not None:
-            keys = executor.snapshot(store.id, target.matched_by or "id", result).keys
+            keys = executor.snapshot(run, store.id, target.matched_by or "id").keys
         result.store = store
         result.leftovers = executor.leftovers(store_id, store=store, keys=keys)
         result.status = Status.PENDING if store is not None else Status.DELETED
-        result.phase = "leftovers" if store is None else f"leftovers (store exists, " \
-            f"{len(keys)} key(s))"
+        result.phase = StorePhase.of(PhaseName.LEFTOVERS, "" if store is None
+                                     else f"(store exists, {len(keys)} key(s))",
+                                     keys=len(keys))
         # What is left is the result: the CLI prints it (stdout, or the JSON).
 
     # A store that is gone is reported from the journal, not an error; any other failure to
