@@ -1,6 +1,6 @@
 """Every refusal the planner can produce reads at a glance: its first line says what and the
 fix in at most 160 characters, whatever the number of keys; the keys and the evidence follow
-on lines of their own. Pure: each gate of ksdelete/planner.py is built into its refusal over
+on lines of their own. Pure: each gate of ksdelete/planner/ is built into its refusal over
 a store with many keys, for `delete` and for `apply` (a saved plan)."""
 
 from __future__ import annotations
@@ -203,6 +203,9 @@ def _refusals() -> list[tuple[str, Refusal]]:
         "https://kms.example.com:8443/" + "p" * 200, None)))  # type: ignore[arg-type]
     out.append(("endpoint_refusal, AWS", planner.endpoint_refusal(
         None, "http://localhost:5000")))  # type: ignore[arg-type]
+    out.append(("cancelled_while_waiting", planner.cancelled_while_waiting(
+        key(0, "Disabled"), "already done by this run: TagResource x150, ScheduleKeyDeletion "
+        "x150; nothing further was changed")))  # type: ignore[arg-type]
     out.append(("all_or_nothing", planner.all_or_nothing(
         STORE, [("cks-0000000000aaaaaaa", "refused"), (LONG_NAME, "error")],
         started=True)))  # type: ignore[arg-type]
@@ -217,10 +220,11 @@ REFUSALS = _refusals()
 
 def test_every_refusal_the_planner_builds_has_a_case() -> None:
     """A new `Refusal(` in the planner needs its case here (and so its short first line)."""
-    source = Path(planner.__file__).read_text(encoding="utf-8")
+    source = "".join(path.read_text(encoding="utf-8")
+                     for path in sorted(Path(planner.__file__).parent.glob("*.py")))
     built = len(re.findall(r"\bRefusal\(\s*\n?\s*RefusalReason\.", source))
     assert built == source.count("Refusal(")
-    assert len(CASES) + 3 >= built
+    assert len(CASES) + 4 >= built
     assert {r.reason for _, r in REFUSALS} == set(RefusalReason)
 
 
