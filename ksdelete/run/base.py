@@ -108,13 +108,16 @@ def result_outcome(result: StoreResult, key_id: str, operation: str | None = Non
                  and (operation is None or a.operation == operation)), None)
 
 
-def record(plan: Plan, result: StoreResult) -> list[str]:
-    """Add a plan's warnings and waived gates to the result (once each); returns the new ones."""
+def record(plan: Plan, result: StoreResult, *, unread: frozenset[str] = frozenset()
+           ) -> list[str]:
+    """Add a plan's warnings and waived gates to the result (once each); returns the new ones.
+    `unread`: gates the plan was made without (their "waived" is not the operator's)."""
     new = [w for w in plan.warnings if w not in result.warnings]
     result.warnings.extend(new)
     for verdict in plan.verdicts:
         text = f"{verdict.gate}: {verdict.detail}"
-        if verdict.verdict == "waived" and text not in result.waivers:
+        if verdict.verdict == "waived" and verdict.gate not in unread \
+                and text not in result.waivers:
             result.waivers.append(text)
             new.append(f"waived {text}")
     return new

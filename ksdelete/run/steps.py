@@ -300,11 +300,13 @@ def _keep_store(run: StoreRun, store: KeyStore, keys: list[Key], *,
                 unwatched: bool = False) -> None:
     """Re-plan on the store as it is now and follow the plan's reconnect steps (or its
     refusal, or go on with a recorded waiver). `unwatched`: the store before the watch's
-    reading, whose gates wait for that reading (nothing is recorded as waived)."""
+    reading: its CloudTrail gates wait for that reading (not recorded as waived), every
+    other waiver the run goes on with is recorded now."""
     snap = Snapshot(store, tuple(keys), identity=run.svc.identity)
     options = replace(run.options.plan, on_use="ignore") if unwatched else run.options.plan
     plan = planner.plan(snap, options, run.now(), run.context)
-    new = [] if unwatched else record(plan, run.result)
+    unread = WATCH_GATES if unwatched and run.options.plan.on_use != "ignore" else frozenset()
+    new = record(plan, run.result, unread=unread)
     for line in new:
         run.reporter.note(line, level="warning")
     journal_waivers(run, store, new)
@@ -316,6 +318,11 @@ def _keep_store(run: StoreRun, store: KeyStore, keys: list[Key], *,
         run.reporter.note(f"the store is {store.connection_state} while keys wait: "
                           f"{step.kind}", level="warning")
         HANDLERS[step.kind](run, step, snap)
+
+
+# The gates that read CloudTrail: a plan made before the watch's reading says "waived" for
+# them only because it did not read it.
+WATCH_GATES = frozenset({"no_use_while_pending", "no_use_while_disabled"})
 
 
 def _latest(keys: list[Key]) -> datetime | None:
