@@ -381,73 +381,9 @@ def snapshot(
     if pacing is not None:
         max_workers = min(max_workers, pacing.max_connections)
     sizer = sizer or PoolSizer(workers, max_workers)
-    tally = _Tally(store.id)
-    limit = backlog if backlog is not None else max(2000, sizer.maximum * 32)
-    in_flight = 0
-    clock = time.monotonic
-    last_progress = clock()
-    window = _Window(pacing, clock())
-
-    def describe(key_id: str, arn: str) -> _Outcome:
-        try:
-            return key_id, arn, gateway.describe_key(arn)
-        except AwsError as exc:
-            return key_id, arn, exc
-
-    def progress(listing_done: bool, *, final: bool = False) -> None:
-        nonlocal last_progress
-        if on_progress is None:
-            return
-        now = clock()
-        if final or now - last_progress >= PROGRESS_EVERY:
-            last_progress = now
-            on_progress(tally.accounted, len(tally.listed), listing_done)
-
-    def collect(*, down_to: int, block: bool, listing_done: bool) -> None:
-        """Account for finished descriptions until at most `down_to` are in flight (waiting
-        for them if `block`, else taking only those already finished)."""
-        nonlocal in_flight
-        while in_flight > down_to:
-            try:
-                outcome, seconds = pool.results.get(block=block)
-            except queue.Empty:
-                return
-            in_flight -= 1
-            if isinstance(outcome, BaseException):
-                raise outcome
-            tally.described(outcome, cache)
-            window.completed(seconds)
-            if window.due(clock(), sizer.window):
-                pool.resize(window.close(sizer, clock()))
-            progress(listing_done)
-
-    pool = _Workers(describe, sizer.limit)
-    complete = False
-    try:
-        for page in gateway.list_keys():
-            tally.pages += 1
-            for key_id, arn in page:
-                tally.add_listed(key_id)
-                owner = cache.get(key_id) if cache is not None else None
-                if owner is not None and owner != store.id:
-                    tally.elsewhere_known(key_id)  # known to belong elsewhere: no need to ask
-                    continue
-                pool.submit(key_id, arn)
-                in_flight += 1
-                if in_flight > limit:
-                    collect(down_to=limit // 2, block=True, listing_done=False)
-            collect(down_to=0, block=False, listing_done=False)
-            progress(False)
-        collect(down_to=0, block=True, listing_done=True)
-        tally.check()
-        complete = True
-    finally:
-        # On an error, drop the descriptions not started yet rather than wait for them.
-        pool.close()
-        if cache is not None:
-            cache.scanned(tally.listed if complete else None)
-    progress(True, final=True)
-
+    scan = _Scan(gateway, store.id, sizer, _Window(pacing, time.monotonic()), on_progress,
+                 cache, backlog if backlog is not None else max(2000, sizer.maximum * 32))
+    tally = scan.run()
     members = sorted(tally.members.values(), key=lambda k: k.id)
     if members:
         aliases = gateway.list_aliases()
@@ -461,6 +397,83 @@ def snapshot(
         elsewhere=tally.elsewhere,
         gone=tuple(sorted(tally.gone)),
     )
+
+
+class _Scan:
+    """One membership scan: ListKeys pages feed a pool of DescribeKey workers, at most
+    `limit` keys waiting; each finished description is accounted for in the tally."""
+
+    def __init__(self, gateway: KeyReader, store_id: str, sizer: PoolSizer, window: _Window,
+                 on_progress: ProgressObserver | None, cache: MembershipCache | None,
+                 limit: int) -> None:
+        self.gateway, self.store_id, self.sizer, self.window = gateway, store_id, sizer, window
+        self.on_progress, self.cache, self.limit = on_progress, cache, limit
+        self.tally = _Tally(store_id)
+        self.in_flight = 0
+        self.clock = time.monotonic
+        self.last_progress = self.clock()
+        self.pool = _Workers(self.describe, sizer.limit)
+
+    def describe(self, key_id: str, arn: str) -> _Outcome:
+        try:
+            return key_id, arn, self.gateway.describe_key(arn)
+        except AwsError as exc:
+            return key_id, arn, exc
+
+    def progress(self, listing_done: bool, *, final: bool = False) -> None:
+        if self.on_progress is None:
+            return
+        now = self.clock()
+        if final or now - self.last_progress >= PROGRESS_EVERY:
+            self.last_progress = now
+            self.on_progress(self.tally.accounted, len(self.tally.listed), listing_done)
+
+    def collect(self, *, down_to: int, block: bool, listing_done: bool) -> None:
+        """Account for finished descriptions until at most `down_to` are in flight (waiting
+        for them if `block`, else taking only those already finished)."""
+        while self.in_flight > down_to:
+            try:
+                outcome, seconds = self.pool.results.get(block=block)
+            except queue.Empty:
+                return
+            self.in_flight -= 1
+            if isinstance(outcome, BaseException):
+                raise outcome
+            self.tally.described(outcome, self.cache)
+            self.window.completed(seconds)
+            if self.window.due(self.clock(), self.sizer.window):
+                self.pool.resize(self.window.close(self.sizer, self.clock()))
+            self.progress(listing_done)
+
+    def run(self) -> _Tally:
+        """List and describe every key; the tally accounts for each one, or raises."""
+        tally, cache = self.tally, self.cache
+        complete = False
+        try:
+            for page in self.gateway.list_keys():
+                tally.pages += 1
+                for key_id, arn in page:
+                    tally.add_listed(key_id)
+                    owner = cache.get(key_id) if cache is not None else None
+                    if owner is not None and owner != self.store_id:
+                        tally.elsewhere_known(key_id)  # known to belong elsewhere: not asked
+                        continue
+                    self.pool.submit(key_id, arn)
+                    self.in_flight += 1
+                    if self.in_flight > self.limit:
+                        self.collect(down_to=self.limit // 2, block=True, listing_done=False)
+                self.collect(down_to=0, block=False, listing_done=False)
+                self.progress(False)
+            self.collect(down_to=0, block=True, listing_done=True)
+            tally.check()
+            complete = True
+        finally:
+            # On an error, drop the descriptions not started yet rather than wait for them.
+            self.pool.close()
+            if cache is not None:
+                cache.scanned(tally.listed if complete else None)
+        self.progress(True, final=True)
+        return tally
 
 
 class _Window:

@@ -251,6 +251,16 @@ def findings(obs: Observations) -> list[Finding]:
     by_name = watch.USE_LOOKUP == "EventName"
     use, anchor = (use_en, anchor_en) if by_name else (use_rn, anchor_rn)
     out: list[Finding] = []
+    _watch_finding(obs, use, anchor, out)
+    _delay_finding(use, anchor, out)
+    _lookup_findings(s, by_name, out)
+    _error_and_usage_findings(obs, out)
+    return out
+
+
+def _watch_finding(obs: Observations, use: Sighting | None, anchor: Sighting | None,
+                   out: list[Finding]) -> None:
+    """Whether the watch sees a failed call on a pending key here."""
     delivered = anchor is not None and anchor.seen_at is not None
     if use is not None and use.seen_at:
         out.append(Finding(
@@ -278,6 +288,9 @@ def findings(obs: Observations) -> list[Finding]:
         out.append(Finding("watch_sees_use_attempts", UNKNOWN, why,
                            "run the probe again with a longer --max-wait (CloudTrail may be "
                            "late), or grant cloudtrail:LookupEvents"))
+
+
+def _delay_finding(use: Sighting | None, anchor: Sighting | None, out: list[Finding]) -> None:
     delays = [x.delay for x in (use, anchor) if x is not None and x.delay is not None]
     if delays:
         out.append(Finding(
@@ -288,6 +301,12 @@ def findings(obs: Observations) -> list[Finding]:
     else:
         out.append(Finding("delivery_delay", UNKNOWN, "no event arrived",
                            "nothing measured"))
+
+
+def _lookup_findings(s: dict[str, Sighting], by_name: bool, out: list[Finding]) -> None:
+    """What each lookup (EventName, ResourceName) finds."""
+    use_en, use_rn = s.get("use_by_event_name"), s.get("use_by_resource_name")
+    anchor_en, anchor_rn = s.get("anchor_by_event_name"), s.get("anchor_by_resource_name")
     if anchor_en is not None and anchor_rn is not None:
         both = bool(anchor_en.seen_at and anchor_rn.seen_at)
         out.append(Finding(
@@ -309,6 +328,10 @@ def findings(obs: Observations) -> list[Finding]:
         out.append(Finding("resource_name_indexes_use", verdict,
                            f"{use_rn.lookup}: {'found' if use_rn.seen_at else 'not found'}",
                            meaning))
+
+
+def _error_and_usage_findings(obs: Observations, out: list[Finding]) -> None:
+    """The error a pending key's use gets, and what GetKeyLastUsage and IAM tell."""
     pending_words = obs.failure_message is not None and "pending deletion" in \
         obs.failure_message and obs.failure_message.startswith(obs.key_arn)
     out.append(Finding(
@@ -335,7 +358,6 @@ def findings(obs: Observations) -> list[Finding]:
     out.append(Finding(
         "trailing_days_never_used", UNCONFIRMED, "not tested (needs an IAM condition)",
         "how kms:TrailingDaysWithoutKeyUsage counts a never-used key is not documented"))
-    return out
 
 
 def exit_status(found: list[Finding]) -> ExitStatus:
