@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from ksdelete.cli import cli
-from ksdelete.manpage import render as render_man_page
+from ksdelete.cli.manpage import render as render_man_page
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 DOCS = README.parent / "docs"

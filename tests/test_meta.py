@@ -17,9 +17,9 @@ from click.testing import CliRunner
 
 from ksdelete import __version__
 from ksdelete.cli import cli
+from ksdelete.cli.manpage import EXIT_STATUS, escape
+from ksdelete.cli.meta import version_text
 from ksdelete.errors import ExitStatus
-from ksdelete.manpage import EXIT_STATUS, escape
-from ksdelete.meta import version_text
 
 BIN = Path(sys.executable).parent
 KSDELETE = str(BIN / "ksdelete")

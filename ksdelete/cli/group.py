@@ -6,7 +6,7 @@ import difflib
 
 import click
 
-from ksdelete.meta import show_version
+from ksdelete.cli.meta import show_version
 from ksdelete.models import STORE_ID
 
 # Options every AWS-facing command takes; accepted before the subcommand too, as the AWS

@@ -12,9 +12,9 @@ from ksdelete import exitcodes
 from ksdelete.cli.confirm import _require_confirmation_channel
 from ksdelete.cli.errors import Invocation, _emit
 from ksdelete.cli.group import cli
+from ksdelete.cli.meta import SHELLS, completion_script
 from ksdelete.cli.options import _settings, _setup_logging, aws_options, parse_duration
 from ksdelete.errors import RefusedError, UsageError
-from ksdelete.meta import SHELLS, completion_script
 from ksdelete.output import document
 from ksdelete.reporting import printable
 
@@ -150,7 +150,7 @@ def man_page(ctx: click.Context) -> None:
       ksdelete man | man -l -
       ksdelete man > ~/.local/share/man/man1/ksdelete.1
     """
-    from ksdelete.manpage import render
+    from ksdelete.cli.manpage import render
 
     root = ctx.find_root().command
     assert isinstance(root, click.Group)

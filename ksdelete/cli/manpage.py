@@ -110,7 +110,7 @@ def render(cli: click.Group, *, prog_name: str = "ksdelete", version: str = __ve
     title = " ".join(line.strip() for line in root_paragraphs[0][1]).rstrip(".")
 
     out = [
-        f'.\\" {prog_name}(1): generated from the CLI by ksdelete/manpage.py; do not edit.',
+        f'.\\" {prog_name}(1): generated from the CLI by ksdelete/cli/manpage.py; do not edit.',
         '.\\" Regenerate: KSDELETE_UPDATE_DOCS=1 pytest tests/test_docs.py',
         f'.TH {prog_name.upper()} 1 "" "{prog_name} {version}" "User Commands"',
         ".nh",  # no hyphenation: options and defaults stay whole
