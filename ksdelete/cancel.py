@@ -42,7 +42,6 @@ from ksdelete.models import (
     Refusal,
     Snapshot,
     Status,
-    Step,
     StepKind,
     StoreResult,
 )
@@ -138,7 +137,7 @@ def _cancel(executor: Executor, run: StoreRun, *, enable: bool, connect: bool,
 def _brake_then_facts(undo: Undo, brake: _Brake, shell: Snapshot, *, enable: bool,
                       connect: bool, confirm: Confirm) -> None:
     reporter = undo.executor.reporter
-    known = _confirmed(undo, brake, shell, enable=enable, confirm=confirm)
+    known = _confirmed(undo, brake, shell, enable=enable, connect=connect, confirm=confirm)
     reporter.phase(Phase.CANCEL, PhaseState.RUNNING,
                    f"{len(known)} key(s) known before the scan" if known else "")
     undo.cancel(known)  # the brake first ...
@@ -146,16 +145,17 @@ def _brake_then_facts(undo: Undo, brake: _Brake, shell: Snapshot, *, enable: boo
     _after_the_brake(undo, brake, snap, enable=enable, connect=connect)
 
 
-def _confirmed(undo: Undo, brake: _Brake, shell: Snapshot, *, enable: bool,
+def _confirmed(undo: Undo, brake: _Brake, shell: Snapshot, *, enable: bool, connect: bool,
                confirm: Confirm) -> list[Candidate]:
     """The plan as far as it is known before the scan, told and confirmed; a run holding
     the lock is asked to stop. Returns the keys the journal (and a saved plan) know."""
     executor, result, store = undo.executor, undo.result, undo.store
     reporter, journal = executor.reporter, executor.journal
     known = undo.known()
-    result.plan = Plan(store_id=store.id, steps=(Step(
-        StepKind.CANCEL_KEY_DELETION, key_ids=tuple(c.key_id for c in known),
-        detail="the keys the journal knows first, then every pending key the scan finds"),))
+    result.plan = planner.plan_cancel(
+        store.id, tuple(c.key_id for c in known),
+        detail="the keys the journal knows first, then every pending key the scan finds",
+        enable=enable, connect=connect)
     sources = "the journal" + (" and the saved plan" if undo.planned else "")
     first = (f"CancelKeyDeletion at once for the {len(known)} key(s) {sources} know(s), "
              "then for every other pending key an account scan finds"
@@ -211,11 +211,16 @@ def _after_the_brake(undo: Undo, brake: _Brake, snap: Snapshot | None, *, enable
         if enable:
             restore = {k.id for k in _to_restore(list(snap.keys), set())}
     result.plan = _plan(undo, result, restore | {c.key_id for c in soaking} | undo.seen()
-                        if enable else set())
+                        if enable else set(), enable=enable, connect=connect)
     if snap is not None:
         reporter.plan(snap, result.plan)
+    looked_again = False
     if result.run_in_progress is not None and not result.run_in_progress["stopped"]:
         _until_the_run_stops(undo, brake)
+        # What it scheduled before it stopped, journalled here or not (another --journal):
+        # the scan above may have come before it.
+        _more_passes(undo, snap)
+        looked_again = True
     if (not undo.candidates and not soaking and not restore and not connect
             and not undo.unknown and not undo.unchecked):
         result.warnings.append("nothing to cancel: no key of the store is pending deletion")
@@ -225,7 +230,8 @@ def _after_the_brake(undo: Undo, brake: _Brake, snap: Snapshot | None, *, enable
         reporter.phase(Phase.CANCEL, PhaseState.DONE, "nothing to cancel")
         return
 
-    _more_passes(undo, snap)
+    if not looked_again:
+        _more_passes(undo, snap)
     _finish(undo, soaking, had_scan=snap is not None, enable=enable, connect=connect)
 
 
@@ -251,7 +257,7 @@ def _finish(undo: Undo, soaking: list[Candidate], *, had_scan: bool, enable: boo
     (--enable), the cancel journalled, and the verdict from a last scan."""
     executor, result, store = undo.executor, undo.result, undo.store
     gw, reporter, journal = executor.gw, executor.reporter, executor.journal
-    result.plan = _plan(undo, result)
+    result.plan = _plan(undo, result, enable=enable, connect=connect)
     _reread(executor, undo.candidates)
     undo.candidates += soaking
     recovered = [c for c in undo.candidates if c.outcome == RECOVERED]
@@ -281,19 +287,17 @@ def _finish(undo: Undo, soaking: list[Candidate], *, had_scan: bool, enable: boo
                    else PhaseState.FAILED, counts(undo))
 
 
-def _plan(undo: Undo, result: StoreResult, restore: set[str] | None = None) -> Plan:
-    """The plan as it stands: CancelKeyDeletion for every key this cancel tried (and, with
-    --enable, how many keys go back to their state before deletion)."""
-    if restore is None:  # as planned before
-        detail = result.plan.steps[0].detail if result.plan and result.plan.steps else ""
-    else:
-        detail = (f"then {len(restore)} key(s) back to their state before deletion"
-                  if restore else "")
-    return Plan(store_id=undo.store.id,
-                steps=(Step(StepKind.CANCEL_KEY_DELETION,
-                            key_ids=tuple(c.key_id for c in undo.candidates),
-                            detail=detail),),
-                warnings=tuple(result.warnings))
+def _plan(undo: Undo, result: StoreResult, restore: set[str] | None = None, *, enable: bool,
+          connect: bool) -> Plan:
+    """The plan as it stands: every key this cancel tried, and, with --enable, the keys that
+    go back to their state before deletion (`restore`; None: as planned before)."""
+    before = result.plan
+    if restore is None and before is not None:
+        step = before.step(StepKind.ENABLE_KEYS)
+        restore = set(step.key_ids) if step is not None else set()
+    return planner.plan_cancel(
+        undo.store.id, tuple(c.key_id for c in undo.candidates), detail="", enable=enable,
+        connect=connect, restore=tuple(sorted(restore or ())), warnings=tuple(result.warnings))
 
 
 def _until_the_run_stops(undo: Undo, brake: _Brake) -> None:

@@ -297,7 +297,9 @@ class StepKind(StrEnum):
     AWAIT_DISCONNECTED = "AwaitDisconnected"
     DELETE_STORE = "DeleteKeyStore"
     VERIFY_DELETED = "VerifyDeleted"
-    CANCEL_KEY_DELETION = "CancelKeyDeletion"  # `ksdelete cancel`
+    CANCEL_KEY_DELETION = "CancelKeyDeletion"  # `ksdelete cancel` (and the watch's remedy)
+    MARK_CANCELLED = "MarkCancelled"  # `ksdelete cancel`: the cancel mark on each key
+    ENABLE_KEYS = "EnableKeys"  # `ksdelete cancel --enable`
     DISABLE_KEYS = "DisableKeys"  # --disable-first: the soak
     AWAIT_SOAK = "AwaitSoak"
 

@@ -28,10 +28,13 @@ STEP_CALLS: dict[StepKind, tuple[str, ...]] = {
     StepKind.AWAIT_DISCONNECTED: ("describe_store",),
     StepKind.DELETE_STORE: ("delete_store", *DISCOVERY),
     StepKind.VERIFY_DELETED: ("describe_store",),
-    # `ksdelete cancel`: the undo path, with --enable and --connect.
-    StepKind.CANCEL_KEY_DELETION: ("cancel_key_deletion", "enable_key", "tag_resource",
-                                   "connect_store", "disconnect_store", "describe_store"),
+    # `ksdelete cancel`: the undo path (its --connect is a CONNECT_STORE step).
+    StepKind.CANCEL_KEY_DELETION: ("cancel_key_deletion", "describe_key"),
+    StepKind.MARK_CANCELLED: ("tag_resource",),
+    StepKind.ENABLE_KEYS: ("enable_key", "describe_key"),
 }
+# The steps only `ksdelete cancel` takes (`apply`'s policy leaves them out).
+UNDO = frozenset({StepKind.CANCEL_KEY_DELETION, StepKind.MARK_CANCELLED, StepKind.ENABLE_KEYS})
 
 
 # `ksdelete probe`: its one key, used once, scheduled, then CloudTrail and last use read back.
@@ -55,7 +58,7 @@ def actions(*, read_only: bool, apply_only: bool = False) -> list[str]:
     calls = set(DISCOVERY)
     if not read_only:
         for kind, step_calls in STEP_CALLS.items():
-            if not (apply_only and kind is StepKind.CANCEL_KEY_DELETION):
+            if not (apply_only and kind in UNDO):
                 calls.update(step_calls)
     return sorted({PERMISSIONS[c] for c in calls})
 

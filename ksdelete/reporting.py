@@ -69,6 +69,8 @@ STEP_PHASE: dict[StepKind, Phase] = {
     StepKind.DELETE_STORE: Phase.DELETE,
     StepKind.VERIFY_DELETED: Phase.VERIFY,
     StepKind.CANCEL_KEY_DELETION: Phase.CANCEL,
+    StepKind.MARK_CANCELLED: Phase.CANCEL,
+    StepKind.ENABLE_KEYS: Phase.CANCEL,
 }
 
 

@@ -38,6 +38,9 @@ def describe_step(kind: StepKind, key_count: int, detail: str) -> str:
         StepKind.DELETE_STORE: "re-scan the store, then DeleteCustomKeyStore",
         StepKind.VERIFY_DELETED: "verify DescribeCustomKeyStores says CustomKeyStoreNotFound",
         StepKind.CANCEL_KEY_DELETION: f"CancelKeyDeletion for {key_count} key(s)",
+        StepKind.MARK_CANCELLED: "TagResource ksdelete:cancelled on each key it cancels",
+        StepKind.ENABLE_KEYS: f"EnableKey for {key_count} key(s)" if key_count
+        else "EnableKey for the keys --enable restores",
     }[kind]
     return f"{text} ({detail})" if detail else text
 

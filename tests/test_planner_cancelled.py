@@ -114,3 +114,21 @@ def test_orphaned_material_refuses_until_the_waiver() -> None:
     assert {v.gate: v.verdict for v in result.verdicts}["material_deleted"] == "waived"
     assert refusal(replace(gone, orphaned=()), Context()) is None
     assert refusal(replace(gone, orphaned=None), Context()) is None
+
+
+def test_cancels_plan_shows_every_step_it_takes() -> None:
+    """`ksdelete cancel` is planned like the rest: the brake, the cancel marks, the store
+    connected again (--connect) and the keys restored (--enable) are each a step."""
+    from ksdelete.models import StepKind
+    from ksdelete.planner import plan_cancel
+
+    bare = plan_cancel("cks-1", ("k1", "k2"), detail="", enable=False, connect=False)
+    assert [s.kind for s in bare.steps] == [StepKind.CANCEL_KEY_DELETION,
+                                            StepKind.MARK_CANCELLED]
+    assert bare.steps[1].key_ids == ("k1", "k2")
+    full = plan_cancel("cks-1", ("k1",), detail="", enable=True, connect=True,
+                       restore=("k1", "k3"))
+    assert [s.kind for s in full.steps] == [StepKind.CANCEL_KEY_DELETION,
+                                            StepKind.MARK_CANCELLED, StepKind.CONNECT_STORE,
+                                            StepKind.ENABLE_KEYS]
+    assert full.steps[-1].key_ids == ("k1", "k3")

@@ -14,7 +14,12 @@ store holds and what was confirmed), `cancels`, `evidence` (each key's evidence)
 from __future__ import annotations
 
 from ksdelete.planner.base import MAX_WINDOW_DAYS, MIN_WINDOW_DAYS, Gate
-from ksdelete.planner.cancels import cancelled_keys, cancelled_while_waiting, not_cancelled
+from ksdelete.planner.cancels import (
+    cancelled_keys,
+    cancelled_while_waiting,
+    not_cancelled,
+    plan_cancel,
+)
 from ksdelete.planner.evidence import (
     cloudhsm_connected,
     expected_key_count,
@@ -48,6 +53,7 @@ __all__ = [
     "cancelled_while_waiting", "cloudhsm_connected", "covered_by_confirmation", "endpoint_refusal",
     "evaluate", "expected_key_count", "material_deleted", "membership_known", "name_pinned",
     "no_keys_appeared", "no_service_grants", "no_use_while_disabled", "no_use_while_pending",
-    "not_cancelled", "not_protected", "not_recently_used", "phase_of", "plan", "refused_phase",
+    "not_cancelled", "not_protected", "not_recently_used", "phase_of", "plan", "plan_cancel",
+    "refused_phase",
     "room_for_marks", "service_endpoint", "soak_possible", "within_saved_plan",
 ]

@@ -7,10 +7,13 @@ from ksdelete import marks as codec
 from ksdelete.models import (
     Context,
     Key,
+    Plan,
     PlanOptions,
     Refusal,
     RefusalReason,
     Snapshot,
+    Step,
+    StepKind,
     Verdict,
 )
 from ksdelete.planner.wording import each_line, id_list, key_lines
@@ -147,3 +150,21 @@ def _cancel_story(key: Key, snap: Snapshot, ctx: Context) -> str:
     if ctx.approved and key.id in ctx.approved.pending_key_ids:
         return f"pending deletion in the saved plan, now {key.state}"
     return f"{scheduled}cancelled outside ksdelete (now {key.state})"
+
+
+def plan_cancel(store_id: str, key_ids: tuple[str, ...], *, detail: str, enable: bool,
+                connect: bool, restore: tuple[str, ...] = (),
+                warnings: tuple[str, ...] = ()) -> Plan:
+    """`ksdelete cancel`'s plan: every step it takes, shown and confirmed like the rest.
+    CancelKeyDeletion (the brake), the cancel mark on each key (no unattended run schedules
+    it again), the store connected again (--connect), the keys restored (--enable:
+    `restore` once the scan has said which; before it, the step names no key yet)."""
+    steps = [Step(StepKind.CANCEL_KEY_DELETION, key_ids=key_ids, detail=detail),
+             Step(StepKind.MARK_CANCELLED, key_ids=key_ids,
+                  detail="no unattended run schedules them again")]
+    if connect:
+        steps.append(Step(StepKind.CONNECT_STORE, detail="if it is DISCONNECTED or FAILED"))
+    if enable:
+        steps.append(Step(StepKind.ENABLE_KEYS, key_ids=restore,
+                          detail="back to their state before deletion"))
+    return Plan(store_id=store_id, steps=tuple(steps), warnings=warnings)

@@ -189,7 +189,7 @@ def test_cancel_stops_a_run_holding_the_lock_and_waits_for_it(emulator: Emulator
     store = run.store()
     assert store["run_in_progress"] is not None and store["run_in_progress"]["stopped"]
     assert any("in progress" in w for w in store["warnings"])
-    assert pending(emulator, ids) == []
+    assert pending(emulator, ids) == [], (run.stderr, store["key_outcomes"], store["warnings"])
     assert {k["id"]: k["outcome"] for k in store["key_outcomes"]} == {ids[0]: "recovered"}
     # The reversal sticks: no unattended run goes on ...
     calls = len(mutations(emulator))
@@ -304,7 +304,7 @@ def test_cancel_enable_says_how_many_keys_it_re_enabled(emulator: Emulator) -> N
     assert ksdelete(emulator, "cancel", "target", "--yes").exit_code == 0
     run = ksdelete(emulator, "cancel", "target", "--yes", "--enable")
     assert run.exit_code == 0, run.stderr
-    assert "3 key(s) back to their state before deletion" in run.stderr
+    assert "EnableKey for 3 key(s) (back to their state before deletion)" in run.stderr
     assert "0 recovered, 3 re-enabled, 0 still pending" in run.stderr
 
 

@@ -138,4 +138,6 @@ def test_cancel_plan_in_json_names_the_cancel_step(emulator: Emulator) -> None:
     seed_one(emulator, keys=2)
     assert ksdelete(emulator, "target", "--yes").exit_code == 3
     run = ksdelete(emulator, "cancel", "target", "--yes", "--output", "json")
-    assert run.store()["plan"] == [{"step": "CancelKeyDeletion", "keys": 2, "detail": ""}]
+    assert run.store()["plan"] == [
+        {"step": "CancelKeyDeletion", "keys": 2, "detail": ""},
+        {"step": "MarkCancelled", "keys": 2, "detail": "no unattended run schedules them again"}]
