@@ -20,8 +20,8 @@ from dataclasses import replace
 from typing import Any, Protocol, runtime_checkable
 
 from ksdelete.errors import AccessDenied, AwsError, IncompleteDiscoveryError, KeyNotFound
-from ksdelete.gateway import key_from_metadata
 from ksdelete.models import Key, KeyStore, Snapshot, UndescribableKey
+from ksdelete.shapes import key_from_metadata
 
 log = logging.getLogger("ksdelete.discover")
 

@@ -40,10 +40,11 @@ from ksdelete.errors import (
     Throttled,
     UsageError,
 )
-from ksdelete.models import ConnectionState, Grant, Identity, Key, KeyStore, StoreType, Usage
+from ksdelete.models import Grant, Identity, Key, KeyStore, Usage
 from ksdelete.pacing import MAX_CONNECTIONS, Pacer
 from ksdelete.retry import RetryObserver, RetryPolicy, call_with_retries
 from ksdelete.scope import is_local
+from ksdelete.shapes import key_from_metadata, store_from_entry
 
 log = logging.getLogger("ksdelete.gateway")
 
@@ -303,7 +304,7 @@ class Gateway:
                 return None
             raise
         entries = called.response.get("CustomKeyStores", [])
-        return _store(entries[0]) if entries else None
+        return store_from_entry(entries[0]) if entries else None
 
     def connect_store(self, store_id: str) -> Called:
         return self._call("ConnectCustomKeyStore", CustomKeyStoreId=store_id)
@@ -578,29 +579,3 @@ def _snake(operation: str) -> str:
             out.append("_")
         out.append(ch.lower())
     return "".join(out)
-
-
-def _store(entry: dict[str, Any]) -> KeyStore:
-    store_type = entry.get("CustomKeyStoreType") or StoreType.CLOUDHSM.value
-    return KeyStore(
-        id=entry["CustomKeyStoreId"],
-        name=entry.get("CustomKeyStoreName", ""),
-        type=StoreType(store_type),
-        connection_state=ConnectionState(entry["ConnectionState"]),
-        connection_error_code=entry.get("ConnectionErrorCode"),
-        cloudhsm_cluster_id=entry.get("CloudHsmClusterId"),
-        creation_date=entry.get("CreationDate"),
-    )
-
-
-def key_from_metadata(metadata: dict[str, Any], aliases: tuple[str, ...] = ()) -> Key:
-    return Key(
-        id=metadata["KeyId"],
-        arn=metadata.get("Arn", metadata["KeyId"]),
-        state=metadata.get("KeyState", "Unknown"),
-        custom_key_store_id=metadata.get("CustomKeyStoreId", ""),
-        deletion_date=metadata.get("DeletionDate"),
-        aliases=aliases,
-        external_key_id=(metadata.get("XksKeyConfiguration") or {}).get("Id"),
-        creation_date=metadata.get("CreationDate"),
-    )

@@ -12,7 +12,6 @@ from functools import partial
 
 from ksdelete import discover, marks, planner
 from ksdelete.errors import AccessDenied, KeyNotFound, KsdeleteError
-from ksdelete.gateway import key_from_metadata
 from ksdelete.models import (
     PENDING_DELETION,
     ConnectionState,
@@ -40,6 +39,7 @@ from ksdelete.run.base import WATCH_INTERVAL, Pending, done_text, record, result
 from ksdelete.run.remedy import cancel_keys, stop
 from ksdelete.run.store import StoreRun
 from ksdelete.run.survey import act_elsewhere, keys_elsewhere, snapshot, with_watch
+from ksdelete.shapes import key_from_metadata
 
 Handler = Callable[[StoreRun, Step, Snapshot], str]
 
