@@ -15,7 +15,12 @@ from typing import Any
 from ksdelete import marks as codec
 from ksdelete.errors import KsdeleteError, RefusedError
 
-# The marks' tag names live with their codec (ksdelete.marks); re-exported here.
+# Re-exported here: what the gates read about each key besides its metadata
+# (ksdelete.evidence), and the marks' tag names, which live with their codec (ksdelete.marks).
+from ksdelete.evidence import Attempt as Attempt
+from ksdelete.evidence import Grant as Grant
+from ksdelete.evidence import Usage as Usage
+from ksdelete.evidence import Watch as Watch
 from ksdelete.marks import CANCELLED_TAG as CANCELLED_TAG
 from ksdelete.marks import DISABLED_TAG as DISABLED_TAG
 from ksdelete.marks import SCHEDULED_TAG as SCHEDULED_TAG
@@ -110,61 +115,6 @@ class Key:
         """A mark of ksdelete's on a key that is no longer pending: someone cancelled its
         deletion (or a run failed between marking and scheduling it)."""
         return self.marks is not None and self.marks.any and not self.pending
-
-
-@dataclass(frozen=True)
-class Grant:
-    """One grant on a key (ListGrants): who may use it, and for what."""
-
-    grant_id: str
-    grantee: str
-    operations: tuple[str, ...] = ()
-    name: str = ""
-    retiring: str = ""
-
-    @property
-    def service(self) -> bool:
-        """Granted to an AWS service principal (e.g. rds.eu-west-1.amazonaws.com): a live
-        integration that uses the key on someone's behalf."""
-        return any(p.endswith(".amazonaws.com") or p.endswith(".amazonaws.com.cn")
-                   for p in (self.grantee, self.retiring) if p)
-
-
-@dataclass(frozen=True)
-class Usage:
-    """GetKeyLastUsage: the last successful cryptographic use KMS recorded, if any."""
-
-    tracking_start: datetime | None = None
-    last_used: datetime | None = None
-    operation: str | None = None
-    event_id: str | None = None
-    error: str | None = None  # GetKeyLastUsage failed (e.g. AccessDenied): usage unknown
-
-
-@dataclass(frozen=True)
-class Attempt:
-    """A failed cryptographic call on a key ksdelete put on the way out (CloudTrail)."""
-
-    operation: str
-    caller: str
-    time: datetime | None
-    error_code: str
-    message: str = ""
-    event_id: str = ""
-
-
-@dataclass(frozen=True)
-class Watch:
-    """What CloudTrail shows of a pending key: its current scheduling, and use since."""
-
-    since: datetime | None  # the key's latest ScheduleKeyDeletion; None: not found
-    attempts: tuple[Attempt, ...] = ()
-    error: str | None = None  # why the key could not be seen (no permission, a read cut short)
-    # The anchor is not there, but the key was put on the way out less than CloudTrail's
-    # delivery allowance ago: not visible yet (blind only once the allowance has passed).
-    late: bool = False
-    anchor: str = "ScheduleKeyDeletion"  # the event that proves the read sees the key
-    scheduled: datetime | None = None  # when it was put on the way out, if known
 
 
 # --disable-first: CloudTrail's Event history keeps 90 days, and the soak's end is checked

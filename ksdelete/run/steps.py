@@ -322,7 +322,8 @@ def _keep_store(run: StoreRun, store: KeyStore, keys: list[Key], *,
 
 # The gates that read CloudTrail: a plan made before the watch's reading says "waived" for
 # them only because it did not read it.
-WATCH_GATES = frozenset({"no_use_while_pending", "no_use_while_disabled"})
+WATCH_GATES = frozenset({planner.no_use_while_pending.__name__,
+                         planner.no_use_while_disabled.__name__})
 
 
 def _latest(keys: list[Key]) -> datetime | None:
