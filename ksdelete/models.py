@@ -284,6 +284,8 @@ class RefusalReason(StrEnum):
     SERVICE_GRANTS = "service-grants"  # a key is granted to an AWS service (live integration)
     PROTECTED = "protected-tag"  # --protect-tag
     KEY_COUNT = "unexpected-key-count"  # --expect-keys
+    TOO_MANY_KEYS = "too-many-keys"  # --max-keys (a fleet's guards.max_keys_per_target)
+    STORE_NOT_AS_EXPECTED = "store-not-as-expected"  # a fleet target's expect_name/expect_type
     USED_WHILE_PENDING = "used-while-pending"  # the watch saw a pending key being used
     WATCH_BLIND = "watch-blind"  # the watch cannot read CloudTrail for a pending key
     USED_WHILE_DISABLED = "used-while-disabled"  # --disable-first: a soaking key was wanted
@@ -399,6 +401,7 @@ class PlanOptions:
     allow_service_grants: bool = False
     protect_tags: tuple[tuple[str, str | None], ...] = ()  # --protect-tag KEY[=VALUE]
     expect_keys: int | None = None
+    max_keys: int | None = None  # --max-keys N: refuse a store with more keys (a fleet's cap)
     # The watch: what to do about an attempt to use a key pending deletion: "cancel" its
     # deletion and refuse, only "refuse", or "ignore" (CloudTrail is not read).
     on_use: str = "cancel"

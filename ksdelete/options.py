@@ -89,6 +89,9 @@ SPECS: tuple[OptionSpec, ...] = (
     OptionSpec("expect_keys", "--expect-keys", "int", low=0, metavar="N", journal=True,
                help="Refuse unless the store holds exactly N keys when the deletion "
                     "is confirmed or the plan saved (a guard against the wrong store)."),
+    OptionSpec("max_keys", "--max-keys", "int", low=0, metavar="N", journal=True,
+               help="Refuse a store that holds more than N keys (a cap on what one "
+                    "confirmation can delete)."),
     OptionSpec("on_use", "--on-use", "choice", choices=("cancel", "refuse", "ignore"),
                show_default=True, journal=True, always_shown=True,
                help="When CloudTrail shows an attempt to use a key pending deletion: "
@@ -102,7 +105,7 @@ SPECS: tuple[OptionSpec, ...] = (
 BY_FIELD = {spec.field: spec for spec in SPECS}
 BY_FLAG = {spec.flag: spec for spec in SPECS}
 PARSER_ORDER = ("pending_window_days", "connect", "allow_orphaned_key_material",
-                "include_new_keys", "unused_for_days", "protect_tags", "expect_keys",
+                "include_new_keys", "unused_for_days", "protect_tags", "expect_keys", "max_keys",
                 "allow_service_grants", "disable_first_days", "on_use")
 
 

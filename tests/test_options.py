@@ -123,14 +123,15 @@ def test_the_encodings_are_todays() -> None:
         "pending_window_days": 7, "connect": True, "allow_orphaned_key_material": False,
         "unused_for_days": 0, "allow_service_grants": False,
         "protect_tags": [["team", "pay"], ["keep", None]], "expect_keys": 3,
-        "on_use": "refuse", "disable_first_days": 14}
+        "max_keys": None, "on_use": "refuse", "disable_first_days": 14}
     assert list(table.plan_file_options(opts)) == [
         "pending_window_days", "connect", "allow_orphaned_key_material", "unused_for_days",
-        "allow_service_grants", "protect_tags", "expect_keys", "on_use", "disable_first_days"]
+        "allow_service_grants", "protect_tags", "expect_keys", "max_keys", "on_use",
+        "disable_first_days"]
     assert table.journal_record(opts) == {
         "unused_for_days": 0, "allow_service_grants": False,
         "protect_tags": [["team", "pay"], ["keep", None]], "expect_keys": 3,
-        "on_use": "refuse", "disable_first_days": 14}
+        "max_keys": None, "on_use": "refuse", "disable_first_days": 14}
     assert table.option_words(opts) == [
         "--pending-window-days 7", "--unused-for 0", "--on-use refuse", "--connect",
         "--protect-tag team=pay", "--protect-tag keep", "--expect-keys 3",

@@ -135,6 +135,10 @@ def _cases() -> dict[str, Case]:
                                           PlanOptions(expect_keys=99999),
                                           replace(c, confirmed_before=frozenset(
                                               key_id(n) for n in range(MANY)))),
+        "key_cap": (planner.key_cap, snap(keys()), PlanOptions(max_keys=3), c),
+        "store_refusal": (lambda s, o, c: planner.store_refusal(s.store, "x" * 80,
+                                                                "AWS_CLOUDHSM"),
+                          snap(keys()), o, c),
         "not_protected": (planner.not_protected, snap(keys(tags=(("keep", "x" * 200),))),
                           PlanOptions(protect_tags=(("keep", "x" * 200),)), c),
         "room_for_marks": (planner.room_for_marks, snap(keys(tags=FIFTY)), o, c),

@@ -23,6 +23,7 @@ from ksdelete.planner.cancels import (
 from ksdelete.planner.evidence import (
     cloudhsm_connected,
     expected_key_count,
+    key_cap,
     material_deleted,
     no_service_grants,
     not_protected,
@@ -45,13 +46,20 @@ from ksdelete.planner.watching import (
     no_use_while_pending,
     soak_possible,
 )
-from ksdelete.planner.where import AWS_DOMAINS, account_refusal, endpoint_refusal, service_endpoint
+from ksdelete.planner.where import (
+    AWS_DOMAINS,
+    account_refusal,
+    endpoint_refusal,
+    service_endpoint,
+    store_refusal,
+)
 
 __all__ = [
     "AWS_DOMAINS", "GATES", "Gate", "MAX_WINDOW_DAYS", "MIN_WINDOW_DAYS", "account_allowed",
     "account_refusal", "all_or_nothing", "cancel_not_requested", "cancelled_keys",
     "cancelled_while_waiting", "cloudhsm_connected", "covered_by_confirmation", "endpoint_refusal",
-    "evaluate", "expected_key_count", "material_deleted", "membership_known", "name_pinned",
+    "evaluate", "expected_key_count", "key_cap", "material_deleted", "membership_known",
+    "name_pinned", "store_refusal",
     "no_keys_appeared", "no_service_grants", "no_use_while_disabled", "no_use_while_pending",
     "not_cancelled", "not_protected", "not_recently_used", "phase_of", "plan", "plan_cancel",
     "refused_phase",

@@ -126,6 +126,24 @@ def expected_key_count(snap: Snapshot, options: PlanOptions, ctx: Context
     )
 
 
+def key_cap(snap: Snapshot, options: PlanOptions, ctx: Context) -> Refusal | Verdict:
+    """--max-keys N (a fleet's guards.max_keys_per_target): a cap on how many keys one store's
+    deletion may take, checked on every plan (pending keys included), so a store that grew
+    past it is refused before its next change."""
+    cap = options.max_keys
+    if cap is None:
+        return Verdict("key_cap", "n/a", "no --max-keys")
+    count = len(snap.keys)
+    if count <= cap:
+        return Verdict("key_cap", "pass", f"{count} key(s), at most {cap}")
+    return Refusal(
+        RefusalReason.TOO_MANY_KEYS,
+        f"{snap.store.id} holds {count} keys, over the cap of {cap}",
+        f"Check the store, or raise the cap to {count}",
+        ("the cap: --max-keys, or a fleet file's guards.max_keys_per_target",),
+    )
+
+
 def _to_schedule(snap: Snapshot) -> list[Key]:
     return [k for k in snap.keys if not k.pending]
 

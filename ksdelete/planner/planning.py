@@ -29,6 +29,7 @@ from ksdelete.planner.cancels import cancelled_keys, not_cancelled, trail_blind
 from ksdelete.planner.evidence import (
     cloudhsm_connected,
     expected_key_count,
+    key_cap,
     material_deleted,
     no_service_grants,
     not_protected,
@@ -55,7 +56,7 @@ from ksdelete.reporting import fmt_time
 GATES: tuple[Gate, ...] = (account_allowed, name_pinned, no_use_while_pending,
                            no_use_while_disabled, cancel_not_requested, membership_known,
                            within_saved_plan,
-                           expected_key_count,
+                           expected_key_count, key_cap,
                            no_keys_appeared, covered_by_confirmation, not_cancelled,
                            soak_possible, not_protected, no_service_grants, not_recently_used,
                            room_for_marks, cloudhsm_connected, material_deleted)

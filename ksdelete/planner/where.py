@@ -6,6 +6,7 @@ from urllib.parse import urlsplit
 
 from ksdelete.models import (
     Identity,
+    KeyStore,
     Refusal,
     RefusalReason,
 )
@@ -25,6 +26,27 @@ def account_refusal(identity: Identity | None, allowed: frozenset[str]) -> Refus
         f"the credentials are for account {account}, not {wanted} (--account-id)",
         "Use credentials for the intended account",
         (f"--account-id allows: {', '.join(sorted(allowed))}",) if len(allowed) > 1 else (),
+    )
+
+
+def store_refusal(store: KeyStore, expect_name: str | None, expect_type: str | None
+                  ) -> Refusal | None:
+    """A fleet target's identity proof: the store with the file's ID in the file's account
+    and Region must have the name and type the file says (a reused ID-shaped typo, or a
+    store that is not the one reviewed). Asked right after the store is described, before
+    anything else about it."""
+    wrong: list[tuple[str, str]] = []
+    if expect_name is not None and store.name != expect_name:
+        wrong.append(("name", f"its name is {store.name!r}; the file expects {expect_name!r}"))
+    if expect_type is not None and store.type.value != expect_type:
+        wrong.append(("type", f"its type is {store.type.value}; the file expects {expect_type}"))
+    if not wrong:
+        return None
+    return Refusal(
+        RefusalReason.STORE_NOT_AS_EXPECTED,
+        f"{store.id} is not the store the file names (its {' and '.join(w for w, _ in wrong)})",
+        "Check the fleet file's target",
+        tuple(line for _, line in wrong),
     )
 
 
