@@ -45,6 +45,10 @@ LIMIT = 160
 ARN = "arn:aws:iam::111122223333:role/a-rather-long-role-name-for-the-operations-team/session"
 
 
+def _store_refusal(s: Snapshot, o: PlanOptions, c: Context) -> Refusal | Verdict:
+    return planner.store_refusal(s.store, "x" * 80, "AWS_CLOUDHSM") or Verdict("store", "pass")
+
+
 def key_id(n: int) -> str:
     return str(uuid.UUID(int=n + 1))
 
@@ -215,10 +219,6 @@ def _refusals() -> list[tuple[str, Refusal]]:
         STORE, [(other, "refused")], started=False))  # type: ignore[misc]
         for other in ("cks-0000000000aaaaaaa", "payments-eu-west-1-prod", LONG_NAME))
     return out
-
-
-def _store_refusal(s: Snapshot, o: PlanOptions, c: Context) -> Refusal | Verdict:
-    return planner.store_refusal(s.store, "x" * 80, "AWS_CLOUDHSM") or Verdict("store", "pass")
 
 
 REFUSALS = _refusals()
