@@ -40,6 +40,11 @@ class Settings:
     default_region: str | None = None
     watch_budget: float | None = None  # --watch-budget (None: the default)
     watch_log_group: str | None = None  # --watch-log-group
+    # A fleet account's role chain, ExternalId and STS session name (ScopeRequest).
+    role: tuple[str, ...] = ()
+    external_id: str | None = None
+    session_name: str | None = None
+    run_id: str | None = None  # a fleet's one run ID, in every journal line of every scope
 
 
 @dataclass
@@ -113,16 +118,20 @@ class Workspaces:
 
 def build(settings: Settings, options: RunOptions, reporter: Reporter, confirm: Confirm, *,
           read_only: bool, policy: RetryPolicy | None = None,
-          membership: MembershipCache | None = None) -> App:
+          membership: MembershipCache | None = None,
+          sessions: SessionFactory | None = None) -> App:
     """Everything a command needs. Order: bad input (region, endpoint, profile, poll interval,
     journal file) fails first, with no AWS call, and so does `apply` against another endpoint
     than its plan's; then GetCallerIdentity and the account
     guard; only then may the executor call KMS."""
     poll = settings.poll_interval
     request = ScopeRequest(settings.region, settings.profile, settings.endpoint_url,
-                           default_region=settings.default_region)
+                           default_region=settings.default_region, role=settings.role,
+                           external_id=settings.external_id,
+                           session_name=settings.session_name)
     policy = policy or RetryPolicy(poll_initial=min(1.0, poll), poll_max=max(poll, 0.01))
-    workspaces = Workspaces(settings, reporter, read_only=read_only, policy=policy)
+    workspaces = Workspaces(settings, reporter, read_only=read_only, policy=policy,
+                            sessions=sessions)
     gateway = workspaces.gateway(request)
     planned = options.plan_endpoint if options.plan_id is not None else None
     if planned and is_local(planned) and not gateway.endpoint_configured:
@@ -143,7 +152,7 @@ def build(settings: Settings, options: RunOptions, reporter: Reporter, confirm: 
                 hint=f"Run with --endpoint-url {planned}" if planned else refusal.fix,
                 details=refusal.details)
     path = settings.journal or default_path()
-    journal = Journal(path, region=gateway.region, read_only=read_only)
+    journal = Journal(path, region=gateway.region, read_only=read_only, run_id=settings.run_id)
     if not read_only:
         journal.open()  # an unwritable journal is a usage error before anything changes
     identity = gateway.identity()

@@ -276,7 +276,7 @@ class Executor:
             for index, result in enumerate(done):
                 results.append(result)
                 state = next((s for s in decided if s.run.result is result), None)
-                if state is None:
+                if state is None or result.status is Status.PENDING:  # deferred
                     continue
                 if self.stopped or any(r.status in _STOPPING for r in done[:index]):
                     self._refuse_rest([state], [r for r in done[:index]
@@ -321,9 +321,12 @@ class Executor:
 
     def _confirm_all(self, decided: list[_Decided]) -> list[StoreResult]:
         """Every plan confirmed (a prompt per store) before any changes; returns the stores
-        not confirmed."""
+        not confirmed. A store the confirmation deferred (a fleet's per-run budget: pending,
+        nothing changed) is left out, and does not hold the others back."""
         for stage in (converge.ask, converge.confirmed):  # every yes before any is journalled
             for state in decided:
+                if state.run.result.status is Status.PENDING:
+                    continue  # deferred at the confirmation
 
                 def body(run: StoreRun, st: _Decided = state,
                          stage: Callable[[StoreRun, Snapshot, Plan], None] = stage) -> None:
@@ -332,7 +335,7 @@ class Executor:
 
                 self.guarded(state.run.target, body, gone_is_done=True, run=state.run,
                              announce=False)
-                if state.run.result.status is not Status.PLANNED:
+                if state.run.result.status not in (Status.PLANNED, Status.PENDING):
                     return [state.run.result]
         return []
 

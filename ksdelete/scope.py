@@ -33,6 +33,12 @@ class ScopeRequest:
     # The Region when none is configured (--region, AWS_REGION, AWS_DEFAULT_REGION, the
     # profile): `apply` takes its plan's.
     default_region: str | None = None
+    # A fleet account reached through a role: the role ARNs to assume (a chain: the first
+    # from the hub session, each next from the previous), the ExternalId (read from the
+    # environment variable the fleet file names) and the STS session name.
+    role: tuple[str, ...] = ()
+    external_id: str | None = None
+    session_name: str | None = None
 
 
 @dataclass(frozen=True, order=True)

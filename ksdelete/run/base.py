@@ -3,8 +3,8 @@ and what a refusal at a later point of no return says the run had already done."
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from ksdelete.errors import KsdeleteError
@@ -55,6 +55,13 @@ class RunOptions:
     plan_endpoint: str | None = None  # `apply`: the plan's KMS endpoint (None: AWS's own)
     watch_budget: float = WATCH_BUDGET  # seconds one reading of CloudTrail may take
     watch_log_group: str | None = None  # read this CloudWatch Logs group instead (FilterLogEvents)
+    # A fleet: a store's own plan options (its target's expect_keys), by store ID.
+    per_store: Mapping[str, PlanOptions] = field(default_factory=dict)
+
+    def for_store(self, store_id: str) -> RunOptions:
+        """The options of one store's run (its own plan options, if it has any)."""
+        own = self.per_store.get(store_id)
+        return self if own is None else replace(self, plan=own, per_store={})
 
 
 @dataclass(frozen=True)

@@ -94,7 +94,7 @@ class StoreRun:
 
     @property
     def options(self) -> RunOptions:
-        return self.svc.options
+        return self.svc.options.for_store(self.target.ref)
 
     @property
     def gw(self) -> Gateway:

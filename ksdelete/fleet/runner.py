@@ -1,0 +1,433 @@
+"""The fleet runner: every (account, Region) of a fleet file is one invocation of today's
+pipeline (app.build + the service layer), with its own workspace, pacer, scan and journal
+view; accounts run in parallel up to `rollout.max_accounts`, and a slow or failing account
+never blocks the others.
+
+In order, before the first change anywhere: the file's guards (forbidden accounts, the
+allow-list, max_targets: no AWS call yet); per account, its credentials (a profile, or a role
+chain assumed from the hub once and refreshed); per (account, Region), GetCallerIdentity
+must answer the file's account (else every target there is refused, nothing changed); per
+target, the store with the file's ID must have the file's name and type (planner.
+store_refusal). Then each (account, Region) runs its stores as `delete s1 s2 --yes` would.
+
+The rollout's brake (`Brake`): the canary's (account, Region)s go first and alone; once
+`failure_tolerance` targets were refused or failed, no new mutating step starts anywhere
+(targets not yet confirmed are `skipped`); the per-run caps (keys scheduled, irreversible
+steps) defer a target to the next run (pending, nothing changed) rather than refuse it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from ksdelete import planfile, planner
+from ksdelete.app import App, Settings, build
+from ksdelete.cancel import cancel as undo
+from ksdelete.errors import (
+    AccountRefused,
+    ExitStatus,
+    KsdeleteError,
+    RefusedError,
+    UsageError,
+)
+from ksdelete.executor import Confirm, RunOptions, Target
+from ksdelete.fleet.model import AccountSpec, FleetRun, FleetSpec, StoreTarget, TargetResult
+from ksdelete.models import Plan, PlanOptions, Snapshot, Status, StepKind, StoreResult
+from ksdelete.output import exit_status
+from ksdelete.reporting import Reporter
+from ksdelete.retry import RetryPolicy
+from ksdelete.run.base import Pending
+from ksdelete.service import each, run_targets
+from ksdelete.sessions import SessionFactory
+from ksdelete.status import status as read_status
+
+HALTED = "halted"
+SESSION_NAME = re.compile(r"[^\w+=,.@-]")
+# What a run does at each (account, Region): change, plan (dry run), read or cancel.
+MODES = ("apply", "plan", "status", "cancel")
+
+ReporterFor = Callable[[AccountSpec, str], Reporter]
+
+
+@dataclass(frozen=True)
+class FleetSettings:
+    """What the fleet commands are told on the command line."""
+
+    endpoint_url: str | None = None
+    journal: Path | None = None
+    poll_interval: float = 60.0
+    cache: bool = True
+    wait: bool = False
+    max_wait: float = 7 * 24 * 3600.0
+    # `fleet cancel`: enable the keys / connect the store again as well.
+    enable: bool = False
+    connect: bool = False
+
+
+def session_name(run_id: str) -> str:
+    """`ksdelete-<run_id>`, as STS allows (2-64 of [\\w+=,.@-]): seen in every target's
+    CloudTrail."""
+    return SESSION_NAME.sub("-", f"ksdelete-{run_id}")[:64]
+
+
+def external_ids(spec: FleetSpec, environ: dict[str, str] | None = None) -> dict[str, str]:
+    """Each role account's ExternalId, read from the environment variable the file names:
+    one that is not set is a usage error before any AWS call."""
+    env = os.environ if environ is None else environ
+    out: dict[str, str] = {}
+    for account in spec.accounts:
+        if account.external_id_env and account.role:
+            value = env.get(account.external_id_env)
+            if not value:
+                raise UsageError(
+                    f"the environment variable {account.external_id_env} (the ExternalId of "
+                    f"account {account.account_id}) is not set", where=str(spec.path or ""),
+                    hint=f"export {account.external_id_env}=... before running")
+            out[account.account_id] = value
+    return out
+
+
+def check_guards(spec: FleetSpec, targets: Sequence[StoreTarget], *, changing: bool) -> None:
+    """The file's own guards, before any AWS call: a forbidden account is a usage error
+    whatever the command; a change needs every account on the allow-list; max_targets
+    refuses the whole run (nothing changed)."""
+    where = str(spec.path or spec.name)
+    for account in spec.accounts:
+        if account.account_id in spec.guards.forbidden_accounts:
+            raise UsageError(f"account {account.account_id} ({account.name}) is in "
+                             "guards.forbidden_accounts", where=where,
+                             hint="Remove it from accounts: a forbidden account is never "
+                                  "touched")
+    if changing:
+        allowed = spec.guards.allowed_accounts
+        if not allowed:
+            raise UsageError("guards.allowed_accounts is required for a change", where=where,
+                             hint="List every account of the file in guards.allowed_accounts")
+        missing = sorted({t.account_id for t in targets} - allowed)
+        if missing:
+            raise UsageError(f"account {', '.join(missing)} is not in guards.allowed_accounts",
+                             where=where, hint="Add it there, or remove its stores")
+        cap = spec.guards.max_targets
+        if cap is not None and len(targets) > cap:
+            raise RefusedError(f"{len(targets)} targets, more than guards.max_targets ({cap})",
+                               where=where, hint="Raise max_targets or split the file; "
+                                                 "nothing was changed")
+
+
+def irreversible(plan: Plan, *, wait: bool) -> bool:
+    """Whether a target's run may take an irreversible step now: its plan ends with the
+    store's deletion and no key wait stands before it (or the run waits them out)."""
+    if plan.step(StepKind.DELETE_STORE) is None and plan.step(StepKind.DISCONNECT_STORE) is None:
+        return False
+    return wait or (plan.step(StepKind.AWAIT_KEYS_DELETED) is None
+                    and plan.step(StepKind.SCHEDULE_KEY_DELETION) is None)
+
+
+class Brake:
+    """The rollout's state, shared by every account's thread: failures against the
+    tolerance, and what the per-run caps have left."""
+
+    def __init__(self, spec: FleetSpec, *, wait: bool) -> None:
+        self.spec = spec
+        self.wait = wait
+        self._lock = threading.Lock()
+        self.failures = 0
+        self.reason: str | None = None
+        self.keys_left = spec.guards.max_keys_scheduled_per_run
+        self.irreversible_left = spec.guards.max_irreversible_per_run
+
+    @property
+    def halted(self) -> bool:
+        return self.reason is not None
+
+    def halt(self, reason: str) -> None:
+        with self._lock:
+            self.reason = self.reason or reason
+
+    def confirm(self, snap: Snapshot, plan: Plan) -> bool:
+        """The confirmation of one target's plan (an unattended yes, within the brake)."""
+        with self._lock:
+            if self.reason is not None:
+                raise RefusedError(f"not started: {self.reason}", where=snap.store.id,
+                                   hint="Fix the failed targets, then run again")
+            count = len(plan.to_schedule)
+            if self.keys_left is not None and count > self.keys_left:
+                raise Pending(None, f"deferred to the next run: scheduling {count} key(s) "
+                                    f"would pass guards.max_keys_scheduled_per_run "
+                                    f"({self.keys_left} left this run); nothing was changed")
+            final = irreversible(plan, wait=self.wait)
+            if final and self.irreversible_left is not None and self.irreversible_left < 1:
+                raise Pending(None, "deferred to the next run: guards.max_irreversible_per_run "
+                                    "is spent for this run; nothing was changed")
+            if self.keys_left is not None:
+                self.keys_left -= count
+            if final and self.irreversible_left is not None:
+                self.irreversible_left -= 1
+        return True
+
+    def count(self, results: Sequence[TargetResult]) -> None:
+        """Failures of finished targets; past the tolerance, the run halts."""
+        with self._lock:
+            for t in results:
+                if t.status in (Status.ERROR, Status.REFUSED) and not _skipped(t):
+                    self.failures += 1
+            tolerance = self.spec.rollout.failure_tolerance
+            if self.failures > tolerance and self.reason is None:
+                self.reason = (f"the fleet halted after {self.failures} failed target(s) "
+                               f"(rollout.failure_tolerance {tolerance})")
+
+
+def _skipped(t: TargetResult) -> bool:
+    error = t.error or (t.result.error if t.result else None) or {}
+    return t.status is Status.SKIPPED or str(error.get("message", "")).startswith(
+        "not started")
+
+
+class Interruptible:
+    """Every wait of every account's run sleeps here: once the operator stops the fleet
+    (Ctrl-C, SIGTERM in the main thread), a waiting run in another thread stops too."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+
+    def sleep(self, seconds: float) -> None:
+        if self.stop.wait(seconds):
+            raise KeyboardInterrupt()
+
+
+@dataclass
+class FleetRunner:
+    spec: FleetSpec
+    mode: str
+    settings: FleetSettings
+    reporter_for: ReporterFor
+    run_id: str
+    sessions: SessionFactory
+    saved: dict[tuple[str, str], planfile.SavedPlan] | None = None  # `apply` of a fleet plan
+
+    def __post_init__(self) -> None:
+        self.brake = Brake(self.spec, wait=self.settings.wait)
+        self.interruptible = Interruptible()
+        self.external_ids = external_ids(self.spec)
+        self.plans: list[dict[str, Any]] = []  # `plan --save-plan`: one per (account, Region)
+        self._plans_lock = threading.Lock()
+
+    @property
+    def changing(self) -> bool:
+        return self.mode in ("apply", "cancel")
+
+    def run(self, targets: Sequence[StoreTarget], out: FleetRun) -> None:
+        """Every target, each (account, Region) once; `out.targets` in the file's order."""
+        groups = groups_of(self.spec, targets)
+        order = {t.key: i for i, t in enumerate(targets)}
+        results: list[TargetResult] = []
+        canary_n = self.spec.rollout.canary if self.mode == "apply" else 0
+        canary_keys = {t.key for t in targets[:canary_n]}
+        first = [g for g in groups if any(t.key in canary_keys for t in g[2])]
+        rest = [g for g in groups if g not in first]
+        try:
+            for stage in (first, rest):
+                results += self._stage(stage)
+        except KeyboardInterrupt:
+            self.interruptible.stop.set()
+            raise
+        finally:
+            out.targets = sorted(results, key=lambda r: order[r.target.key])
+            out.halted = self.brake.halted
+            out.halt_reason = self.brake.reason
+
+    def _stage(self, groups: list[tuple[AccountSpec, str, list[StoreTarget]]]
+               ) -> list[TargetResult]:
+        """The groups of one stage: accounts in parallel (up to max_accounts), the Regions
+        of one account one after the other."""
+        by_account: dict[str, list[tuple[AccountSpec, str, list[StoreTarget]]]] = {}
+        for group in groups:
+            by_account.setdefault(group[0].account_id, []).append(group)
+        out: list[TargetResult] = []
+        lock = threading.Lock()
+
+        def account(items: list[tuple[AccountSpec, str, list[StoreTarget]]]) -> None:
+            for acct, region, ts in items:
+                done = self._group(acct, region, ts)
+                self.brake.count(done)  # past the tolerance, no new change starts anywhere
+                with lock:
+                    out.extend(done)
+                if any(r.status in (Status.INTERRUPTED, Status.TERMINATED) for r in done):
+                    return
+
+        workers = max(1, min(self.spec.rollout.max_accounts, len(by_account)))
+        if workers == 1:
+            for items in by_account.values():
+                account(items)
+            return out
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ksdelete-account"
+                                ) as pool:
+            futures = [pool.submit(account, items) for items in by_account.values()]
+            try:
+                # Short waits, so that Ctrl-C reaches the main thread at once.
+                while wait(futures, timeout=0.2).not_done:
+                    pass
+                for future in futures:
+                    future.result()
+            except BaseException:
+                self.interruptible.stop.set()
+                for future in futures:
+                    future.cancel()
+                raise
+        return out
+
+    # ---- one (account, Region) ------------------------------------------------------------
+
+    def _group(self, account: AccountSpec, region: str, targets: list[StoreTarget]
+               ) -> list[TargetResult]:
+        started = time.monotonic()
+        reporter = self.reporter_for(account, region)
+        try:
+            app = self._open(account, region, targets, reporter)
+        except KeyboardInterrupt:
+            return [self._failed(account, t, Status.INTERRUPTED, ExitStatus.INTERRUPTED,
+                                 {"code": "interrupted", "message": "interrupted by the "
+                                  "operator"}, started) for t in targets]
+        except KsdeleteError as exc:
+            return [self._unreached(account, t, exc, started) for t in targets]
+        try:
+            results = self._in(app, account, targets)
+        finally:
+            app.journal.close()
+        role = app.identity.caller_arn
+        return [TargetResult(t, account.name, r.status, exit_status(r), r,
+                             assumed_role_arn=role, error=r.error,
+                             duration_s=round(time.monotonic() - started, 3))
+                for t, r in zip(targets, results, strict=True)]
+
+    def _open(self, account: AccountSpec, region: str, targets: list[StoreTarget],
+              reporter: Reporter) -> App:
+        settings = Settings(
+            region=region, profile=account.profile or (self.spec.hub.profile
+                                                       if account.role else None),
+            endpoint_url=self.settings.endpoint_url, journal=self.settings.journal,
+            poll_interval=self.settings.poll_interval, cache=self.settings.cache,
+            role=account.role, external_id=self.external_ids.get(account.account_id),
+            session_name=session_name(self.run_id), run_id=self.run_id)
+        poll = self.settings.poll_interval
+        policy = RetryPolicy(poll_initial=min(1.0, poll), poll_max=max(poll, 0.01),
+                             sleep=self.interruptible.sleep)
+        saved = self.saved.get((account.account_id, region)) if self.saved else None
+        base = replace(self.spec.options, max_keys=self.spec.guards.max_keys_per_target)
+        options = RunOptions(
+            plan=saved.options if saved else base,
+            dry_run=self.mode == "plan", wait=self.settings.wait and self.mode == "apply",
+            max_wait=self.settings.max_wait,
+            allowed_accounts=frozenset({account.account_id}), interactive=False,
+            approved=saved.stores if saved else (),
+            plan_id=saved.plan_id if saved else None,
+            plan_endpoint=saved.endpoint_url if saved else None,
+            per_store={t.store_id: replace(saved.options if saved else base,
+                                           expect_keys=t.expect_keys)
+                       for t in targets if t.expect_keys is not None})
+        confirm: Confirm = self.brake.confirm
+        try:
+            return build(settings, options, reporter, confirm,
+                         read_only=self.mode in ("plan", "status"), policy=policy,
+                         sessions=self.sessions)
+        except AccountRefused as exc:
+            landed = getattr(exc.identity, "account", "unknown")
+            raise AccountRefused(
+                f"the credentials for account {account.account_id} ({account.name}) answer "
+                f"for account {landed}: not the file's account; nothing was changed there",
+                identity=exc.identity, where=f"{account.account_id}/{region}",
+                hint="Check the account's role or profile in the fleet file") from exc
+
+    def _in(self, app: App, account: AccountSpec, targets: list[StoreTarget]
+            ) -> list[StoreResult]:
+        """The group's targets through the service layer, each proven first (its store's
+        name and type as the file says)."""
+        executor = app.executor
+        resolved: list[Target] = []
+        refused: dict[int, StoreResult] = {}
+        for index, t in enumerate(targets):
+            target = executor.resolve(t.store_id)
+            if target.store is not None:
+                refusal = planner.store_refusal(target.store, t.expect_name, t.expect_type)
+                if refusal is not None:
+                    error = refusal.as_error(where=f"{t.label}")
+                    refused[index] = StoreResult(
+                        ref=t.store_id, status=Status.REFUSED, store=target.store,
+                        matched_by="id", error=error.as_json(),
+                        phase=planner.refused_phase(refusal))
+                    executor.reporters.note(error.text, level="refused", target=t.store_id)
+                    continue
+            resolved.append(target)
+        ran: list[StoreResult] = []
+        if self.mode in ("apply", "plan"):
+            if self.mode == "apply" and self.brake.halted:
+                ran = [self._not_started(t) for t in resolved]
+            else:
+                run_targets(executor, resolved, ran, changing=self.mode == "apply")
+            if self.mode == "plan":
+                self._keep_plan(app, ran)
+        elif self.mode == "status":
+            each(executor, resolved, lambda target: read_status(executor, target), ran)
+        else:
+            each(executor, resolved,
+                 lambda target: undo(executor, target, enable=self.settings.enable,
+                                     connect=self.settings.connect,
+                                     confirm=lambda snap, plan: True, planned={}), ran)
+        rest = iter(ran)
+        return [refused[i] if i in refused else next(rest) for i in range(len(targets))]
+
+    def _not_started(self, target: Target) -> StoreResult:
+        return StoreResult(ref=target.ref, status=Status.SKIPPED, store=target.store,
+                           matched_by=target.matched_by,
+                           error={"code": HALTED, "message": f"not started: {self.brake.reason}"})
+
+    def _keep_plan(self, app: App, results: list[StoreResult]) -> None:
+        planned = [r for r in results if r.status is Status.PLANNED]
+        if not planned or len(planned) != len(results):
+            return
+        content = planfile.build(planned, app.identity, app.executor.options.plan,
+                                 endpoint_url=planner.service_endpoint(
+                                     app.gateway.endpoint_url),
+                                 now=app.gateway.server_now())
+        with self._plans_lock:
+            self.plans.append(content)
+
+    def _unreached(self, account: AccountSpec, t: StoreTarget, exc: KsdeleteError,
+                   started: float) -> TargetResult:
+        """A target whose account or Region could not be reached (or answered for another
+        account): its status and exit code, nothing changed there."""
+        status = Status.REFUSED if isinstance(exc, RefusedError) else Status.ERROR
+        code = ExitStatus.REFUSED if status is Status.REFUSED else ExitStatus.ERROR
+        error = {**exc.as_json(), "code": getattr(exc, "aws_code", exc.code)}
+        message = str(error.get("message", ""))
+        if f"account {account.account_id}" not in message:
+            error["message"] = f"account {account.account_id} ({account.name}), " \
+                               f"{t.region}: {message}"
+        return self._failed(account, t, status, code, error, started)
+
+    @staticmethod
+    def _failed(account: AccountSpec, t: StoreTarget, status: Status, code: ExitStatus,
+                error: dict[str, Any], started: float) -> TargetResult:
+        return TargetResult(t, account.name, status, code, None, error=error,
+                            duration_s=round(time.monotonic() - started, 3))
+
+
+def groups_of(spec: FleetSpec, targets: Sequence[StoreTarget]
+              ) -> list[tuple[AccountSpec, str, list[StoreTarget]]]:
+    """(account, Region, its targets) in the file's order."""
+    out: dict[tuple[str, str], list[StoreTarget]] = {}
+    for t in targets:
+        out.setdefault((t.account_id, t.region), []).append(t)
+    return [(spec.account(a), r, ts) for (a, r), ts in out.items()]
+
+
+def plan_options(spec: FleetSpec) -> PlanOptions:
+    return replace(spec.options, max_keys=spec.guards.max_keys_per_target)
