@@ -84,6 +84,39 @@ COMMANDS: dict[str, dict[ExitStatus, str]] = {
                  "confirmed, or the credentials are not for --account-id (nothing created)",
         **STOPPED,
     },
+    "fleet plan": {
+        OK: "every target was planned (with --save-plan: the fleet plan was written)",
+        ERROR: "a target's account or Region could not be reached (a role, a profile, AWS)",
+        USAGE: "usage (the fleet file is invalid, --target matches nothing, a plan could "
+               "not be saved)",
+        REFUSED: "a target would be refused (its identity, a guard, a safety check)",
+        **STOPPED,
+    },
+    "fleet apply": {
+        OK: "every target is deleted",
+        ERROR: "a target failed (its role could not be assumed, AWS after retries)",
+        USAGE: "usage (the fleet file is invalid or not fit for changes; no --yes)",
+        PENDING: "pending: the targets went as far as AWS allows now; run again",
+        REFUSED: "a target was refused (identity, guard, safety check), skipped after a halt, "
+                 "or the fleet's max_targets was exceeded (nothing changed)",
+        **STOPPED,
+    },
+    "fleet status": {
+        OK: "every target is deleted",
+        ERROR: "a target could not be read, or its store does not exist",
+        USAGE: "usage",
+        PENDING: "a target is still pending",
+        REFUSED: "a target's run would be refused",
+        **STOPPED,
+    },
+    "fleet cancel": {
+        OK: "every key that could be recovered was",
+        ERROR: "a key is still pending deletion or could not be checked, or an account "
+               "could not be reached",
+        USAGE: "usage (the fleet file is invalid, --target matches nothing)",
+        REFUSED: "a target's identity or a guard refused (nothing changed there)",
+        **STOPPED,
+    },
     "show-plan": {
         OK: "the plan is shown",
         USAGE: "usage (FILE missing, unreadable, not a plan, or edited)",

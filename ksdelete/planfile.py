@@ -186,7 +186,7 @@ def read(path: Path) -> SavedPlan:
                          "match its content)", where=where,
                          hint="Save a new plan with --dry-run --save-plan and review that")
     try:
-        return _checked(path, content, str(digest))
+        return checked(path, content, str(digest))
     except (KeyError, TypeError, ValueError) as exc:
         why = f"no {exc}" if isinstance(exc, KeyError) else str(exc)
         raise UsageError(f"the plan file is incomplete or malformed ({why})",
@@ -214,7 +214,7 @@ def _field(obj: Any, name: str, kind: type | tuple[type, ...]) -> Any:
     return value
 
 
-def _checked(path: Path, content: dict[str, Any], digest: str) -> SavedPlan:
+def checked(path: Path, content: dict[str, Any], digest: str) -> SavedPlan:
     """The plan, if it is as ksdelete writes it (whatever its digest says)."""
     account = _field(content, "account", str)
     if not is_account_id(account):

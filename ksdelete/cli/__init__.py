@@ -7,8 +7,8 @@ codes and the entry point `main`), fleet.py (the `fleet` group).
 
 from __future__ import annotations
 
-from ksdelete.cli import commands, fleet, tools
+from ksdelete.cli import commands, fleet, fleet_run, tools
 from ksdelete.cli.errors import Invocation, main
 from ksdelete.cli.group import cli
 
-__all__ = ["Invocation", "cli", "commands", "fleet", "main", "tools"]
+__all__ = ["Invocation", "cli", "commands", "fleet", "fleet_run", "main", "tools"]

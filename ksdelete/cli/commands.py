@@ -147,6 +147,17 @@ def apply_plan(plan_file: Path, region: str | None, profile: str | None,
       ksdelete apply plan.json --output json                          # cron, daily
     """
     _setup_logging(debug)
+    from ksdelete.fleet.plans import is_fleet_plan
+
+    if is_fleet_plan(plan_file):  # a saved fleet plan: every target of it
+        from ksdelete.cli.fleet_run import apply_fleet_plan
+
+        if region or profile:
+            raise click.UsageError("a fleet plan names each target's account and Region, and "
+                                   "how to reach it: leave out --region and --profile")
+        apply_fleet_plan(plan_file, endpoint_url=endpoint_url, output=output, quiet=quiet,
+                         debug=debug, journal=journal, wait=wait, max_wait=max_wait,
+                         poll_interval=poll_interval)
     inv = Invocation("apply", output=output, quiet=quiet, debug=debug)
 
     def body(inv: Invocation) -> None:

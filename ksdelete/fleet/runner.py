@@ -212,6 +212,8 @@ class FleetRunner:
     run_id: str
     sessions: SessionFactory
     saved: dict[tuple[str, str], planfile.SavedPlan] | None = None  # `apply` of a fleet plan
+    # Told each (account, Region)'s results as soon as they are known (the view).
+    on_done: Callable[[Sequence[TargetResult]], None] | None = None
 
     def __post_init__(self) -> None:
         self.brake = Brake(self.spec, wait=self.settings.wait)
@@ -258,6 +260,8 @@ class FleetRunner:
             for acct, region, ts in items:
                 done = self._group(acct, region, ts)
                 self.brake.count(done)  # past the tolerance, no new change starts anywhere
+                if self.on_done is not None:
+                    self.on_done(done)
                 with lock:
                     out.extend(done)
                 if any(r.status in (Status.INTERRUPTED, Status.TERMINATED) for r in done):
@@ -299,7 +303,7 @@ class FleetRunner:
         except KsdeleteError as exc:
             return [self._unreached(account, t, exc, started) for t in targets]
         try:
-            results = self._in(app, account, targets)
+            results = self._in(app, account, region, targets)
         finally:
             app.journal.close()
         role = app.identity.caller_arn
@@ -346,15 +350,19 @@ class FleetRunner:
                 identity=exc.identity, where=f"{account.account_id}/{region}",
                 hint="Check the account's role or profile in the fleet file") from exc
 
-    def _in(self, app: App, account: AccountSpec, targets: list[StoreTarget]
+    def _in(self, app: App, account: AccountSpec, region: str, targets: list[StoreTarget]
             ) -> list[StoreResult]:
         """The group's targets through the service layer, each proven first (its store's
         name and type as the file says)."""
         executor = app.executor
         resolved: list[Target] = []
         refused: dict[int, StoreResult] = {}
+        saved = self.saved.get((account.account_id, region)) if self.saved else None
+        approved = {a.id: a for a in saved.stores} if saved else {}
         for index, t in enumerate(targets):
-            target = executor.resolve(t.store_id)
+            # A saved plan's stores by their ID only (never by name), as `apply` does.
+            target = executor.resolve_approved(approved[t.store_id]) if saved \
+                else executor.resolve(t.store_id)
             if target.store is not None:
                 refusal = planner.store_refusal(target.store, t.expect_name, t.expect_type)
                 if refusal is not None:

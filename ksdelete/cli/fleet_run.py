@@ -1,0 +1,302 @@
+"""`ksdelete fleet plan|apply|status|cancel FILE`, and `ksdelete apply` of a saved fleet
+plan: parse, wire, and print the fleet's one view (ksdelete/fleet/service.py does the work)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from ksdelete import exitcodes
+from ksdelete.cli.errors import _emit
+from ksdelete.cli.fleet import fleet
+from ksdelete.cli.options import _setup_logging, parse_duration
+from ksdelete.errors import ExitStatus, KsdeleteError, Terminated
+from ksdelete.reporting import labelled, printable
+
+if TYPE_CHECKING:
+    from ksdelete.fleet.model import FleetRun, FleetSpec
+    from ksdelete.fleet.runner import FleetSettings
+    from ksdelete.fleet.view import FleetReporter
+
+F = Callable[..., Any]
+
+
+def fleet_options(fn: F) -> F:
+    """Where to reach AWS and what to print: every fleet command that calls AWS has these."""
+    for option in reversed([
+        click.option("--target", "targets", multiple=True, metavar="TARGET",
+                     help="Only this target: a store ID, ACCOUNT/REGION/STORE, an account ID "
+                          "or an account name (repeatable). Matching nothing is an error."),
+        click.option("--endpoint-url", metavar="URL",
+                     help="KMS and STS endpoint (e.g. the emulator)."),
+        click.option("--output", type=click.Choice(["text", "json"]), default="text",
+                     show_default=True,
+                     help="json: exactly one JSON object on stdout; messages stay on stderr."),
+        click.option("--quiet", "-q", is_flag=True, help="Print only errors and the result."),
+        click.option("--debug", is_flag=True, help="Log AWS calls and retries; show tracebacks."),
+        click.option("--journal", type=click.Path(dir_okay=False, path_type=Path),
+                     help="Audit journal file (default: $XDG_STATE_HOME/ksdelete/journal.jsonl)."),
+        click.option("--poll-interval", callback=parse_duration, default="60s",
+                     show_default=True,
+                     help="Longest pause between checks while waiting for AWS (1s or more "
+                          "against AWS)."),
+    ]):
+        fn = option(fn)
+    return fn
+
+
+def _wait_options(fn: F) -> F:
+    for option in reversed([
+        click.option("--wait/--no-wait", default=False, show_default=True,
+                     help="Block until every target is deleted (or --max-wait) instead of "
+                          "exiting 3."),
+        click.option("--max-wait", callback=parse_duration, default="31d", show_default=True,
+                     help="Longest wait for AWS or for another run's lock. E.g. 45m, 12h, 31d."),
+    ]):
+        fn = option(fn)
+    return fn
+
+
+class FleetInvocation:
+    """One fleet command: whatever stops it, the summary and the JSON list every target."""
+
+    def __init__(self, command: str, *, output: str, quiet: bool, debug: bool) -> None:
+        self.command, self.output, self.quiet, self.debug = command, output, quiet, debug
+        self.run: FleetRun | None = None
+        self.reporter: FleetReporter | None = None
+        self.after: list[str] = []
+
+    def go(self, body: Callable[[FleetInvocation], None]) -> None:
+        code: ExitStatus | None = None
+        try:
+            body(self)
+        except KeyboardInterrupt as exc:
+            code = ExitStatus.TERMINATED if isinstance(exc, Terminated) \
+                else ExitStatus.INTERRUPTED
+            click.echo("ksdelete: stopped by " + ("SIGTERM" if code is ExitStatus.TERMINATED
+                                                   else "Ctrl-C")
+                       + "; every change made is listed below and in the journal", err=True)
+        except Exception as exc:  # noqa: BLE001 - the CLI boundary
+            self.fail(exc)
+        self.finish(code)
+
+    def finish(self, code: ExitStatus | None) -> None:
+        from ksdelete.fleet.view import fleet_document, summary_lines
+
+        run = self.run
+        if self.reporter is not None:
+            self.reporter.finish(run)
+        if run is None:
+            sys.exit(int(code or ExitStatus.ERROR))
+        final = code or run.exit_code
+        lines = summary_lines(run) + self.after
+        if self.output == "json":
+            document = fleet_document(run)
+            document["exit_code"] = int(final)
+            _emit(json.dumps(document, default=str), final)
+            if not self.quiet and not getattr(self.reporter, "shows_summary", False):
+                for line in lines:
+                    click.echo(printable(line), err=True)
+        else:
+            for line in lines:
+                _emit(printable(line), final)
+        sys.exit(int(final))
+
+    def fail(self, exc: BaseException) -> None:
+        """One line on stderr (a traceback only with --debug), and the exit code; JSON mode
+        still prints one object."""
+        import traceback
+
+        from ksdelete.fleet.view import fleet_document
+
+        if isinstance(exc, KsdeleteError):
+            code, label, message, details = exc.exit_status, exc.label, str(exc), exc.details
+            error: dict[str, Any] = exc.as_json()
+        else:
+            code, label, details = ExitStatus.ERROR, "error", ()
+            message = f"unexpected {type(exc).__name__}: {exc}"
+            error = {"code": "internal", "message": message}
+        if self.debug:
+            traceback.print_exception(exc, file=sys.stderr)
+        click.echo("\n".join(labelled(f"ksdelete: {label}", message, details)), err=True)
+        if self.reporter is not None:
+            self.reporter.finish(self.run)
+        if self.output == "json" and self.run is not None:
+            document = fleet_document(self.run)
+            document["exit_code"] = int(code)
+            document["error"] = error
+            _emit(json.dumps(document, default=str), code)
+        elif self.run is not None and self.run.targets:
+            from ksdelete.fleet.view import summary_lines
+
+            for line in summary_lines(self.run):
+                _emit(printable(line), code)
+        sys.exit(int(code))
+
+
+def _settings(endpoint_url: str | None, journal: Path | None, poll_interval: float, *,
+              wait: bool = False, max_wait: float = 31 * 86400.0, enable: bool = False,
+              connect: bool = False) -> FleetSettings:
+    from ksdelete.fleet.runner import FleetSettings
+    from ksdelete.scope import check_endpoint_url, is_local
+
+    check_endpoint_url(endpoint_url)
+    if poll_interval < 1.0 and not is_local(endpoint_url):
+        from ksdelete.errors import UsageError
+
+        raise UsageError(f"a poll interval of {poll_interval:g}s would spend AWS's request "
+                         "quotas", where="--poll-interval", hint="Use 1s or more against AWS")
+    return FleetSettings(endpoint_url=endpoint_url, journal=journal,
+                         poll_interval=poll_interval, wait=wait, max_wait=max_wait,
+                         enable=enable, connect=connect)
+
+
+def _run(inv: FleetInvocation, spec: FleetSpec, mode: str, targets: tuple[str, ...],
+         settings: FleetSettings, *, save_plan: Path | None = None, saved: Any = None
+         ) -> None:
+    from ksdelete.fleet import service
+    from ksdelete.fleet.model import FleetRun
+    from ksdelete.fleet.view import make_fleet_reporter
+
+    chosen = saved.targets if saved is not None else service.select(spec, targets)
+    inv.run = out = FleetRun(spec, inv.command, service.new_run_id(), dry_run=mode == "plan",
+                             plan_id=saved.plan_id if saved is not None else None)
+    inv.reporter = reporter = make_fleet_reporter(inv.quiet, inv.debug)
+    runner = service.execute(spec, mode, chosen, settings, reporter, out, saved=saved)
+    if save_plan is not None:
+        out.plan_id = plan_id = service.save_plan(runner, spec, out, save_plan)
+        inv.after.append(f"Saved fleet plan {plan_id} to {save_plan}: {len(out.targets)} "
+                         f"target(s). Apply exactly this plan with: ksdelete apply {save_plan}")
+
+
+def _load(path: Path) -> FleetSpec:
+    from ksdelete.fleet import spec as fleet_spec
+
+    return fleet_spec.load(path)
+
+
+@fleet.command(name="plan")
+@click.argument("fleet_file", metavar="FILE", type=click.Path(path_type=Path))
+@fleet_options
+@click.option("--save-plan", type=click.Path(dir_okay=False, path_type=Path), metavar="PLAN",
+              help="Write one fleet plan for every target (one digest over all) for review "
+                   "and `ksdelete apply PLAN`.")
+@exitcodes.documented("fleet plan")
+def plan_cmd(fleet_file: Path, targets: tuple[str, ...], endpoint_url: str | None,
+             output: str, quiet: bool, debug: bool, journal: Path | None,
+             poll_interval: float, save_plan: Path | None) -> None:
+    """Show every target's plan (a dry run of each); change nothing.
+
+    \b
+    Example:
+      ksdelete fleet plan fleet.yml --save-plan fleet-plan.json
+    """
+    _setup_logging(debug)
+    inv = FleetInvocation("fleet plan", output=output, quiet=quiet, debug=debug)
+    inv.go(lambda inv: _run(inv, _load(fleet_file), "plan", targets,
+                            _settings(endpoint_url, journal, poll_interval),
+                            save_plan=save_plan))
+
+
+@fleet.command(name="apply")
+@click.argument("fleet_file", metavar="FILE", type=click.Path(path_type=Path))
+@fleet_options
+@_wait_options
+@click.option("--yes", "-y", is_flag=True, help="Required: the reviewed file is the approval.")
+@exitcodes.documented("fleet apply")
+def apply_cmd(fleet_file: Path, targets: tuple[str, ...], endpoint_url: str | None,
+              output: str, quiet: bool, debug: bool, journal: Path | None,
+              poll_interval: float, wait: bool, max_wait: float, yes: bool) -> None:
+    """Delete every target's store, as far as AWS allows now (cron: run it daily).
+
+    Each (account, Region) is one run of the single-store pipeline; accounts run in
+    parallel (rollout.max_accounts). A role that cannot be assumed, a Region that fails or a
+    refused target gets its own status; the others go on until rollout.failure_tolerance
+    targets failed, after which no new change starts. The exit code is the most severe
+    target's.
+
+    \b
+    Example:
+      ksdelete fleet apply fleet.yml --yes --output json
+    """
+    _setup_logging(debug)
+    inv = FleetInvocation("fleet apply", output=output, quiet=quiet, debug=debug)
+
+    def body(inv: FleetInvocation) -> None:
+        from ksdelete.errors import UsageError
+
+        if not yes:
+            raise UsageError("fleet apply changes AWS in every account of the file",
+                             where=str(fleet_file),
+                             hint="Review `ksdelete fleet plan FILE`, then pass --yes (or "
+                                  "apply a saved fleet plan: ksdelete apply PLAN)")
+        _run(inv, _load(fleet_file), "apply", targets,
+             _settings(endpoint_url, journal, poll_interval, wait=wait, max_wait=max_wait))
+
+    inv.go(body)
+
+
+@fleet.command(name="status")
+@click.argument("fleet_file", metavar="FILE", type=click.Path(path_type=Path))
+@fleet_options
+@exitcodes.documented("fleet status")
+def status_cmd(fleet_file: Path, targets: tuple[str, ...], endpoint_url: str | None,
+               output: str, quiet: bool, debug: bool, journal: Path | None,
+               poll_interval: float) -> None:
+    """Where every target stands; reads only.
+
+    \b
+    Example:
+      ksdelete fleet status fleet.yml --output json
+    """
+    _setup_logging(debug)
+    inv = FleetInvocation("fleet status", output=output, quiet=quiet, debug=debug)
+    inv.go(lambda inv: _run(inv, _load(fleet_file), "status", targets,
+                            _settings(endpoint_url, journal, poll_interval)))
+
+
+@fleet.command(name="cancel")
+@click.argument("fleet_file", metavar="FILE", type=click.Path(path_type=Path))
+@fleet_options
+@click.option("--enable", is_flag=True, help="Also enable the keys again.")
+@click.option("--connect", is_flag=True, help="Also connect the stores again.")
+@exitcodes.documented("fleet cancel")
+def cancel_cmd(fleet_file: Path, targets: tuple[str, ...], endpoint_url: str | None,
+               output: str, quiet: bool, debug: bool, journal: Path | None,
+               poll_interval: float, enable: bool, connect: bool) -> None:
+    """The brake for a fleet: cancel every target's key deletions (or --target ones).
+
+    The cancel is durable: each key is marked, and no later `fleet apply` (on any machine)
+    schedules it again without a person's fresh confirmation.
+
+    \b
+    Example:
+      ksdelete fleet cancel fleet.yml --target 111122223333/eu-west-1/cks-1234567890abcdef0
+    """
+    _setup_logging(debug)
+    inv = FleetInvocation("fleet cancel", output=output, quiet=quiet, debug=debug)
+    inv.go(lambda inv: _run(inv, _load(fleet_file), "cancel", targets,
+                            _settings(endpoint_url, journal, poll_interval, enable=enable,
+                                      connect=connect)))
+
+
+def apply_fleet_plan(plan_file: Path, *, endpoint_url: str | None, output: str, quiet: bool,
+                     debug: bool, journal: Path | None, wait: bool, max_wait: float,
+                     poll_interval: float) -> None:
+    """`ksdelete apply PLAN` of a saved fleet plan: no prompt (its review was the approval)."""
+    inv = FleetInvocation("apply", output=output, quiet=quiet, debug=debug)
+
+    def body(inv: FleetInvocation) -> None:
+        from ksdelete.fleet import plans
+
+        saved = plans.read(plan_file)
+        _run(inv, saved.spec, "apply", (),
+             _settings(endpoint_url, journal, poll_interval, wait=wait, max_wait=max_wait),
+             saved=saved)
+
+    inv.go(body)

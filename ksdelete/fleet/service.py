@@ -1,0 +1,98 @@
+"""What each fleet command does (the CLI and the tests call it): select the targets, check
+the file's guards before any AWS call, run every (account, Region), and save or apply a
+fleet plan. No click, no rich."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ksdelete import planfile
+from ksdelete.errors import UsageError
+from ksdelete.fleet import plans
+from ksdelete.fleet import spec as fleet_spec
+from ksdelete.fleet.model import FleetRun, FleetSpec, StoreTarget, TargetResult
+from ksdelete.fleet.runner import FleetRunner, FleetSettings, check_guards
+from ksdelete.fleet.view import FleetReporter
+from ksdelete.models import Status
+from ksdelete.sessions import SessionFactory
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def select(spec: FleetSpec, wanted: Sequence[str]) -> tuple[StoreTarget, ...]:
+    """The targets `--target` names (a store ID, or ACCOUNT/REGION/STORE, or ACCOUNT, or an
+    account's name), all of them without one. A selection that matches nothing is a usage
+    error: for a deletion tool an empty match is a typo, not "nothing to do"."""
+    if not wanted:
+        return spec.targets
+    names = {a.name: a.account_id for a in spec.accounts}
+    chosen: list[StoreTarget] = []
+    for word in wanted:
+        account = names.get(word, word)
+        found = [t for t in spec.targets
+                 if word in (t.store_id, t.label) or t.account_id == account]
+        if not found:
+            raise UsageError(f"--target {word!r} matches no target of the fleet file",
+                             where=str(spec.path or spec.name),
+                             hint="Use a store ID, ACCOUNT/REGION/STORE, an account ID or "
+                                  "an account name from the file")
+        chosen += [t for t in found if t not in chosen]
+    order = {t.key: i for i, t in enumerate(spec.targets)}
+    return tuple(sorted(chosen, key=lambda t: order[t.key]))
+
+
+def execute(spec: FleetSpec, mode: str, targets: Sequence[StoreTarget],
+            settings: FleetSettings, reporter: FleetReporter, out: FleetRun, *,
+            saved: plans.SavedFleetPlan | None = None,
+            sessions: SessionFactory | None = None) -> FleetRunner:
+    """Run `mode` over `targets`; `out` gets every target's result, whatever stops it."""
+    changing = mode in ("apply", "cancel")
+    if changing:
+        fleet_spec.check_for_change(spec)
+    check_guards(spec, targets, changing=mode == "apply")
+    reporter.start(command=out.command, dry_run=mode == "plan", spec=spec)
+    said = threading.Lock()
+
+    def done(results: Sequence[TargetResult]) -> None:
+        with said:
+            for t in results:
+                reporter.target_done(t)
+
+    runner = FleetRunner(
+        spec, mode, settings,
+        lambda account, region: reporter.for_scope(account.account_id, account.name, region),
+        out.run_id, sessions or SessionFactory(),
+        saved=saved.plans if saved else None, on_done=done)
+    try:
+        runner.run(targets, out)
+    finally:
+        if runner.brake.halted:
+            reporter.note(f"no new change started: {runner.brake.reason}", level="refused")
+    return runner
+
+
+def save_plan(runner: FleetRunner, spec: FleetSpec, out: FleetRun, path: Path) -> str:
+    """`fleet plan --save-plan`: one file for every target, if every one was planned (a
+    target refused or not reached leaves no plan: fix it first). Returns the plan ID."""
+    if not out.targets or any(t.status is not Status.PLANNED for t in out.targets):
+        bad = [t.target.label for t in out.targets if t.status is not Status.PLANNED]
+        raise UsageError(f"not saved: {len(bad)} target(s) could not be planned "
+                         f"({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''})",
+                         where=str(path), hint="Fix them (or leave them out with "
+                                               "--target), then plan again")
+    if spec.path is None:
+        raise UsageError("a fleet plan needs its fleet file", where=str(path))
+    text = spec.path.read_text(encoding="utf-8")
+    if hashlib.sha256(text.encode("utf-8")).hexdigest() != spec.sha256:
+        raise UsageError("not saved: the fleet file changed while it was being planned",
+                         where=str(spec.path), hint="Plan it again")
+    content = plans.build(spec, text, runner.plans, now=datetime.now(UTC))
+    planfile.write(path, content)
+    return planfile.short_id(content["digest"])
