@@ -11,8 +11,15 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from ksdelete.cli import cli
-from tests.cli.helpers import Run, validated
-from tests.fleet.test_spec import GOOD, replaced
+
+from .helpers import Run, validated
+
+GOOD = (Path(__file__).parents[1] / "fleet" / "fleet.yml").read_text(encoding="utf-8")
+
+
+def replaced(old: str, new: str, text: str = GOOD) -> str:
+    assert old in text, old
+    return text.replace(old, new, 1)
 
 
 def validate(tmp_path: Path, text: str, *args: str) -> Run:

@@ -18,41 +18,8 @@ from ksdelete.fleet import spec as fleetspec
 from ksdelete.fleet.model import AccountSpec, FleetSpec, Guards, Hub, Rollout, StoreTarget
 from ksdelete.models import PlanOptions, RefusalReason
 
-GOOD = """\
-version: 1
-name: retire-payments-hsm
-hub:
-  profile: security-automation
-defaults:
-  role: KsdeleteExecution
-  external_id_env: KSDELETE_EXTERNAL_ID
-  pending_window_days: 7
-  connect: true
-  protect_tags: [keep, env=prod]
-guards:
-  allowed_accounts: ["111122223333", "444455556666"]
-  forbidden_accounts: ["999988887777"]
-  max_targets: 10
-  max_keys_per_target: 500
-rollout:
-  max_accounts: 2
-accounts:
-  - account_id: "111122223333"
-    name: payments-dev
-    stores:
-      - id: cks-1234567890abcdef0
-        region: eu-west-1
-        expect_name: payments-hsm
-        expect_type: AWS_CLOUDHSM
-        expect_keys: 12
-      - id: cks-1234567890abcdef1
-        region: us-east-1
-  - account_id: "444455556666"
-    name: payments-stage
-    profile: payments-stage-sso
-    stores:
-      - {id: cks-0fedcba9876543210, region: us-east-1}
-"""
+# The file every case of tests/fleet and tests/cli/test_fleet_validate.py starts from.
+GOOD = (Path(__file__).parent / "fleet.yml").read_text(encoding="utf-8")
 
 
 def parse(text: str) -> FleetSpec:
