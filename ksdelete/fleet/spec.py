@@ -159,8 +159,10 @@ def _join(path: str, key: str) -> str:
 
 
 def _shown(node: yaml.Node) -> str:
+    """A value for a message: a number or true/false as written, a string quoted."""
     if isinstance(node, yaml.ScalarNode):
-        return repr(node.value)
+        plain = node.style is None and node.tag != "tag:yaml.org,2002:str"
+        return node.value if plain else repr(node.value)
     return "a list" if isinstance(node, yaml.SequenceNode) else "a mapping"
 
 
