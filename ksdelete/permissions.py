@@ -9,6 +9,8 @@ from ksdelete.models import StepKind
 
 # Gateway methods each piece of work calls. Tests check these against the gateway's table.
 DISCOVERY = ("describe_store", "list_keys", "describe_key", "list_aliases", "list_resource_tags",
+             # `fleet inventory`: every store of an account and Region.
+             "list_stores",
              # The preflight gates (grants, last use) and the watch (CloudTrail).
              "list_grants", "get_key_last_usage", "lookup_page", "lookup_events",
              "filter_log_events")

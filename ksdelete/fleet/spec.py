@@ -158,6 +158,11 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
+def _null(node: yaml.Node) -> bool:
+    """`key:` with nothing after it (e.g. every entry under it commented out)."""
+    return isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null"
+
+
 def _shown(node: yaml.Node) -> str:
     """A value for a message: a number or true/false as written, a string quoted."""
     if isinstance(node, yaml.ScalarNode):
@@ -168,8 +173,10 @@ def _shown(node: yaml.Node) -> str:
 
 # ---- the file -----------------------------------------------------------------------------
 
-def load(path: Path) -> FleetSpec:
-    """Read and check the fleet file at `path` (its digest is of the bytes read)."""
+def load(path: Path, *, selection: bool = True) -> FleetSpec:
+    """Read and check the fleet file at `path` (its digest is of the bytes read).
+    `selection` False: accounts without stores are fine (`fleet inventory` reads a file for
+    its accounts only)."""
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -180,10 +187,11 @@ def load(path: Path) -> FleetSpec:
     except UnicodeDecodeError as exc:
         raise UsageError(f"the fleet file is not UTF-8 (byte {exc.start})", where=str(path),
                          hint="Save it as UTF-8") from exc
-    return dataclasses.replace(parse(text, path), sha256=hashlib.sha256(data).hexdigest())
+    return dataclasses.replace(parse(text, path, selection=selection),
+                               sha256=hashlib.sha256(data).hexdigest())
 
 
-def parse(text: str, path: Path | None) -> FleetSpec:
+def parse(text: str, path: Path | None, *, selection: bool = True) -> FleetSpec:
     """The fleet file's text, checked (a UsageError at the first problem)."""
     reader = _Reader(str(path) if path is not None else "fleet file")
     try:
@@ -207,7 +215,7 @@ def parse(text: str, path: Path | None) -> FleetSpec:
     fleet = FleetSpec(name=name, accounts=accounts, guards=guards, rollout=rollout, hub=hub,
                       options=options, version=version, path=path,
                       sha256=hashlib.sha256(text.encode("utf-8")).hexdigest())
-    _check_selection(reader, root, top, fleet)
+    _check_selection(reader, root, top, fleet, selection=selection)
     return fleet
 
 
@@ -395,7 +403,7 @@ def _rollout(reader: _Reader, top: Entries) -> Rollout:
 def _accounts(reader: _Reader, root: yaml.Node, top: Entries,
               role: tuple[str, ...] | None, external_id_env: str | None
               ) -> tuple[AccountSpec, ...]:
-    if "accounts" not in top:
+    if "accounts" not in top or _null(top["accounts"][1]):
         return ()
     nodes = reader.sequence(top["accounts"][1], "accounts", "accounts")
     accounts: list[AccountSpec] = []
@@ -458,7 +466,7 @@ def _account(reader: _Reader, node: yaml.Node, path: str, role: tuple[str, ...] 
 
 def _stores(reader: _Reader, entries: Entries, account_id: str, path: str
             ) -> tuple[StoreTarget, ...]:
-    if "stores" not in entries:
+    if "stores" not in entries or _null(entries["stores"][1]):
         return ()
     stores: list[StoreTarget] = []
     for j, node in enumerate(reader.sequence(entries["stores"][1], f"{path}.stores",
@@ -501,9 +509,10 @@ def _matching(reader: _Reader, node: yaml.Node, path: str, match: Callable[[str]
     return value
 
 
-def _check_selection(reader: _Reader, root: yaml.Node, top: Entries, fleet: FleetSpec) -> None:
-    """At least one store, and no account of the file forbidden (forbidden wins over
-    everything, allowed included)."""
+def _check_selection(reader: _Reader, root: yaml.Node, top: Entries, fleet: FleetSpec, *,
+                     selection: bool) -> None:
+    """At least one store (unless not `selection`), and no account of the file forbidden
+    (forbidden wins over everything, allowed included)."""
     for i, account in enumerate(fleet.accounts):
         if account.account_id in fleet.guards.forbidden_accounts:
             node = top["accounts"][1].value[i]
@@ -511,6 +520,8 @@ def _check_selection(reader: _Reader, root: yaml.Node, top: Entries, fleet: Flee
                                "guards.forbidden_accounts", node, f"accounts[{i}]",
                                hint="Remove the account from the file; forbidden_accounts "
                                     "wins over everything")
+    if not selection:
+        return
     for i, account in enumerate(fleet.accounts):
         if not account.stores:
             node = top["accounts"][1].value[i]

@@ -206,6 +206,25 @@ def test_no_targets_is_an_empty_selection(text: str) -> None:
     assert "empty selection" in error(text)
 
 
+@pytest.mark.parametrize("text", [
+    "version: 1\nname: x\naccounts:\n  # - account_id: ...\n",
+    'version: 1\nname: x\naccounts:\n  - account_id: "111122223333"\n    name: a\n'
+    "    profile: p\n    stores:\n      # - id: cks-1\n",
+])
+def test_every_entry_commented_out_is_an_empty_selection_too(text: str) -> None:
+    assert "empty selection" in error(text)
+
+
+def test_a_file_read_for_its_accounts_only_may_name_no_store() -> None:
+    text = 'version: 1\nname: x\naccounts:\n  - {account_id: "111122223333", name: a, ' \
+        "profile: p}\n"
+    fleet = fleetspec.parse(text, None, selection=False)
+    assert fleet.accounts[0].stores == () and fleet.targets == ()
+    with pytest.raises(UsageError, match="forbidden"):
+        fleetspec.parse(text + 'guards: {forbidden_accounts: ["111122223333"]}\n', None,
+                        selection=False)
+
+
 def test_an_empty_file_or_one_without_a_mapping_is_refused() -> None:
     assert "empty" in error("")
     assert "mapping" in error("just text\n")
