@@ -313,3 +313,13 @@ def test_a_valid_spec_round_trips_through_its_file(fleet: FleetSpec) -> None:
     assert back.sha256 == hashlib.sha256(text.encode()).hexdigest()
     assert back == FleetSpec(**{**fleet.__dict__, "sha256": back.sha256})
     fleetspec.check_for_change(back)
+
+
+def test_the_example_in_docs_fleet_md_is_valid_and_fit() -> None:
+    docs = Path(__file__).resolve().parents[2] / "docs" / "fleet.md"
+    example = re.search(r"```yaml\n(.*?)```", docs.read_text(encoding="utf-8"), re.S)
+    assert example is not None
+    fleet = fleetspec.parse(example.group(1), docs)
+    assert len(fleet.targets) == 2
+    fleetspec.check_for_change(fleet)
+    assert planner.too_many_targets(fleet) is None
