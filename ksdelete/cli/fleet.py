@@ -120,19 +120,16 @@ def inventory(regions: str, fleet_file: Path | None, output_file: Path | None,
             raise UsageError("--profile goes without --fleet", where="--profile",
                              hint="The fleet file says how each account is reached "
                                   "(hub.profile, and each account's role or profile)")
-        sessions = SessionFactory()
         note = (lambda text: None) if quiet else (
             lambda text: click.echo(f"ksdelete: {text}", err=True))
         if fleet_spec is None:
             reads = [inv.read_account(inv.Reach(profile=profile), wanted, hub_profile=None,
-                                      endpoint_url=endpoint_url, sessions=sessions)]
+                                      endpoint_url=endpoint_url, sessions=SessionFactory())]
             if reads[0].error is not None:
                 raise reads[0].error  # the credentials did not answer: nothing to write
         else:
-            reads = [inv.read_account(inv.Reach.of(account), wanted,
-                                      hub_profile=fleet_spec.hub.profile,
-                                      endpoint_url=endpoint_url, sessions=sessions, note=note)
-                     for account in fleet_spec.accounts]
+            reads = inv.read_accounts(fleet_spec, wanted, endpoint_url=endpoint_url,
+                                      note=note)
         text = inv.render(reads, wanted, now=datetime.now(UTC), fleet=fleet_spec)
         if output_file is not None:
             try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -138,6 +139,22 @@ def read_account(reach: Reach, regions: Sequence[str], *, hub_profile: str | Non
             read.regions.append(RegionRead(region, error=exc))
             note(f"{read.account_id}/{region}: not read: {exc}")
     return read
+
+
+def read_accounts(fleet: FleetSpec, regions: Sequence[str], *, endpoint_url: str | None,
+                  note: Note = lambda text: None) -> list[AccountRead]:
+    """Every account of the file, up to rollout.max_accounts at once (their quotas are their
+    own), each with sessions of its own; in the file's order."""
+    def one(account: AccountSpec) -> AccountRead:
+        return read_account(Reach.of(account), regions, hub_profile=fleet.hub.profile,
+                            endpoint_url=endpoint_url, sessions=SessionFactory(), note=note)
+
+    pool = ThreadPoolExecutor(max_workers=fleet.rollout.max_accounts,
+                              thread_name_prefix="inventory")
+    try:
+        return list(pool.map(one, fleet.accounts))
+    finally:  # Ctrl-C: the accounts not started are not read (nothing is changed anyway)
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _read_region(gateway: Gateway, region: str) -> RegionRead:
