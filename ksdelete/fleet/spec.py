@@ -35,6 +35,7 @@ from ksdelete.scope import REGION
 VERSION = 1
 PARTITION = "aws"
 NAME = re.compile(r"[A-Za-z0-9+=,.@_-]{1,64}")  # it goes into STS session names and logs
+LABEL = re.compile(r"[^\x00-\x1f\x7f-\x9f]{1,64}")  # an account's name: one line of a log
 ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
 ROLE_NAME = re.compile(r"[\w+=,.@-]{1,64}")
 ROLE_ARN = re.compile(r"arn:aws:iam::(\d{12}):role/(?:[\w+=,.@-]+/)*[\w+=,.@-]{1,64}")
@@ -90,7 +91,10 @@ class _Reader:
         return self.loader.construct_object(node, deep=True)
 
     def mapping(self, node: yaml.Node, path: str, kind: str) -> Entries:
-        """The entries of a mapping whose keys are all known (KEYS[kind]), each once."""
+        """The entries of a mapping whose keys are all known (KEYS[kind]), each once (`key:`
+        with nothing under it, e.g. all commented out: none)."""
+        if _null(node):
+            return {}
         if not isinstance(node, yaml.MappingNode):
             raise self.error(f"{path or 'the fleet file'} must be a mapping of keys to values",
                              node, path, hint=f"Known keys: {', '.join(KEYS[kind])}")
@@ -434,6 +438,10 @@ def _account(reader: _Reader, node: yaml.Node, path: str, role: tuple[str, ...] 
     account_id = reader.account_id(entries["account_id"][1], f"{path}.account_id")
     name = reader.text(entries["name"][1], f"{path}.name",
                        hint="A label for the account, e.g. payments-dev")
+    if not LABEL.fullmatch(name):
+        raise reader.error(f"{path}.name must be 1-64 characters, none of them a control "
+                           "character", entries["name"][1], f"{path}.name",
+                           hint="It prefixes the account's lines in logs")
     if "role" in entries and "profile" in entries:
         raise reader.error(f"{path} has both role and profile", node, path,
                            hint="Reach the account one way: a role (from the hub) or a "

@@ -159,6 +159,9 @@ def test_an_external_id_in_the_file_is_refused_wherever_it_is(where: str) -> Non
     ("        expect_type: AWS_CLOUDHSM", "        expect_type: AWS_KMS", "EXTERNAL_KEY_STORE"),
     ("        expect_keys: 12", "        expect_keys: -1", "at least 0"),
     ("        expect_name: payments-hsm", "        expect_name: ''", "expect_name"),
+    ("    name: payments-dev", '    name: "dev\\nfake line"', "control character"),
+    ("    name: payments-dev", "    name: " + "n" * 65, "1-64"),
+    ("rollout:\n  max_accounts: 2", "rollout:\n  max_accounts: 2\nhub:", "duplicate key 'hub'"),
     ("    name: payments-dev", "    name: payments-stage", "duplicate account name"),
     ('  - account_id: "444455556666"', '  - account_id: "111122223333"',
      "duplicate account_id"),
@@ -223,6 +226,13 @@ def test_a_file_read_for_its_accounts_only_may_name_no_store() -> None:
     with pytest.raises(UsageError, match="forbidden"):
         fleetspec.parse(text + 'guards: {forbidden_accounts: ["111122223333"]}\n', None,
                         selection=False)
+
+
+def test_a_section_with_nothing_under_it_is_empty() -> None:
+    fleet = parse(replaced("rollout:\n  max_accounts: 2", "rollout:\n  # max_accounts: 2"))
+    assert fleet.rollout == Rollout()
+    assert "account_id is required" in error(replaced('  - account_id: "444455556666"\n'
+                                                      "    name: payments-stage\n", "  -\n"))
 
 
 def test_an_empty_file_or_one_without_a_mapping_is_refused() -> None:
