@@ -134,10 +134,10 @@ def read_account(reach: Reach, regions: Sequence[str], *, hub_profile: str | Non
         except KsdeleteError as exc:
             if read.identity is None:  # the account did not answer: every Region would fail
                 read.error = exc
-                note(f"{reach.account_id or 'account'}: not read: {exc}")
+                note(f"{exc.label}: account {reach.account_id} not read: {exc}")
                 return read
             read.regions.append(RegionRead(region, error=exc))
-            note(f"{read.account_id}/{region}: not read: {exc}")
+            note(f"{exc.label}: {read.account_id}/{region} not read: {exc}")
     return read
 
 
