@@ -138,3 +138,16 @@ def test_misuse_is_a_usage_error_before_any_call(emulator: Emulator, tmp_path: P
     code, _, err = inventory(emulator, "--regions", "us-east-1", "--fleet", str(bad))
     assert code == 2 and "quote it" in err
     assert emulator.calls() == []
+
+
+def test_a_store_with_keys_that_cannot_be_described_gets_no_expected_count(
+        emulator: Emulator) -> None:
+    seeded = emulator.seed({"region": "us-east-1", "stores": [
+        {"name": "locked", "keys": 3, "undescribable_keys": 1}]})
+    store = seeded["stores"][0]["id"]
+    code, out, err = inventory(emulator, "--regions", "us-east-1")
+    assert code == 0, err
+    assert re.search(r"# us-east-1: AWS_CLOUDHSM \"locked\", CONNECTED, 2 keys, 1 more that "
+                     r"cannot be described \(expect_keys left out\)", out), out
+    (target,) = fleetspec.parse(uncomment(out, store), None).targets
+    assert target.expect_keys is None and target.expect_name == "locked"
