@@ -83,6 +83,7 @@ ERROR_TYPES: dict[str, type[AwsError]] = {
 # The IAM actions each gateway method needs; `ksdelete iam-policy` is built from this table.
 PERMISSIONS: dict[str, str] = {
     "describe_store": "kms:DescribeCustomKeyStores",
+    "list_stores": "kms:DescribeCustomKeyStores",  # `fleet inventory`
     "list_keys": "kms:ListKeys",
     "describe_key": "kms:DescribeKey",
     "list_aliases": "kms:ListAliases",
@@ -305,6 +306,12 @@ class Gateway:
             raise
         entries = called.response.get("CustomKeyStores", [])
         return store_from_entry(entries[0]) if entries else None
+
+    def list_stores(self) -> list[KeyStore]:
+        """Every custom key store of the account and Region (`fleet inventory`)."""
+        return [store_from_entry(entry)
+                for page in self._pages("DescribeCustomKeyStores", 1000)
+                for entry in page.get("CustomKeyStores", [])]
 
     def connect_store(self, store_id: str) -> Called:
         return self._call("ConnectCustomKeyStore", CustomKeyStoreId=store_id)

@@ -296,6 +296,7 @@ class RefusalReason(StrEnum):
     OTHER_ENDPOINT = "other-endpoint"  # `apply`: not the KMS endpoint the plan was made against
     CANCEL_REQUESTED = "cancel-requested"  # `ksdelete cancel` asked runs of the store to stop
     ALL_OR_NOTHING = "all-or-nothing"  # another store of the run's plan was refused or failed
+    TOO_MANY_TARGETS = "too-many-targets"  # a fleet file names more targets than max_targets
 
 
 @dataclass(frozen=True)

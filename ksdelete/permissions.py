@@ -9,6 +9,8 @@ from ksdelete.models import StepKind
 
 # Gateway methods each piece of work calls. Tests check these against the gateway's table.
 DISCOVERY = ("describe_store", "list_keys", "describe_key", "list_aliases", "list_resource_tags",
+             # `fleet inventory`: every store of an account and Region.
+             "list_stores",
              # The preflight gates (grants, last use) and the watch (CloudTrail).
              "list_grants", "get_key_last_usage", "lookup_page", "lookup_events",
              "filter_log_events")
@@ -92,3 +94,45 @@ def policy(*, read_only: bool, apply_only: bool = False,
                      "kms:TrailingDaysWithoutKeyUsage": unused_for}}}
             )
     return {"Version": "2012-10-17", "Statement": statements}
+
+
+# ---- a fleet: the hub assumes a role in each account -------------------------------------
+
+DEFAULT_ROLE = "KsdeleteExecution"
+ANY_ACCOUNT_ROLE = f"arn:aws:iam::*:role/{DEFAULT_ROLE}"  # without a fleet file
+HUB_PRINCIPAL = "arn:aws:iam::<HUB_ACCOUNT_ID>:role/<HUB_ROLE>"
+DEFAULT_EXTERNAL_ID_ENV = "KSDELETE_EXTERNAL_ID"
+
+
+def hub_policy(first_roles: list[str]) -> dict[str, Any]:
+    """What the hub identity needs: sts:AssumeRole on the first role of each account's chain
+    (each further role of a chain is assumed by the role before it, whose own policy must
+    allow that)."""
+    return {"Version": "2012-10-17", "Statement": [
+        {"Sid": "KsdeleteAssumeTargetRoles", "Effect": "Allow", "Action": "sts:AssumeRole",
+         "Resource": sorted(set(first_roles))}]}
+
+
+def trust_policy(external_id_env: str, principal: str = HUB_PRINCIPAL) -> dict[str, Any]:
+    """A template of the target role's trust policy: the hub (or the role before it in a
+    chain) may assume it, and only with the external ID ($external_id_env holds it at run
+    time; it is never in the fleet file)."""
+    return {"Version": "2012-10-17", "Statement": [
+        {"Sid": "KsdeleteHubAssumes", "Effect": "Allow", "Principal": {"AWS": principal},
+         "Action": "sts:AssumeRole",
+         "Condition": {"StringEquals": {
+             "sts:ExternalId": f"<the external ID: the value of ${external_id_env}>"}}}]}
+
+
+def fleet_policies(first_roles: list[str] | None = None, external_id_env: str | None = None,
+                   *, read_only: bool = False, apply_only: bool = False,
+                   unused_for: int | None = None) -> dict[str, dict[str, Any]]:
+    """`iam-policy --fleet`: the hub policy, the target role policy (the same actions as for
+    one store: `policy`) and the trust policy template. Without roles (no fleet file) the
+    hub may assume the default role name in any account."""
+    return {
+        "hub_policy": hub_policy(first_roles or [ANY_ACCOUNT_ROLE]),
+        "target_role_policy": policy(read_only=read_only, apply_only=apply_only,
+                                     unused_for=unused_for),
+        "trust_policy": trust_policy(external_id_env or DEFAULT_EXTERNAL_ID_ENV),
+    }

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from ksdelete import planner
+from ksdelete.fleet.model import AccountSpec, FleetSpec, Guards, StoreTarget
 from ksdelete.models import (
     ApprovedStore,
     Attempt,
@@ -218,7 +219,16 @@ def _refusals() -> list[tuple[str, Refusal]]:
     out.extend((f"all_or_nothing, {other[:24]}", planner.all_or_nothing(
         STORE, [(other, "refused")], started=False))  # type: ignore[misc]
         for other in ("cks-0000000000aaaaaaa", "payments-eu-west-1-prod", LONG_NAME))
+    out.append(("too_many_targets", planner.too_many_targets(_fleet(MANY))))  # type: ignore[arg-type]
     return out
+
+
+def _fleet(stores: int) -> FleetSpec:
+    """A fleet file's spec with `stores` stores in one account, and a cap of 2."""
+    targets = tuple(StoreTarget("111122223333", "us-east-1", f"cks-{n:017x}")
+                    for n in range(stores))
+    return FleetSpec("f", (AccountSpec("111122223333", "a", targets, profile="p"),),
+                     guards=Guards(max_targets=2))
 
 
 REFUSALS = _refusals()

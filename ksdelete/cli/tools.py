@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -100,8 +101,19 @@ def probe(region: str | None, profile: str | None, endpoint_url: str | None,
                    "never-used key created less than DAYS days ago may be denied too.")
 @click.option("--probe", "for_probe", is_flag=True,
               help="Only what `ksdelete probe` needs (CreateKey, Encrypt on its own key, ...).")
+@click.option("--fleet", "for_fleet", is_flag=True,
+              help="A fleet (docs/fleet.md): the hub policy (sts:AssumeRole on the target "
+                   "roles), the target role policy, and a trust policy template with the "
+                   "sts:ExternalId condition.")
+@click.option("--fleet-file", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="With --fleet: the hub may assume exactly the roles of this fleet file "
+                   "(default: KsdeleteExecution in any account).")
+@click.option("--output", "output", type=click.Choice(["text", "json"]), default="text",
+              show_default=True,
+              help="With --fleet: json prints the three policies as one object (text: three "
+                   "JSON blocks under a comment each). The policy alone is always JSON.")
 def iam_policy(read_only: bool, apply_only: bool, unused_for: int | None,
-               for_probe: bool) -> None:
+               for_probe: bool, for_fleet: bool, fleet_file: Path | None, output: str) -> None:
     """Print the least-privilege IAM policy ksdelete needs, as JSON.
 
     Derived from the permissions each pipeline step declares, so it cannot drift.
@@ -111,18 +123,64 @@ def iam_policy(read_only: bool, apply_only: bool, unused_for: int | None,
       ksdelete iam-policy > ksdelete-policy.json
       ksdelete iam-policy --apply-only --unused-for 30 > ksdelete-cron-policy.json
       ksdelete iam-policy --probe > ksdelete-probe-policy.json
+      ksdelete iam-policy --fleet --fleet-file fleet.yml
     """
     from ksdelete.permissions import policy, probe_policy
 
     if read_only and apply_only:
         raise click.UsageError("--read-only and --apply-only exclude each other")
+    if fleet_file is not None and not for_fleet:
+        raise click.UsageError("--fleet-file goes with --fleet")
     if for_probe:
-        if read_only or apply_only or unused_for:
+        if read_only or apply_only or unused_for or for_fleet:
             raise click.UsageError("--probe takes no other option")
         click.echo(json.dumps(probe_policy(), indent=2))
         return
+    if for_fleet:
+        _fleet_policies(fleet_file, output, read_only=read_only, apply_only=apply_only,
+                        unused_for=unused_for)
+        return
     click.echo(json.dumps(policy(read_only=read_only, apply_only=apply_only,
                                  unused_for=unused_for), indent=2))
+
+
+FLEET_HEADS = {
+    "hub_policy": "# Hub policy: for the identity that runs `ksdelete fleet` (it assumes each "
+                  "account's role)",
+    "target_role_policy": "# Target role policy: for the role in each target account",
+    "trust_policy": "# Trust policy of the target role (a template: put in the hub's role and "
+                    "the external ID)",
+}
+
+
+def _fleet_policies(fleet_file: Path | None, output: str, **shape: Any) -> None:
+    """`iam-policy --fleet`: a bad fleet file is one line and exit 2, as in `fleet validate`."""
+    from ksdelete.permissions import fleet_policies
+
+    roles: list[str] | None = None
+    external: str | None = None
+    if fleet_file is not None:
+        from ksdelete.fleet import spec
+
+        try:
+            fleet = spec.load(fleet_file)
+            roles = [a.role[0] for a in fleet.accounts if a.role]
+            if not roles:
+                raise UsageError("no account of the fleet file is reached by a role, so the "
+                                 "hub needs no policy", where=str(fleet_file),
+                                 hint="The profiles' own policies need the target role "
+                                      "policy (ksdelete iam-policy)")
+        except UsageError as exc:
+            click.echo(f"ksdelete: error: {exc}", err=True)
+            sys.exit(int(exc.exit_status))
+        names = sorted({a.external_id_env for a in fleet.accounts if a.external_id_env})
+        external = names[0] if len(names) == 1 else None
+    docs = fleet_policies(roles, external, **shape)
+    if output == "json":
+        click.echo(json.dumps(docs, indent=2))
+        return
+    click.echo("\n\n".join(f"{FLEET_HEADS[name]}\n{json.dumps(doc, indent=2)}"
+                            for name, doc in docs.items()))
 
 
 @cli.command()

@@ -30,6 +30,7 @@ from ksdelete.planner.evidence import (
     not_recently_used,
     room_for_marks,
 )
+from ksdelete.planner.fleet import too_many_targets
 from ksdelete.planner.membership import (
     account_allowed,
     all_or_nothing,
@@ -63,5 +64,6 @@ __all__ = [
     "no_keys_appeared", "no_service_grants", "no_use_while_disabled", "no_use_while_pending",
     "not_cancelled", "not_protected", "not_recently_used", "phase_of", "plan", "plan_cancel",
     "refused_phase",
-    "room_for_marks", "service_endpoint", "soak_possible", "within_saved_plan",
+    "room_for_marks", "service_endpoint", "soak_possible", "too_many_targets",
+    "within_saved_plan",
 ]
