@@ -30,7 +30,8 @@ if TYPE_CHECKING:
     from ksdelete.fleet.model import FleetRun, FleetSpec, StoreTarget, TargetResult
 
 __all__ = ["FleetPlainReporter", "FleetReporter", "fleet_document", "keys_scheduled",
-           "make_fleet_reporter", "next_step", "phase", "scope_label", "summary_lines"]
+           "make_fleet_reporter", "next_step", "next_step_waits", "phase", "scope_label",
+           "summary_lines"]
 
 
 # ---- what a target comes to -----------------------------------------------------------------
@@ -75,7 +76,7 @@ _DONE = {Status.DELETED: "none (deleted)", Status.CANCELLED: "none (cancelled)",
          Status.TERMINATED: "run again"}
 
 
-def _next(t: TargetResult) -> tuple[str, bool]:
+def next_step_waits(t: TargetResult) -> tuple[str, bool]:
     """The next step in a few words, and whether it is a wait until a time it names."""
     if t.status in _DONE:
         return _DONE[t.status], False
@@ -109,7 +110,7 @@ def next_step(t: TargetResult) -> str:
     """What the target needs next, in a few words: "wait until 2026-12-10 12:00 UTC",
     "disconnect and delete", "schedule 3 key(s)" (what applying a dry run's plan would do
     first), "none (deleted)", "fix and run again", "run again"."""
-    return _next(t)[0]
+    return next_step_waits(t)[0]
 
 
 def _message(t: TargetResult) -> str | None:
@@ -203,7 +204,7 @@ def summary_line(t: TargetResult) -> str:
     status = t.status.value
     said = _message(t) or phase(t)
     text = f"[{t.target.label}] {status}" + (f": {said}" if said and said != status else "")
-    step, waits = _next(t)
+    step, waits = next_step_waits(t)
     text += f"; next: {step}"
     resume = _resume_after(t)
     if resume is not None and t.status is Status.PLANNED:
