@@ -34,6 +34,7 @@ from ksdelete.fleet.view import (
     phase,
     plan_next,
     scope_label,
+    target_error,
     totals_line,
 )
 from ksdelete.live import terminal_console
@@ -200,7 +201,7 @@ class FleetLiveReporter:
         """The target's final row: its status, phase (or what stopped it), next step and
         next run."""
         target = t.target
-        error = t.error or (t.result.error if t.result is not None else None)
+        error = target_error(t)
         said = phase(t) or (str(error["message"]) if error else "")
         with self.lock:
             r = self.row(target.account_id, t.account_name, target.region, target.store_id)

@@ -23,7 +23,15 @@ from ksdelete import __version__
 from ksdelete.models import Identity, Plan, Snapshot, Status, Step, StepKind, StoreResult
 from ksdelete.output import SCHEMA_VERSION, store_json
 from ksdelete.phase import PhaseName, StorePhase, phase_name
-from ksdelete.reporting import PlainReporter, Reporter, labelled, plan_lines, printable, say
+from ksdelete.reporting import (
+    PlainReporter,
+    Reporter,
+    labelled,
+    plan_lines,
+    printable,
+    say,
+    told_before,
+)
 from ksdelete.view import fmt_time
 
 if TYPE_CHECKING:
@@ -31,7 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = ["FleetPlainReporter", "FleetReporter", "fleet_document", "keys_scheduled",
            "make_fleet_reporter", "next_step", "next_step_waits", "phase", "scope_label",
-           "summary_lines"]
+           "summary_lines", "target_error"]
 
 
 # ---- what a target comes to -----------------------------------------------------------------
@@ -113,15 +121,15 @@ def next_step(t: TargetResult) -> str:
     return next_step_waits(t)[0]
 
 
-def _message(t: TargetResult) -> str | None:
+def target_error(t: TargetResult) -> dict[str, Any] | None:
     """What stopped the target: the fleet's own error (its role, a guard, the halt), else its
     store's."""
-    error = t.error or (t.result.error if t.result is not None else None)
-    return str(error["message"]) if error else None
-
-
-def _error(t: TargetResult) -> dict[str, Any] | None:
     return t.error or (t.result.error if t.result is not None else None)
+
+
+def _message(t: TargetResult) -> str | None:
+    error = target_error(t)
+    return str(error["message"]) if error else None
 
 
 def keys_scheduled(t: TargetResult) -> int:
@@ -162,7 +170,7 @@ def _target_json(t: TargetResult) -> dict[str, Any]:
         "phase": phase(t),
         "next_step": next_step(t),
         "store": store,
-        "error": _error(t),
+        "error": target_error(t),
     }
 
 
@@ -293,8 +301,6 @@ class _ScopePlainReporter(PlainReporter):
         return self._told_by.setdefault(target, [])
 
     def shown(self, message: str) -> bool:
-        from ksdelete.reporting import told_before
-
         return any(told_before(told, message) is not None for told in self._told_by.values())
 
     def start(self, *, command: str, dry_run: bool) -> None:
