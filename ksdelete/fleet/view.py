@@ -14,8 +14,7 @@ import os
 import sys
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
@@ -255,11 +254,6 @@ class _Writer:
         self.clock = clock
         self.lock = threading.RLock()
 
-    @contextmanager
-    def held(self) -> Iterator[None]:
-        with self.lock:
-            yield
-
     def line(self, text: str, label: str = "") -> None:
         stamp = self.clock().astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         prefix = f"[{label}] " if label else ""
@@ -309,7 +303,7 @@ class _ScopePlainReporter(PlainReporter):
     def note(self, text: str, *, level: str = "info", target: str = "") -> None:
         if self.quiet and level not in ("error", "refused"):
             return
-        with self.writer.held():
+        with self.writer.lock:
             for line in say(self.told(target), text, level):
                 self._emit(line, target)
 
@@ -321,7 +315,7 @@ class _ScopePlainReporter(PlainReporter):
         elif self.quiet:
             return
         else:
-            with self.writer.held():
+            with self.writer.lock:
                 for line in lines:
                     self._emit(line, target)
         if plan.refusal:
@@ -357,10 +351,15 @@ class FleetPlainReporter:
         self.writer = _Writer(stream, clock)
         self.quiet = quiet
         self.plan_stream = plan_stream
+        self.dry_run = False
         self._scopes: dict[tuple[str, str], _ScopePlainReporter] = {}
         self._said: set[tuple[str, str, str]] = set()  # targets whose target_done was said
 
     def start(self, *, command: str, dry_run: bool, spec: FleetSpec | None = None) -> None:
+        with self.writer.lock:
+            self.dry_run = dry_run
+            for scope in self._scopes.values():
+                scope.dry_run = dry_run
         if dry_run and not self.quiet:
             self.writer.line("DRY RUN: nothing will be changed")
 
@@ -368,19 +367,20 @@ class FleetPlainReporter:
         return self._scope(account_id, region)
 
     def _scope(self, account_id: str, region: str) -> _ScopePlainReporter:
-        with self.writer.held():
+        with self.writer.lock:
             key = (account_id, region)
             if key not in self._scopes:
                 self._scopes[key] = _ScopePlainReporter(
                     self.writer, account_id, region, quiet=self.quiet,
                     plan_stream=self.plan_stream)
+                self._scopes[key].dry_run = self.dry_run  # a dry run's plans in full
             return self._scopes[key]
 
     def target_done(self, t: TargetResult) -> None:
         """A target that never reached its store (its role, a guard, the halt) says why, once;
         a store's own refusals and errors were said by its run."""
         target: StoreTarget = t.target
-        with self.writer.held():
+        with self.writer.lock:
             if t.error is None or target.key in self._said:
                 return
             self._said.add(target.key)
@@ -393,7 +393,7 @@ class FleetPlainReporter:
             return
         first, *rest = text.split("\n")
         lines = labelled(level, first, rest) if level != "info" else [first, *rest]
-        with self.writer.held():
+        with self.writer.lock:
             for line in lines:
                 self.writer.line(line)
 

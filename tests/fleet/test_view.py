@@ -41,6 +41,7 @@ from ksdelete.phase import PhaseName, StorePhase
 from ksdelete.reporting import Phase, PhaseState
 
 from .builders import (
+    AFTER_SCHEDULE,
     DELETED_T,
     DENIED,
     DEV,
@@ -358,6 +359,19 @@ def test_a_dry_runs_plan_goes_to_the_plan_stream_prefixed_in_one_piece() -> None
     assert all(line.startswith("[111122223333/eu-west-1/cks-1111111111111111a] ")
                for line in lines)
     assert any("ScheduleKeyDeletion for 3 key(s)" in line for line in lines)
+
+
+def test_a_dry_run_lists_every_key_even_of_a_plan_that_only_waits() -> None:
+    """For review, as in single-store mode: the fleet's dry run reaches every scope."""
+    plan_out = io.StringIO()
+    fleet = FleetPlainReporter(io.StringIO(), clock=clock, plan_stream=plan_out)
+    fleet.start(command="fleet plan", dry_run=True, spec=SPEC)
+    result = pending_result()
+    assert result.store is not None
+    waits = Plan(PENDING_T.store_id, AFTER_SCHEDULE, earliest_gone=GONE)
+    fleet.for_scope(DEV, "payments-dev", "eu-west-1").plan(
+        PENDING_T.store_id, Snapshot(result.store, result.keys), waits)
+    assert sum(f"key {k.id} PendingDeletion" in plan_out.getvalue() for k in result.keys) == 3
 
 
 def test_a_target_that_never_reached_its_store_is_said_once() -> None:
