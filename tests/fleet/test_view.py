@@ -36,7 +36,7 @@ from ksdelete.models import (
     StepKind,
     StoreResult,
 )
-from ksdelete.output import SCHEMA_VERSION, document
+from ksdelete.output import SCHEMA_VERSION, document, exit_status
 from ksdelete.phase import PhaseName, StorePhase
 from ksdelete.reporting import Phase, PhaseState
 
@@ -138,6 +138,19 @@ def test_a_dry_run_and_a_saved_plan_are_said() -> None:
     run.dry_run, run.plan_id, run.halted, run.halt_reason = True, "9b1d0c47e2aa", False, None
     doc = as_json(fleet_document(run))
     assert (doc["dry_run"], doc["plan_id"], doc["halted"]) == (True, "9b1d0c47e2aa", False)
+
+
+@pytest.mark.parametrize("status", list(Status))
+@pytest.mark.parametrize("reached", [True, False])
+def test_every_status_with_or_without_a_store_is_a_valid_entry(status: Status,
+                                                                reached: bool) -> None:
+    result = replace(pending_result(), status=status) if reached else None
+    code = exit_status(result) if result is not None else ExitStatus.ERROR
+    t = TargetResult(PENDING_T, "payments-dev", status, code, result,
+                     error=None if reached else {"code": "x", "message": "why"})
+    doc = as_json(fleet_document(target(t)))
+    assert doc["summary"][status.value] == 1 and doc["targets"][0]["next_step"]
+    assert summary_lines(target(t))[0].startswith(f"[{PENDING_T.label}] {status}")
 
 
 def test_an_empty_fleet_run_is_a_valid_document() -> None:
