@@ -36,9 +36,9 @@ from ksdelete.view import fmt_time
 if TYPE_CHECKING:
     from ksdelete.fleet.model import FleetRun, FleetSpec, StoreTarget, TargetResult
 
-__all__ = ["FleetPlainReporter", "FleetReporter", "fleet_document", "keys_scheduled",
-           "make_fleet_reporter", "next_step", "next_step_waits", "phase", "scope_label",
-           "summary_lines", "target_error"]
+__all__ = ["FleetPlainReporter", "FleetReporter", "counts", "fleet_document", "keys_scheduled",
+           "make_fleet_reporter", "next_step", "next_step_waits", "phase", "plan_next",
+           "scope_label", "summary_line", "summary_lines", "target_error", "totals_line"]
 
 
 # ---- what a target comes to -----------------------------------------------------------------
