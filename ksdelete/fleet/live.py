@@ -179,6 +179,7 @@ class FleetLiveReporter:
         self.name = ""
         self.dry_run = False
         self._told: dict[str, list[str]] = {}  # refusals and errors said, by label
+        self._said: set[tuple[str, str, str]] = set()  # targets whose end was shown
         self._live: Live | None = None
 
     # ---- the fleet's calls ---------------------------------------------------------------
@@ -199,7 +200,8 @@ class FleetLiveReporter:
 
     def target_done(self, t: TargetResult) -> None:
         """The target's final row: its status, phase (or what stopped it), next step and
-        next run."""
+        next run; and what stopped it above the table, if its run did not say it (its role,
+        a guard, the halt), once."""
         target = t.target
         error = target_error(t)
         said = phase(t) or (str(error["message"]) if error else "")
@@ -208,6 +210,11 @@ class FleetLiveReporter:
             r.status, r.activity, r.retry = t.status.value, printable(said), ""
             r.next_step, r.waits = next_step_waits(t)
             r.next_run = t.result.resume_after if t.result is not None else None
+            untold = t.error is not None and target.key not in self._said \
+                and not self.shown(str(t.error["message"]))
+            self._said.add(target.key)
+        if untold and t.error is not None:
+            self.say(target.label, str(t.error["message"]), t.status.value)
 
     def note(self, text: str, *, level: str = "info") -> None:
         """A line about the whole fleet (the halt)."""

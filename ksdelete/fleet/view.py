@@ -377,15 +377,18 @@ class FleetPlainReporter:
             return self._scopes[key]
 
     def target_done(self, t: TargetResult) -> None:
-        """A target that never reached its store (its role, a guard, the halt) says why, once;
-        a store's own refusals and errors were said by its run."""
+        """What stopped a target, if its run did not say it (its role, a guard, the halt):
+        said once, under the target's label."""
         target: StoreTarget = t.target
+        if t.error is None:
+            return
+        scope = self._scope(target.account_id, target.region)
+        message = str(t.error["message"])
         with self.writer.lock:
-            if t.error is None or target.key in self._said:
+            if target.key in self._said or scope.shown(message):
                 return
             self._said.add(target.key)
-        self._scope(target.account_id, target.region).note(
-            str(t.error["message"]), level=t.status.value, target=target.store_id)
+        scope.note(message, level=t.status.value, target=target.store_id)
 
     def note(self, text: str, *, level: str = "info") -> None:
         """A line about the whole fleet (the halt)."""

@@ -19,7 +19,17 @@ from ksdelete.fleet.view import FleetPlainReporter, make_fleet_reporter
 from ksdelete.models import Snapshot
 from ksdelete.reporting import Phase, PhaseState
 
-from .builders import DENIED, DEV, PENDING_T, SPEC, T0, fleet_run, pending_result
+from .builders import (
+    DENIED,
+    DENIED_T,
+    DEV,
+    PENDING_T,
+    SKIPPED_T,
+    SPEC,
+    T0,
+    fleet_run,
+    pending_result,
+)
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\r")
 ROOT = Path(__file__).resolve().parents[2]
@@ -221,6 +231,11 @@ def test_a_target_that_never_reached_its_store_says_why_in_its_row() -> None:
     live.target_done(fleet_run().targets[3])
     line = row(rendered(live), "cks-4444444444444444a")
     assert DENIED["message"][:20] in line and "fix and run again" in line
+    # In full above the table, once (the run's end shows every target again).
+    live.finish(fleet_run())
+    said = text_of(live.console)
+    assert said.count(f"[{DENIED_T.label}] error: {DENIED['message']}") == 1
+    assert f"[{SKIPPED_T.label}] skipped: not started" in said
 
 
 class Tty(io.StringIO):

@@ -400,6 +400,14 @@ def test_a_target_that_never_reached_its_store_is_said_once() -> None:
         f"[444455556666/us-east-1/cks-4444444444444444b] skipped: not started: {HALT}"]
 
 
+def test_what_the_run_said_without_a_store_is_not_said_again_at_its_end() -> None:
+    out = io.StringIO()
+    fleet = FleetPlainReporter(out, clock=clock)
+    fleet.for_scope(STAGE, "payments-stage", "eu-west-1").note(DENIED["message"], level="error")
+    fleet.target_done(fleet_run().targets[3])
+    assert len(out.getvalue().splitlines()) == 1
+
+
 class SlowStream(io.StringIO):
     """Writes a character at a time, yielding between characters: an unlocked writer's lines
     would interleave."""
