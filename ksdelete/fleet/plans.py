@@ -15,9 +15,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import ksdelete.fleet.spec as fleet_spec
 from ksdelete import __version__, planfile
 from ksdelete.errors import UsageError
-from ksdelete.fleet import spec as fleet_spec
 from ksdelete.fleet.model import FleetSpec, StoreTarget
 
 KIND = "ksdelete-fleet-plan"

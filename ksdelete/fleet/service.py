@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+import ksdelete.fleet.spec as fleet_spec
 from ksdelete import planfile
 from ksdelete.errors import UsageError
 from ksdelete.fleet import plans
-from ksdelete.fleet import spec as fleet_spec
 from ksdelete.fleet.model import FleetRun, FleetSpec, StoreTarget, TargetResult
 from ksdelete.fleet.runner import FleetRunner, FleetSettings, check_guards
 from ksdelete.fleet.view import FleetReporter
