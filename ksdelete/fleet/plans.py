@@ -62,6 +62,8 @@ def build(spec: FleetSpec, text: str, plans: list[dict[str, Any]], *, now: datet
 def is_fleet_plan(path: Path) -> bool:
     """Whether FILE is a saved fleet plan (its kind), without checking more of it."""
     try:
+        if not path.is_file():  # never open a FIFO or a device: it can block
+            return False
         with path.open("rb") as handle:
             head = handle.read(4096).decode("utf-8", "replace")
     except OSError:

@@ -61,7 +61,7 @@ def test_save_then_apply_from_another_machine_through_to_deletion(
     assert doc["options"] == {"pending_window_days": 7, "connect": False,
                               "allow_orphaned_key_material": False, "unused_for_days": 30,
                               "allow_service_grants": False, "protect_tags": [],
-                              "expect_keys": None, "on_use": "cancel",
+                              "expect_keys": None, "max_keys": None, "on_use": "cancel",
                               "disable_first_days": 0}
     (store,) = doc["stores"]
     assert (store["id"], store["name"], store["type"], store["connection_state"]) == (

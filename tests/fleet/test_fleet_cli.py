@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli.helpers import MUTATING, unpaced, validated
 from click.testing import CliRunner
 
 from ksdelete.cli import cli
 from ksdelete.emulator import Emulator
-from tests.cli.helpers import MUTATING, unpaced, validated
 
 ACCOUNTS = {"111111111111": "dev", "222222222222": "stage", "333333333333": "prod"}
 REGIONS = ("us-east-1", "eu-west-1")
