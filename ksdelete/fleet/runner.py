@@ -95,33 +95,6 @@ def external_ids(spec: FleetSpec, environ: dict[str, str] | None = None) -> dict
     return out
 
 
-def check_guards(spec: FleetSpec, targets: Sequence[StoreTarget], *, changing: bool) -> None:
-    """The file's own guards, before any AWS call: a forbidden account is a usage error
-    whatever the command; a change needs every account on the allow-list; max_targets
-    refuses the whole run (nothing changed)."""
-    where = str(spec.path or spec.name)
-    for account in spec.accounts:
-        if account.account_id in spec.guards.forbidden_accounts:
-            raise UsageError(f"account {account.account_id} ({account.name}) is in "
-                             "guards.forbidden_accounts", where=where,
-                             hint="Remove it from accounts: a forbidden account is never "
-                                  "touched")
-    if changing:
-        allowed = spec.guards.allowed_accounts
-        if not allowed:
-            raise UsageError("guards.allowed_accounts is required for a change", where=where,
-                             hint="List every account of the file in guards.allowed_accounts")
-        missing = sorted({t.account_id for t in targets} - allowed)
-        if missing:
-            raise UsageError(f"account {', '.join(missing)} is not in guards.allowed_accounts",
-                             where=where, hint="Add it there, or remove its stores")
-        cap = spec.guards.max_targets
-        if cap is not None and len(targets) > cap:
-            raise RefusedError(f"{len(targets)} targets, more than guards.max_targets ({cap})",
-                               where=where, hint="Raise max_targets or split the file; "
-                                                 "nothing was changed")
-
-
 def irreversible(plan: Plan, *, wait: bool) -> bool:
     """Whether a target's run may take an irreversible step now: its plan ends with the
     store's deletion and no key wait stands before it (or the run waits them out)."""

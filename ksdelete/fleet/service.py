@@ -12,11 +12,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import ksdelete.fleet.spec as fleet_spec
-from ksdelete import planfile
+from ksdelete import planfile, planner
 from ksdelete.errors import UsageError
 from ksdelete.fleet import plans
 from ksdelete.fleet.model import FleetRun, FleetSpec, StoreTarget, TargetResult
-from ksdelete.fleet.runner import FleetRunner, FleetSettings, check_guards
+from ksdelete.fleet.runner import FleetRunner, FleetSettings
 from ksdelete.fleet.view import FleetReporter
 from ksdelete.models import Status
 from ksdelete.sessions import SessionFactory
@@ -48,15 +48,30 @@ def select(spec: FleetSpec, wanted: Sequence[str]) -> tuple[StoreTarget, ...]:
     return tuple(sorted(chosen, key=lambda t: order[t.key]))
 
 
+def check_guards(spec: FleetSpec, *, changing: bool, capped: bool) -> None:
+    """The file's own guards, before any AWS call: a forbidden account is a usage error
+    whatever the command (the file's reading says so too; a spec is asked again here); a
+    change needs every account on the allow-list; max_targets refuses a run that would
+    change (nothing changed anywhere)."""
+    for account in spec.accounts:
+        if account.account_id in spec.guards.forbidden_accounts:
+            raise UsageError(f"account {account.account_id} ({account.name}) is in "
+                             "guards.forbidden_accounts", where=str(spec.path or spec.name),
+                             hint="Remove it from the file: a forbidden account is never "
+                                  "touched")
+    if changing:
+        fleet_spec.check_for_change(spec)
+    refusal = planner.too_many_targets(spec) if capped else None
+    if refusal is not None:
+        raise refusal.as_error(where=str(spec.path or spec.name))
+
+
 def execute(spec: FleetSpec, mode: str, targets: Sequence[StoreTarget],
             settings: FleetSettings, reporter: FleetReporter, out: FleetRun, *,
             saved: plans.SavedFleetPlan | None = None,
             sessions: SessionFactory | None = None) -> FleetRunner:
     """Run `mode` over `targets`; `out` gets every target's result, whatever stops it."""
-    changing = mode in ("apply", "cancel")
-    if changing:
-        fleet_spec.check_for_change(spec)
-    check_guards(spec, targets, changing=mode == "apply")
+    check_guards(spec, changing=mode in ("apply", "cancel"), capped=mode == "apply")
     reporter.start(command=out.command, dry_run=mode == "plan", spec=spec)
     said = threading.Lock()
 

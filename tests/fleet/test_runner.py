@@ -21,7 +21,8 @@ from ksdelete.fleet.model import (
     StoreTarget,
     TargetResult,
 )
-from ksdelete.fleet.runner import FleetRunner, FleetSettings, check_guards
+from ksdelete.fleet.runner import FleetRunner, FleetSettings
+from ksdelete.fleet.service import check_guards
 from ksdelete.models import PlanOptions, Status
 from ksdelete.reporting import QuietReporter
 from ksdelete.sessions import SessionFactory
@@ -151,16 +152,16 @@ def test_guards_before_any_aws_call(emulator: Emulator, profiles: None) -> None:
     targets = seed(emulator)
     spec = spec_of(targets, max_targets=5)
     with pytest.raises(RefusedError, match="max_targets"):
-        check_guards(spec, spec.targets, changing=True)
+        check_guards(spec, changing=True, capped=True)
     loose = spec_of(targets)
     narrowed = FleetSpec(loose.name, loose.accounts, Guards(
         allowed_accounts=frozenset({"111111111111"})))
-    with pytest.raises(UsageError, match="not in guards.allowed_accounts"):
-        check_guards(narrowed, narrowed.targets, changing=True)
+    with pytest.raises(UsageError, match="does not hold 222222222222, 333333333333"):
+        check_guards(narrowed, changing=True, capped=True)
     forbidden = FleetSpec(loose.name, loose.accounts, Guards(
         allowed_accounts=frozenset(ACCOUNTS), forbidden_accounts=frozenset({"333333333333"})))
     with pytest.raises(UsageError, match="forbidden"):
-        check_guards(forbidden, forbidden.targets, changing=False)
+        check_guards(forbidden, changing=False, capped=False)
 
 
 def test_the_per_run_key_cap_defers_targets_to_the_next_run(
