@@ -206,9 +206,12 @@ def test_a_denied_account_answers_access_denied(emulator: Emulator) -> None:
 
 def test_an_account_that_requires_an_external_id(emulator: Emulator) -> None:
     emulator.configure(assume_role_external_id={B: "org-secret-42"})
-    for given in ({}, {"ExternalId": "wrong-one"}):
+    for given in (None, "wrong-one"):
         with pytest.raises(ClientError) as excinfo:
-            assume(emulator, **given)
+            if given is None:
+                assume(emulator)
+            else:
+                assume(emulator, ExternalId=given)
         assert error(excinfo)[:2] == ("AccessDenied", 403)
         assert ROLE_B in error(excinfo)[2]
     creds = assume(emulator, ExternalId="org-secret-42")["Credentials"]
