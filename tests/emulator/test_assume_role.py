@@ -322,3 +322,14 @@ def test_the_shape_check_catches_a_bad_answer() -> None:
     assert any("missing required member AssumedRoleId" in p for p in found)
     assert sts.problems("AssumeRole", 400, sts._error(400, "Bogus", "x", {}).body) != []
     assert sts.problems("AssumeRole", 403, sts._error(403, "AccessDenied", "x", {}).body) == []
+
+
+def test_every_knob_has_a_row_in_the_docs() -> None:
+    from dataclasses import fields
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "emulator.md").read_text()
+    rows = [line for line in doc.splitlines() if line.startswith("| `")]
+    missing = [f.name for f in fields(EmulatorConfig)
+               if not any(f"`{f.name}`" in row.split("|")[1] for row in rows)]
+    assert missing == []
