@@ -70,6 +70,9 @@ class EmulatorApp:
                 environ.get("REQUEST_METHOD", "GET"), path, environ.get("QUERY_STRING", ""), body
             )
             return _respond(start_response, status, json.dumps(doc).encode(), "application/json")
+        refused = _unsigned_session(environ, start_response)
+        if refused is not None:
+            return refused
         # The caller's account (see _account): moto answers from that account's backends.
         environ["HTTP_X_MOTO_ACCOUNT_ID"] = _account(environ)
         target = environ.get("HTTP_X_AMZ_TARGET", "")
@@ -395,6 +398,24 @@ def _account(environ: dict[str, Any]) -> str:
     cred = _CREDENTIAL_RE.search(environ.get("HTTP_AUTHORIZATION", ""))
     return cloudtrail.account_of(cred.group(1), DEFAULT_ACCOUNT_ID) if cred \
         else DEFAULT_ACCOUNT_ID
+
+
+def _unsigned_session(environ: dict[str, Any], start_response: StartResponse
+                      ) -> Iterable[bytes] | None:
+    """A request signed with an AssumeRole access key but without that session's token (or
+    with another): refused as AWS refuses it, in the protocol of the service asked."""
+    cred = _CREDENTIAL_RE.search(environ.get("HTTP_AUTHORIZATION", ""))
+    session = RUNTIME.sessions.get(cred.group(1)) if cred else None
+    if cred is None or session is None or \
+            environ.get("HTTP_X_AMZ_SECURITY_TOKEN") == session.session_token:
+        return None
+    message = "The security token included in the request is invalid."
+    if cred.group(3) == "sts":
+        answered = sts.error_answer(403, "InvalidClientTokenId", message)
+        return _respond(start_response, answered.status, answered.body, "text/xml",
+                        answered.request_id)
+    status, payload = _error(400, "UnrecognizedClientException", message)
+    return _respond(start_response, status, payload, "application/x-amz-json-1.1")
 
 
 def _caller(environ: dict[str, Any]) -> cloudtrail.Caller:

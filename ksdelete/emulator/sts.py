@@ -166,6 +166,11 @@ def _role_id(role: str) -> str:
     return "AROA" + "".join(c for c in digest if c in _B32)[:17].ljust(17, "Q")
 
 
+def error_answer(status: int, code: str, message: str) -> Answer:
+    """An STS error answer (XML)."""
+    return _error(status, code, message, {})
+
+
 def _error(status: int, code: str, message: str, logged: dict[str, Any]) -> Answer:
     request_id = cloudtrail.new_uuid()
     xml = (

@@ -333,3 +333,26 @@ def test_every_knob_has_a_row_in_the_docs() -> None:
     missing = [f.name for f in fields(EmulatorConfig)
                if not any(f"`{f.name}`" in row.split("|")[1] for row in rows)]
     assert missing == []
+
+
+def test_a_session_key_without_its_token_is_refused(emulator: Emulator) -> None:
+    creds = assume(emulator)["Credentials"]
+    for token in (None, "not-the-token"):
+        keys: dict[str, Any] = {"aws_access_key_id": creds["AccessKeyId"],
+                                "aws_secret_access_key": creds["SecretAccessKey"]}
+        if token is not None:
+            keys["aws_session_token"] = token
+        config = Config(retries={"mode": "standard", "total_max_attempts": 1})
+        kms = boto3.client("kms", endpoint_url=emulator.endpoint_url, region_name="us-east-1",
+                           config=config, **keys)
+        with pytest.raises(ClientError) as excinfo:
+            kms.list_keys()
+        assert error(excinfo) == ("UnrecognizedClientException", 400,
+                                  "The security token included in the request is invalid.")
+        sts_client = boto3.client("sts", endpoint_url=emulator.endpoint_url,
+                                  region_name="us-east-1", config=config, **keys)
+        with pytest.raises(ClientError) as excinfo:
+            sts_client.get_caller_identity()
+        assert error(excinfo) == ("InvalidClientTokenId", 403,
+                                  "The security token included in the request is invalid.")
+    assert client(emulator, "kms", creds).list_keys()["Keys"] == []  # with it: fine
