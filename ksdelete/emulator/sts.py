@@ -99,7 +99,13 @@ def _assume_role(form: dict[str, str], access_key_id: str, account: str) -> Answ
                       + "; ".join(problems), logged)
     match = ROLE_ARN.match(role_arn)
     if match is None:
-        return _error(400, "ValidationError", "Request ARN is invalid", logged)
+        # Recorded from AWS (LocalStack's AWS-validated snapshot of test_sts_invalid_parameters):
+        # "<arn> is invalid" when it does not parse as an ARN. An ARN that is not a role's:
+        # "Request ARN is invalid" (field reports, for AssumeRoleWithWebIdentity; UNCONFIRMED
+        # for AssumeRole).
+        message = "Request ARN is invalid" if _parses_as_arn(role_arn) \
+            else f"{role_arn} is invalid"
+        return _error(400, "ValidationError", message, logged)
     partition, role_account, _, role_name = match.groups()
     caller = cloudtrail.principal_arn(access_key_id, account)
     chained = ":assumed-role/" in caller
@@ -150,6 +156,12 @@ def _assume_role(form: dict[str, str], access_key_id: str, account: str) -> Answ
         "</AssumeRoleResponse>"
     )
     return Answer(200, xml.encode(), request_id, logged)
+
+
+def _parses_as_arn(text: str) -> bool:
+    """arn:PARTITION:SERVICE:REGION:ACCOUNT:RESOURCE with a partition, service and resource."""
+    parts = text.split(":", 5)
+    return len(parts) == 6 and parts[0] == "arn" and all((parts[1], parts[2], parts[5]))
 
 
 def _new_access_key() -> str:

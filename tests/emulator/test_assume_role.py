@@ -145,7 +145,9 @@ def test_the_answer_matches_botocores_sts_output_shape(emulator: Emulator) -> No
 @pytest.mark.parametrize(("role", "session", "duration", "words"), [
     ("arn:aws:iam::22222222222:role/short-account", "s1", None, "Request ARN is invalid"),
     (f"arn:aws:iam::{B}:user/not-a-role", "s1", None, "Request ARN is invalid"),
-    ("not-an-arn-but-long-enough", "s1", None, "Request ARN is invalid"),
+    ("not-an-arn-but-long-enough", "s1", None, "not-an-arn-but-long-enough is invalid"),
+    ("arn:a:a::aaaaaaaaaa:", "s1", None, "arn:a:a::aaaaaaaaaa: is invalid"),
+    ("arn:aws:iam::123456789012:oidc-provider/x", "s1", None, "Request ARN is invalid"),
     ("arn:aws:iam::2", "s1", None, "at 'roleArn' failed to satisfy constraint: Member must "
                                   "have length greater than or equal to 20"),
     (ROLE_B, "x", None, "at 'roleSessionName' failed to satisfy constraint: Member must have "
