@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import logging
 import re
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -80,6 +81,18 @@ def test_two_regions_of_one_account_share_one_assume_role(emulator: Emulator) ->
     factory.gateway(request(emulator, ROLE_C)).identity()
     SessionFactory().gateway(request(emulator, ROLE_B)).identity()
     assert [c["role_arn"] for c in assumes(emulator)] == [ROLE_B, ROLE_C, ROLE_B]
+
+
+def test_parallel_scopes_of_one_account_still_assume_once(emulator: Emulator) -> None:
+    factory = SessionFactory()
+    regions = ["us-east-1", "eu-west-1", "eu-central-1", "ap-southeast-2"] * 3
+
+    def account_of(region: str) -> str:
+        return factory.gateway(request(emulator, ROLE_B, region=region)).identity().account
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        assert set(pool.map(account_of, regions)) == {B}
+    assert len(assumes(emulator)) == 1
 
 
 def test_a_chain_assumes_each_role_from_the_previous(emulator: Emulator) -> None:
