@@ -358,3 +358,13 @@ def test_a_session_key_without_its_token_is_refused(emulator: Emulator) -> None:
         assert error(excinfo) == ("InvalidClientTokenId", 403,
                                   "The security token included in the request is invalid.")
     assert client(emulator, "kms", creds).list_keys()["Keys"] == []  # with it: fine
+
+
+def test_a_child_emulator_gets_the_knobs_it_was_started_with() -> None:
+    from ksdelete.emulator.client import control_only_knobs
+
+    config = EmulatorConfig(assume_role_deny=[B], assume_role_external_id={C: "xx"},
+                            assume_role_redirect={ROLE_B: C})
+    assert control_only_knobs(config) == {
+        "assume_role_deny": [B], "assume_role_external_id": {C: "xx"},
+        "assume_role_redirect": {ROLE_B: C}}
