@@ -137,6 +137,9 @@ class SessionFactory:
                              hint="Pass a Region code such as eu-west-1, or leave --region out")
         for arn in request.role:
             check_role_arn(arn)
+        if request.external_id is not None and not request.role:
+            raise UsageError("an ExternalId is given but no role to assume", where="role",
+                             hint="Name the role whose trust policy asks for the ExternalId")
         hub = self._hub(request)
         if not request.role:
             return hub

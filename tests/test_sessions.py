@@ -184,6 +184,12 @@ def test_a_malformed_role_arn_is_a_usage_error_before_any_call(
     assert emulator.calls() == []
 
 
+def test_an_external_id_without_a_role_is_a_usage_error(emulator: Emulator) -> None:
+    with pytest.raises(UsageError, match="ExternalId"):
+        SessionFactory().session_for(request(emulator, external_id="fleet-ext-7"))
+    assert emulator.calls() == []
+
+
 def test_an_unreachable_sts_is_an_assume_role_error(emulator: Emulator) -> None:
     scope = ScopeRequest("us-east-1", endpoint_url="http://127.0.0.1:9", role=(ROLE_B,))
     with pytest.raises(AssumeRoleError) as excinfo:
