@@ -117,7 +117,7 @@ class _Chain:
     roles: tuple[str, ...]
     external_id: str | None = field(repr=False)
     session_name: str
-    endpoint: str | None
+    endpoint_url: str | None  # the request's (KMS) endpoint: the emulator's, or None for AWS
 
 
 class SessionFactory:
@@ -162,16 +162,20 @@ class SessionFactory:
 
     def _credentials(self, hub: boto3.session.Session, request: ScopeRequest, region: str
                      ) -> botocore.credentials.RefreshableCredentials:
-        """The chain's credentials: assumed on first use, then shared (errors too)."""
+        """The chain's credentials: assumed on first use, then shared (errors too) by every
+        Region of the account. The chain is assumed (and refreshed) at the STS endpoint of the
+        Region that asked first."""
         name = clean_session_name(request.session_name or self.session_name)
-        endpoint = sts_endpoint(region, request.endpoint_url)
-        key = _Chain(request.profile, request.role, request.external_id, name, endpoint)
+        key = _Chain(request.profile, request.role, request.external_id, name,
+                     request.endpoint_url)
         with self._lock:
             entry = self._assumed.setdefault(key, _Assumed())
         with entry.lock:
             if entry.error is not None:
                 raise entry.error
             if entry.credentials is None:
+                endpoint = sts_endpoint(region, request.endpoint_url)
+
                 def refresh() -> dict[str, str]:
                     return assume_chain(hub, request.role, external_id=request.external_id,
                                         session_name=name, region=region, endpoint=endpoint)

@@ -83,6 +83,20 @@ def test_two_regions_of_one_account_share_one_assume_role(emulator: Emulator) ->
     assert [c["role_arn"] for c in assumes(emulator)] == [ROLE_B, ROLE_C, ROLE_B]
 
 
+def test_regions_with_their_own_sts_endpoints_share_one_assume_role(
+        emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On AWS each Region has its own STS endpoint: the chain is still assumed once, at the
+    first Region's (the emulator answers STS on any path)."""
+    from ksdelete import sessions
+
+    monkeypatch.setattr(sessions, "sts_endpoint",
+                        lambda region, url: f"{emulator.endpoint_url}/sts-{region}/")
+    factory = SessionFactory()
+    for region in ("us-east-1", "eu-west-1", "eu-central-1"):
+        assert factory.gateway(request(emulator, ROLE_B, region=region)).identity().account == B
+    assert len(assumes(emulator)) == 1
+
+
 def test_parallel_scopes_of_one_account_still_assume_once(emulator: Emulator) -> None:
     factory = SessionFactory()
     regions = ["us-east-1", "eu-west-1", "eu-central-1", "ap-southeast-2"] * 3
