@@ -137,8 +137,8 @@ class AssumeRoleError(CredentialsError):
     code = "assume-role"
 
     def __init__(self, what: str, *, account: str, role_arn: str, aws_code: str,
-                 where: str = "", hint: str = "") -> None:
-        super().__init__(what, where=where, hint=hint)
+                 where: str = "", hint: str = "", details: tuple[str, ...] = ()) -> None:
+        super().__init__(what, where=where, hint=hint, details=details)
         self.account = account
         self.role_arn = role_arn
         self.aws_code = aws_code

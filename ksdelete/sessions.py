@@ -40,9 +40,9 @@ ROLE_ARN = re.compile(
 # STS's rule for RoleSessionName.
 SESSION_NAME_MAX = 64
 _NOT_IN_SESSION_NAME = re.compile(r"[^\w+=,.@-]", re.ASCII)
-ASSUME_HINT = ("Check that the role's trust policy trusts the hub's principal, that the hub may "
-               "call sts:AssumeRole on it, and the ExternalId environment variable the fleet "
-               "file names")
+ASSUME_HINT = ("Check the role's trust policy, the hub's sts:AssumeRole permission and the "
+               "ExternalId")
+UNREACHABLE_HINT = "Check the network and the Region's STS endpoint"
 
 
 def check_role_arn(arn: str) -> str:
@@ -259,13 +259,13 @@ def _assume_error(roles: tuple[str, ...], hop: int, code: str, message: str
     arn = roles[hop - 1]
     account = check_role_arn(arn)
     target = check_role_arn(roles[-1])
-    what = f"cannot assume role {arn} in account {account}: {code}"
-    if message:
-        what += f" ({' '.join(message.split())})"
-    if len(roles) > 1:
-        what += f"; role {hop} of a chain of {len(roles)} to account {target}"
+    what = f"cannot assume {arn} (account {account}): {code}"
+    if hop < len(roles):
+        what += f" (role {hop} of {len(roles)}, on the way to account {target})"
+    said = " ".join(message.split())
     return AssumeRoleError(what, account=account, role_arn=arn, aws_code=code,
-                           where="sts:AssumeRole", hint=ASSUME_HINT)
+                           hint=UNREACHABLE_HINT if code == "ConnectionError" else ASSUME_HINT,
+                           details=(f"AWS: {said}",) if said else ())
 
 
 def open_gateway(request: ScopeRequest, *, pacer: Pacer | None = None,

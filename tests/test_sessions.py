@@ -153,6 +153,11 @@ def test_a_denied_role_is_an_error_naming_account_role_and_code(emulator: Emulat
     assert "\n" not in line
     assert f"account {B}" in line and ROLE_B in line and "AccessDenied" in line
     assert "trust policy" in line
+    # AWS's own words (who asked, for what) follow on a line of their own
+    assert "is not authorized" not in line and len(line) < 200
+    assert error.details == (f"AWS: User: arn:aws:iam::{A}:user/testing is not authorized to "
+                             f"perform: sts:AssumeRole on resource: {ROLE_B}",)
+    assert error.as_json()["details"] == list(error.details)
     assert (error.account, error.role_arn, error.aws_code) == (B, ROLE_B, "AccessDenied")
     # the other Regions of that account fail the same way without asking again
     with pytest.raises(AssumeRoleError):
@@ -165,6 +170,11 @@ def test_a_denied_hop_of_a_chain_names_that_role(emulator: Emulator) -> None:
     with pytest.raises(AssumeRoleError) as excinfo:
         SessionFactory().session_for(request(emulator, ROLE_B, ROLE_C))
     assert excinfo.value.role_arn == ROLE_C and excinfo.value.account == C
+    emulator.configure(assume_role_deny=[B])
+    with pytest.raises(AssumeRoleError) as excinfo:
+        SessionFactory().session_for(request(emulator, ROLE_B, ROLE_C))
+    assert excinfo.value.account == B
+    assert f"(role 1 of 2, on the way to account {C})" in str(excinfo.value)
 
 
 def test_the_external_id_is_sent_to_the_target_role(emulator: Emulator) -> None:
@@ -209,6 +219,7 @@ def test_an_unreachable_sts_is_an_assume_role_error(emulator: Emulator) -> None:
     with pytest.raises(AssumeRoleError) as excinfo:
         SessionFactory().session_for(scope)
     assert B in str(excinfo.value) and excinfo.value.aws_code == "ConnectionError"
+    assert "network" in str(excinfo.value) and "127.0.0.1:9" in excinfo.value.details[0]
 
 
 def test_session_names_follow_the_sts_rule() -> None:
