@@ -13,6 +13,8 @@ with the recording. Only the operations ksdelete uses are covered: CreateKey/Des
 and errors, tags, aliases, grants, schedule/cancel, disable/enable, and the key-state errors of
 cryptographic calls (the last from S3's relayed ``KMS.*`` errors, compared by code and message).
 Four AWS-validated tests have no recording, only assertions; they are checked as asserted.
+``fidelity/aws_recorded/sts-recorded.json`` does the same for STS (fleet mode assumes roles):
+AssumeRole's answer and its validation errors, and GetCallerIdentity with a role's credentials.
 
 Every difference must be listed in ``fidelity/aws-recorded-divergences.toml`` with the reason
 the emulator keeps it; a listed difference that no longer occurs fails the check too (the list
@@ -36,9 +38,11 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 RECORDED = HERE / "aws_recorded" / "kms-recorded.json"
+STS_RECORDED = HERE / "aws_recorded" / "sts-recorded.json"
 DIVERGENCES = HERE / "aws-recorded-divergences.toml"
 KMS_TESTS = "tests/aws/services/kms/test_kms.py::"
 S3_TESTS = "tests/aws/services/s3/test_s3.py::TestS3::"
+STS_TESTS = "tests/aws/services/sts/test_sts.py::"
 REGION, OTHER_REGION = "us-east-1", "us-west-2"
 ACCOUNT, RECORDED_ACCOUNT = "123456789012", "111111111111"
 FAKE_UUID = "134f2428-cec1-4b25-a1ae-9048164dba47"
@@ -60,13 +64,19 @@ class Divergence:
 class Ctx:
     """One recorded test's run: clients, the references to normalise, the answers."""
 
-    clients: Callable[[str], Any]
+    clients: Callable[..., Any]
     refs: dict[str, str] = field(default_factory=dict)
     answers: dict[str, Any] = field(default_factory=dict)
     relayed: bool = False  # S3's relayed errors: compare Code (without "KMS.") and Message
+    datetime_text: str = "datetime"  # how the recording writes a datetime
 
     def kms(self, region: str = REGION) -> Any:
         return self.clients(region)
+
+    def sts(self, credentials: dict[str, Any] | None = None, *, validated: bool = True) -> Any:
+        """An STS client: the check's own caller, or one signing with `credentials`."""
+        return self.clients("sts:" + REGION + ("" if validated else "/unvalidated"),
+                            credentials)
 
     def ref(self, value: str, placeholder: str) -> None:
         self.refs[value] = placeholder
@@ -94,7 +104,7 @@ class Ctx:
 
 def _norm(value: Any, ctx: Ctx) -> Any:
     if isinstance(value, datetime):
-        return "datetime"
+        return ctx.datetime_text
     if isinstance(value, dict):
         out = {}
         for k, v in value.items():
@@ -436,6 +446,60 @@ ASSERTED: dict[str, Callable[[Ctx], list[str]]] = {
 }
 
 
+# STS: a role of the check's own account (the emulator needs no role created).
+ROLE_NAME = "recorded-check-role"
+ROLE = f"arn:aws:iam::{ACCOUNT}:role/{ROLE_NAME}"
+
+
+def _assumed(ctx: Ctx, entry: str | None, session: str) -> dict[str, Any]:
+    """AssumeRole of ROLE (its answer under `entry`), with references for what it hands out."""
+    ctx.datetime_text = "<datetime>"
+    call = ctx.sts().assume_role
+    answer: dict[str, Any] = ctx.answer(entry, call, RoleArn=ROLE, RoleSessionName=session) \
+        if entry else call(RoleArn=ROLE, RoleSessionName=session)
+    creds = answer["Credentials"]
+    for member, ref in (("AccessKeyId", "<access-key-id:1>"),
+                        ("SecretAccessKey", "<secret-access-key:1>"),
+                        ("SessionToken", "<session-token:1>")):
+        ctx.ref(creds[member], ref)
+    return answer
+
+
+@case(STS_TESTS + "TestSTSIntegrations::test_assume_role")
+def _assume_role(ctx: Ctx) -> None:
+    ctx.ref(ROLE_NAME, "<resource:1>")
+    ctx.ref("recorded-session-1", "<role-session-name:1>")
+    answer = _assumed(ctx, "assume-role", "recorded-session-1")
+    ctx.ref(answer["AssumedRoleUser"]["AssumedRoleId"].split(":")[0], "<role-id:1>")
+
+
+@case(STS_TESTS + "TestSTSCallerIdentity::test_get_caller_identity_with_assumed_role_credentials")
+def _caller_identity_of_a_role(ctx: Ctx) -> None:
+    answer = _assumed(ctx, None, "recorded-session-1")
+    ctx.ref(answer["AssumedRoleUser"]["AssumedRoleId"], "<user-id:1>")
+    ctx.ref(f"/{ROLE_NAME}/recorded-session-1", "/<role-name>/<session-name>")
+    ctx.answer("caller-identity-assumed-role", ctx.sts(answer["Credentials"]).get_caller_identity)
+
+
+@case(STS_TESTS + "TestSTSIntegrations::test_sts_invalid_parameters")
+def _assume_role_invalid(ctx: Ctx) -> None:
+    sts = ctx.sts(validated=False)
+    for entry, arn, session in (
+            ("malformed-arn", "nothing-valid-in-here", "Session1"),
+            ("no-partition", "arn::b:::something/test-role", "Session1"),
+            ("no-service", "arn:a::::something/test-role", "Session1"),
+            ("not-enough-colons", "arn:a:::something/test-role", "Session1"),
+            ("no-resource", "arn:a:a::aaaaaaaaaa:", "Session1"),
+            ("invalid-session-name", "arn:a:b:::something/test-role", "Session1:2")):
+        ctx.answer(entry, sts.assume_role, RoleArn=arn, RoleSessionName=session)
+
+
+@case(STS_TESTS + "TestSTSIntegrations::test_assume_role_session_name_too_long")
+def _assume_role_long_session_name(ctx: Ctx) -> None:
+    ctx.answer("session-name-too-long-error", ctx.sts(validated=False).assume_role,
+               RoleArn=ROLE, RoleSessionName="s" * 65)
+
+
 # ---------------------------------------------------------------------------- the check
 def load_divergences(path: Path = DIVERGENCES) -> list[Divergence]:
     try:
@@ -451,11 +515,18 @@ def load_divergences(path: Path = DIVERGENCES) -> list[Divergence]:
     return out
 
 
-def load_recorded(path: Path = RECORDED) -> dict[str, Any]:
-    try:
-        doc: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise SetupError(f"cannot read {path}: {exc}") from exc
+def load_recorded(path: Path = RECORDED, *more: Path) -> dict[str, Any]:
+    """The recording at `path`, with the snapshots of `more` added (by default: STS's)."""
+    doc: dict[str, Any] = {}
+    for each in (path, *(more if more or path != RECORDED else (STS_RECORDED,))):
+        try:
+            part: dict[str, Any] = json.loads(each.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise SetupError(f"cannot read {each}: {exc}") from exc
+        if not doc:
+            doc = part
+        else:
+            doc.setdefault("snapshots", {}).update(part.get("snapshots", {}))
     return doc
 
 
@@ -467,7 +538,7 @@ class Outcome:
     stale: list[Divergence] = field(default_factory=list)
 
 
-def run(clients_for: Callable[[], Callable[[str], Any]], recorded: dict[str, Any],
+def run(clients_for: Callable[[], Callable[..., Any]], recorded: dict[str, Any],
         divergences: list[Divergence], *, show: bool = False) -> Outcome:
     """Each case on a fresh emulator (`clients_for()` resets it and returns a client maker)."""
     outcome = Outcome()
@@ -532,7 +603,7 @@ def run(clients_for: Callable[[], Callable[[str], Any]], recorded: dict[str, Any
     return outcome
 
 
-def emulator_clients() -> tuple[Any, Callable[[], Callable[[str], Any]]]:
+def emulator_clients() -> tuple[Any, Callable[[], Callable[..., Any]]]:
     import boto3
     from botocore.config import Config
 
@@ -541,17 +612,27 @@ def emulator_clients() -> tuple[Any, Callable[[], Callable[[str], Any]]]:
     emulator = Emulator(EmulatorConfig(seed=18), in_process=True).start()
     made: dict[str, Any] = {}
 
-    def client(name: str) -> Any:
-        if name not in made:
-            region, _, mode = name.partition("/")
-            made[name] = boto3.client(
-                "kms", endpoint_url=emulator.endpoint_url, region_name=region,
-                aws_access_key_id="AKIARECORDEDCHECK001", aws_secret_access_key="x",
+    def client(name: str, credentials: dict[str, Any] | None = None) -> Any:
+        """`[SERVICE:]REGION[/unvalidated]` (KMS by default), signed by the check's caller or
+        with `credentials` (an AssumeRole answer's; never cached)."""
+        if name not in made or credentials is not None:
+            where, _, mode = name.partition("/")
+            service, _, region = where.rpartition(":")
+            keys = {"aws_access_key_id": "AKIARECORDEDCHECK001", "aws_secret_access_key": "x"}
+            if credentials is not None:
+                keys = {"aws_access_key_id": credentials["AccessKeyId"],
+                        "aws_secret_access_key": credentials["SecretAccessKey"],
+                        "aws_session_token": credentials["SessionToken"]}
+            made_now = boto3.client(
+                service or "kms", endpoint_url=emulator.endpoint_url, region_name=region,
                 config=Config(retries={"mode": "standard", "total_max_attempts": 1},
-                              parameter_validation=mode != "unvalidated"))
+                              parameter_validation=mode != "unvalidated"), **keys)
+            if credentials is not None:
+                return made_now
+            made[name] = made_now
         return made[name]
 
-    def fresh() -> Callable[[str], Any]:
+    def fresh() -> Callable[..., Any]:
         emulator.reset()
         return client
 

@@ -130,6 +130,20 @@ class CredentialsError(KsdeleteError):
     code = "credentials"
 
 
+class AssumeRoleError(CredentialsError):
+    """A role (of a scope's chain) could not be assumed: AccessDenied, any other STS error, or
+    an STS endpoint that cannot be reached. Names the account and role, and the AWS code."""
+
+    code = "assume-role"
+
+    def __init__(self, what: str, *, account: str, role_arn: str, aws_code: str,
+                 where: str = "", hint: str = "", details: tuple[str, ...] = ()) -> None:
+        super().__init__(what, where=where, hint=hint, details=details)
+        self.account = account
+        self.role_arn = role_arn
+        self.aws_code = aws_code
+
+
 class JournalError(KsdeleteError):
     """The journal could not be written after the run began: stop, but report what AWS did."""
 

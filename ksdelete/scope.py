@@ -13,7 +13,7 @@ Pure data and input checks: no boto3 here (ksdelete.sessions makes sessions from
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from ksdelete.errors import UsageError
@@ -24,8 +24,8 @@ from ksdelete.planner import service_endpoint
 class ScopeRequest:
     """What the command line (or, next, a fleet file) asks for, before the credentials answer.
 
-    The seam for assume-role: a request will name a role to assume; the session factory
-    (ksdelete.sessions) turns it into a session, whatever the means."""
+    With `role`, the session factory (ksdelete.sessions) assumes that chain of roles and gives
+    a session with refreshable credentials; without, the profile's (or the default chain's)."""
 
     region: str | None = None
     profile: str | None = None
@@ -34,10 +34,13 @@ class ScopeRequest:
     # profile): `apply` takes its plan's.
     default_region: str | None = None
     # A fleet account reached through a role: the role ARNs to assume (a chain: the first
-    # from the hub session, each next from the previous), the ExternalId (read from the
-    # environment variable the fleet file names) and the STS session name.
+    # from the hub session, the profile or boto3's default chain, each next from the
+    # previous; empty: the hub session itself), the ExternalId the last role's trust policy
+    # asks for (read from the environment variable the fleet file names; never logged) and
+    # the STS session name (visible in the target account's CloudTrail; None: the session
+    # factory's `ksdelete-<unique>`).
     role: tuple[str, ...] = ()
-    external_id: str | None = None
+    external_id: str | None = field(default=None, repr=False)
     session_name: str | None = None
 
 

@@ -18,7 +18,9 @@ Full reference: docs/emulator.md. In short:
   shows in LookupEvents), ``cloudtrail_log_group`` (a log group FilterLogEvents serves the
   Region's events from), ``principals`` (access key ID -> caller ARN; a principal of another
   account puts its caller's requests in that account: seed it with ``"account"``),
-  ``tag_after_cancel_failures`` (TagResource right after a cancel still sees it pending).
+  ``tag_after_cancel_failures`` (TagResource right after a cancel still sees it pending),
+  ``assume_role_deny``, ``assume_role_external_id``, ``assume_role_redirect`` (who may assume
+  which role with STS AssumeRole, and where a role really lands).
 * Control API under ``/_emulator/``: ``clock``, ``reset``, ``config``, ``seed``, ``state``,
   ``calls``, ``problems``, ``store-state``; never delayed, throttled or faulted.
 * Modelled: the six custom key store operations with the state machine (CONNECTING/DISCONNECTING
@@ -29,7 +31,8 @@ Full reference: docs/emulator.md. In short:
   explicit Deny key policies -> AccessDeniedException, cryptographic operations refused by key
   state, GetKeyLastUsage, CloudTrail events of key-naming KMS calls (and DeleteKey with CloudHSM
   ``backingKeysDeletionStatus`` when a window ends) read with CloudTrail ``LookupEvents`` on the
-  same endpoint, callers (CloudTrail userIdentity, STS GetCallerIdentity) from the access key.
+  same endpoint, callers (CloudTrail userIdentity, STS GetCallerIdentity) from the access key,
+  STS AssumeRole into any account (its credentials' calls land in that account).
 * Not modelled: hot-key and per-store crypto throttling, stale writes, CloudHSM cluster / XKS proxy
   health checks beyond cluster and URI reuse, trails and event delivery delays.
 """

@@ -204,6 +204,9 @@ def camel_members(value: Any, parent: str = "") -> Any:
 def account_of(access_key_id: str, default: str) -> str:
     """The account of a caller: that of the principal the ``principals`` knob maps its access
     key to, else `default` (the emulator's account)."""
+    session = RUNTIME.sessions.get(access_key_id)
+    if session is not None:
+        return session.account
     parts = RUNTIME.config.principals.get(access_key_id, "").split(":")
     if len(parts) > 4 and len(parts[4]) == 12 and parts[4].isdigit():
         return parts[4]
@@ -211,7 +214,11 @@ def account_of(access_key_id: str, default: str) -> str:
 
 
 def principal_arn(access_key_id: str, account: str) -> str:
-    """The caller's ARN: the ``principals`` mapping, else ``arn:aws:iam::<acct>:user/<AKID>``."""
+    """The caller's ARN: the role session STS AssumeRole gave the access key, else the
+    ``principals`` mapping, else ``arn:aws:iam::<acct>:user/<AKID>``."""
+    session = RUNTIME.sessions.get(access_key_id)
+    if session is not None:
+        return session.arn
     mapped = RUNTIME.config.principals.get(access_key_id)
     return mapped or f"arn:aws:iam::{account}:user/{access_key_id}"
 
@@ -243,6 +250,30 @@ def user_identity(access_key_id: str, account: str) -> tuple[dict[str, Any], str
             "accessKeyId": access_key_id,
             "userName": name,
         }
+        return ident, name
+    assumed = RUNTIME.sessions.get(access_key_id)
+    if assumed is not None:
+        name = assumed.arn.rsplit("/", 1)[-1]
+        ident = {
+            "type": "AssumedRole",
+            "principalId": f"{assumed.role_id}:{name}",
+            "arn": assumed.arn,
+            "accountId": assumed.account,
+            "accessKeyId": access_key_id,
+            "sessionContext": {
+                "sessionIssuer": {
+                    "type": "Role",
+                    "principalId": assumed.role_id,
+                    "arn": assumed.issuer_arn(),
+                    "accountId": assumed.account,
+                    "userName": assumed.role_arn.rsplit("/", 1)[-1],
+                },
+                "attributes": {"creationDate": event_time(assumed.created),
+                               "mfaAuthenticated": "false"},
+            },
+        }
+        if assumed.source_identity:
+            ident["sessionContext"]["sourceIdentity"] = assumed.source_identity
         return ident, name
     if resource.startswith(("assumed-role/", "role/")):
         segments = resource.split("/")

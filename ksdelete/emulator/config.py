@@ -62,6 +62,14 @@ class EmulatorConfig:
     # Access key ID -> principal ARN for CloudTrail userIdentity and STS GetCallerIdentity; an
     # unmapped access key ID is arn:aws:iam::<account>:user/<access key ID>.
     principals: dict[str, str] = field(default_factory=dict)
+    # STS AssumeRole: account IDs whose roles cannot be assumed (AccessDenied).
+    assume_role_deny: list[str] = field(default_factory=list)
+    # STS AssumeRole: {account ID: the ExternalId its roles require} (missing or wrong:
+    # AccessDenied).
+    assume_role_external_id: dict[str, str] = field(default_factory=dict)
+    # STS AssumeRole: {role ARN: the account its sessions really land in} (to test a guard that
+    # checks GetCallerIdentity's account).
+    assume_role_redirect: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -94,6 +102,15 @@ class EmulatorConfig:
             for k, v in self.principals.items()
         ):
             raise ValueError("principals must map access key IDs to principal ARNs")
+        if not all(_is_account(a) for a in self.assume_role_deny):
+            raise ValueError("assume_role_deny must list 12-digit account IDs")
+        if not all(_is_account(a) and isinstance(v, str)
+                   for a, v in self.assume_role_external_id.items()):
+            raise ValueError("assume_role_external_id must map 12-digit account IDs to "
+                             "external IDs")
+        if not all(isinstance(k, str) and k.startswith("arn:") and _is_account(v)
+                   for k, v in self.assume_role_redirect.items()):
+            raise ValueError("assume_role_redirect must map role ARNs to 12-digit account IDs")
         if not 0.0 <= self.fault_rate <= 1.0:
             raise ValueError("fault_rate must be between 0 and 1")
         for name in (
@@ -114,6 +131,10 @@ class EmulatorConfig:
     def tracking_start(self) -> float:
         """``key_usage_tracking_start`` as POSIX seconds."""
         return parse_instant(self.key_usage_tracking_start)
+
+
+def _is_account(value: object) -> bool:
+    return isinstance(value, str) and len(value) == 12 and value.isdigit()
 
 
 def parse_instant(value: Any) -> float:
@@ -144,10 +165,16 @@ def _coerce(name: str, value: Any) -> Any:
     if name == "key_usage_tracking_start":
         instant = datetime.fromtimestamp(parse_instant(value), tz=UTC)
         return instant.isoformat().replace("+00:00", "Z")
-    if name == "principals":
+    if name in ("principals", "assume_role_external_id", "assume_role_redirect"):
         if not isinstance(value, dict):
-            raise ValueError("principals must be an object")
+            raise ValueError(f"{name} must be an object")
         return {str(k): str(v) for k, v in value.items()}
+    if name == "assume_role_deny":
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v.strip()]
+        if not isinstance(value, list | tuple):
+            raise ValueError("assume_role_deny must be a list of account IDs")
+        return [str(v).strip() for v in value]
     if name in ("validate", "cloudtrail_index_crypto"):
         if isinstance(value, str):
             return value.lower() in ("1", "true", "yes", "on")

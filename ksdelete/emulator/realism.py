@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from .clock import Clock
@@ -81,6 +82,25 @@ class _Bucket:
         return False
 
 
+@dataclass(frozen=True)
+class RoleSession:
+    """Credentials STS AssumeRole handed out: who signs with its access key, and until when."""
+
+    arn: str  # arn:aws:sts::<account>:assumed-role/<role name>/<session name>
+    role_arn: str  # the role as asked for (arn:aws:iam::...)
+    role_id: str  # AROA...
+    account: str  # where its calls land (the role's, or the redirect's)
+    session_token: str
+    created: float  # emulated
+    expiration: float  # emulated
+    source_identity: str | None = None
+
+    def issuer_arn(self) -> str:
+        """The role as it really is: in the account the session landed in."""
+        parts = self.role_arn.split(":", 5)
+        return ":".join((*parts[:4], self.account, parts[5]))
+
+
 class Runtime:
     """Everything the emulator shares across requests in one process."""
 
@@ -92,6 +112,8 @@ class Runtime:
         self._buckets: dict[tuple[str, str, str], _Bucket] = {}
         self.calls: list[dict[str, Any]] = []
         self.problems: list[str] = []
+        # STS AssumeRole's credentials by access key ID (state, not a knob: reset forgets them).
+        self.sessions: dict[str, RoleSession] = {}
 
     def apply_config(self, knobs: dict[str, Any]) -> dict[str, Any]:
         with self.lock:
@@ -116,6 +138,7 @@ class Runtime:
         with self.lock:
             self.calls.clear()
             self.problems.clear()
+            self.sessions.clear()
             self._buckets.clear()
             self.clock.reset()
             self.reseed()

@@ -15,11 +15,10 @@ from collections.abc import Callable, Iterable
 from email.utils import formatdate
 from typing import Any
 from urllib.parse import parse_qs
-from xml.sax.saxutils import escape
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from . import cloudtrail, control, logs, shapes
+from . import cloudtrail, control, logs, shapes, sts
 from .config import EmulatorConfig
 from .models import EmulatorKmsBackend, install
 from .realism import CLOUDTRAIL_THROTTLE_MESSAGE, RUNTIME, THROTTLE_MESSAGE
@@ -71,6 +70,9 @@ class EmulatorApp:
                 environ.get("REQUEST_METHOD", "GET"), path, environ.get("QUERY_STRING", ""), body
             )
             return _respond(start_response, status, json.dumps(doc).encode(), "application/json")
+        refused = _unsigned_session(environ, start_response)
+        if refused is not None:
+            return refused
         # The caller's account (see _account): moto answers from that account's backends.
         environ["HTTP_X_MOTO_ACCOUNT_ID"] = _account(environ)
         target = environ.get("HTTP_X_AMZ_TARGET", "")
@@ -82,37 +84,39 @@ class EmulatorApp:
             return self._kms(environ, start_response, target.split(".", 1)[1])
         cred = _CREDENTIAL_RE.search(environ.get("HTTP_AUTHORIZATION", ""))
         if cred is not None and cred.group(3) == "sts":
-            answered = self._caller_identity(environ, start_response, cred.group(1))
+            answered = self._sts(environ, start_response, cred.group(1), cred.group(2))
             if answered is not None:
                 return answered
         return self._moto(environ, start_response)  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------------ STS
-    def _caller_identity(
-        self, environ: dict[str, Any], start_response: StartResponse, access_key_id: str
+    def _sts(
+        self, environ: dict[str, Any], start_response: StartResponse, access_key_id: str,
+        region: str,
     ) -> Iterable[bytes] | None:
-        """GetCallerIdentity answered from the same principal mapping as CloudTrail's
-        userIdentity; any other STS action goes to moto (body restored)."""
+        """GetCallerIdentity and AssumeRole (ksdelete.emulator.sts); any other STS action goes
+        to moto (body restored)."""
         body = _read_body(environ)
         environ["wsgi.input"] = io.BytesIO(body)
         environ["CONTENT_LENGTH"] = str(len(body))
-        form = parse_qs(body.decode(errors="replace"))
-        if form.get("Action") != ["GetCallerIdentity"]:
-            return None
+        form = {k: v[-1] for k, v in parse_qs(body.decode(errors="replace"),
+                                              keep_blank_values=True).items()}
+        action = form.get("Action", "")
         account = _account(environ)
-        ident, _ = cloudtrail.user_identity(access_key_id, account)
-        user_id = ident["principalId"]
-        request_id = cloudtrail.new_uuid()
-        xml = (
-            '<GetCallerIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">'
-            "<GetCallerIdentityResult>"
-            f"<Arn>{escape(ident['arn'])}</Arn><UserId>{escape(user_id)}</UserId>"
-            f"<Account>{escape(ident['accountId'])}</Account>"
-            "</GetCallerIdentityResult>"
-            f"<ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata>"
-            "</GetCallerIdentityResponse>"
-        )
-        return _respond(start_response, 200, xml.encode(), "text/xml", request_id)
+        answered = sts.answer(action, form, access_key_id, account)
+        if answered is None:
+            return None
+        if action != "GetCallerIdentity":  # as before: the call log holds no identity checks
+            found = sts.problems(action, answered.status, answered.body) \
+                if RUNTIME.config.validate else []
+            call = {"service": "sts", "operation": action, "region": region,
+                    "account": account, "status": answered.status, "error": None,
+                    **answered.logged}
+            with RUNTIME.lock:
+                RUNTIME.calls.append(call)
+                RUNTIME.problems.extend(found)
+        return _respond(start_response, answered.status, answered.body, "text/xml",
+                        answered.request_id)
 
     # ------------------------------------------------------------------ CloudTrail
     def _lookup_events(
@@ -396,6 +400,24 @@ def _account(environ: dict[str, Any]) -> str:
         else DEFAULT_ACCOUNT_ID
 
 
+def _unsigned_session(environ: dict[str, Any], start_response: StartResponse
+                      ) -> Iterable[bytes] | None:
+    """A request signed with an AssumeRole access key but without that session's token (or
+    with another): refused as AWS refuses it, in the protocol of the service asked."""
+    cred = _CREDENTIAL_RE.search(environ.get("HTTP_AUTHORIZATION", ""))
+    session = RUNTIME.sessions.get(cred.group(1)) if cred else None
+    if cred is None or session is None or \
+            environ.get("HTTP_X_AMZ_SECURITY_TOKEN") == session.session_token:
+        return None
+    message = "The security token included in the request is invalid."
+    if cred.group(3) == "sts":
+        answered = sts.error_answer(403, "InvalidClientTokenId", message)
+        return _respond(start_response, answered.status, answered.body, "text/xml",
+                        answered.request_id)
+    status, payload = _error(400, "UnrecognizedClientException", message)
+    return _respond(start_response, status, payload, "application/x-amz-json-1.1")
+
+
 def _caller(environ: dict[str, Any]) -> cloudtrail.Caller:
     cred = _CREDENTIAL_RE.search(environ.get("HTTP_AUTHORIZATION", ""))
     return cloudtrail.Caller(
@@ -486,7 +508,8 @@ def _respond(
     content_type: str,
     request_id: str | None = None,
 ) -> list[bytes]:
-    reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 500: "Internal Server Error"}
+    reason = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
+              500: "Internal Server Error"}
     start_response(
         f"{status} {reason.get(status, 'Status')}",
         [

@@ -231,16 +231,19 @@ def validate_response_body(
     return [f"{prefix}: error {code} is not modeled for this operation"]
 
 
-def request_errors(operation_name: str, body: Any, service: str = "kms") -> list[str]:
+def request_errors(operation_name: str, body: Any, service: str = "kms", *,
+                   full_match: bool = False) -> list[str]:
     """A request's problems in AWS's words (``1 validation error detected: <these, joined by
     "; ">``), as recorded from real AWS: ``Value 'v' at 'tags.1.member.tagKey' failed to
     satisfy constraint: Member must have length less than or equal to 128``: member names in
     lowerCamelCase, list items ``.N.member`` counted from 1. Problems AWS words otherwise
-    (wrong JSON types, unknown members) keep the emulator's own wording."""
+    (wrong JSON types, unknown members) keep the emulator's own wording. `full_match`: a
+    pattern must match the whole value (STS's unanchored patterns, such as ``[\\w+=,.@-]*``
+    for a session name, mean that)."""
     out: list[str] = []
     shape = operation(operation_name, service).input_shape
     if shape is not None and isinstance(body, dict):
-        _aws_walk(body, shape, "", out)
+        _aws_walk(body, shape, "", out, full_match)
     return out
 
 
@@ -252,7 +255,8 @@ def _value_text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def _aws_walk(value: Any, shape: Shape, path: str, out: list[str]) -> None:
+def _aws_walk(value: Any, shape: Shape, path: str, out: list[str],
+              full_match: bool = False) -> None:
     def fail(constraint: str) -> None:
         shown = "null" if value is None else f"'{_value_text(value)}'"
         out.append(f"Value {shown} at '{path}' failed to satisfy constraint: Member must "
@@ -276,7 +280,7 @@ def _aws_walk(value: Any, shape: Shape, path: str, out: list[str]) -> None:
                 out.append(f"{path or '<body>'}: unknown member {name}")
                 continue
             where = f"{path}.{_camel(name)}" if path else _camel(name)
-            _aws_walk(item, shape.members[name], where, out)
+            _aws_walk(item, shape.members[name], where, out, full_match)
         return
     if kind == "list":
         if not isinstance(value, list):
@@ -284,7 +288,7 @@ def _aws_walk(value: Any, shape: Shape, path: str, out: list[str]) -> None:
             return
         _aws_len(len(value), meta, fail)
         for i, item in enumerate(value, 1):
-            _aws_walk(item, shape.member, f"{path}.{i}.member", out)
+            _aws_walk(item, shape.member, f"{path}.{i}.member", out, full_match)
         return
     if kind == "map":
         if not isinstance(value, dict):
@@ -292,8 +296,8 @@ def _aws_walk(value: Any, shape: Shape, path: str, out: list[str]) -> None:
             return
         _aws_len(len(value), meta, fail)
         for k, item in value.items():
-            _aws_walk(k, shape.key, f"{path}.{k}.key", out)
-            _aws_walk(item, shape.value, f"{path}.{k}.value", out)
+            _aws_walk(k, shape.key, f"{path}.{k}.key", out, full_match)
+            _aws_walk(item, shape.value, f"{path}.{k}.value", out, full_match)
         return
     problems: list[str] = []
     _walk(value, shape, path, problems, True)  # types, base64: the emulator's own wording
@@ -305,7 +309,9 @@ def _aws_walk(value: Any, shape: Shape, path: str, out: list[str]) -> None:
         if shape.enum and value not in shape.enum:
             fail(f"satisfy enum value set: [{', '.join(shape.enum)}]")
         pattern = meta.get("pattern")
-        if pattern and _compiled(pattern).search(value) is None:
+        compiled = _compiled(pattern) if pattern else None
+        if compiled is not None and (compiled.fullmatch(value) if full_match
+                                     else compiled.search(value)) is None:
             fail(f"satisfy regular expression pattern: {pattern}")
     elif kind in ("integer", "long", "float", "double"):
         if "min" in meta and value < meta["min"]:
