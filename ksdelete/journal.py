@@ -117,6 +117,15 @@ class Outcome:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
+_PATH_LOCKS: dict[str, threading.Lock] = {}
+_PATH_LOCKS_LOCK = threading.Lock()
+
+
+def _path_lock(path: Path) -> threading.Lock:
+    with _PATH_LOCKS_LOCK:
+        return _PATH_LOCKS.setdefault(os.path.abspath(path), threading.Lock())
+
+
 @dataclass
 class _File:
     """What every view of one journal shares: the open descriptor and what was read."""
@@ -179,7 +188,9 @@ class Journal:
             return
         self.open()
         line = (json.dumps(entry, sort_keys=True, default=str) + "\n").encode()
-        with self._file.lock:
+        # One writer at a time per file in this process: a fleet's accounts write one journal
+        # from several threads, each through a journal of its own (its own descriptor).
+        with _path_lock(self.path), self._file.lock:
             assert self._file.fd is not None
             start = os.fstat(self._file.fd).st_size
             try:

@@ -3,6 +3,7 @@ that cannot be assumed, one that lands in another account, the ExternalId from t
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,15 @@ def test_roles_converge_and_each_account_is_assumed_once_per_run(
         assert t["assumed_role_arn"].startswith(
             f"arn:aws:sts::{t['account_id']}:assumed-role/{ROLE}/ksdelete-{doc['run_id']}"), t
     assert len(sts_calls(emulator)) == 3  # one per account, shared by its two Regions
+    # every journal line of the run names its account, Region, run ID and assumed role
+    journal = tmp_path / "state" / "ksdelete" / "journal.jsonl"
+    lines = [json.loads(line) for line in journal.read_text().splitlines()]
+    ours = [e for e in lines if e.get("run_id") == doc["run_id"]]
+    assert len(ours) >= 14
+    for entry in ours:
+        assert entry["account"] in ACCOUNTS and entry["region"] in REGIONS, entry
+        assert entry["caller_arn"].startswith(
+            f"arn:aws:sts::{entry['account']}:assumed-role/{ROLE}/"), entry
     emulator.advance(8 * DAY)
     code, doc, err = fleet(emulator, "fleet", "apply", str(path), "--yes")
     assert code == 0 and by_status(doc) == {"deleted": 7}, err
