@@ -200,7 +200,8 @@ class FleetRunner:
         return self.mode in ("apply", "cancel")
 
     def run(self, targets: Sequence[StoreTarget], out: FleetRun) -> None:
-        """Every target, each (account, Region) once; `out.targets` in the file's order."""
+        """Every target, each (account, Region) once; `out.targets` in the file's order,
+        every target accounted for whatever stops the run (one not reached: `skipped`)."""
         groups = groups_of(self.spec, targets)
         order = {t.key: i for i, t in enumerate(targets)}
         results: list[TargetResult] = []
@@ -210,41 +211,52 @@ class FleetRunner:
         rest = [g for g in groups if g not in first]
         try:
             for stage in (first, rest):
-                results += self._stage(stage)
+                if self.interruptible.stop.is_set():
+                    break
+                self._stage(stage, results)
         except KeyboardInterrupt:
             self.interruptible.stop.set()
             raise
         finally:
+            seen = {r.target.key for r in results}
+            for acct, _, ts in groups:
+                results += [TargetResult(
+                    t, acct.name, Status.SKIPPED, ExitStatus.REFUSED, None,
+                    error={"code": "skipped", "message": "not started: the run was stopped"})
+                    for t in ts if t.key not in seen]
             out.targets = sorted(results, key=lambda r: order[r.target.key])
             out.halted = self.brake.halted
             out.halt_reason = self.brake.reason
 
-    def _stage(self, groups: list[tuple[AccountSpec, str, list[StoreTarget]]]
-               ) -> list[TargetResult]:
+    def _stage(self, groups: list[tuple[AccountSpec, str, list[StoreTarget]]],
+               out: list[TargetResult]) -> None:
         """The groups of one stage: accounts in parallel (up to max_accounts), the Regions
-        of one account one after the other."""
+        of one account one after the other; each result into `out` as soon as it is known.
+        A store interrupted (Ctrl-C, SIGTERM) stops every account."""
         by_account: dict[str, list[tuple[AccountSpec, str, list[StoreTarget]]]] = {}
         for group in groups:
             by_account.setdefault(group[0].account_id, []).append(group)
-        out: list[TargetResult] = []
         lock = threading.Lock()
 
         def account(items: list[tuple[AccountSpec, str, list[StoreTarget]]]) -> None:
             for acct, region, ts in items:
+                if self.interruptible.stop.is_set():
+                    return
                 done = self._group(acct, region, ts)
                 self.brake.count(done)  # past the tolerance, no new change starts anywhere
-                if self.on_done is not None:
-                    self.on_done(done)
                 with lock:
                     out.extend(done)
+                if self.on_done is not None:
+                    self.on_done(done)
                 if any(r.status in (Status.INTERRUPTED, Status.TERMINATED) for r in done):
+                    self.interruptible.stop.set()
                     return
 
         workers = max(1, min(self.spec.rollout.max_accounts, len(by_account)))
         if workers == 1:
             for items in by_account.values():
                 account(items)
-            return out
+            return
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ksdelete-account"
                                 ) as pool:
             futures = [pool.submit(account, items) for items in by_account.values()]
@@ -255,11 +267,11 @@ class FleetRunner:
                 for future in futures:
                     future.result()
             except BaseException:
+                # Every waiting run stops at its next sleep; calls in flight finish.
                 self.interruptible.stop.set()
                 for future in futures:
                     future.cancel()
                 raise
-        return out
 
     # ---- one (account, Region) ------------------------------------------------------------
 

@@ -4,11 +4,14 @@ that cannot be assumed, one that lands in another account, the ExternalId from t
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cli.helpers import MUTATING
+from cli.helpers import KSDELETE, MUTATING, env_for, validated
 
 from fleet.test_fleet_cli import ACCOUNTS, DAY, REGIONS, by_status, fleet, seed
 from ksdelete.emulator import Emulator
@@ -143,3 +146,41 @@ def test_the_external_id_comes_from_the_environment(
     code, doc, err = fleet(emulator, "fleet", "status", str(path))
     assert code == 3 and by_status(doc) == {"pending": 7}, err
     assert "s3cret-id" not in (doc.__repr__() + err)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_stops_every_accounts_wait_and_the_summary_lists_every_target(
+        emulator: Emulator, fast: None, tmp_path: Path, sig: int) -> None:
+    """`fleet apply --wait`: accounts wait in threads; Ctrl-C (or SIGTERM) in the main thread
+    stops every one of them at its next sleep, and the JSON still lists every target."""
+    made = seed(emulator)
+    path = role_file(tmp_path / "fleet.yml", made)
+    env = {**env_for(emulator), "XDG_STATE_HOME": str(tmp_path / "state")}
+    env.pop("AWS_REGION", None)
+    proc = subprocess.Popen(
+        [KSDELETE, "fleet", "apply", str(path), "--yes", "--wait", "--max-wait", "1h",
+         "--poll-interval", "1s", "--endpoint-url", emulator.endpoint_url, "--output", "json"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # every store's keys scheduled: every account waits
+        scheduled = {c.get("custom_key_store_id") or c.get("account") for c in emulator.calls()
+                     if c["operation"] == "ScheduleKeyDeletion" and c["status"] == 200}
+        if len({c["account"] for c in emulator.calls()
+                if c["operation"] == "ScheduleKeyDeletion" and c["status"] == 200}) == 3 \
+                and scheduled:
+            break
+        time.sleep(0.2)
+    time.sleep(1.0)
+    started = time.monotonic()
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    assert time.monotonic() - started < 20, err
+    want = 143 if sig == signal.SIGTERM else 130
+    assert proc.returncode == want, err
+    doc = validated(out)
+    assert doc["summary"]["targets"] == 7 and doc["exit_code"] == want
+    for t in doc["targets"]:  # stopped, or not started (nothing changed in it)
+        assert t["status"] in ("interrupted", "terminated") or (
+            t["status"] in ("skipped", "refused")
+            and "not started" in t["error"]["message"]), t
+    assert any(t["status"] in ("interrupted", "terminated") for t in doc["targets"])
