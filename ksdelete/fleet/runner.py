@@ -116,6 +116,7 @@ class Brake:
         self.reason: str | None = None
         self.keys_left = spec.guards.max_keys_scheduled_per_run
         self.irreversible_left = spec.guards.max_irreversible_per_run
+        self.deferred: dict[str, str] = {}  # store ID -> why the caps deferred it
 
     @property
     def halted(self) -> bool:
@@ -132,14 +133,18 @@ class Brake:
                 raise RefusedError(f"not started: {self.reason}", where=snap.store.id,
                                    hint="Fix the failed targets, then run again")
             count = len(plan.to_schedule)
-            if self.keys_left is not None and count > self.keys_left:
-                raise Pending(None, f"deferred to the next run: scheduling {count} key(s) "
-                                    f"would pass guards.max_keys_scheduled_per_run "
-                                    f"({self.keys_left} left this run); nothing was changed")
+            why = None
             final = irreversible(plan, wait=self.wait)
-            if final and self.irreversible_left is not None and self.irreversible_left < 1:
-                raise Pending(None, "deferred to the next run: guards.max_irreversible_per_run "
-                                    "is spent for this run; nothing was changed")
+            if self.keys_left is not None and count > self.keys_left:
+                why = (f"deferred to the next run: scheduling {count} key(s) would pass "
+                       f"guards.max_keys_scheduled_per_run ({self.keys_left} left this run); "
+                       "nothing was changed")
+            elif final and self.irreversible_left is not None and self.irreversible_left < 1:
+                why = ("deferred to the next run: guards.max_irreversible_per_run is spent "
+                       "for this run; nothing was changed")
+            if why is not None:
+                self.deferred[snap.store.id] = why
+                raise Pending(None, why)
             if self.keys_left is not None:
                 self.keys_left -= count
             if final and self.irreversible_left is not None:
@@ -292,6 +297,10 @@ class FleetRunner:
         finally:
             app.journal.close()
         role = app.identity.caller_arn
+        for r in results:  # a deferral says so in the store's own result
+            why = self.brake.deferred.get(r.store.id) if r.store else None
+            if why and r.status is Status.PENDING and why not in r.warnings:
+                r.warnings.append(why)
         return [TargetResult(t, account.name, r.status, exit_status(r), r,
                              assumed_role_arn=role, error=r.error,
                              duration_s=round(time.monotonic() - started, 3))

@@ -4,6 +4,7 @@ account; roles: tests/fleet/test_fleet_roles.py)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -185,3 +186,23 @@ def test_fleet_cancel_recovers_every_key_and_apply_then_refuses(
     assert code == 4, err
     assert by_status(doc) == {"refused": 7}
     assert all("cancel" in t["error"]["message"] for t in doc["targets"])
+
+
+def test_irreversible_steps_are_spread_over_runs(emulator: Emulator, profiles: None,
+                                                 tmp_path: Path) -> None:
+    made = seed(emulator)
+    path = fleet_file(tmp_path / "fleet.yml", made, extra="  max_irreversible_per_run: 3")
+    code, doc, err = fleet(emulator, "fleet", "apply", str(path), "--yes")
+    assert code == 3 and by_status(doc) == {"pending": 7}, err  # scheduling is not capped
+    emulator.advance(8 * DAY)
+    deleted = []
+    for expected in (3, 6, 7):
+        code, doc, err = fleet(emulator, "fleet", "apply", str(path), "--yes")
+        now = [t["store_id"] for t in doc["targets"] if t["status"] == "deleted"]
+        assert len(now) == expected, (expected, by_status(doc), err)
+        assert set(deleted) <= set(now)
+        deleted = now
+        deferred = [t for t in doc["targets"] if t["status"] == "pending"]
+        assert all("max_irreversible_per_run" in (t["phase"] or "") + str(t["error"]) +
+                   json.dumps(t["store"]) for t in deferred), deferred
+    assert code == 0
