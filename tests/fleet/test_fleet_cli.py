@@ -195,7 +195,7 @@ def test_irreversible_steps_are_spread_over_runs(emulator: Emulator, profiles: N
     code, doc, err = fleet(emulator, "fleet", "apply", str(path), "--yes")
     assert code == 3 and by_status(doc) == {"pending": 7}, err  # scheduling is not capped
     emulator.advance(8 * DAY)
-    deleted = []
+    deleted: list[str] = []
     for expected in (3, 6, 7):
         code, doc, err = fleet(emulator, "fleet", "apply", str(path), "--yes")
         now = [t["store_id"] for t in doc["targets"] if t["status"] == "deleted"]
