@@ -371,7 +371,9 @@ class FleetRunner:
         ran: list[StoreResult] = []
         if self.mode in ("apply", "plan"):
             if self.mode == "apply" and self.brake.halted:
-                ran = [self._not_started(t) for t in resolved]
+                # No new change after the halt; where the store stands is still read.
+                each(executor, resolved,
+                     lambda target: self._not_started(read_status(executor, target)), ran)
             else:
                 run_targets(executor, resolved, ran, changing=self.mode == "apply")
             if self.mode == "plan":
@@ -386,10 +388,11 @@ class FleetRunner:
         rest = iter(ran)
         return [refused[i] if i in refused else next(rest) for i in range(len(targets))]
 
-    def _not_started(self, target: Target) -> StoreResult:
-        return StoreResult(ref=target.ref, status=Status.SKIPPED, store=target.store,
-                           matched_by=target.matched_by,
-                           error={"code": HALTED, "message": f"not started: {self.brake.reason}"})
+    def _not_started(self, result: StoreResult) -> StoreResult:
+        """A target after the halt: where it stands (read), and that it was not started."""
+        result.status = Status.SKIPPED
+        result.error = {"code": HALTED, "message": f"not started: {self.brake.reason}"}
+        return result
 
     def _keep_plan(self, app: App, results: list[StoreResult]) -> None:
         planned = [r for r in results if r.status is Status.PLANNED]
