@@ -219,6 +219,11 @@ class FleetRunner:
                 if self.interruptible.stop.is_set():
                     break
                 self._stage(stage, results)
+                failed = [r.target.label for r in results
+                          if r.status in (Status.ERROR, Status.REFUSED) and not _skipped(r)]
+                if stage is first and failed:
+                    # The canary must pass, whatever the failure tolerance.
+                    self.brake.halt(f"the canary failed ({', '.join(failed[:3])})")
         except KeyboardInterrupt:
             self.interruptible.stop.set()
             raise
@@ -368,7 +373,16 @@ class FleetRunner:
                     executor.reporters.note(error.text, level="refused", target=t.store_id)
                     continue
             resolved.append(target)
-        ran: list[StoreResult] = []
+        if refused and self.mode == "apply":
+            # The stores of one account and Region go together, as `delete s1 s2` does: one
+            # that is not the file's store holds the others back (nothing changed in any).
+            others = [(r.store.id if r.store else r.ref, str(r.status))
+                      for r in refused.values()]
+            held = [self._held(t, others) for t in resolved]
+            resolved = []
+        else:
+            held = []
+        ran: list[StoreResult] = list(held)
         if self.mode in ("apply", "plan"):
             if self.mode == "apply" and self.brake.halted:
                 # No new change after the halt; where the store stands is still read.
@@ -387,6 +401,15 @@ class FleetRunner:
                                      confirm=lambda snap, plan: True, planned={}), ran)
         rest = iter(ran)
         return [refused[i] if i in refused else next(rest) for i in range(len(targets))]
+
+    @staticmethod
+    def _held(target: Target, others: list[tuple[str, str]]) -> StoreResult:
+        store_id = target.store.id if target.store else target.ref
+        refusal = planner.all_or_nothing(store_id, others, started=False)
+        assert refusal is not None
+        return StoreResult(ref=target.ref, status=Status.REFUSED, store=target.store,
+                           matched_by=target.matched_by, error=refusal.as_error().as_json(),
+                           phase=planner.refused_phase(refusal))
 
     def _not_started(self, result: StoreResult) -> StoreResult:
         """A target after the halt: where it stands (read), and that it was not started."""

@@ -159,7 +159,7 @@ def test_a_key_cap_refuses_before_the_first_change(emulator: Emulator, profiles:
                                                    tmp_path: Path) -> None:
     made = seed(emulator, keys=3)
     path = fleet_file(tmp_path / "fleet.yml", made, extra="  max_keys_per_target: 2",
-                      rollout="rollout: {max_accounts: 3, canary: 1, failure_tolerance: 7}")
+                      rollout="rollout: {max_accounts: 3, canary: 0, failure_tolerance: 7}")
     code, doc, err = fleet(emulator, "fleet", "apply", str(path), "--yes")
     assert code == 4, err
     assert by_status(doc) == {"refused": 7}
@@ -172,7 +172,7 @@ def test_fleet_cancel_recovers_every_key_and_apply_then_refuses(
         emulator: Emulator, profiles: None, tmp_path: Path) -> None:
     made = seed(emulator)
     path = fleet_file(tmp_path / "fleet.yml", made,
-                      rollout="rollout: {max_accounts: 3, canary: 1, failure_tolerance: 7}")
+                      rollout="rollout: {max_accounts: 3, canary: 0, failure_tolerance: 7}")
     code, doc, err = fleet(emulator, "fleet", "apply", str(path), "--yes")
     assert code == 3, err
     code, doc, err = fleet(emulator, "fleet", "cancel", str(path))
@@ -206,3 +206,20 @@ def test_irreversible_steps_are_spread_over_runs(emulator: Emulator, profiles: N
         assert all("max_irreversible_per_run" in (t["phase"] or "") + str(t["error"]) +
                    json.dumps(t["store"]) for t in deferred), deferred
     assert code == 0
+
+
+def test_the_canary_must_pass_before_any_other_target_changes(
+        emulator: Emulator, profiles: None, tmp_path: Path) -> None:
+    made = seed(emulator)
+    path = fleet_file(tmp_path / "fleet.yml", made,
+                      rollout="rollout: {max_accounts: 3, canary: 1, failure_tolerance: 7}")
+    first = made[("111111111111", "us-east-1")][0]
+    wrong = path.read_text().replace(f"expect_name: {first['name']}", "expect_name: typo", 1)
+    path.write_text(wrong)
+    code, doc, err = fleet(emulator, "fleet", "apply", str(path), "--yes")
+    assert code == 4, err
+    assert doc["halted"] and "canary" in doc["halt_reason"]
+    statuses = [t["status"] for t in doc["targets"]]
+    # the canary (the first target) refused; its scope-mate held back; every other one skipped
+    assert statuses[:2] == ["refused", "refused"] and set(statuses[2:]) == {"skipped"}, statuses
+    assert [c for c in emulator.calls() if c["operation"] in MUTATING] == []
