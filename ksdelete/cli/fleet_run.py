@@ -161,7 +161,7 @@ def _run(inv: FleetInvocation, spec: FleetSpec, mode: str, targets: tuple[str, .
          ) -> None:
     from ksdelete.fleet import service
     from ksdelete.fleet.model import FleetRun
-    from ksdelete.fleet.view import make_fleet_reporter
+    from ksdelete.fleet.service import make_fleet_reporter
 
     chosen = saved.targets if saved is not None else service.select(spec, targets)
     inv.run = out = FleetRun(spec, inv.command, service.new_run_id(), dry_run=mode == "plan",

@@ -5,11 +5,14 @@ fleet plan. No click, no rich."""
 from __future__ import annotations
 
 import hashlib
+import os
+import sys
 import threading
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TextIO
 
 import ksdelete.fleet.spec as fleet_spec
 from ksdelete import planfile, planner
@@ -17,7 +20,7 @@ from ksdelete.errors import UsageError
 from ksdelete.fleet import plans
 from ksdelete.fleet.model import FleetRun, FleetSpec, StoreTarget, TargetResult
 from ksdelete.fleet.runner import FleetRunner, FleetSettings
-from ksdelete.fleet.view import FleetReporter
+from ksdelete.fleet.view import FleetPlainReporter, FleetReporter
 from ksdelete.models import Status
 from ksdelete.sessions import SessionFactory
 
@@ -111,3 +114,15 @@ def save_plan(runner: FleetRunner, spec: FleetSpec, out: FleetRun, path: Path) -
     content = plans.build(spec, text, runner.plans, now=datetime.now(UTC))
     planfile.write(path, content)
     return planfile.short_id(content["digest"])
+
+
+def make_fleet_reporter(quiet: bool = False, debug: bool = False, stream: TextIO | None = None,
+                        *, plan_stream: TextIO | None = None) -> FleetReporter:
+    """The live table on a terminal, plain lines otherwise (and with --quiet, or --debug,
+    whose log lines would tear a live view apart), as `app.make_reporter` chooses."""
+    stream = stream if stream is not None else sys.stderr
+    if not quiet and not debug and stream.isatty() and os.environ.get("TERM") != "dumb":
+        from ksdelete.fleet.live import FleetLiveReporter, fleet_console
+
+        return FleetLiveReporter(fleet_console(stream), plan_stream=plan_stream)
+    return FleetPlainReporter(stream, quiet=quiet, plan_stream=plan_stream)

@@ -10,8 +10,6 @@ from its own thread), `target_done(TargetResult)`, `note(text, level=)` and `fin
 
 from __future__ import annotations
 
-import os
-import sys
 import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -37,7 +35,7 @@ if TYPE_CHECKING:
     from ksdelete.fleet.model import FleetRun, FleetSpec, StoreTarget, TargetResult
 
 __all__ = ["FleetPlainReporter", "FleetReporter", "counts", "fleet_document", "keys_scheduled",
-           "make_fleet_reporter", "next_step", "next_step_waits", "phase", "plan_next",
+           "next_step", "next_step_waits", "phase", "plan_next",
            "scope_label", "summary_line", "summary_lines", "target_error", "totals_line"]
 
 
@@ -402,15 +400,3 @@ class FleetPlainReporter:
 
     def finish(self, run: FleetRun | None = None) -> None:
         """Nothing to stop; the CLI prints `summary_lines(run)`."""
-
-
-def make_fleet_reporter(quiet: bool = False, debug: bool = False, stream: TextIO | None = None,
-                        *, plan_stream: TextIO | None = None) -> FleetReporter:
-    """The live table on a terminal, plain lines otherwise (and with --quiet, or --debug,
-    whose log lines would tear a live view apart), as `app.make_reporter` chooses."""
-    stream = stream if stream is not None else sys.stderr
-    if not quiet and not debug and stream.isatty() and os.environ.get("TERM") != "dumb":
-        from ksdelete.fleet.live import FleetLiveReporter, fleet_console
-
-        return FleetLiveReporter(fleet_console(stream), plan_stream=plan_stream)
-    return FleetPlainReporter(stream, quiet=quiet, plan_stream=plan_stream)

@@ -15,7 +15,8 @@ from rich.console import Console
 from rich.table import Table
 
 from ksdelete.fleet.live import FleetLiveReporter
-from ksdelete.fleet.view import FleetPlainReporter, make_fleet_reporter
+from ksdelete.fleet.service import make_fleet_reporter
+from ksdelete.fleet.view import FleetPlainReporter
 from ksdelete.models import Snapshot
 from ksdelete.reporting import Phase, PhaseState
 
