@@ -126,10 +126,15 @@ class FleetInvocation:
         click.echo("\n".join(labelled(f"ksdelete: {label}", message, details)), err=True)
         if self.reporter is not None:
             self.reporter.finish(self.run)
-        if self.output == "json" and self.run is not None:
-            document = fleet_document(self.run)
-            document["exit_code"] = int(code)
-            document["error"] = error
+        if self.output == "json":
+            if self.run is not None:
+                document = fleet_document(self.run)
+                document["exit_code"] = int(code)
+                document["error"] = error
+            else:  # before the file was read: the plain document, with the error
+                from ksdelete.output import document as plain_document
+
+                document = plain_document(self.command, [], int(code), error=error)
             _emit(json.dumps(document, default=str), code)
         elif self.run is not None and self.run.targets:
             from ksdelete.fleet.view import summary_lines

@@ -223,3 +223,20 @@ def test_the_canary_must_pass_before_any_other_target_changes(
     # the canary (the first target) refused; its scope-mate held back; every other one skipped
     assert statuses[:2] == ["refused", "refused"] and set(statuses[2:]) == {"skipped"}, statuses
     assert [c for c in emulator.calls() if c["operation"] in MUTATING] == []
+
+
+def test_bad_input_is_one_line_and_one_json_object(emulator: Emulator, profiles: None,
+                                                   tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yml"
+    bad.write_text("version: 1\nname: x\naccounts:\n  - account_id: 111111111111\n")
+    code, doc, err = fleet(emulator, "fleet", "plan", str(bad))
+    assert code == 2 and doc["error"]["code"] == "usage", err
+    assert len([line for line in err.splitlines() if line.startswith("ksdelete:")]) == 1
+    assert "Traceback" not in err
+    code, doc, err = fleet(emulator, "fleet", "apply", str(tmp_path / "missing.yml"), "--yes")
+    assert code == 2 and doc["exit_code"] == 2 and "missing.yml" in err
+    made = seed(emulator)
+    path = fleet_file(tmp_path / "fleet.yml", made)
+    code, doc, err = fleet(emulator, "fleet", "apply", str(path))  # no --yes
+    assert code == 2 and "--yes" in err and doc["error"]["code"] == "usage"
+    assert kms_calls(emulator) == []
