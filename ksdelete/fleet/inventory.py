@@ -10,6 +10,7 @@ No boto3 here (ksdelete.sessions makes the sessions), no click.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -106,19 +107,20 @@ Note = Callable[[str], None]
 
 def read_account(reach: Reach, regions: Sequence[str], *, hub_profile: str | None,
                  endpoint_url: str | None, sessions: SessionFactory,
-                 note: Note = lambda text: None) -> AccountRead:
+                 note: Note = lambda text: None, external_id: str | None = None,
+                 session_name: str | None = None) -> AccountRead:
     """Every store of the account in each Region. The credentials must be for the file's
     account (refused otherwise: nothing read there); a Region that fails is an error of its
     own, the others are read."""
     read = AccountRead(reach)
-    if reach.role:
-        read.error = UsageError(
-            "reaching an account by role is not available in this build of fleet inventory",
-            where=f"account {reach.account_id}", hint="Give the account a profile")
-        return read
     for region in regions:
-        request = ScopeRequest(region=region, profile=reach.profile or hub_profile,
-                               endpoint_url=endpoint_url)
+        # A role chain is assumed from the hub (its profile, or boto3's default chain); the
+        # session factory assumes it once for all the account's Regions.
+        request = ScopeRequest(region=region,
+                               profile=reach.profile or (hub_profile if reach.role else None),
+                               endpoint_url=endpoint_url, role=reach.role,
+                               external_id=external_id if reach.role else None,
+                               session_name=session_name)
         try:
             gateway = sessions.gateway(request)
             if read.identity is None:
@@ -145,9 +147,15 @@ def read_accounts(fleet: FleetSpec, regions: Sequence[str], *, endpoint_url: str
                   note: Note = lambda text: None) -> list[AccountRead]:
     """Every account of the file, up to rollout.max_accounts at once (their quotas are their
     own), each with sessions of its own; in the file's order."""
+    from ksdelete.fleet.runner import external_ids, session_name
+
+    ids = external_ids(fleet)  # a variable the file names and that is not set: usage error
+    name = session_name(f"inventory-{uuid.uuid4().hex[:12]}")
+
     def one(account: AccountSpec) -> AccountRead:
         return read_account(Reach.of(account), regions, hub_profile=fleet.hub.profile,
-                            endpoint_url=endpoint_url, sessions=SessionFactory(), note=note)
+                            endpoint_url=endpoint_url, sessions=SessionFactory(), note=note,
+                            external_id=ids.get(account.account_id), session_name=name)
 
     pool = ThreadPoolExecutor(max_workers=fleet.rollout.max_accounts,
                               thread_name_prefix="inventory")
