@@ -19,6 +19,7 @@ from datetime import datetime
 from ksdelete import discover
 from ksdelete.errors import AccountRefused, ExitStatus, KsdeleteError, UsageError
 from ksdelete.fleet import spec as fleetspec
+from ksdelete.fleet import write as fleetwrite
 from ksdelete.fleet.model import AccountSpec, FleetSpec, Guards, Rollout, StoreTarget
 from ksdelete.gateway import Gateway
 from ksdelete.models import Identity, KeyStore, PlanOptions
@@ -220,7 +221,7 @@ def _account_lines(read: AccountRead, default_role: str) -> list[str]:
     if not reach.role and not reach.profile:
         lines.append(f"  # reached by the role {default_role} (docs/fleet.md, the roles); "
                      "or give `profile: NAME` instead")
-    lines += ["  # " + line[2:] for line in fleetspec.account_lines(spec)]
+    lines += ["  # " + line[2:] for line in fleetwrite.account_lines(spec)]
     lines.append("  #   stores:")
     for region in read.regions:
         if region.error is not None:
@@ -232,7 +233,7 @@ def _account_lines(read: AccountRead, default_role: str) -> list[str]:
             target = StoreTarget(account_id, found.region, found.store.id, found.store.name,
                                  found.store.type.value,
                                  found.keys if not found.undescribable else None)
-            lines += ["  #     " + line for line in fleetspec.store_lines(target)]
+            lines += ["  #     " + line for line in fleetwrite.store_lines(target)]
     return lines
 
 
@@ -248,7 +249,7 @@ def render(reads: Sequence[AccountRead], regions: Sequence[str], *, now: datetim
     if fleet and fleet.hub.profile:
         lines += ["hub:", f"  profile: {json.dumps(fleet.hub.profile)}"]
     options = fleet.options if fleet else PlanOptions()
-    lines += ["defaults:", *(f"  {line}" for line in fleetspec.option_lines(options))]
+    lines += ["defaults:", *(f"  {line}" for line in fleetwrite.option_lines(options))]
     guards = fleet.guards if fleet else Guards()
     lines += ["guards:",
               "  # the accounts seen: anything that changes AWS needs each account here",
