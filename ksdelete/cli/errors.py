@@ -69,17 +69,10 @@ class Invocation:
             self.reporter.finish(results)
         lines = summary_lines(results, None if self.quiet else self.identity,
                               command=self.command, shown=self._shown()) + self.after
-        if self.output == "json":
-            _emit(json.dumps(document(self.command, results, int(code), dry_run=self.dry_run,
-                                      identity=self.identity, plan_id=self.plan_id,
-                                      run_id=self.run_id),
-                             default=str), code)
-            if not self.quiet and not getattr(self.reporter, "shows_summary", False):
-                for line in lines:
-                    click.echo(printable(line), err=True)
-        else:
-            for line in lines:
-                _emit(printable(line), code)
+        emit_result(document(self.command, results, int(code), dry_run=self.dry_run,
+                             identity=self.identity, plan_id=self.plan_id,
+                             run_id=self.run_id), lines, code, output=self.output,
+                    quiet=self.quiet, reporter=self.reporter)
         sys.exit(int(code))
 
     def fail(self, exc: BaseException) -> None:
@@ -122,6 +115,20 @@ class Invocation:
         """Whether the reporter already printed an error (the summary does not repeat it)."""
         shown: Callable[[str], bool] | None = getattr(self.reporter, "shown", None)
         return shown
+
+
+def emit_result(doc: dict[str, Any], lines: list[str], code: ExitStatus, *, output: str,
+                quiet: bool, reporter: object) -> None:
+    """The result: with --output json the document on stdout and the summary on stderr
+    (unless the reporter showed it, or --quiet), else the summary on stdout."""
+    if output == "json":
+        _emit(json.dumps(doc, default=str), code)
+        if not quiet and not getattr(reporter, "shows_summary", False):
+            for line in lines:
+                click.echo(printable(line), err=True)
+    else:
+        for line in lines:
+            _emit(printable(line), code)
 
 
 def _emit(line: str, code: ExitStatus) -> None:

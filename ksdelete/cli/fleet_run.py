@@ -12,9 +12,15 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ksdelete import exitcodes
-from ksdelete.cli.errors import _emit
+from ksdelete.cli.errors import _emit, emit_result
 from ksdelete.cli.fleet import fleet
-from ksdelete.cli.options import _setup_logging, parse_duration
+from ksdelete.cli.options import (
+    POLL_INTERVAL,
+    _connection_options,
+    _options,
+    _setup_logging,
+    wait_options,
+)
 from ksdelete.errors import ExitStatus, KsdeleteError, Terminated
 from ksdelete.reporting import labelled, printable
 
@@ -27,39 +33,16 @@ F = Callable[..., Any]
 
 
 def fleet_options(fn: F) -> F:
-    """Where to reach AWS and what to print: every fleet command that calls AWS has these."""
-    for option in reversed([
+    """Which targets, where to reach AWS and what to print: every fleet command that calls
+    AWS has these (the Region, profile and account come from the fleet file)."""
+    return _options(fn, [
         click.option("--target", "targets", multiple=True, metavar="TARGET",
                      help="Only this target: a store ID, ACCOUNT/REGION/STORE, an account ID "
                           "or an account name (repeatable). Matching nothing is an error."),
         click.option("--endpoint-url", metavar="URL",
                      help="KMS and STS endpoint (e.g. the emulator)."),
-        click.option("--output", type=click.Choice(["text", "json"]), default="text",
-                     show_default=True,
-                     help="json: exactly one JSON object on stdout; messages stay on stderr."),
-        click.option("--quiet", "-q", is_flag=True, help="Print only errors and the result."),
-        click.option("--debug", is_flag=True, help="Log AWS calls and retries; show tracebacks."),
-        click.option("--journal", type=click.Path(dir_okay=False, path_type=Path),
-                     help="Audit journal file (default: $XDG_STATE_HOME/ksdelete/journal.jsonl)."),
-        click.option("--poll-interval", callback=parse_duration, default="60s",
-                     show_default=True,
-                     help="Longest pause between checks while waiting for AWS (1s or more "
-                          "against AWS)."),
-    ]):
-        fn = option(fn)
-    return fn
-
-
-def _wait_options(fn: F) -> F:
-    for option in reversed([
-        click.option("--wait/--no-wait", default=False, show_default=True,
-                     help="Block until every target is deleted (or --max-wait) instead of "
-                          "exiting 3."),
-        click.option("--max-wait", callback=parse_duration, default="31d", show_default=True,
-                     help="Longest wait for AWS or for another run's lock. E.g. 45m, 12h, 31d."),
-    ]):
-        fn = option(fn)
-    return fn
+        *_connection_options("")[3:],  # --output, --quiet, --debug, --journal
+    ])
 
 
 class FleetInvocation:
@@ -94,17 +77,10 @@ class FleetInvocation:
         if run is None:
             sys.exit(int(code or ExitStatus.ERROR))
         final = code or run.exit_code
-        lines = summary_lines(run) + self.after
-        if self.output == "json":
-            document = fleet_document(run)
-            document["exit_code"] = int(final)
-            _emit(json.dumps(document, default=str), final)
-            if not self.quiet and not getattr(self.reporter, "shows_summary", False):
-                for line in lines:
-                    click.echo(printable(line), err=True)
-        else:
-            for line in lines:
-                _emit(printable(line), final)
+        document = fleet_document(run)
+        document["exit_code"] = int(final)
+        emit_result(document, summary_lines(run) + self.after, final, output=self.output,
+                    quiet=self.quiet, reporter=self.reporter)
         sys.exit(int(final))
 
     def fail(self, exc: BaseException) -> None:
@@ -188,6 +164,7 @@ def _load(path: Path) -> FleetSpec:
 @fleet.command(name="plan")
 @click.argument("fleet_file", metavar="FILE", type=click.Path(path_type=Path))
 @fleet_options
+@POLL_INTERVAL
 @click.option("--save-plan", type=click.Path(dir_okay=False, path_type=Path), metavar="PLAN",
               help="Write one fleet plan for every target (one digest over all) for review "
                    "and `ksdelete apply PLAN`.")
@@ -211,7 +188,7 @@ def plan_cmd(fleet_file: Path, targets: tuple[str, ...], endpoint_url: str | Non
 @fleet.command(name="apply")
 @click.argument("fleet_file", metavar="FILE", type=click.Path(path_type=Path))
 @fleet_options
-@_wait_options
+@wait_options
 @click.option("--yes", "-y", is_flag=True, help="Required: the reviewed file is the approval.")
 @exitcodes.documented("fleet apply")
 def apply_cmd(fleet_file: Path, targets: tuple[str, ...], endpoint_url: str | None,
@@ -249,6 +226,7 @@ def apply_cmd(fleet_file: Path, targets: tuple[str, ...], endpoint_url: str | No
 @fleet.command(name="status")
 @click.argument("fleet_file", metavar="FILE", type=click.Path(path_type=Path))
 @fleet_options
+@POLL_INTERVAL
 @exitcodes.documented("fleet status")
 def status_cmd(fleet_file: Path, targets: tuple[str, ...], endpoint_url: str | None,
                output: str, quiet: bool, debug: bool, journal: Path | None,
@@ -268,6 +246,7 @@ def status_cmd(fleet_file: Path, targets: tuple[str, ...], endpoint_url: str | N
 @fleet.command(name="cancel")
 @click.argument("fleet_file", metavar="FILE", type=click.Path(path_type=Path))
 @fleet_options
+@POLL_INTERVAL
 @click.option("--enable", is_flag=True, help="Also enable the keys again.")
 @click.option("--connect", is_flag=True, help="Also connect the stores again.")
 @exitcodes.documented("fleet cancel")

@@ -151,22 +151,22 @@ def _parse_protect_tags(ctx: click.Context, param: click.Parameter, value: tuple
         raise click.BadParameter(str(exc), ctx, param) from exc
 
 
+POLL_INTERVAL = click.option(
+    "--poll-interval", callback=parse_duration, default="60s", show_default=True,
+    help="Longest pause between checks while waiting for AWS (1s or more against AWS).")
+
+
 def wait_options(fn: F) -> F:
     """How long a changing run (delete, apply) waits for AWS, and how often it looks."""
-    for option in reversed([
+    return _options(fn, [
         click.option("--wait/--no-wait", default=False, show_default=True,
                      help="Block until the store(s) are deleted (or --max-wait) instead of "
                           "exiting 3."),
         click.option("--max-wait", callback=parse_duration, default="31d", show_default=True,
                      help="Longest wait for AWS or for another run's lock (then exit 3): the "
                           "whole deletion with --wait, else at most 30m. E.g. 45m, 12h, 31d."),
-        click.option("--poll-interval", callback=parse_duration, default="60s",
-                     show_default=True,
-                     help="Longest pause between checks while waiting for AWS (1s or more "
-                          "against AWS)."),
-    ]):
-        fn = option(fn)
-    return fn
+        POLL_INTERVAL,
+    ])
 
 
 def check_accounts(ctx: click.Context | None, param: click.Parameter | None,

@@ -12,6 +12,7 @@ import pytest
 from cli.helpers import MUTATING, unpaced, validated
 from click.testing import CliRunner
 
+from fleet.accounts import use_profiles
 from ksdelete.cli import cli
 from ksdelete.emulator import Emulator
 
@@ -20,18 +21,9 @@ REGIONS = ("us-east-1", "eu-west-1")
 DAY = 24 * 3600
 
 
-def key_of(account: str) -> str:
-    return f"AKIAFLEET{account}"[:20]
-
-
 @pytest.fixture
 def profiles(emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    emulator.configure(principals={key_of(a): f"arn:aws:iam::{a}:role/operator"
-                                   for a in ACCOUNTS}, disconnect_seconds=0)
-    creds = tmp_path / "credentials"
-    creds.write_text("".join(f"[{name}]\naws_access_key_id = {key_of(a)}\n"
-                             "aws_secret_access_key = x\n" for a, name in ACCOUNTS.items()))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(creds))
+    use_profiles(emulator, tmp_path, monkeypatch, ACCOUNTS)
 
 
 def seed(emulator: Emulator, stores: dict[tuple[str, str], int] | None = None,

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from fleet.accounts import use_profiles
 from ksdelete.emulator import Emulator
 from ksdelete.errors import ExitStatus, RefusedError, UsageError
 from ksdelete.fleet.model import (
@@ -32,19 +33,10 @@ REGIONS = ("us-east-1", "eu-west-1")
 WEEK = 7 * 24 * 3600.0
 
 
-def key_of(account: str) -> str:
-    return f"AKIAFLEET{account}"[:20]
-
-
 @pytest.fixture
 def profiles(emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A profile per account: its access key lands in that account."""
-    emulator.configure(principals={key_of(a): f"arn:aws:iam::{a}:role/operator"
-                                   for a in ACCOUNTS}, disconnect_seconds=0)
-    creds = tmp_path / "credentials"
-    creds.write_text("".join(f"[{name}]\naws_access_key_id = {key_of(a)}\n"
-                             "aws_secret_access_key = x\n" for a, name in ACCOUNTS.items()))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(creds))
+    use_profiles(emulator, tmp_path, monkeypatch, ACCOUNTS)
 
 
 def seed(emulator: Emulator, *, stores_per_group: int = 1, keys: int = 2

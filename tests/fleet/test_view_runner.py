@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from cli.helpers import validated
 
+from fleet.accounts import use_profiles
 from ksdelete.emulator import Emulator
 from ksdelete.fleet.model import AccountSpec, FleetRun, FleetSpec, Guards, Rollout, StoreTarget
 from ksdelete.fleet.runner import FleetRunner, FleetSettings
@@ -24,19 +25,10 @@ ACCOUNTS = {"111111111111": "dev", "222222222222": "stage"}
 REGIONS = ("us-east-1", "eu-west-1")
 
 
-def key_of(account: str) -> str:
-    return f"AKIAVIEW{account}"[:20]
-
-
 @pytest.fixture
 def spec(emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FleetSpec:
     """Two accounts (a profile each) × two Regions, a store of two keys in each."""
-    emulator.configure(principals={key_of(a): f"arn:aws:iam::{a}:role/operator"
-                                   for a in ACCOUNTS}, disconnect_seconds=0)
-    creds = tmp_path / "credentials"
-    creds.write_text("".join(f"[{name}]\naws_access_key_id = {key_of(a)}\n"
-                             "aws_secret_access_key = x\n" for a, name in ACCOUNTS.items()))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(creds))
+    use_profiles(emulator, tmp_path, monkeypatch, ACCOUNTS)
     accounts = []
     for account, name in ACCOUNTS.items():
         stores: list[StoreTarget] = []
