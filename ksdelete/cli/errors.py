@@ -51,12 +51,7 @@ class Invocation:
         try:
             body(self)
         except KeyboardInterrupt as exc:
-            code = ExitStatus.TERMINATED if isinstance(exc, Terminated) \
-                else ExitStatus.INTERRUPTED
-            click.echo("ksdelete: stopped by " + ("SIGTERM" if code is ExitStatus.TERMINATED
-                                                   else "Ctrl-C")
-                       + "; every change made is listed below and in the journal", err=True)
-            self.finish(code)
+            self.finish(stopped(exc))
         except (KsdeleteError, Exception) as exc:  # noqa: BLE001 - the CLI boundary
             self.fail(exc)
         self.finish()
@@ -115,6 +110,15 @@ class Invocation:
         """Whether the reporter already printed an error (the summary does not repeat it)."""
         shown: Callable[[str], bool] | None = getattr(self.reporter, "shown", None)
         return shown
+
+
+def stopped(exc: KeyboardInterrupt) -> ExitStatus:
+    """Ctrl-C or SIGTERM stopped the command: say so (the summary follows) and its code."""
+    code = ExitStatus.TERMINATED if isinstance(exc, Terminated) else ExitStatus.INTERRUPTED
+    click.echo("ksdelete: stopped by " + ("SIGTERM" if code is ExitStatus.TERMINATED
+                                           else "Ctrl-C")
+               + "; every change made is listed below and in the journal", err=True)
+    return code
 
 
 def emit_result(doc: dict[str, Any], lines: list[str], code: ExitStatus, *, output: str,

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ksdelete import exitcodes
-from ksdelete.cli.errors import _emit, emit_result
+from ksdelete.cli.errors import _emit, emit_result, stopped
 from ksdelete.cli.fleet import fleet
 from ksdelete.cli.options import (
     POLL_INTERVAL,
@@ -21,7 +21,7 @@ from ksdelete.cli.options import (
     _setup_logging,
     wait_options,
 )
-from ksdelete.errors import ExitStatus, KsdeleteError, Terminated
+from ksdelete.errors import ExitStatus, KsdeleteError
 from ksdelete.reporting import labelled, printable
 
 if TYPE_CHECKING:
@@ -59,11 +59,7 @@ class FleetInvocation:
         try:
             body(self)
         except KeyboardInterrupt as exc:
-            code = ExitStatus.TERMINATED if isinstance(exc, Terminated) \
-                else ExitStatus.INTERRUPTED
-            click.echo("ksdelete: stopped by " + ("SIGTERM" if code is ExitStatus.TERMINATED
-                                                   else "Ctrl-C")
-                       + "; every change made is listed below and in the journal", err=True)
+            code = stopped(exc)
         except Exception as exc:  # noqa: BLE001 - the CLI boundary
             self.fail(exc)
         self.finish(code)
