@@ -61,7 +61,8 @@ def control_only_knobs(config: EmulatorConfig) -> dict[str, Any]:
     names = ("fault_operations", "unknown_operations", "pending_deletion_crypto_error",
              "cloudtrail_resource_name", "cloudtrail_index_crypto", "principals",
              "tag_after_cancel_failures", "assume_role_deny", "assume_role_external_id",
-             "assume_role_redirect")
+             "assume_role_redirect", "config_aggregators", "config_lag_seconds",
+             "config_hide_keys", "listkeys_hide")
     return {n: getattr(config, n) for n in names if getattr(config, n) != getattr(default, n)}
 
 

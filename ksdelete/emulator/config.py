@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 DEFAULT_TRACKING_START = "2026-04-23T00:00:00Z"
 PENDING_CRYPTO_ERRORS = ("KMSInvalidStateException", "DisabledException")
 RESOURCE_NAMES = ("arn", "key_id")
+AGGREGATOR = re.compile(r"^[\w-]{1,256}(@[a-z0-9-]+)?$")
 
 
 @dataclass
@@ -70,6 +72,16 @@ class EmulatorConfig:
     # STS AssumeRole: {role ARN: the account its sessions really land in} (to test a guard that
     # checks GetCallerIdentity's account).
     assume_role_redirect: dict[str, str] = field(default_factory=dict)
+    # AWS Config SelectAggregateResourceConfig: the aggregators that exist ("NAME" in every
+    # Region, "NAME@REGION" in that one); none by default (NoSuchConfigurationAggregator).
+    config_aggregators: list[str] = field(default_factory=list)
+    # Emulated seconds Config's view lags behind KMS (keys created since are not listed yet,
+    # keys deleted since still are; AWS's lag is UNCONFIRMED).
+    config_lag_seconds: float = 86400.0
+    # Key IDs Config never lists (keys its recorder does not cover).
+    config_hide_keys: list[str] = field(default_factory=list)
+    # Key IDs ListKeys leaves out (DescribeKey still answers): an incomplete scan.
+    listkeys_hide: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -111,6 +123,12 @@ class EmulatorConfig:
         if not all(isinstance(k, str) and k.startswith("arn:") and _is_account(v)
                    for k, v in self.assume_role_redirect.items()):
             raise ValueError("assume_role_redirect must map role ARNs to 12-digit account IDs")
+        if not all(isinstance(a, str) and AGGREGATOR.match(a) for a in self.config_aggregators):
+            raise ValueError("config_aggregators must list aggregator names (NAME or "
+                             "NAME@REGION)")
+        for name in ("config_hide_keys", "listkeys_hide"):
+            if not all(isinstance(k, str) and k for k in getattr(self, name)):
+                raise ValueError(f"{name} must list key IDs")
         if not 0.0 <= self.fault_rate <= 1.0:
             raise ValueError("fault_rate must be between 0 and 1")
         for name in (
@@ -123,6 +141,7 @@ class EmulatorConfig:
             "last_usage_delay",
             "tag_after_cancel_failures",
             "cloudtrail_delay",
+            "config_lag_seconds",
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
@@ -169,11 +188,11 @@ def _coerce(name: str, value: Any) -> Any:
         if not isinstance(value, dict):
             raise ValueError(f"{name} must be an object")
         return {str(k): str(v) for k, v in value.items()}
-    if name == "assume_role_deny":
+    if name in ("assume_role_deny", "config_aggregators", "config_hide_keys", "listkeys_hide"):
         if isinstance(value, str):
             value = [v for v in value.split(",") if v.strip()]
         if not isinstance(value, list | tuple):
-            raise ValueError("assume_role_deny must be a list of account IDs")
+            raise ValueError(f"{name} must be a list")
         return [str(v).strip() for v in value]
     if name in ("validate", "cloudtrail_index_crypto"):
         if isinstance(value, str):

@@ -213,6 +213,9 @@ class EmulatorKmsBackend(KmsBackend):
         # "key:<id>" / "store:<id>" -> [(monotonic write time, snapshot before the write or None)]
         self._history: dict[str, list[tuple[float, Any]]] = {}
         self._store_seq = 0
+        # Keys deleted when their window ended: id -> (creation, deletion, store ID), for
+        # AWS Config's lagging view (emulator.awsconfig).
+        self.deleted_keys: dict[str, tuple[float, float, str | None]] = {}
 
     # ------------------------------------------------------------------ time-driven changes
     def tick(self) -> None:
@@ -246,6 +249,7 @@ class EmulatorKmsBackend(KmsBackend):
             store_id = getattr(key, "custom_key_store_id", None)
             store = self.custom_key_stores.get(store_id) if store_id else None
             cloudtrail.record_deletion(self.region_name, key, due, store)
+            self.deleted_keys[key_id] = (float(key.creation_date), due, store_id)
             self.delete_key(key_id)
 
     # ------------------------------------------------------------------ key last usage

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from . import cloudtrail, control, logs, shapes, sts
+from . import awsconfig, cloudtrail, control, logs, shapes, sts
 from .config import EmulatorConfig
 from .models import EmulatorKmsBackend, install
 from .realism import CLOUDTRAIL_THROTTLE_MESSAGE, RUNTIME, THROTTLE_MESSAGE
@@ -82,6 +82,8 @@ class EmulatorApp:
             return self._filter_log_events(environ, start_response)
         if target.startswith("TrentService."):
             return self._kms(environ, start_response, target.split(".", 1)[1])
+        if target == awsconfig.TARGET_PREFIX + awsconfig.OPERATION:
+            return self._select_config(environ, start_response)
         cred = _CREDENTIAL_RE.search(environ.get("HTTP_AUTHORIZATION", ""))
         if cred is not None and cred.group(3) == "sts":
             answered = self._sts(environ, start_response, cred.group(1), cred.group(2))
@@ -117,6 +119,46 @@ class EmulatorApp:
                 RUNTIME.problems.extend(found)
         return _respond(start_response, answered.status, answered.body, "text/xml",
                         answered.request_id)
+
+    # ------------------------------------------------------------------ AWS Config
+    def _select_config(
+        self, environ: dict[str, Any], start_response: StartResponse
+    ) -> Iterable[bytes]:
+        """SelectAggregateResourceConfig over every account's keys (emulator.awsconfig)."""
+        body = _read_body(environ)
+        match = _REGION_RE.search(environ.get("HTTP_AUTHORIZATION", ""))
+        region = match.group(1) if match else "us-east-1"
+        cfg = RUNTIME.config
+        try:
+            params: Any = json.loads(body) if body.strip() else {}
+        except ValueError:
+            params = None
+        if not isinstance(params, dict):
+            status, payload = _error(400, "ValidationException", "Request body is not JSON")
+        else:
+            problems = shapes.validate_request(awsconfig.OPERATION, params, "config") \
+                if cfg.validate else []
+            if problems:
+                status, payload = _error(400, "ValidationException", "; ".join(problems))
+            else:
+                try:
+                    with RUNTIME.lock:
+                        keys = _config_keys()
+                        result = awsconfig.select(params, region, keys)
+                    status, payload = 200, json.dumps(result).encode()
+                except awsconfig.ConfigError as exc:
+                    status, payload = _error(400, exc.code, exc.message)
+        found: list[str] = []
+        if cfg.validate:
+            found = shapes.validate_response_body(awsconfig.OPERATION, status, payload,
+                                                  "config")
+        with RUNTIME.lock:
+            RUNTIME.calls.append({"service": "config", "operation": awsconfig.OPERATION,
+                                  "region": region, "account": _account(environ),
+                                  "status": status, "error": _error_code(status, payload)})
+            RUNTIME.problems.extend(f"config {p}" for p in found)
+        return _respond(start_response, status, payload, "application/x-amz-json-1.1",
+                        cloudtrail.new_uuid())
 
     # ------------------------------------------------------------------ CloudTrail
     def _lookup_events(
@@ -483,6 +525,25 @@ def _response_elements(operation: str, doc: Any) -> dict[str, Any] | None:
     if operation == "CreateGrant":
         return {"grantId": doc.get("GrantId")}
     return None
+
+
+def _config_keys() -> list[dict[str, Any]]:
+    """Every key in a custom key store that Config could know of, in every account and Region:
+    those that exist, and those deleted when their window ended (Config lags)."""
+    out: list[dict[str, Any]] = []
+    for backend in control.all_backends():
+        backend.tick()
+        where = {"account": backend.account_id, "region": backend.region_name}
+        for key in list(backend.keys.values()):
+            store = getattr(key, "custom_key_store_id", None)
+            if store:
+                out.append({**where, "id": key.id, "store": store,
+                            "created": float(key.creation_date), "deleted": None})
+        for key_id, (created, deleted, store) in backend.deleted_keys.items():
+            if store:
+                out.append({**where, "id": key_id, "store": store, "created": created,
+                            "deleted": deleted})
+    return out
 
 
 def _error(status: int, code: str, message: str) -> tuple[int, bytes]:
