@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -40,7 +41,7 @@ from ksdelete.errors import (
     Throttled,
     UsageError,
 )
-from ksdelete.models import Grant, Identity, Key, KeyStore, Usage
+from ksdelete.models import Grant, Identity, Key, KeyStore, Usage, WitnessedKey
 from ksdelete.pacing import MAX_CONNECTIONS, Pacer
 from ksdelete.retry import RetryObserver, RetryPolicy, call_with_retries
 from ksdelete.scope import is_local
@@ -105,7 +106,12 @@ PERMISSIONS: dict[str, str] = {
     "encrypt": "kms:Encrypt",
     "lookup_page": "cloudtrail:LookupEvents",
     "filter_log_events": "logs:FilterLogEvents",
+    # Fleet mode's second witness (the hub identity, once per run).
+    "select_aggregate_keys": "config:SelectAggregateResourceConfig",
 }
+# SelectAggregateResourceConfig: at most 4096 characters of expression; store IDs per query.
+STORES_PER_QUERY = 100
+STORE_ID = re.compile(r"^cks-[A-Za-z0-9]{1,40}$")
 
 
 @dataclass(frozen=True)
@@ -182,6 +188,7 @@ class Gateway:
         self._endpoint_given = endpoint_url is not None
         self._trail: Any = None
         self._logs: Any = None
+        self._config_client: Any = None
         self._clock_lock = threading.Lock()
         self._server_offset: float | None = None
         self._date_header: str | None = None
@@ -517,6 +524,47 @@ class Gateway:
                 records.append(record)
         following = page.get("nextToken")
         return records, str(following) if following else None
+
+    def select_aggregate_keys(self, aggregator: str, store_ids: Sequence[str]
+                              ) -> list[WitnessedKey]:
+        """AWS Config (fleet mode's second witness): the keys the configuration aggregator
+        (in this gateway's Region, with this gateway's credentials: the hub's) attributes to
+        these custom key stores, in every account and Region it aggregates. One query (one
+        per 100 stores), every page."""
+        with self._clock_lock:
+            if self._config_client is None:
+                self._config_client = self._session.client(
+                    "config", region_name=self.region,
+                    endpoint_url=_local_endpoint(self.endpoint_url), config=self._config)
+        out: list[WitnessedKey] = []
+        wanted = sorted(set(store_ids))
+        for bad in (s for s in wanted if not STORE_ID.match(s)):
+            raise UsageError(f"{bad!r} is not a custom key store ID", where=aggregator)
+        for start in range(0, len(wanted), STORES_PER_QUERY):
+            listed = ", ".join(f"'{s}'" for s in wanted[start:start + STORES_PER_QUERY])
+            params: dict[str, Any] = {
+                "ConfigurationAggregatorName": aggregator, "Limit": 100,
+                "Expression": "SELECT accountId, awsRegion, resourceId, "
+                              "configuration.customKeyStoreId WHERE resourceType = "
+                              "'AWS::KMS::Key' AND configuration.customKeyStoreId "
+                              f"IN ({listed})"}
+            while True:
+                page = self._call("SelectAggregateResourceConfig", self._config_client,
+                                  **params).response
+                for row in page.get("Results", []):
+                    try:
+                        item = json.loads(row)
+                        out.append(WitnessedKey(
+                            str(item["accountId"]), str(item["awsRegion"]),
+                            str(item["resourceId"]),
+                            str(item["configuration"]["customKeyStoreId"])))
+                    except (ValueError, KeyError, TypeError):
+                        continue  # a row not of the asked shape says nothing
+                token = page.get("NextToken")
+                if not token:
+                    break
+                params["NextToken"] = token
+        return out
 
     def _cloudtrail(self) -> Any:
         """The CloudTrail client, made on first use (only the gates and the watch need it)."""

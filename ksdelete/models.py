@@ -297,6 +297,19 @@ class RefusalReason(StrEnum):
     CANCEL_REQUESTED = "cancel-requested"  # `ksdelete cancel` asked runs of the store to stop
     ALL_OR_NOTHING = "all-or-nothing"  # another store of the run's plan was refused or failed
     TOO_MANY_TARGETS = "too-many-targets"  # a fleet file names more targets than max_targets
+    SCAN_INCOMPLETE = "scan-incomplete"  # AWS Config knows a key of the store the scan missed
+    WITNESS_FAILED = "witness-failed"  # the fleet's AWS Config aggregator could not be queried
+
+
+@dataclass(frozen=True, order=True)
+class WitnessedKey:
+    """A key an AWS Config aggregator attributes to a custom key store (fleet mode's second
+    witness): never proof of anything by itself, and its silence proves nothing."""
+
+    account: str
+    region: str
+    key_id: str
+    store_id: str
 
 
 @dataclass(frozen=True)

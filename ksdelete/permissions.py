@@ -98,19 +98,31 @@ def policy(*, read_only: bool, apply_only: bool = False,
 
 # ---- a fleet: the hub assumes a role in each account -------------------------------------
 
+# The hub's AWS Config query, when the fleet file names an aggregator (the second witness).
+WITNESS = ("select_aggregate_keys",)
 DEFAULT_ROLE = "KsdeleteExecution"
 ANY_ACCOUNT_ROLE = f"arn:aws:iam::*:role/{DEFAULT_ROLE}"  # without a fleet file
 HUB_PRINCIPAL = "arn:aws:iam::<HUB_ACCOUNT_ID>:role/<HUB_ROLE>"
 DEFAULT_EXTERNAL_ID_ENV = "KSDELETE_EXTERNAL_ID"
 
 
-def hub_policy(first_roles: list[str]) -> dict[str, Any]:
+def hub_policy(first_roles: list[str], aggregator: tuple[str, str] | None = None
+               ) -> dict[str, Any]:
     """What the hub identity needs: sts:AssumeRole on the first role of each account's chain
     (each further role of a chain is assumed by the role before it, whose own policy must
-    allow that)."""
-    return {"Version": "2012-10-17", "Statement": [
-        {"Sid": "KsdeleteAssumeTargetRoles", "Effect": "Allow", "Action": "sts:AssumeRole",
-         "Resource": sorted(set(first_roles))}]}
+    allow that); with the file's AWS Config aggregator (the second witness), its query. An
+    aggregator's ARN ends in a generated ID, not its name: any aggregator of its Region."""
+    statements: list[dict[str, Any]] = []
+    if first_roles:
+        statements.append(
+            {"Sid": "KsdeleteAssumeTargetRoles", "Effect": "Allow", "Action": "sts:AssumeRole",
+             "Resource": sorted(set(first_roles))})
+    if aggregator is not None:
+        statements.append(
+            {"Sid": "KsdeleteConfigWitness", "Effect": "Allow",
+             "Action": PERMISSIONS[WITNESS[0]],
+             "Resource": [f"arn:aws:config:{aggregator[1]}:*:config-aggregator/*"]})
+    return {"Version": "2012-10-17", "Statement": statements}
 
 
 def trust_policy(external_id_env: str, principal: str = HUB_PRINCIPAL) -> dict[str, Any]:
@@ -126,12 +138,14 @@ def trust_policy(external_id_env: str, principal: str = HUB_PRINCIPAL) -> dict[s
 
 def fleet_policies(first_roles: list[str] | None = None, external_id_env: str | None = None,
                    *, read_only: bool = False, apply_only: bool = False,
-                   unused_for: int | None = None) -> dict[str, dict[str, Any]]:
+                   unused_for: int | None = None,
+                   aggregator: tuple[str, str] | None = None) -> dict[str, dict[str, Any]]:
     """`iam-policy --fleet`: the hub policy, the target role policy (the same actions as for
     one store: `policy`) and the trust policy template. Without roles (no fleet file) the
     hub may assume the default role name in any account."""
     return {
-        "hub_policy": hub_policy(first_roles or [ANY_ACCOUNT_ROLE]),
+        "hub_policy": hub_policy([ANY_ACCOUNT_ROLE] if first_roles is None else first_roles,
+                                 aggregator),
         "target_role_policy": policy(read_only=read_only, apply_only=apply_only,
                                      unused_for=unused_for),
         "trust_policy": trust_policy(external_id_env or DEFAULT_EXTERNAL_ID_ENV),

@@ -159,13 +159,15 @@ def _fleet_policies(fleet_file: Path | None, output: str, **shape: Any) -> None:
 
     roles: list[str] | None = None
     external: str | None = None
+    aggregator: tuple[str, str] | None = None
     if fleet_file is not None:
         from ksdelete.fleet import spec
 
         try:
             fleet = spec.load(fleet_file)
             roles = [a.role[0] for a in fleet.accounts if a.role]
-            if not roles:
+            aggregator = fleet.config_aggregator
+            if not roles and aggregator is None:
                 raise UsageError("no account of the fleet file is reached by a role, so the "
                                  "hub needs no policy", where=str(fleet_file),
                                  hint="The profiles' own policies need the target role "
@@ -175,7 +177,7 @@ def _fleet_policies(fleet_file: Path | None, output: str, **shape: Any) -> None:
             sys.exit(int(exc.exit_status))
         names = sorted({a.external_id_env for a in fleet.accounts if a.external_id_env})
         external = names[0] if len(names) == 1 else None
-    docs = fleet_policies(roles, external, **shape)
+    docs = fleet_policies(roles, external, aggregator=aggregator, **shape)
     if output == "json":
         click.echo(json.dumps(docs, indent=2))
         return

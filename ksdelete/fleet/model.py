@@ -95,6 +95,9 @@ class FleetSpec:
     version: int = 1
     path: Path | None = None
     sha256: str = ""  # of the file as read (the journal and the saved plan name it)
+    # `discovery.config_aggregator: NAME@REGION`: an AWS Config aggregator in the hub account,
+    # the second witness of every target's scan (None: no second witness).
+    config_aggregator: tuple[str, str] | None = None
 
     @property
     def targets(self) -> tuple[StoreTarget, ...]:

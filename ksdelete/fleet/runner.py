@@ -34,17 +34,29 @@ from ksdelete.cancel import cancel as undo
 from ksdelete.errors import (
     AccountRefused,
     ExitStatus,
+    KeyNotFound,
     KsdeleteError,
     RefusedError,
     UsageError,
 )
 from ksdelete.executor import Confirm, RunOptions, Target
 from ksdelete.fleet.model import AccountSpec, FleetRun, FleetSpec, StoreTarget, TargetResult
-from ksdelete.models import Plan, PlanOptions, Snapshot, Status, StepKind, StoreResult
+from ksdelete.gateway import Gateway
+from ksdelete.models import (
+    Plan,
+    PlanOptions,
+    Refusal,
+    Snapshot,
+    Status,
+    StepKind,
+    StoreResult,
+    WitnessedKey,
+)
 from ksdelete.output import exit_status
 from ksdelete.reporting import Reporter
 from ksdelete.retry import RetryPolicy
 from ksdelete.run.base import Pending
+from ksdelete.scope import ScopeRequest
 from ksdelete.service import each, run_targets
 from ksdelete.sessions import SessionFactory
 from ksdelete.status import status as read_status
@@ -70,6 +82,18 @@ class FleetSettings:
     # `fleet cancel`: enable the keys / connect the store again as well.
     enable: bool = False
     connect: bool = False
+
+
+@dataclass(frozen=True)
+class Witness:
+    """The run's one AWS Config query (discovery.config_aggregator): the keys it attributes
+    to the targets' stores, or why it failed (then every target that would change is
+    refused; `fleet plan` only warns)."""
+
+    aggregator: str  # NAME@REGION, as the file says
+    keys: tuple[WitnessedKey, ...] = ()
+    failed: str | None = None  # the error code
+    said: str = ""  # and its message
 
 
 def session_name(run_id: str) -> str:
@@ -198,11 +222,67 @@ class FleetRunner:
         self.interruptible = Interruptible()
         self.external_ids = external_ids(self.spec)
         self.plans: list[dict[str, Any]] = []  # `plan --save-plan`: one per (account, Region)
+        self.witness: Witness | None = None  # `consult`: the second witness, once per run
+        self.noted: dict[tuple[str, str, str], list[str]] = {}  # target -> witness notes
         self._plans_lock = threading.Lock()
 
     @property
     def changing(self) -> bool:
         return self.mode in ("apply", "cancel")
+
+    def consult(self, targets: Sequence[StoreTarget]) -> Witness | None:
+        """The second witness, if the file names an AWS Config aggregator: one query, with
+        the hub's identity, for the keys of every target's store (`apply` and `plan` only).
+        A failure is kept (and refuses, in `apply`), never raised."""
+        if self.spec.config_aggregator is None or self.mode not in ("apply", "plan"):
+            return None
+        name, region = self.spec.config_aggregator
+        label = f"{name}@{region}"
+        try:
+            gateway = self.sessions.gateway(ScopeRequest(
+                region=region, profile=self.spec.hub.profile,
+                endpoint_url=self.settings.endpoint_url))
+            keys = gateway.select_aggregate_keys(name, [t.store_id for t in targets])
+        except UsageError:
+            raise
+        except KsdeleteError as exc:
+            self.witness = Witness(label, failed=getattr(exc, "aws_code", None) or exc.code,
+                                   said=exc.what)
+        else:
+            self.witness = Witness(label, tuple(keys))
+        return self.witness
+
+    def witnessed(self, gateway: Gateway, t: StoreTarget, found: frozenset[str]
+                  ) -> Refusal | None:
+        """A target's verdict from the second witness: each key Config attributes to its
+        store that the scan did not find, described through the target's own gateway."""
+        w = self.witness
+        if w is None:
+            return None
+        if w.failed is not None:
+            return planner.witness_refusal(t.store_id, w.aggregator, failed=w.failed,
+                                           said=w.said)
+        listed = [k for k in w.keys if (k.account, k.region) == (t.account_id, t.region)]
+        in_store: list[str] = []
+        undescribed: dict[str, str] = {}
+        gone: list[str] = []
+        for key_id in planner.unwitnessed(t.store_id, listed, found):
+            try:
+                metadata = gateway.describe_key(key_id)
+            except KeyNotFound:
+                gone.append(key_id)  # Config lags: noted only
+                continue
+            except KsdeleteError as exc:
+                undescribed[key_id] = getattr(exc, "aws_code", None) or exc.code
+                continue
+            if metadata.get("CustomKeyStoreId") == t.store_id:
+                in_store.append(key_id)
+        notes = planner.witness_notes(w.aggregator, gone)
+        if notes:
+            with self._plans_lock:
+                self.noted[t.key] = notes
+        return planner.witness_refusal(t.store_id, w.aggregator, in_store=in_store,
+                                       undescribed=undescribed)
 
     def run(self, targets: Sequence[StoreTarget], out: FleetRun) -> None:
         """Every target, each (account, Region) once; `out.targets` in the file's order,
@@ -306,6 +386,8 @@ class FleetRunner:
             why = self.brake.deferred.get(r.store.id) if r.store else None
             if why and r.status is Status.PENDING and why not in r.warnings:
                 r.warnings.append(why)
+        for t, r in zip(targets, results, strict=True):  # what the witness noted
+            r.warnings += [n for n in self.noted.get(t.key, ()) if n not in r.warnings]
         return [TargetResult(t, account.name, r.status, exit_status(r), r,
                              assumed_role_arn=role, error=r.error,
                              duration_s=round(time.monotonic() - started, 3))
@@ -336,11 +418,25 @@ class FleetRunner:
             per_store={t.store_id: replace(saved.options if saved else base,
                                            expect_keys=t.expect_keys)
                        for t in targets if t.expect_keys is not None})
-        confirm: Confirm = self.brake.confirm
+        opened: list[App] = []
+        by_store = {t.store_id: t for t in targets}
+
+        def confirm(snap: Snapshot, plan: Plan) -> bool:
+            """Before the target's first change: the second witness, then the brake."""
+            t = by_store.get(snap.store.id)
+            if opened and t is not None:
+                refusal = self.witnessed(opened[0].gateway, t, snap.key_ids())
+                if refusal is not None:
+                    raise refusal.as_error(where=t.label)
+            return self.brake.confirm(snap, plan)
+
+        checked: Confirm = confirm
         try:
-            return build(settings, options, reporter, confirm,
-                         read_only=self.mode in ("plan", "status"), policy=policy,
-                         sessions=self.sessions)
+            app = build(settings, options, reporter, checked,
+                        read_only=self.mode in ("plan", "status"), policy=policy,
+                        sessions=self.sessions)
+            opened.append(app)
+            return app
         except AccountRefused as exc:
             landed = getattr(exc.identity, "account", "unknown")
             raise AccountRefused(
@@ -391,6 +487,8 @@ class FleetRunner:
             else:
                 run_targets(executor, resolved, ran, changing=self.mode == "apply")
             if self.mode == "plan":
+                self._witness_plan(app, [t for i, t in enumerate(targets)
+                                         if i not in refused], ran)
                 self._keep_plan(app, ran)
         elif self.mode == "status":
             each(executor, resolved, lambda target: read_status(executor, target), ran)
@@ -410,6 +508,23 @@ class FleetRunner:
         return StoreResult(ref=target.ref, status=Status.REFUSED, store=target.store,
                            matched_by=target.matched_by, error=refusal.as_error().as_json(),
                            phase=planner.refused_phase(refusal))
+
+    def _witness_plan(self, app: App, targets: list[StoreTarget], ran: list[StoreResult]
+                      ) -> None:
+        """`fleet plan`: the second witness's verdict on each planned target is the plan's
+        refusal (nothing changes anyway); a failed query is only the fleet's warning."""
+        if self.witness is None or self.witness.failed is not None:
+            return
+        for t, r in zip(targets, ran, strict=False):
+            if r.status is not Status.PLANNED or r.store is None:
+                continue
+            refusal = self.witnessed(app.gateway, t, frozenset(k.id for k in r.keys))
+            r.warnings += [n for n in self.noted.get(t.key, ()) if n not in r.warnings]
+            if refusal is not None:
+                error = refusal.as_error(where=t.label)
+                r.status, r.error = Status.REFUSED, error.as_json()
+                r.phase = planner.refused_phase(refusal)
+                app.executor.reporters.note(error.text, level="refused", target=t.store_id)
 
     def _not_started(self, result: StoreResult) -> StoreResult:
         """A target after the halt: where it stands (read), and that it was not started."""

@@ -88,6 +88,16 @@ def execute(spec: FleetSpec, mode: str, targets: Sequence[StoreTarget],
         lambda account, region: reporter.for_scope(account.account_id, account.name, region),
         out.run_id, sessions or SessionFactory(),
         saved=saved.plans if saved else None, on_done=done)
+    witness = runner.consult(targets)  # the second witness: one query per run
+    if witness is not None and witness.failed is not None:
+        refusal = planner.witness_refusal("", witness.aggregator, failed=witness.failed,
+                                          said=witness.said)
+        assert refusal is not None
+        changing = mode == "apply"
+        reporter.note(refusal.message if changing else
+                      f"the AWS Config aggregator {witness.aggregator} could not be queried "
+                      f"({witness.failed}): no second witness this run\n{witness.said}",
+                      level="refused" if changing else "warning")
     try:
         runner.run(targets, out)
     finally:

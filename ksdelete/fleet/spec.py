@@ -36,6 +36,7 @@ PARTITION = "aws"
 NAME = re.compile(r"[A-Za-z0-9+=,.@_-]{1,64}")  # it goes into STS session names and logs
 LABEL = re.compile(r"[^\x00-\x1f\x7f-\x9f]{1,64}")  # an account's name: one line of a log
 ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
+AGGREGATOR = re.compile(r"[\w-]{1,256}@" + REGION.pattern.strip("^$"))
 ROLE_NAME = re.compile(r"[\w+=,.@-]{1,64}")
 ROLE_ARN = re.compile(r"arn:aws:iam::(\d{12}):role/(?:[\w+=,.@-]+/)*[\w+=,.@-]{1,64}")
 STORE_TYPES = tuple(t.value for t in StoreType)
@@ -48,9 +49,10 @@ CAPS = ("max_targets", "max_keys_per_target", "max_keys_scheduled_per_run",
         "max_irreversible_per_run")
 
 KEYS: dict[str, tuple[str, ...]] = {
-    "file": ("version", "name", "partition", "hub", "defaults", "guards", "rollout",
-             "accounts"),
+    "file": ("version", "name", "partition", "hub", "discovery", "defaults", "guards",
+             "rollout", "accounts"),
     "hub": ("profile",),
+    "discovery": ("config_aggregator",),
     "defaults": ("role", "external_id_env", *DEFAULT_OPTIONS),
     "guards": ("allowed_accounts", "forbidden_accounts", *CAPS),
     "rollout": ("max_accounts", "canary", "failure_tolerance"),
@@ -214,10 +216,12 @@ def parse(text: str, path: Path | None, *, selection: bool = True) -> FleetSpec:
     role, external_id_env, options = _defaults(reader, top)
     guards = _guards(reader, top)
     rollout = _rollout(reader, top)
+    aggregator = _discovery(reader, top)
     accounts = _accounts(reader, root, top, role, external_id_env)
     fleet = FleetSpec(name=name, accounts=accounts, guards=guards, rollout=rollout, hub=hub,
                       options=options, version=version, path=path,
-                      sha256=hashlib.sha256(text.encode("utf-8")).hexdigest())
+                      sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
+                      config_aggregator=aggregator)
     _check_selection(reader, root, top, fleet, selection=selection)
     return fleet
 
@@ -275,6 +279,20 @@ def _hub(reader: _Reader, top: Entries) -> Hub:
         return Hub()
     return Hub(profile=reader.text(entries["profile"][1], "hub.profile",
                                    hint="A profile name of ~/.aws/config"))
+
+
+def _discovery(reader: _Reader, top: Entries) -> tuple[str, str] | None:
+    """`discovery: {config_aggregator: NAME@REGION}`: an AWS Config aggregator of the hub
+    account, the second witness of every scan (docs/fleet.md)."""
+    entries = reader.mapping(top["discovery"][1], "discovery", "discovery") \
+        if "discovery" in top else {}
+    if "config_aggregator" not in entries:
+        return None
+    value = _matching(reader, entries["config_aggregator"][1], "discovery.config_aggregator",
+                      AGGREGATOR.fullmatch, "NAME@REGION (an AWS Config aggregator)",
+                      "e.g. org-keys@us-east-1: the aggregator's name and its Region")
+    name, region = value.rsplit("@", 1)
+    return name, region
 
 
 def _defaults(reader: _Reader, top: Entries) -> tuple[tuple[str, ...] | None, str | None,

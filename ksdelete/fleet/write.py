@@ -26,6 +26,8 @@ def dump(spec: FleetSpec) -> str:
     lines = [f"version: {spec.version}", f"name: {_q(spec.name)}"]
     if spec.hub.profile is not None:
         lines += ["hub:", f"  profile: {_q(spec.hub.profile)}"]
+    if spec.config_aggregator is not None:
+        lines += ["discovery:", f"  config_aggregator: {_q('@'.join(spec.config_aggregator))}"]
     lines += ["defaults:", *(f"  {line}" for line in option_lines(spec.options))]
     guards = spec.guards
     lines += ["guards:", f"  allowed_accounts: {_accounts_list(guards.allowed_accounts)}",

@@ -30,7 +30,12 @@ from ksdelete.planner.evidence import (
     not_recently_used,
     room_for_marks,
 )
-from ksdelete.planner.fleet import too_many_targets
+from ksdelete.planner.fleet import (
+    too_many_targets,
+    unwitnessed,
+    witness_notes,
+    witness_refusal,
+)
 from ksdelete.planner.membership import (
     account_allowed,
     all_or_nothing,
@@ -65,5 +70,5 @@ __all__ = [
     "not_cancelled", "not_protected", "not_recently_used", "phase_of", "plan", "plan_cancel",
     "refused_phase",
     "room_for_marks", "service_endpoint", "soak_possible", "too_many_targets",
-    "within_saved_plan",
+    "unwitnessed", "within_saved_plan", "witness_notes", "witness_refusal",
 ]

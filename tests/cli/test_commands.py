@@ -75,7 +75,7 @@ def test_every_gateway_operation_has_a_declared_permission() -> None:
     used = set(permissions.DISCOVERY)
     for calls in permissions.STEP_CALLS.values():
         used |= set(calls)
-    used |= set(permissions.PROBE)
+    used |= set(permissions.PROBE) | set(permissions.WITNESS)
     assert used == set(gateway.PERMISSIONS)
 
 
