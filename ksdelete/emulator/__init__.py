@@ -20,7 +20,10 @@ Full reference: docs/emulator.md. In short:
   account puts its caller's requests in that account: seed it with ``"account"``),
   ``tag_after_cancel_failures`` (TagResource right after a cancel still sees it pending),
   ``assume_role_deny``, ``assume_role_external_id``, ``assume_role_redirect`` (who may assume
-  which role with STS AssumeRole, and where a role really lands).
+  which role with STS AssumeRole, and where a role really lands), ``config_aggregators``,
+  ``config_lag_seconds``, ``config_hide_keys`` (AWS Config's SelectAggregateResourceConfig:
+  which aggregators exist, how far Config lags, keys it never lists), ``listkeys_hide`` (keys
+  ListKeys leaves out: an incomplete scan).
 * Control API under ``/_emulator/``: ``clock``, ``reset``, ``config``, ``seed``, ``state``,
   ``calls``, ``problems``, ``store-state``; never delayed, throttled or faulted.
 * Modelled: the six custom key store operations with the state machine (CONNECTING/DISCONNECTING
@@ -32,7 +35,8 @@ Full reference: docs/emulator.md. In short:
   state, GetKeyLastUsage, CloudTrail events of key-naming KMS calls (and DeleteKey with CloudHSM
   ``backingKeysDeletionStatus`` when a window ends) read with CloudTrail ``LookupEvents`` on the
   same endpoint, callers (CloudTrail userIdentity, STS GetCallerIdentity) from the access key,
-  STS AssumeRole into any account (its credentials' calls land in that account).
+  STS AssumeRole into any account (its credentials' calls land in that account), AWS Config
+  SelectAggregateResourceConfig for the one query fleet mode sends (emulator.awsconfig).
 * Not modelled: hot-key and per-store crypto throttling, stale writes, CloudHSM cluster / XKS proxy
   health checks beyond cluster and URI reuse, trails and event delivery delays.
 """

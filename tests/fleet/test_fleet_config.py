@@ -134,3 +134,27 @@ def test_iam_policy_fleet_gives_the_hub_the_config_query(tmp_path: Path) -> None
     (select,) = [s for s in statements if s["Action"] == "config:SelectAggregateResourceConfig"]
     assert select["Resource"] == ["arn:aws:config:us-east-1:*:config-aggregator/*"]
     assert not any(s["Action"] == "sts:AssumeRole" for s in statements)  # profiles only
+
+
+def test_the_file_names_the_aggregator_as_name_at_region(tmp_path: Path) -> None:
+    from ksdelete.errors import UsageError
+    from ksdelete.fleet import spec
+
+    made = {("111111111111", "us-east-1"): [{"id": "cks-1234567890abcdef0", "name": "s"}]}
+    path = fleet_file(tmp_path / "fleet.yml", made, extra=WITNESS)
+    fleet_spec = spec.load(path)
+    assert fleet_spec.config_aggregator == ("org", "us-east-1")
+    again = spec.parse(spec.dump(fleet_spec), None)
+    assert again.config_aggregator == ("org", "us-east-1")
+    for bad in ("discovery: {config_aggregator: org}\n",          # no Region
+                "discovery: {config_aggregator: 'a b@us-east-1'}\n",
+                "discovery: {aggregator: org@us-east-1}\n"):       # unknown key
+        path = fleet_file(tmp_path / "bad.yml", made, extra=bad)
+        try:
+            spec.load(path)
+        except UsageError as exc:
+            assert "discovery" in str(exc)
+        else:
+            raise AssertionError(f"accepted {bad!r}")
+    result = CliRunner().invoke(cli, ["fleet", "validate", str(path)])
+    assert result.exit_code == 2 and "discovery" in result.stderr
