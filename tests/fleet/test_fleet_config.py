@@ -158,3 +158,22 @@ def test_the_file_names_the_aggregator_as_name_at_region(tmp_path: Path) -> None
             raise AssertionError(f"accepted {bad!r}")
     result = CliRunner().invoke(cli, ["fleet", "validate", str(path)])
     assert result.exit_code == 2 and "discovery" in result.stderr
+
+
+def test_a_saved_fleet_plan_is_witnessed_again_when_applied(emulator: Emulator, profiles: None,
+                                                            tmp_path: Path) -> None:
+    made = seed(emulator)
+    emulator.configure(config_aggregators=["org@us-east-1"], config_lag_seconds=0)
+    path = fleet_file(tmp_path / "fleet.yml", made, extra=WITNESS, rollout=TOLERANT)
+    plan = tmp_path / "fleet-plan.json"
+    code, doc, err = fleet(emulator, "fleet", "plan", str(path), "--save-plan", str(plan))
+    assert code == 0 and by_status(doc) == {"planned": 7}, err
+    hidden = made[(B, EU)][0]["key_ids"][1]
+    emulator.configure(listkeys_hide=[hidden])  # the scan is incomplete from now on
+    code, doc, err = fleet(emulator, "apply", str(plan))
+    assert code == 4, err
+    refused = target(doc, B, EU)
+    assert refused["status"] == "refused" and hidden in str(refused["error"]), refused
+    assert changed(emulator, B, EU) == []
+    assert by_status(doc) == {"pending": 6, "refused": 1}
+    assert len(config_calls(emulator)) == 2
