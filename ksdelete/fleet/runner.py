@@ -232,9 +232,9 @@ class FleetRunner:
 
     def consult(self, targets: Sequence[StoreTarget]) -> Witness | None:
         """The second witness, if the file names an AWS Config aggregator: one query, with
-        the hub's identity, for the keys of every target's store (`apply` and `plan` only).
-        A failure is kept (and refuses, in `apply`), never raised."""
-        if self.spec.config_aggregator is None or self.mode not in ("apply", "plan"):
+        the hub's identity, for the keys of every target's store (not for `cancel`). A
+        failure is kept (and refuses, in `apply`), never raised."""
+        if self.spec.config_aggregator is None or self.mode == "cancel":
             return None
         name, region = self.spec.config_aggregator
         label = f"{name}@{region}"
@@ -487,11 +487,13 @@ class FleetRunner:
             else:
                 run_targets(executor, resolved, ran, changing=self.mode == "apply")
             if self.mode == "plan":
-                self._witness_plan(app, [t for i, t in enumerate(targets)
+                self._witness_read(app, [t for i, t in enumerate(targets)
                                          if i not in refused], ran)
                 self._keep_plan(app, ran)
         elif self.mode == "status":
             each(executor, resolved, lambda target: read_status(executor, target), ran)
+            self._witness_read(app, [t for i, t in enumerate(targets) if i not in refused],
+                               ran)
         else:
             each(executor, resolved,
                  lambda target: undo(executor, target, enable=self.settings.enable,
@@ -509,14 +511,15 @@ class FleetRunner:
                            matched_by=target.matched_by, error=refusal.as_error().as_json(),
                            phase=planner.refused_phase(refusal))
 
-    def _witness_plan(self, app: App, targets: list[StoreTarget], ran: list[StoreResult]
+    def _witness_read(self, app: App, targets: list[StoreTarget], ran: list[StoreResult]
                       ) -> None:
-        """`fleet plan`: the second witness's verdict on each planned target is the plan's
-        refusal (nothing changes anyway); a failed query is only the fleet's warning."""
+        """`fleet plan` and `fleet status`: the second witness's verdict on each target read
+        is its refusal, as the next `apply` would decide (nothing changes anyway); a failed
+        query is only the fleet's warning."""
         if self.witness is None or self.witness.failed is not None:
             return
         for t, r in zip(targets, ran, strict=False):
-            if r.status is not Status.PLANNED or r.store is None:
+            if r.store is None or r.status not in (Status.PLANNED, Status.PENDING):
                 continue
             refusal = self.witnessed(app.gateway, t, frozenset(k.id for k in r.keys))
             r.warnings += [n for n in self.noted.get(t.key, ()) if n not in r.warnings]

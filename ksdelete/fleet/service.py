@@ -93,7 +93,7 @@ def execute(spec: FleetSpec, mode: str, targets: Sequence[StoreTarget],
         refusal = planner.witness_refusal("", witness.aggregator, failed=witness.failed,
                                           said=witness.said)
         assert refusal is not None
-        changing = mode == "apply"
+        changing = mode == "apply"  # plan and status: only a warning
         reporter.note(refusal.message if changing else
                       f"the AWS Config aggregator {witness.aggregator} could not be queried "
                       f"({witness.failed}): no second witness this run\n{witness.said}",

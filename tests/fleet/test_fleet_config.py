@@ -177,3 +177,23 @@ def test_a_saved_fleet_plan_is_witnessed_again_when_applied(emulator: Emulator, 
     assert changed(emulator, B, EU) == []
     assert by_status(doc) == {"pending": 6, "refused": 1}
     assert len(config_calls(emulator)) == 2
+
+
+def test_fleet_status_reads_the_same_verdict(emulator: Emulator, profiles: None,
+                                             tmp_path: Path) -> None:
+    made = seed(emulator)
+    emulator.configure(config_aggregators=["org@us-east-1"], config_lag_seconds=0)
+    path = fleet_file(tmp_path / "fleet.yml", made, extra=WITNESS, rollout=TOLERANT)
+    code, doc, err = fleet(emulator, "fleet", "apply", str(path), "--yes")
+    assert code == 3 and by_status(doc) == {"pending": 7}, err
+    hidden = made[(B, EU)][0]["key_ids"][0]  # pending deletion now, missed by ListKeys
+    emulator.configure(listkeys_hide=[hidden])
+    code, doc, err = fleet(emulator, "fleet", "status", str(path))
+    assert code == 4, err
+    refused = target(doc, B, EU)
+    assert refused["status"] == "refused" and hidden in str(refused["error"]), refused
+    assert by_status(doc) == {"pending": 6, "refused": 1}
+    assert len(config_calls(emulator)) == 2
+    emulator.configure(config_aggregators=[])  # the query fails: a warning only
+    code, doc, err = fleet(emulator, "fleet", "status", str(path))
+    assert "org@us-east-1" in err and by_status(doc) == {"pending": 7}, err
