@@ -69,7 +69,7 @@ def test_a_key_hidden_from_listkeys_but_known_to_config_refuses_its_target(
     refused = target(doc, B, EU)
     assert refused["status"] == "refused" and refused["exit_code"] == 4, refused
     assert "scan was incomplete" in refused["error"]["message"]
-    assert hidden in str(refused["error"])
+    assert refused["error"]["key_ids"] == [hidden]
     assert changed(emulator, B, EU) == []
     assert by_status(doc) == {"pending": 6, "refused": 1}
     assert len(config_calls(emulator)) == 2  # one query per run
