@@ -73,6 +73,8 @@ def lines(spec: FleetSpec, problem: UsageError | None) -> list[str]:
                f"{'s' if regions != 1 else ''}")
     out.append("hub: " + (f"profile {spec.hub.profile}" if spec.hub.profile
                           else "boto3's default credentials"))
+    if spec.config_aggregator is not None:
+        out.append("second witness: AWS Config aggregator " + "@".join(spec.config_aggregator))
     out.append("options: " + " ".join(option_words(spec.options)))
     out.append("guards: " + guards_text(spec))
     rollout = spec.rollout

@@ -144,6 +144,9 @@ def test_the_file_names_the_aggregator_as_name_at_region(tmp_path: Path) -> None
     path = fleet_file(tmp_path / "fleet.yml", made, extra=WITNESS)
     fleet_spec = spec.load(path)
     assert fleet_spec.config_aggregator == ("org", "us-east-1")
+    said = CliRunner().invoke(cli, ["fleet", "validate", str(path)])
+    assert said.exit_code == 0, said.output
+    assert "second witness: AWS Config aggregator org@us-east-1" in said.stdout
     again = spec.parse(spec.dump(fleet_spec), None)
     assert again.config_aggregator == ("org", "us-east-1")
     for bad in ("discovery: {config_aggregator: org}\n",          # no Region
