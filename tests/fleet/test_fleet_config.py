@@ -15,7 +15,8 @@ from botocore.config import Config
 from cli.helpers import MUTATING
 from click.testing import CliRunner
 
-from fleet.test_fleet_cli import DAY, by_status, fleet, fleet_file, key_of, profiles, seed
+from fleet.accounts import key_of
+from fleet.test_fleet_cli import DAY, by_status, fleet, fleet_file, profiles, seed
 from ksdelete.cli import cli
 from ksdelete.emulator import Emulator
 
@@ -138,7 +139,7 @@ def test_iam_policy_fleet_gives_the_hub_the_config_query(tmp_path: Path) -> None
 
 def test_the_file_names_the_aggregator_as_name_at_region(tmp_path: Path) -> None:
     from ksdelete.errors import UsageError
-    from ksdelete.fleet import spec
+    from ksdelete.fleet import spec, write
 
     made = {("111111111111", "us-east-1"): [{"id": "cks-1234567890abcdef0", "name": "s"}]}
     path = fleet_file(tmp_path / "fleet.yml", made, extra=WITNESS)
@@ -147,7 +148,7 @@ def test_the_file_names_the_aggregator_as_name_at_region(tmp_path: Path) -> None
     said = CliRunner().invoke(cli, ["fleet", "validate", str(path)])
     assert said.exit_code == 0, said.output
     assert "second witness: AWS Config aggregator org@us-east-1" in said.stdout
-    again = spec.parse(spec.dump(fleet_spec), None)
+    again = spec.parse(write.dump(fleet_spec), None)
     assert again.config_aggregator == ("org", "us-east-1")
     for bad in ("discovery: {config_aggregator: org}\n",          # no Region
                 "discovery: {config_aggregator: 'a b@us-east-1'}\n",
