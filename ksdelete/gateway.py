@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -111,7 +110,9 @@ PERMISSIONS: dict[str, str] = {
 }
 # SelectAggregateResourceConfig: at most 4096 characters of expression; store IDs per query.
 STORES_PER_QUERY = 100
-STORE_ID = re.compile(r"^cks-[A-Za-z0-9]{1,40}$")
+WITNESS_QUERY = ("SELECT accountId, awsRegion, resourceId, configuration.customKeyStoreId "
+                 "WHERE resourceType = 'AWS::KMS::Key' AND configuration.customKeyStoreId "
+                 "IN ({})")
 
 
 @dataclass(frozen=True)
@@ -527,10 +528,10 @@ class Gateway:
 
     def select_aggregate_keys(self, aggregator: str, store_ids: Sequence[str]
                               ) -> list[WitnessedKey]:
-        """AWS Config (fleet mode's second witness): the keys the configuration aggregator
-        (in this gateway's Region, with this gateway's credentials: the hub's) attributes to
-        these custom key stores, in every account and Region it aggregates. One query (one
-        per 100 stores), every page."""
+        """AWS Config (fleet mode's second witness): the keys the aggregator (in this
+        gateway's Region, with its credentials: the hub's) attributes to these custom key
+        stores (IDs as the fleet file's reader checked them), in every account and Region it
+        aggregates. One query per 100 stores, every page."""
         with self._clock_lock:
             if self._config_client is None:
                 self._config_client = self._session.client(
@@ -538,32 +539,25 @@ class Gateway:
                     endpoint_url=_local_endpoint(self.endpoint_url), config=self._config)
         out: list[WitnessedKey] = []
         wanted = sorted(set(store_ids))
-        for bad in (s for s in wanted if not STORE_ID.match(s)):
-            raise UsageError(f"{bad!r} is not a custom key store ID", where=aggregator)
         for start in range(0, len(wanted), STORES_PER_QUERY):
-            listed = ", ".join(f"'{s}'" for s in wanted[start:start + STORES_PER_QUERY])
-            params: dict[str, Any] = {
-                "ConfigurationAggregatorName": aggregator, "Limit": 100,
-                "Expression": "SELECT accountId, awsRegion, resourceId, "
-                              "configuration.customKeyStoreId WHERE resourceType = "
-                              "'AWS::KMS::Key' AND configuration.customKeyStoreId "
-                              f"IN ({listed})"}
+            params: dict[str, Any] = {"ConfigurationAggregatorName": aggregator, "Limit": 100,
+                                      "Expression": WITNESS_QUERY.format(", ".join(
+                                          f"'{s}'" for s in
+                                          wanted[start:start + STORES_PER_QUERY]))}
             while True:
                 page = self._call("SelectAggregateResourceConfig", self._config_client,
                                   **params).response
-                for row in page.get("Results", []):
-                    try:
-                        item = json.loads(row)
-                        out.append(WitnessedKey(
-                            str(item["accountId"]), str(item["awsRegion"]),
-                            str(item["resourceId"]),
-                            str(item["configuration"]["customKeyStoreId"])))
-                    except (ValueError, KeyError, TypeError):
-                        continue  # a row not of the asked shape says nothing
-                token = page.get("NextToken")
-                if not token:
+                try:  # each row a JSON object of the fields asked for
+                    out += [WitnessedKey(i["accountId"], i["awsRegion"], i["resourceId"],
+                                         i["configuration"]["customKeyStoreId"])
+                            for i in map(json.loads, page.get("Results", []))]
+                except (ValueError, KeyError, TypeError) as exc:
+                    raise AwsError(f"AWS Config answered a row of another shape: {exc!r}",
+                                   operation="SelectAggregateResourceConfig",
+                                   aws_code="MalformedResult", where=aggregator) from exc
+                if not page.get("NextToken"):
                     break
-                params["NextToken"] = token
+                params["NextToken"] = page["NextToken"]
         return out
 
     def _cloudtrail(self) -> Any:
