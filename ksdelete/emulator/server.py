@@ -133,7 +133,13 @@ class EmulatorApp:
             params: Any = json.loads(body) if body.strip() else {}
         except ValueError:
             params = None
-        if not isinstance(params, dict):
+        named = {o.strip() for o in cfg.fault_operations.split(",")}
+        if "config:" + awsconfig.OPERATION in named and RUNTIME.faulted(
+                "config:" + awsconfig.OPERATION):
+            # Only when named: a hub without config:SelectAggregateResourceConfig.
+            status, payload = _error(400, "AccessDeniedException", "User is not authorized to "
+                                     "perform: config:SelectAggregateResourceConfig")
+        elif not isinstance(params, dict):
             status, payload = _error(400, "ValidationException", "Request body is not JSON")
         else:
             problems = shapes.validate_request(awsconfig.OPERATION, params, "config") \

@@ -126,3 +126,11 @@ def test_bad_knob_values_are_refused(emulator: Emulator) -> None:
                   {"listkeys_hide": 5}):
         with pytest.raises(Exception, match="config_|listkeys_"):
             emulator.configure(**knobs)
+
+
+def test_a_hub_without_the_permission(emulator: Emulator) -> None:
+    emulator.configure(config_aggregators=["org"], fault_rate=1.0,
+                       fault_operations="config:SelectAggregateResourceConfig")
+    with pytest.raises(ClientError) as excinfo:
+        select(emulator, "cks-1234567890abcdef0")
+    assert excinfo.value.response["Error"]["Code"] == "AccessDeniedException"

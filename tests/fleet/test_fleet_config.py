@@ -201,3 +201,15 @@ def test_fleet_status_reads_the_same_verdict(emulator: Emulator, profiles: None,
     emulator.configure(config_aggregators=[])  # the query fails: a warning only
     code, doc, err = fleet(emulator, "fleet", "status", str(path))
     assert "org@us-east-1" in err and by_status(doc) == {"pending": 7}, err
+
+
+def test_a_hub_denied_the_query_refuses_every_target_that_would_change(
+        emulator: Emulator, profiles: None, tmp_path: Path) -> None:
+    made = seed(emulator)
+    emulator.configure(config_aggregators=["org@us-east-1"], config_lag_seconds=0,
+                       fault_rate=1.0, fault_operations="config:SelectAggregateResourceConfig")
+    path = fleet_file(tmp_path / "fleet.yml", made, extra=WITNESS, rollout=TOLERANT)
+    code, doc, err = fleet(emulator, "fleet", "apply", str(path), "--yes")
+    assert code == 4 and by_status(doc) == {"refused": 7}, err
+    assert "AccessDeniedException" in err and "org@us-east-1" in err
+    assert [c for c in emulator.calls() if c["operation"] in MUTATING] == []
