@@ -96,7 +96,7 @@ def execute(spec: FleetSpec, mode: str, targets: Sequence[StoreTarget],
         changing = mode == "apply"  # plan and status: only a warning
         reporter.note(refusal.message if changing else
                       f"the AWS Config aggregator {witness.aggregator} could not be queried "
-                      f"({witness.failed}): no second witness this run\n{witness.said}",
+                      f"({witness.failed}): no second witness this run\nAWS: {witness.said}",
                       level="refused" if changing else "warning")
     try:
         runner.run(targets, out)
