@@ -220,6 +220,16 @@ def _refusals() -> list[tuple[str, Refusal]]:
         STORE, [(other, "refused")], started=False))  # type: ignore[misc]
         for other in ("cks-0000000000aaaaaaa", "payments-eu-west-1-prod", LONG_NAME))
     out.append(("too_many_targets", planner.too_many_targets(_fleet(MANY))))  # type: ignore[arg-type]
+    # The fleet's second witness (AWS Config): a long aggregator name, MANY keys.
+    aggregator, missed = "organization-kms-keys-witness@eu-central-1", [key_id(n) for n in
+                                                                         range(MANY)]
+    out.append(("witness_refusal, failed", planner.witness_refusal(
+        STORE, aggregator, failed="NoSuchConfigurationAggregatorException",
+        said="The configuration aggregator does not exist.")))  # type: ignore[arg-type]
+    out.append(("witness_refusal, in the store", planner.witness_refusal(
+        STORE, aggregator, in_store=missed)))  # type: ignore[arg-type]
+    out.append(("witness_refusal, undescribed", planner.witness_refusal(  # type: ignore[arg-type]
+        STORE, aggregator, undescribed=dict.fromkeys(missed, "AccessDeniedException"))))
     return out
 
 

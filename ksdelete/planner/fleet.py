@@ -47,10 +47,10 @@ def witness_refusal(store_id: str, aggregator: str, *, in_store: Sequence[str] =
     if failed is not None:
         return Refusal(
             RefusalReason.WITNESS_FAILED,
-            f"the AWS Config aggregator {aggregator} could not be queried: {failed}",
-            "Nothing was changed; fix the aggregator or the hub's permission "
-            "(config:SelectAggregateResourceConfig), or remove discovery.config_aggregator",
-            (f"AWS: {said}",) if said else ())
+            f"the AWS Config aggregator {aggregator} could not be queried",
+            "Nothing was changed; fix it or remove discovery.config_aggregator",
+            (f"AWS: {failed}" + (f": {said}" if said else ""),
+             "The hub identity needs config:SelectAggregateResourceConfig on the aggregator"))
     undescribed = dict(undescribed or {})
     if in_store:
         return Refusal(
@@ -64,9 +64,9 @@ def witness_refusal(store_id: str, aggregator: str, *, in_store: Sequence[str] =
     if undescribed:
         return Refusal(
             RefusalReason.SCAN_INCOMPLETE,
-            f"the scan may be incomplete: {len(undescribed)} key(s) AWS Config lists in the "
-            "store cannot be described",
-            "Nothing was changed; check kms:DescribeKey on them, then run again",
+            f"the scan may be incomplete: AWS Config lists {len(undescribed)} key(s) in the "
+            "store that cannot be described",
+            "Nothing was changed; check kms:DescribeKey on them",
             (f"AWS Config ({aggregator}) attributes them to {store_id}; the scan did not "
              "find them:", *(f"{k}: {code}" for k, code in sorted(undescribed.items()))),
             key_ids=tuple(sorted(undescribed)))
