@@ -512,20 +512,25 @@ class _Window:
         return limit
 
 
-def recheck_keys(gateway: KeyReader, keys: Iterable[Key]) -> tuple[list[Key], list[Key]]:
+def recheck_keys(gateway: KeyReader, keys: Iterable[Key], *, every: bool = False
+                 ) -> tuple[list[Key], list[Key]]:
     """Re-read keys that should be vanishing, earliest deletion first: (gone, still_there).
 
     Stops at the first key still present, since keys scheduled later are very unlikely to be
-    gone already; the caller asks again later. Nothing is declared gone without NotFound.
+    gone already; the caller asks again later. `every`: read every key (a sweep: a key
+    someone cancelled is seen whatever its DeletionDate). Nothing is declared gone without
+    NotFound.
     """
     ordered = sorted(keys, key=lambda k: (k.deletion_date is None, k.deletion_date, k.id))
     gone: list[Key] = []
+    still: list[Key] = []
     for index, key in enumerate(ordered):
         try:
             metadata = gateway.describe_key(key.arn)
         except KeyNotFound:
             gone.append(key)
             continue
-        refreshed = key_from_metadata(metadata, key.aliases)
-        return gone, [refreshed, *ordered[index + 1 :]]
-    return gone, []
+        still.append(key_from_metadata(metadata, key.aliases))
+        if not every:
+            return gone, [*still, *ordered[index + 1 :]]
+    return gone, still

@@ -145,6 +145,26 @@ def test_a_key_cancelled_while_waiting_is_refused(emulator: Emulator, build: Any
     assert refused.value.key_ids == (cancelled.id,)
 
 
+def test_a_key_due_last_cancelled_while_waiting_is_seen_at_the_first_check(
+        emulator: Emulator, build: Any, kms: Any) -> None:
+    """--wait sweeps every pending key at its first check (and every SWEEP_EVERY after), so
+    a cancel of the key AWS would delete last is not left unseen until the others are gone."""
+    seed_one(emulator, keys=3)
+    executor = build(RunOptions(plan=PlanOptions(unused_for_days=0, pending_window_days=7),
+                                wait=True, max_wait=3600.0))
+    run = start(executor, "target", Clock())
+    snap, plan = converge.decide(run)
+    step = plan.step(StepKind.SCHEDULE_KEY_DELETION)
+    assert step is not None
+    HANDLERS[StepKind.SCHEDULE_KEY_DELETION](run, step, snap)
+    cancelled = max(run.result.keys, key=lambda k: (k.deletion_date, k.id))
+    kms.cancel_key_deletion(KeyId=cancelled.id)
+    run.deadline = run.clock() + 5.0
+    with pytest.raises(RefusedError) as refused:
+        HANDLERS[StepKind.AWAIT_KEYS_DELETED](run, Step(StepKind.AWAIT_KEYS_DELETED), snap)
+    assert refused.value.key_ids == (cancelled.id,)
+
+
 def test_last_use_is_read_again_only_after_the_reuse_window(emulator: Emulator,
                                                            build: Any) -> None:
     """GetKeyLastUsage read this recently (the run's clock) is reused by a later snapshot."""

@@ -178,6 +178,10 @@ def _confirm_pending(run: StoreRun, key: Key) -> Key:
     return key
 
 
+# --wait: how often every pending key is read again (a cancel of a key due late is seen).
+SWEEP_EVERY = 600.0
+
+
 def await_keys(run: StoreRun, step: Step, snap: Snapshot) -> str:
     """Wait out the keys' window: with --wait, poll (watching the store and CloudTrail);
     without, read what needs reading once and come back later (exit 3)."""
@@ -187,9 +191,16 @@ def await_keys(run: StoreRun, step: Step, snap: Snapshot) -> str:
     policy = run.gw.policy
     store_id = snap.store.id
 
+    swept: float | None = None  # when every key was last read (None: not yet)
+
     def check() -> list[Key]:
-        nonlocal remaining
-        gone, remaining = discover.recheck_keys(run.gw, remaining)
+        nonlocal remaining, swept
+        # Each check reads the key due first; a sweep (the first check of a --wait, then one
+        # every SWEEP_EVERY) reads them all, so a cancelled key is seen within minutes.
+        sweep = swept is None or run.clock() - swept >= SWEEP_EVERY
+        if sweep:
+            swept = run.clock()
+        gone, remaining = discover.recheck_keys(run.gw, remaining, every=sweep)
         run.gone.update(k.id for k in gone)
         remaining = _still_pending(run, remaining)
         result.keys = tuple(remaining)
