@@ -132,9 +132,11 @@ class Brake:
     """The rollout's state, shared by every account's thread: failures against the
     tolerance, and what the per-run caps have left."""
 
-    def __init__(self, spec: FleetSpec, *, wait: bool) -> None:
+    def __init__(self, spec: FleetSpec, *, wait: bool,
+                 stop: threading.Event | None = None) -> None:
         self.spec = spec
         self.wait = wait
+        self.stop = stop or threading.Event()  # set once the operator stops the fleet
         self._lock = threading.Lock()
         self.failures = 0
         self.reason: str | None = None
@@ -152,6 +154,8 @@ class Brake:
 
     def confirm(self, snap: Snapshot, plan: Plan) -> bool:
         """The confirmation of one target's plan (an unattended yes, within the brake)."""
+        if self.stop.is_set():  # Ctrl-C reached the main thread: no change starts after it
+            raise KeyboardInterrupt()
         with self._lock:
             if self.reason is not None:
                 raise RefusedError(f"not started: {self.reason}", where=snap.store.id,
@@ -218,8 +222,8 @@ class FleetRunner:
     on_done: Callable[[Sequence[TargetResult]], None] | None = None
 
     def __post_init__(self) -> None:
-        self.brake = Brake(self.spec, wait=self.settings.wait)
         self.interruptible = Interruptible()
+        self.brake = Brake(self.spec, wait=self.settings.wait, stop=self.interruptible.stop)
         self.external_ids = external_ids(self.spec)
         self.plans: list[dict[str, Any]] = []  # `plan --save-plan`: one per (account, Region)
         self.witness: Witness | None = None  # `consult`: the second witness, once per run
@@ -500,7 +504,12 @@ class FleetRunner:
                                      connect=self.settings.connect,
                                      confirm=lambda snap, plan: True, planned={}), ran)
         rest = iter(ran)
-        return [refused[i] if i in refused else next(rest) for i in range(len(targets))]
+        # The service layer's loop stops after an interrupted store: the group's stores after
+        # it were not started (listed, never dropped).
+        return [refused[i] if i in refused else next(rest, None) or StoreResult(
+                    ref=targets[i].store_id, status=Status.SKIPPED, matched_by="id",
+                    error={"code": "skipped", "message": "not started: the run was stopped"})
+                for i in range(len(targets))]
 
     @staticmethod
     def _held(target: Target, others: list[tuple[str, str]]) -> StoreResult:

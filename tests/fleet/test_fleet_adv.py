@@ -1,0 +1,129 @@
+"""Fleet mode attacked: an operator's Ctrl-C, a selection that means two things, errors before
+the run, a file saved on Windows. Over HTTP against the emulator with several accounts, each
+reached by a profile whose access key the emulator maps to that account (as in
+tests/fleet/test_fleet_cli.py)."""
+
+from __future__ import annotations
+
+import _thread
+import io
+import signal
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from cli.helpers import MUTATING
+
+from fleet.test_fleet_cli import ACCOUNTS, profiles
+from fleet.test_runner import seed as seed_targets
+from fleet.test_runner import spec_of
+from ksdelete.emulator import Emulator
+from ksdelete.fleet.model import AccountSpec, FleetRun, FleetSpec, Rollout
+from ksdelete.fleet.runner import FleetRunner, FleetSettings
+from ksdelete.models import Status
+from ksdelete.reporting import Phase, PhaseState, QuietReporter
+from ksdelete.sessions import SessionFactory
+
+__all__ = ["profiles"]  # the fixture, used by name
+
+DEV, STAGE, PROD = ACCOUNTS
+
+
+def changed(emulator: Emulator, account: str | None = None) -> list[dict[str, Any]]:
+    return [c for c in emulator.calls() if c["operation"] in MUTATING
+            and c["status"] == 200 and (account is None or c.get("account") == account)]
+
+
+class CtrlC(QuietReporter):
+    """A reporter that stands in for the operator: once a store of `account` has its plan
+    (surveyed, gates decided, nothing changed yet), Ctrl-C. `how`: "raise" (the main thread
+    is running that store) or "signal" (a worker is: SIGINT to the main thread, then the
+    worker goes on once the main thread has seen it)."""
+
+    def __init__(self, runner: list[FleetRunner], account: str, how: str) -> None:
+        super().__init__(io.StringIO())
+        self.runner, self.account, self.how = runner, account, how
+
+    def phase(self, target: str, phase: Phase, state: PhaseState, detail: str = "") -> None:
+        if phase is Phase.PLAN and state is PhaseState.DONE and not FIRED:
+            FIRED.append(target)
+            if self.how == "raise":
+                raise KeyboardInterrupt()
+            _thread.interrupt_main()
+            assert self.runner[0].interruptible.stop.wait(5), "the main thread saw no Ctrl-C"
+
+
+FIRED: list[str] = []
+
+
+@pytest.fixture
+def sigint() -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt in the main thread (as in the installed ksdelete)."""
+    FIRED.clear()
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, old)
+
+
+def interrupted_run(emulator: Emulator, spec: FleetSpec, *, account: str, how: str,
+                    mode: str = "apply") -> FleetRun:
+    out = FleetRun(spec, f"fleet {mode}", "r-adv")
+    holder: list[FleetRunner] = []
+
+    def reporter_for(acct: AccountSpec, region: str) -> QuietReporter:
+        if acct.account_id == account:
+            return CtrlC(holder, account, how)
+        return QuietReporter(io.StringIO())
+
+    runner = FleetRunner(spec, mode, FleetSettings(endpoint_url=emulator.endpoint_url,
+                                                   poll_interval=0.01),
+                         reporter_for, "r-adv", SessionFactory())
+    holder.append(runner)
+    try:
+        runner.run(spec.targets, out)
+    except KeyboardInterrupt:
+        pass
+    else:
+        # One thread: the interrupted store's own run stops; the fleet must stop too.
+        assert any(t.status is Status.INTERRUPTED for t in out.targets)
+    return out
+
+
+def test_ctrl_c_stops_a_fleet_that_runs_one_account_at_a_time(
+        emulator: Emulator, profiles: None, sigint: None) -> None:
+    targets = seed_targets(emulator)
+    spec = spec_of(targets, rollout=Rollout(max_accounts=1, canary=0, failure_tolerance=0))
+    out = interrupted_run(emulator, spec, account=DEV, how="raise")
+    assert FIRED
+    assert changed(emulator) == [], "accounts after the Ctrl-C were changed"
+    # every target is listed, none of the others as started
+    assert [t.target.key for t in out.targets] == [t.key for t in spec.targets]
+    assert out.targets[0].status is Status.INTERRUPTED
+    assert all(t.status in (Status.INTERRUPTED, Status.SKIPPED) for t in out.targets), \
+        [t.status for t in out.targets]
+
+
+def test_ctrl_c_stops_every_account_thread_before_its_next_change(
+        emulator: Emulator, profiles: None, sigint: None) -> None:
+    targets = seed_targets(emulator)
+    spec = spec_of(targets, rollout=Rollout(max_accounts=3, canary=0, failure_tolerance=0))
+    out = interrupted_run(emulator, spec, account=DEV, how="signal")
+    assert FIRED
+    # the store that was being planned when the operator pressed Ctrl-C is not changed
+    assert changed(emulator, DEV) == [], "a worker changed its store after the Ctrl-C"
+    # and every target is in the result, whatever stage it was in
+    assert sorted(t.target.key for t in out.targets) == sorted(t.key for t in spec.targets)
+    dev = [t for t in out.targets if t.target.account_id == DEV]
+    assert dev and all(t.status in (Status.INTERRUPTED, Status.SKIPPED) for t in dev), \
+        [(t.status, t.error) for t in dev]
+
+
+def test_ctrl_c_in_a_region_with_two_stores_lists_both(
+        emulator: Emulator, profiles: None, sigint: None) -> None:
+    targets = seed_targets(emulator, stores_per_group=2)
+    spec = spec_of(targets, rollout=Rollout(max_accounts=1, canary=0, failure_tolerance=0))
+    out = interrupted_run(emulator, spec, account=DEV, how="raise", mode="plan")
+    assert [t.target.key for t in out.targets] == [t.key for t in spec.targets]
+    assert out.targets[0].status is Status.INTERRUPTED
+    assert out.targets[1].status is Status.SKIPPED, out.targets[1]
+    assert "not started" in (out.targets[1].error or {}).get("message", "")
