@@ -38,9 +38,21 @@ def select(spec: FleetSpec, wanted: Sequence[str]) -> tuple[StoreTarget, ...]:
     names = {a.name: a.account_id for a in spec.accounts}
     chosen: list[StoreTarget] = []
     for word in wanted:
-        account = names.get(word, word)
-        found = [t for t in spec.targets
-                 if word in (t.store_id, t.label) or t.account_id == account]
+        # Each meaning of the word on its own: a word that is one account's name and another
+        # account's ID (or a store's) would otherwise quietly select the wrong account.
+        meanings = {
+            "an account name": [t for t in spec.targets if t.account_id == names.get(word)],
+            "an account ID": [t for t in spec.targets if t.account_id == word],
+            "a store": [t for t in spec.targets if word in (t.store_id, t.label)],
+        }
+        distinct = {tuple(found): kind for kind, found in meanings.items() if found}
+        if len(distinct) > 1:
+            raise UsageError(f"--target {word!r} is ambiguous: it is "
+                             f"{' and '.join(distinct.values())} in the fleet file",
+                             where=str(spec.path or spec.name),
+                             hint="Name the store as ACCOUNT/REGION/STORE, and give the "
+                                  "account a name that is not an ID")
+        found = next(iter(distinct), ())
         if not found:
             raise UsageError(f"--target {word!r} matches no target of the fleet file",
                              where=str(spec.path or spec.name),

@@ -9,12 +9,13 @@ import _thread
 import io
 import signal
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from cli.helpers import MUTATING
 
-from fleet.test_fleet_cli import ACCOUNTS, profiles
+from fleet.test_fleet_cli import ACCOUNTS, fleet, fleet_file, profiles, seed
 from fleet.test_runner import seed as seed_targets
 from fleet.test_runner import spec_of
 from ksdelete.emulator import Emulator
@@ -127,3 +128,42 @@ def test_ctrl_c_in_a_region_with_two_stores_lists_both(
     assert out.targets[0].status is Status.INTERRUPTED
     assert out.targets[1].status is Status.SKIPPED, out.targets[1]
     assert "not started" in (out.targets[1].error or {}).get("message", "")
+
+
+def test_json_mode_prints_one_object_when_the_run_cannot_start(
+        emulator: Emulator, profiles: None, tmp_path: Path) -> None:
+    made = seed(emulator)
+    path = fleet_file(tmp_path / "fleet.yml", made)
+    cases: list[tuple[str, ...]] = [
+        ("fleet", "apply", str(path)),  # no --yes
+        ("fleet", "status", str(tmp_path / "no-such.yml")),  # the file cannot be read
+    ]
+    plan = tmp_path / "fleet-plan.json"
+    code, _, err = fleet(emulator, "fleet", "plan", str(path), "--save-plan", str(plan))
+    assert code == 0, err
+    plan.write_text(plan.read_text().replace('"pending_window_days": 7',
+                                             '"pending_window_days": 30', 1))
+    cases.append(("apply", str(plan)))  # an edited fleet plan
+    for args in cases:
+        code, doc, err = fleet(emulator, *args)
+        assert code == 2, (args, err)
+        assert doc, f"{args}: no JSON object on stdout"
+        assert doc["exit_code"] == 2 and doc["error"]["code"] == "usage", doc
+        assert err.count("\n") == 1, err  # and one line on stderr
+    assert changed(emulator) == []
+
+
+def test_a_target_word_that_names_one_account_and_is_the_id_of_another_is_refused(
+        emulator: Emulator, profiles: None, tmp_path: Path) -> None:
+    made = seed(emulator)
+    path = fleet_file(tmp_path / "fleet.yml", made)
+    # dev's name is prod's account ID: `--target 333333333333` must not mean dev
+    path.write_text(path.read_text().replace("    name: dev\n", f'    name: "{PROD}"\n'))
+    for command in ("status", "cancel"):
+        code, doc, err = fleet(emulator, "fleet", command, str(path), "--target", PROD)
+        assert code == 2, (command, err, [t["account_id"] for t in doc.get("targets", [])])
+        assert "ambiguous" in err and err.count("\n") == 1, err
+    # a word that means one thing still selects it
+    code, doc, err = fleet(emulator, "fleet", "status", str(path), "--target", STAGE)
+    assert code == 3 and {t["account_id"] for t in doc["targets"]} == {STAGE}, err
+    assert changed(emulator) == []
