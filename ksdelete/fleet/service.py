@@ -129,8 +129,14 @@ def save_plan(runner: FleetRunner, spec: FleetSpec, out: FleetRun, path: Path) -
                                                "--target), then plan again")
     if spec.path is None:
         raise UsageError("a fleet plan needs its fleet file", where=str(path))
-    text = spec.path.read_text(encoding="utf-8")
-    if hashlib.sha256(text.encode("utf-8")).hexdigest() != spec.sha256:
+    try:
+        data = spec.path.read_bytes()  # as read for the digest: no newline translation
+    except OSError as exc:
+        raise UsageError(f"not saved: cannot read the fleet file again: "
+                         f"{exc.strerror or exc}", where=str(spec.path),
+                         hint="Plan it again") from exc
+    text = data.decode("utf-8", "replace")
+    if hashlib.sha256(data).hexdigest() != spec.sha256:
         raise UsageError("not saved: the fleet file changed while it was being planned",
                          where=str(spec.path), hint="Plan it again")
     content = plans.build(spec, text, runner.plans, now=datetime.now(UTC))

@@ -167,3 +167,17 @@ def test_a_target_word_that_names_one_account_and_is_the_id_of_another_is_refuse
     code, doc, err = fleet(emulator, "fleet", "status", str(path), "--target", STAGE)
     assert code == 3 and {t["account_id"] for t in doc["targets"]} == {STAGE}, err
     assert changed(emulator) == []
+
+
+def test_a_fleet_file_with_windows_line_ends_can_be_saved_as_a_plan(
+        emulator: Emulator, profiles: None, tmp_path: Path) -> None:
+    made = seed(emulator)
+    path = fleet_file(tmp_path / "fleet.yml", made)
+    path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))
+    plan = tmp_path / "fleet-plan.json"
+    code, doc, err = fleet(emulator, "fleet", "plan", str(path), "--save-plan", str(plan))
+    assert code == 0, err
+    assert doc["plan_id"] and plan.exists()
+    code, doc, err = fleet(emulator, "apply", str(plan))
+    assert code == 3, err
+    assert doc["fleet"]["sha256"] == __import__("hashlib").sha256(path.read_bytes()).hexdigest()
