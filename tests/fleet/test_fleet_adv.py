@@ -9,6 +9,7 @@ import _thread
 import io
 import signal
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -181,3 +182,42 @@ def test_a_fleet_file_with_windows_line_ends_can_be_saved_as_a_plan(
     code, doc, err = fleet(emulator, "apply", str(plan))
     assert code == 3, err
     assert doc["fleet"]["sha256"] == __import__("hashlib").sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_fleet_cancel_sticks_against_a_saved_fleet_plan(
+        emulator: Emulator, profiles: None, tmp_path: Path) -> None:
+    made = seed(emulator)
+    path = fleet_file(tmp_path / "fleet.yml", made,
+                      rollout="rollout: {max_accounts: 3, canary: 0, failure_tolerance: 7}")
+    plan = tmp_path / "fleet-plan.json"
+    code, _, err = fleet(emulator, "fleet", "plan", str(path), "--save-plan", str(plan))
+    assert code == 0, err
+    code, doc, err = fleet(emulator, "apply", str(plan))
+    assert code == 3 and doc["summary"]["keys_scheduled"] == 14, err
+    code, doc, err = fleet(emulator, "fleet", "cancel", str(path))
+    assert code == 0, err
+    before = len(emulator.calls())
+    code, doc, err = fleet(emulator, "apply", str(plan))  # cron, the next day
+    assert code == 4, err
+    assert all(t["status"] == "refused" for t in doc["targets"]), doc["summary"]
+    assert [c for c in emulator.calls()[before:] if c["operation"] in MUTATING
+            and c["status"] == 200] == []
+
+
+def test_a_canary_that_fails_stops_the_rest_whatever_the_tolerance(
+        emulator: Emulator, profiles: None) -> None:
+    targets = seed_targets(emulator)
+    spec = spec_of(targets, rollout=Rollout(max_accounts=3, canary=1, failure_tolerance=3))
+    # the canary (the file's first store) is not the store the file says: refused
+    wrong = spec_of([replace(targets[0], expect_name="not-its-name"), *targets[1:]],
+                    rollout=spec.rollout)
+    out = FleetRun(wrong, "fleet apply", "r-adv")
+    FleetRunner(wrong, "apply", FleetSettings(endpoint_url=emulator.endpoint_url,
+                                              poll_interval=0.01),
+                lambda a, r: QuietReporter(io.StringIO()), "r-adv",
+                SessionFactory()).run(wrong.targets, out)
+    assert out.targets[0].status is Status.REFUSED
+    assert changed(emulator) == [], "targets after a failed canary were changed"
+    assert all(t.status is Status.SKIPPED for t in out.targets[1:]), \
+        [t.status for t in out.targets]
+    assert out.halted and "canary" in (out.halt_reason or "")
