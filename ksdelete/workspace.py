@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -157,6 +157,9 @@ class Workspace:
     membership: MembershipCache = field(default_factory=MembershipCache)
     watch_file: WatchFile | None = None
     lock_dir: Path | None = None
+    # How a run sleeps while another holds a store's lock (a fleet's: one that Ctrl-C in the
+    # main thread ends in every account's thread).
+    lock_sleep: Callable[[float], None] = time.sleep
     keys: ScopeKeys = field(init=False)
 
     def __post_init__(self) -> None:
@@ -171,7 +174,7 @@ class Workspace:
         if self.lock_dir is None:
             return None
         return StoreLock(self.lock_dir, self.scope.account, self.scope.region, store_id,
-                         command=command)
+                         command=command, sleep=self.lock_sleep)
 
     def cancel_request(self, store_id: str) -> CancelRequest | None:
         """Where a `ksdelete cancel` of the store leaves its request (beside the lock)."""

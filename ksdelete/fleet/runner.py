@@ -439,6 +439,7 @@ class FleetRunner:
             app = build(settings, options, reporter, checked,
                         read_only=self.mode in ("plan", "status"), policy=policy,
                         sessions=self.sessions)
+            app.workspace.lock_sleep = self.interruptible.sleep  # Ctrl-C ends a lock wait
             opened.append(app)
             return app
         except AccountRefused as exc:

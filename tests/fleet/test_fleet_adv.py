@@ -8,6 +8,7 @@ from __future__ import annotations
 import _thread
 import io
 import signal
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -22,6 +23,7 @@ from fleet.test_runner import spec_of
 from ksdelete.emulator import Emulator
 from ksdelete.fleet.model import AccountSpec, FleetRun, FleetSpec, Rollout
 from ksdelete.fleet.runner import FleetRunner, FleetSettings
+from ksdelete.lock import StoreLock
 from ksdelete.models import Status
 from ksdelete.reporting import Phase, PhaseState, QuietReporter
 from ksdelete.sessions import SessionFactory
@@ -221,3 +223,40 @@ def test_a_canary_that_fails_stops_the_rest_whatever_the_tolerance(
     assert all(t.status is Status.SKIPPED for t in out.targets[1:]), \
         [t.status for t in out.targets]
     assert out.halted and "canary" in (out.halt_reason or "")
+
+
+class CtrlCWhileWaiting(QuietReporter):
+    """Ctrl-C (SIGINT to the main thread) once a worker says it waits for a store's lock."""
+
+    def note(self, text: str, *, level: str = "info", target: str = "") -> None:
+        if "holds the lock" in text and not FIRED:
+            FIRED.append(text)
+            _thread.interrupt_main()
+
+
+def test_ctrl_c_reaches_a_worker_that_waits_for_a_store_lock(
+        emulator: Emulator, profiles: None, sigint: None, tmp_path: Path) -> None:
+    targets = seed_targets(emulator)
+    spec = spec_of(targets, rollout=Rollout(max_accounts=3, canary=0, failure_tolerance=0))
+    first = targets[0]
+    locks = tmp_path / "state" / "ksdelete" / "locks"
+    locks.mkdir(parents=True)
+    held = StoreLock(locks, first.account_id, first.region, first.store_id)
+    held.acquire(0)  # another ksdelete run works on the first store
+    out = FleetRun(spec, "fleet apply", "r-adv")
+    runner = FleetRunner(
+        spec, "apply", FleetSettings(endpoint_url=emulator.endpoint_url, poll_interval=0.01,
+                                     max_wait=20.0),
+        lambda a, r: CtrlCWhileWaiting(io.StringIO()) if a.account_id == DEV
+        else QuietReporter(io.StringIO()), "r-adv", SessionFactory())
+    started = time.monotonic()
+    try:
+        runner.run(spec.targets, out)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        held.release()
+    took = time.monotonic() - started
+    assert FIRED
+    assert took < 10, f"the fleet took {took:.1f}s to stop: its worker slept on the lock"
+    assert changed(emulator, DEV) == []
