@@ -55,13 +55,14 @@ from ksdelete.models import (
 from ksdelete.output import exit_status
 from ksdelete.reporting import Reporter
 from ksdelete.retry import RetryPolicy
-from ksdelete.run.base import Pending
+from ksdelete.run.base import Pending, done_text
 from ksdelete.scope import ScopeRequest
 from ksdelete.service import each, run_targets
 from ksdelete.sessions import SessionFactory
 from ksdelete.status import status as read_status
 
 HALTED = "halted"
+HALT_PREFIX = "stopped here, the fleet halted"  # a run in flight, at its next point of no return
 SESSION_NAME = re.compile(r"[^\w+=,.@-]")
 # What a run does at each (account, Region): change, plan (dry run), read or cancel.
 MODES = ("apply", "plan", "status", "cancel")
@@ -179,6 +180,19 @@ class Brake:
                 self.irreversible_left -= 1
         return True
 
+    def check(self, result: StoreResult) -> None:
+        """Before every point of no return of every store (RunOptions.brake): once the
+        operator stopped the fleet, the run stops there (interrupted); once the rollout
+        halted, it is refused there, saying what it had already done."""
+        if self.stop.is_set():
+            raise KeyboardInterrupt()
+        if self.reason is not None:
+            done = done_text(result)
+            raise RefusedError(f"{HALT_PREFIX}: {self.reason}",
+                               where=result.store.id if result.store else "",
+                               hint="Fix the failed targets, then run again",
+                               details=(done,) if done else ())
+
     def count(self, results: Sequence[TargetResult]) -> None:
         """Failures of finished targets; past the tolerance, the run halts."""
         with self._lock:
@@ -194,7 +208,7 @@ class Brake:
 def _skipped(t: TargetResult) -> bool:
     error = t.error or (t.result.error if t.result else None) or {}
     return t.status is Status.SKIPPED or str(error.get("message", "")).startswith(
-        "not started")
+        ("not started", HALT_PREFIX))
 
 
 class Interruptible:
@@ -421,7 +435,8 @@ class FleetRunner:
             plan_endpoint=saved.endpoint_url if saved else None,
             per_store={t.store_id: replace(saved.options if saved else base,
                                            expect_keys=t.expect_keys)
-                       for t in targets if t.expect_keys is not None})
+                       for t in targets if t.expect_keys is not None},
+            brake=self.brake.check)
         opened: list[App] = []
         by_store = {t.store_id: t for t in targets}
 

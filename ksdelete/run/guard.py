@@ -69,6 +69,8 @@ class Guard:
         """The brake: called right before every point of no return (each key scheduled or
         disabled, a disconnect, a delete). A cancel request beside the store's lock stops
         the run there, refused, saying what it had already done."""
+        if self.options.brake is not None:
+            self.options.brake(result)
         request = self.request(result.store.id if result.store is not None else None)
         if request is not None:
             done = done_text(result)

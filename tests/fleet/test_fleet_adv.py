@@ -8,8 +8,9 @@ from __future__ import annotations
 import _thread
 import io
 import signal
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,8 @@ import pytest
 from cli.helpers import MUTATING
 
 from fleet.test_fleet_cli import ACCOUNTS, fleet, fleet_file, profiles, seed
+from fleet.test_runner import replace_account, spec_of
 from fleet.test_runner import seed as seed_targets
-from fleet.test_runner import spec_of
 from ksdelete.emulator import Emulator
 from ksdelete.fleet.model import AccountSpec, FleetRun, FleetSpec, Rollout
 from ksdelete.fleet.runner import FleetRunner, FleetSettings
@@ -260,3 +261,97 @@ def test_ctrl_c_reaches_a_worker_that_waits_for_a_store_lock(
     assert FIRED
     assert took < 10, f"the fleet took {took:.1f}s to stop: its worker slept on the lock"
     assert changed(emulator, DEV) == []
+
+
+class AtFirstKey(QuietReporter):
+    """Calls `then` once, in the worker's thread, when the first key of a store of this
+    account was scheduled."""
+
+    def __init__(self, then: Callable[[], None]) -> None:
+        super().__init__(io.StringIO())
+        self.then = then
+
+    def progress(self, target: str, phase: Phase, done: int, total: int | None) -> None:
+        if phase is Phase.SCHEDULE and done == 1 and not FIRED:
+            FIRED.append(target)
+            self.then()
+
+
+KEYS = 40  # in one store: many more than are scheduled at once (4)
+
+
+def scheduled(emulator: Emulator, account: str) -> int:
+    return len([c for c in changed(emulator, account)
+                if c["operation"] == "ScheduleKeyDeletion"])
+
+
+def test_ctrl_c_stops_a_worker_between_the_keys_it_schedules(
+        emulator: Emulator, profiles: None, sigint: None) -> None:
+    targets = seed_targets(emulator, keys=KEYS)
+    spec = spec_of(targets, rollout=Rollout(max_accounts=3, canary=0, failure_tolerance=0))
+    holder: list[FleetRunner] = []
+    at_stop: list[int] = []
+
+    def ctrl_c() -> None:
+        _thread.interrupt_main()
+        assert holder[0].interruptible.stop.wait(5), "the main thread saw no Ctrl-C"
+        at_stop.append(scheduled(emulator, DEV))
+
+    out = FleetRun(spec, "fleet apply", "r-adv")
+    runner = FleetRunner(
+        spec, "apply", FleetSettings(endpoint_url=emulator.endpoint_url, poll_interval=0.01),
+        lambda a, r: AtFirstKey(ctrl_c) if a.account_id == DEV
+        else QuietReporter(io.StringIO()), "r-adv", SessionFactory())
+    holder.append(runner)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run(spec.targets, out)
+    assert FIRED
+    # the keys already in flight (4 at a time) may finish; no key is started after Ctrl-C
+    assert scheduled(emulator, DEV) <= at_stop[0] + 4 < KEYS, (at_stop, scheduled(emulator, DEV))
+    dev = [t for t in out.targets if t.target.account_id == DEV]
+    assert dev[0].status is Status.INTERRUPTED, dev[0]
+
+
+def test_a_halt_stops_a_run_in_flight_at_its_next_point_of_no_return(
+        emulator: Emulator, profiles: None) -> None:
+    FIRED.clear()
+    targets = seed_targets(emulator, keys=KEYS)
+    spec = replace_account(
+        spec_of(targets, rollout=Rollout(max_accounts=3, canary=0, failure_tolerance=0)),
+        STAGE, profile="nobody-such")  # stage cannot be reached: the fleet halts
+    holder: list[FleetRunner] = []
+    scheduling = threading.Event()
+
+    at_halt: list[int] = []
+
+    def halted_meanwhile() -> None:
+        scheduling.set()
+        assert wait_until(lambda: holder[0].brake.halted), "stage's failure did not halt"
+        at_halt.append(scheduled(emulator, DEV))
+
+    def reporter_for(account: AccountSpec, region: str) -> QuietReporter:
+        if account.account_id == DEV:
+            return AtFirstKey(halted_meanwhile)
+        if account.account_id == STAGE:  # stage fails once dev is scheduling
+            assert scheduling.wait(10)
+        return QuietReporter(io.StringIO())
+
+    out = FleetRun(spec, "fleet apply", "r-adv")
+    runner = FleetRunner(spec, "apply", FleetSettings(endpoint_url=emulator.endpoint_url,
+                                                      poll_interval=0.01),
+                         reporter_for, "r-adv", SessionFactory())
+    holder.append(runner)
+    runner.run(spec.targets, out)
+    assert out.halted
+    assert scheduled(emulator, DEV) <= at_halt[0] + 4 < KEYS, (at_halt, scheduled(emulator, DEV))
+    dev = out.targets[0]
+    assert dev.status is Status.REFUSED and "halted" in (dev.error or {})["message"], dev
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
