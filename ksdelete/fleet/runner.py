@@ -62,6 +62,9 @@ from ksdelete.sessions import SessionFactory
 from ksdelete.status import status as read_status
 
 HALTED = "halted"
+# What counts against rollout.failure_tolerance (and fails a canary): a store the file names
+# that does not exist (exit 1) too.
+FAILED = (Status.ERROR, Status.REFUSED, Status.MISSING)
 HALT_PREFIX = "stopped here, the fleet halted"  # a run in flight, at its next point of no return
 SESSION_NAME = re.compile(r"[^\w+=,.@-]")
 # What a run does at each (account, Region): change, plan (dry run), read or cancel.
@@ -197,7 +200,7 @@ class Brake:
         """Failures of finished targets; past the tolerance, the run halts."""
         with self._lock:
             for t in results:
-                if t.status in (Status.ERROR, Status.REFUSED) and not _skipped(t):
+                if t.status in FAILED and not _skipped(t):
                     self.failures += 1
             tolerance = self.spec.rollout.failure_tolerance
             if self.failures > tolerance and self.reason is None:
@@ -318,7 +321,7 @@ class FleetRunner:
                     break
                 self._stage(stage, results)
                 failed = [r.target.label for r in results
-                          if r.status in (Status.ERROR, Status.REFUSED) and not _skipped(r)]
+                          if r.status in FAILED and not _skipped(r)]
                 if stage is first and failed:
                     # The canary must pass, whatever the failure tolerance.
                     self.brake.halt(f"the canary failed ({', '.join(failed[:3])})")

@@ -355,3 +355,20 @@ def wait_until(check: Callable[[], bool], timeout: float = 10.0) -> bool:
             return False
         time.sleep(0.01)
     return True
+
+
+def test_a_store_the_file_names_that_does_not_exist_counts_as_a_failure(
+        emulator: Emulator, profiles: None) -> None:
+    targets = seed_targets(emulator)
+    typo = replace(targets[0], store_id="cks-0123456789abcdef0", expect_name=None)
+    spec = spec_of([typo, *targets[1:]],
+                   rollout=Rollout(max_accounts=1, canary=0, failure_tolerance=0))
+    out = FleetRun(spec, "fleet apply", "r-adv")
+    FleetRunner(spec, "apply", FleetSettings(endpoint_url=emulator.endpoint_url,
+                                             poll_interval=0.01),
+                lambda a, r: QuietReporter(io.StringIO()), "r-adv",
+                SessionFactory()).run(spec.targets, out)
+    assert out.targets[0].status is Status.MISSING and int(out.targets[0].exit_code) == 1
+    assert out.halted, [t.status for t in out.targets]
+    assert changed(emulator) == []
+    assert all(t.status is Status.SKIPPED for t in out.targets[1:])
