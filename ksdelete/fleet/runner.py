@@ -147,6 +147,7 @@ class Brake:
         self.keys_left = spec.guards.max_keys_scheduled_per_run
         self.irreversible_left = spec.guards.max_irreversible_per_run
         self.deferred: dict[str, str] = {}  # store ID -> why the caps deferred it
+        self._irreversible: set[str] = set()  # stores that hold a place under that cap
 
     @property
     def halted(self) -> bool:
@@ -181,12 +182,15 @@ class Brake:
                 self.keys_left -= count
             if final and self.irreversible_left is not None:
                 self.irreversible_left -= 1
+                self._irreversible.add(snap.store.id)
         return True
 
-    def check(self, result: StoreResult) -> None:
+    def check(self, result: StoreResult, step: StepKind | None = None) -> None:
         """Before every point of no return of every store (RunOptions.brake): once the
         operator stopped the fleet, the run stops there (interrupted); once the rollout
-        halted, it is refused there, saying what it had already done."""
+        halted, it is refused there, saying what it had already done. A disconnect or a
+        delete the confirmation did not count (the keys went while the run looked) takes
+        its store's place under max_irreversible_per_run here, or is deferred."""
         if self.stop.is_set():
             raise KeyboardInterrupt()
         if self.reason is not None:
@@ -195,6 +199,18 @@ class Brake:
                                where=result.store.id if result.store else "",
                                hint="Fix the failed targets, then run again",
                                details=(done,) if done else ())
+        store = result.store.id if result.store is not None else ""
+        if step in (StepKind.DISCONNECT_STORE, StepKind.DELETE_STORE):
+            with self._lock:
+                if self.irreversible_left is None or store in self._irreversible:
+                    return
+                if self.irreversible_left < 1:
+                    why = ("deferred to the next run: guards.max_irreversible_per_run is "
+                           "spent for this run; nothing further was changed")
+                    self.deferred[store] = why
+                    raise Pending(None, why)
+                self.irreversible_left -= 1
+                self._irreversible.add(store)
 
     def count(self, results: Sequence[TargetResult]) -> None:
         """Failures of finished targets; past the tolerance, the run halts."""

@@ -17,6 +17,7 @@ from ksdelete.models import (
     PlanOptions,
     Refusal,
     Snapshot,
+    StepKind,
     StoreResult,
 )
 from ksdelete.watcher import WATCH_BUDGET
@@ -57,9 +58,10 @@ class RunOptions:
     watch_log_group: str | None = None  # read this CloudWatch Logs group instead (FilterLogEvents)
     # A fleet: a store's own plan options (its target's expect_keys), by store ID.
     per_store: Mapping[str, PlanOptions] = field(default_factory=dict)
-    # A fleet's brake, called before every point of no return with the store's result: it
-    # raises to stop the run there (the operator stopped the fleet; the rollout halted).
-    brake: Callable[[StoreResult], None] | None = None
+    # A fleet's brake, called before every point of no return with the store's result (and
+    # the step, for a disconnect or a delete): it raises to stop the run there (the operator
+    # stopped the fleet; the rollout halted) or to defer it (a per-run cap is spent).
+    brake: Callable[[StoreResult, StepKind | None], None] | None = None
 
     def for_store(self, store_id: str) -> RunOptions:
         """The options of one store's run (its own plan options, if it has any)."""

@@ -77,7 +77,7 @@ def disconnect_store(run: StoreRun, step: Step, snap: Snapshot) -> str:
     if store.connection_state in (ConnectionState.DISCONNECTED,
                                   ConnectionState.DISCONNECTING):
         return f"already {store.connection_state}"
-    run.svc.guard.stop_if_cancel_requested(run.result)
+    run.svc.guard.stop_if_cancel_requested(run.result, step.kind)
     mutate(run.svc, run.result, "DisconnectCustomKeyStore",
            lambda: run.gw.disconnect_store(store_id), already=store_moved_on)
     return "disconnect requested"
@@ -93,7 +93,7 @@ def delete_store(run: StoreRun, step: Step, snap: Snapshot) -> str:
     membership = run.svc.membership
 
     def attempt() -> AwsError | None:
-        run.svc.guard.stop_if_cancel_requested(run.result)
+        run.svc.guard.stop_if_cancel_requested(run.result, step.kind)
         try:
             mutate(run.svc, run.result, "DeleteCustomKeyStore",
                    lambda: run.gw.delete_store(store_id))

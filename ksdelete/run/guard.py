@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 
 from ksdelete.errors import KsdeleteError, RefusedError, UsageError
 from ksdelete.lock import CancelRequest, describe_request
-from ksdelete.models import StoreResult
+from ksdelete.models import StepKind, StoreResult
 from ksdelete.run.base import TRANSITION_TIMEOUT, RunOptions, done_text
 from ksdelete.workspace import Workspace
 
@@ -65,12 +65,13 @@ class Guard:
         if request is not None and brake is not None:
             brake.lift(request)
 
-    def stop_if_cancel_requested(self, result: StoreResult) -> None:
+    def stop_if_cancel_requested(self, result: StoreResult,
+                                 step: StepKind | None = None) -> None:
         """The brake: called right before every point of no return (each key scheduled or
         disabled, a disconnect, a delete). A cancel request beside the store's lock stops
         the run there, refused, saying what it had already done."""
         if self.options.brake is not None:
-            self.options.brake(result)
+            self.options.brake(result, step)
         request = self.request(result.store.id if result.store is not None else None)
         if request is not None:
             done = done_text(result)

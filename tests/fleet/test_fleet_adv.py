@@ -372,3 +372,52 @@ def test_a_store_the_file_names_that_does_not_exist_counts_as_a_failure(
     assert out.halted, [t.status for t in out.targets]
     assert changed(emulator) == []
     assert all(t.status is Status.SKIPPED for t in out.targets[1:])
+
+
+class AdvanceAtFirstPlan(QuietReporter):
+    """Moves the emulator's clock once, when the first store of the run has its plan: AWS
+    removes the keys whose window has passed between the survey and the wait's check."""
+
+    def __init__(self, emulator: Emulator, seconds: float) -> None:
+        super().__init__(io.StringIO())
+        self.emulator, self.seconds = emulator, seconds
+
+    def phase(self, target: str, phase: Phase, state: PhaseState, detail: str = "") -> None:
+        if phase is Phase.PLAN and state is PhaseState.DONE and not FIRED:
+            FIRED.append(target)
+            self.emulator.advance(self.seconds)
+
+
+def deletes(emulator: Emulator) -> list[str]:
+    return [c["operation"] for c in changed(emulator)
+            if c["operation"] == "DeleteCustomKeyStore"]
+
+
+@pytest.mark.parametrize("late", [False, True], ids=["keys-gone", "keys-lingering"])
+def test_max_irreversible_per_run_caps_deletions_however_the_keys_go(
+        emulator: Emulator, profiles: None, late: bool) -> None:
+    FIRED.clear()
+    day = 24 * 3600.0
+    emulator.configure(deletion_lateness=day)  # AWS removes a key up to a day after its date
+    targets = [t for t in seed_targets(emulator) if t.account_id == DEV]
+    spec = spec_of(targets, max_irreversible_per_run=1,
+                   rollout=Rollout(max_accounts=1, canary=0, failure_tolerance=0))
+
+    def apply(reporter: Callable[[], QuietReporter]) -> FleetRun:
+        out = FleetRun(spec, "fleet apply", "r-adv")
+        FleetRunner(spec, "apply", FleetSettings(endpoint_url=emulator.endpoint_url,
+                                                 poll_interval=0.01),
+                    lambda a, r: reporter(), "r-adv", SessionFactory()).run(spec.targets, out)
+        return out
+
+    first = apply(lambda: QuietReporter(io.StringIO()))
+    assert [t.status for t in first.targets] == [Status.PENDING] * 2
+    if late:  # the date has passed, the keys are still there at the survey, gone at the check
+        emulator.advance(7 * day + 1)
+        second = apply(lambda: AdvanceAtFirstPlan(emulator, day))
+        assert FIRED
+    else:
+        emulator.advance(9 * day)
+        second = apply(lambda: QuietReporter(io.StringIO()))
+    assert len(deletes(emulator)) == 1, [(t.status, t.error) for t in second.targets]
+    assert sorted(t.status for t in second.targets) == [Status.DELETED, Status.PENDING]
