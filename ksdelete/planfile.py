@@ -165,7 +165,7 @@ def read(path: Path) -> SavedPlan:
         reason = getattr(exc, "strerror", None) or str(exc)
         raise UsageError(f"cannot read the plan file: {reason}", where=where) from exc
     try:
-        content = json.loads(text, object_pairs_hook=_unique_members)
+        content = json.loads(text, object_pairs_hook=unique_members)
     except json.JSONDecodeError as exc:
         raise UsageError(f"the plan file is not JSON: {exc.msg} at line {exc.lineno}",
                          where=where) from exc
@@ -193,7 +193,7 @@ def read(path: Path) -> SavedPlan:
                          where=where) from exc
 
 
-def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """A JSON object whose members are all named once: with a name twice, a person reading
     the file sees the first value and json.loads keeps the last."""
     seen: dict[str, Any] = {}

@@ -79,9 +79,16 @@ def read(path: Path) -> SavedFleetPlan:
                         hint="Save a new one with `ksdelete fleet plan FILE --save-plan` "
                              "and review that")
     try:
-        content = json.loads(path.read_text(encoding="utf-8"))
+        # Every member once: with one twice, a person reading the file sees the first value
+        # (say, the fleet file's text) and json.loads keeps the last (as planfile.read).
+        content = json.loads(path.read_text(encoding="utf-8"),
+                             object_pairs_hook=planfile.unique_members)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UsageError(f"cannot read the fleet plan: {exc}", where=where) from exc
+    except ValueError as exc:  # a member twice
+        raise UsageError(f"the fleet plan is not as ksdelete writes it: {exc}", where=where,
+                         hint="Save a new one with `ksdelete fleet plan FILE --save-plan` "
+                              "and review that") from exc
     if not isinstance(content, dict) or content.get("kind") != KIND:
         raise UsageError("not a ksdelete fleet plan", where=where)
     if content.get("schema_version") != SCHEMA_VERSION:

@@ -421,3 +421,32 @@ def test_max_irreversible_per_run_caps_deletions_however_the_keys_go(
         second = apply(lambda: QuietReporter(io.StringIO()))
     assert len(deletes(emulator)) == 1, [(t.status, t.error) for t in second.targets]
     assert sorted(t.status for t in second.targets) == [Status.DELETED, Status.PENDING]
+
+
+def test_a_fleet_plan_with_a_member_given_twice_is_refused(
+        emulator: Emulator, profiles: None, tmp_path: Path) -> None:
+    """A reader of the file sees the first `text`; json.loads keeps the last. A fleet plan
+    that shows its reviewer one fleet file and applies another is refused, as a store plan
+    with a member twice is."""
+    import json
+
+    from ksdelete import planfile
+
+    made = seed(emulator)
+    path = fleet_file(tmp_path / "fleet.yml", made)
+    plan = tmp_path / "fleet-plan.json"
+    code, _, err = fleet(emulator, "fleet", "plan", str(path), "--save-plan", str(plan))
+    assert code == 0, err
+    content = json.loads(plan.read_text())
+    shown = content["fleet"]["text"]
+    applied = shown.replace("name: retire-test", "name: something-else")
+    content["fleet"]["text"] = applied
+    content["fleet"]["sha256"] = __import__("hashlib").sha256(applied.encode()).hexdigest()
+    content["digest"] = planfile.digest_of(content)
+    text = json.dumps(content, indent=2)
+    new = f'"text": {json.dumps(applied)}'
+    assert text.count(new) == 1
+    plan.write_text(text.replace(new, f'"text": {json.dumps(shown)},\n    {new}'))
+    code, doc, err = fleet(emulator, "apply", str(plan))
+    assert code == 2 and "twice" in err, (code, err)
+    assert changed(emulator) == []
