@@ -545,6 +545,15 @@ def _check_selection(reader: _Reader, root: yaml.Node, top: Entries, fleet: Flee
                                "guards.forbidden_accounts", node, f"accounts[{i}]",
                                hint="Remove the account from the file; forbidden_accounts "
                                     "wins over everything")
+        for arn in account.role:  # a chain's roles too: assuming one acts in its account
+            match = ROLE_ARN.fullmatch(arn)
+            if match is not None and match.group(1) in fleet.guards.forbidden_accounts:
+                node = top["accounts"][1].value[i]
+                raise reader.error(f"the role chain of account {account.account_id} "
+                                   f"({account.name}) goes through {arn}, in "
+                                   "guards.forbidden_accounts", node, f"accounts[{i}].role",
+                                   hint="Reach the account without a role in a forbidden "
+                                        "account; forbidden_accounts wins over everything")
     if not selection:
         return
     for i, account in enumerate(fleet.accounts):

@@ -450,3 +450,20 @@ def test_a_fleet_plan_with_a_member_given_twice_is_refused(
     code, doc, err = fleet(emulator, "apply", str(plan))
     assert code == 2 and "twice" in err, (code, err)
     assert changed(emulator) == []
+
+
+def test_a_role_chain_through_a_forbidden_account_is_a_usage_error() -> None:
+    """forbidden_accounts wins over everything: no role of a chain may be in one (assuming it
+    is acting in that account, and its credentials reach the target's)."""
+    from ksdelete.errors import UsageError
+    from ksdelete.fleet import spec as fleetspec
+
+    good = (Path(__file__).parent / "fleet.yml").read_text(encoding="utf-8")
+    jump = "arn:aws:iam::999988887777:role/Jump"
+    bad = good.replace("  role: KsdeleteExecution\n",
+                       f'  role: ["{jump}", KsdeleteExecution]\n', 1)
+    assert bad != good
+    with pytest.raises(UsageError) as caught:
+        fleetspec.parse(bad, Path("fleet.yml"))
+    line = str(caught.value)
+    assert "999988887777" in line and "forbidden" in line and "\n" not in line, line
