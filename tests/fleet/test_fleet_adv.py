@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import _thread
 import io
+import json
 import signal
 import threading
 import time
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli.helpers import MUTATING
+from cli.helpers import MUTATING, validated
 
 from fleet.test_fleet_cli import ACCOUNTS, fleet, fleet_file, profiles, seed
 from fleet.test_runner import replace_account, spec_of
@@ -24,6 +25,7 @@ from fleet.test_runner import seed as seed_targets
 from ksdelete.emulator import Emulator
 from ksdelete.fleet.model import AccountSpec, FleetRun, FleetSpec, Rollout
 from ksdelete.fleet.runner import FleetRunner, FleetSettings
+from ksdelete.fleet.view import fleet_document
 from ksdelete.lock import StoreLock
 from ksdelete.models import Status
 from ksdelete.reporting import Phase, PhaseState, QuietReporter
@@ -132,6 +134,8 @@ def test_ctrl_c_in_a_region_with_two_stores_lists_both(
     assert out.targets[0].status is Status.INTERRUPTED
     assert out.targets[1].status is Status.SKIPPED, out.targets[1]
     assert "not started" in (out.targets[1].error or {}).get("message", "")
+    # every entry, interrupted, not started, of another account: the schema's
+    validated(json.dumps(fleet_document(out), default=str))
 
 
 def test_json_mode_prints_one_object_when_the_run_cannot_start(
