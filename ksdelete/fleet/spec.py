@@ -89,7 +89,12 @@ class _Reader:
     def scalar(self, node: yaml.Node) -> Any:
         if not isinstance(node, yaml.ScalarNode):
             return node  # a mapping or a list where a value was expected: the caller says
-        return self.loader.construct_object(node, deep=True)
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except yaml.YAMLError as exc:  # a tag safe YAML does not construct (!foo, !!python/...)
+            raise self.error(f"the value {node.value!r} has a YAML tag ({node.tag}) that a "
+                             "fleet file does not take", node, "",
+                             hint="Write plain values, without !tags") from exc
 
     def mapping(self, node: yaml.Node, path: str, kind: str) -> Entries:
         """The entries of a mapping whose keys are all known (KEYS[kind]), each once (`key:`

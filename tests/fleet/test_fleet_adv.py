@@ -471,3 +471,20 @@ def test_a_role_chain_through_a_forbidden_account_is_a_usage_error() -> None:
         fleetspec.parse(bad, Path("fleet.yml"))
     line = str(caught.value)
     assert "999988887777" in line and "forbidden" in line and "\n" not in line, line
+
+
+@pytest.mark.parametrize("tagged", ["!foo bar", "!!python/name:os.system", "!!binary aGk="])
+def test_a_yaml_tag_in_the_fleet_file_is_a_usage_error_naming_its_line(tagged: str) -> None:
+    """One line, the file and the line, exit 2; not "unexpected ConstructorError" (exit 1)
+    over several lines."""
+    from ksdelete.errors import ExitStatus, UsageError
+    from ksdelete.fleet import spec as fleetspec
+
+    good = (Path(__file__).parent / "fleet.yml").read_text(encoding="utf-8")
+    bad = good.replace("name: retire-payments-hsm", f"name: {tagged}", 1)
+    assert bad != good
+    with pytest.raises(UsageError) as caught:
+        fleetspec.parse(bad, Path("fleet.yml"))
+    line = str(caught.value)
+    assert caught.value.exit_status is ExitStatus.USAGE
+    assert "fleet.yml:2" in line and "\n" not in line, line
