@@ -93,8 +93,11 @@ def each(executor: Stoppable, items: Iterable[T], one: Callable[[T], StoreResult
         results.append(one(item))
 
 
+UNRESOLVED_FIX = "Fix or remove it (or pass --missing-ok) and run again"
+
+
 def resolve_all(executor: Executor, targets: list[Target], *, stop_on_unresolved: bool,
-                missing_ok: bool) -> list[StoreResult | None]:
+                missing_ok: bool, fix: str = UNRESOLVED_FIX) -> list[StoreResult | None]:
     """Every STORE resolved before any change. A STORE that cannot be resolved (and is not
     missing with --missing-ok, or proven deleted by the journal) stops a changing run
     before it starts: the others are reported `skipped`, nothing changed. Returns each
@@ -110,16 +113,17 @@ def resolve_all(executor: Executor, targets: list[Target], *, stop_on_unresolved
                     ref=target.ref, status=Status.SKIPPED, store=target.store,
                     matched_by=target.matched_by,
                     error={"code": "skipped", "message": f"not started: {names} could not be "
-                           "resolved, so this invocation changed nothing. Fix or remove it "
-                           "(or pass --missing-ok) and run again"})
+                           f"resolved, so this invocation changed nothing. {fix}"})
     return early
 
 
 def run_targets(executor: Executor, targets: list[Target], results: list[StoreResult], *,
-                changing: bool, missing_ok: bool = False) -> None:
+                changing: bool, missing_ok: bool = False, fix: str = UNRESOLVED_FIX) -> None:
     """The deletion pipeline over resolved targets. A changing run is all or nothing
-    (Executor.run_all); a dry run goes store by store."""
-    early = resolve_all(executor, targets, stop_on_unresolved=changing, missing_ok=missing_ok)
+    (Executor.run_all); a dry run goes store by store. `fix`: what to do about a STORE that
+    could not be resolved (a fleet has no --missing-ok)."""
+    early = resolve_all(executor, targets, stop_on_unresolved=changing, missing_ok=missing_ok,
+                        fix=fix)
     # A --wait run watches the pending keys of every store of the invocation while it waits.
     executor.invocation = tuple(t.store.id for t in targets if t.store is not None)
     if changing:

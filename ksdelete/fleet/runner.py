@@ -37,6 +37,7 @@ from ksdelete.errors import (
     KeyNotFound,
     KsdeleteError,
     RefusedError,
+    StoreNotFoundError,
     UsageError,
 )
 from ksdelete.executor import Confirm, RunOptions, Target
@@ -62,6 +63,7 @@ from ksdelete.sessions import SessionFactory
 from ksdelete.status import status as read_status
 
 HALTED = "halted"
+FIX_IN_FILE = "Fix its ID and Region in the fleet file, or remove it, and run again"
 # What counts against rollout.failure_tolerance (and fails a canary): a store the file names
 # that does not exist (exit 1) too.
 FAILED = (Status.ERROR, Status.REFUSED, Status.MISSING)
@@ -507,6 +509,11 @@ class FleetRunner:
                         phase=planner.refused_phase(refusal))
                     executor.reporters.note(error.text, level="refused", target=t.store_id)
                     continue
+            if isinstance(target.error, StoreNotFoundError):  # in the fleet's words
+                target = replace(target, error=StoreNotFoundError(
+                    target.error.what, where=target.error.where,
+                    hint="Check its ID and Region in the fleet file (`ksdelete fleet "
+                         "inventory` lists the stores there are)"))
             resolved.append(target)
         if refused and self.mode == "apply":
             # The stores of one account and Region go together, as `delete s1 s2` does: one
@@ -524,7 +531,8 @@ class FleetRunner:
                 each(executor, resolved,
                      lambda target: self._not_started(read_status(executor, target)), ran)
             else:
-                run_targets(executor, resolved, ran, changing=self.mode == "apply")
+                run_targets(executor, resolved, ran, changing=self.mode == "apply",
+                            fix=FIX_IN_FILE)
             if self.mode == "plan":
                 self._witness_read(app, [t for i, t in enumerate(targets)
                                          if i not in refused], ran)

@@ -488,3 +488,22 @@ def test_a_yaml_tag_in_the_fleet_file_is_a_usage_error_naming_its_line(tagged: s
     line = str(caught.value)
     assert caught.value.exit_status is ExitStatus.USAGE
     assert "fleet.yml:2" in line and "\n" not in line, line
+
+
+def test_a_missing_store_says_what_to_do_in_fleet_words(
+        emulator: Emulator, profiles: None, tmp_path: Path) -> None:
+    """The fleet commands take neither --missing-ok nor --region: a hint naming them sends the
+    operator to an option that does not exist."""
+    made = seed(emulator)  # two stores in dev/us-east-1
+    path = fleet_file(tmp_path / "fleet.yml", made)
+    first = made[(DEV, "us-east-1")][0]
+    text = path.read_text().replace(first["id"], "cks-0123456789abcdef0", 1)
+    path.write_text(text.replace(f"expect_name: {first['name']}, ", "", 1))
+    code, doc, err = fleet(emulator, "fleet", "apply", str(path), "--yes")
+    assert code == 1, err
+    dev = [t for t in doc["targets"] if (t["account_id"], t["region"]) == (DEV, "us-east-1")]
+    assert [t["status"] for t in dev] == ["missing", "skipped"], dev
+    for t in dev:
+        message = t["error"]["message"] + " " + str(t["error"].get("hint", ""))
+        assert "--missing-ok" not in message and "--region" not in message, message
+    assert "fleet file" in err.split("missing:", 1)[1].split("\n", 1)[0], err
