@@ -350,6 +350,7 @@ def test_a_halt_stops_a_run_in_flight_at_its_next_point_of_no_return(
     assert scheduled(emulator, DEV) <= at_halt[0] + 4 < KEYS, (at_halt, scheduled(emulator, DEV))
     dev = out.targets[0]
     assert dev.status is Status.REFUSED and "halted" in (dev.error or {})["message"], dev
+    validated(json.dumps(fleet_document(out), default=str))
 
 
 def wait_until(check: Callable[[], bool], timeout: float = 10.0) -> bool:
@@ -425,6 +426,7 @@ def test_max_irreversible_per_run_caps_deletions_however_the_keys_go(
         second = apply(lambda: QuietReporter(io.StringIO()))
     assert len(deletes(emulator)) == 1, [(t.status, t.error) for t in second.targets]
     assert sorted(t.status for t in second.targets) == [Status.DELETED, Status.PENDING]
+    validated(json.dumps(fleet_document(second), default=str))
 
 
 def test_a_fleet_plan_with_a_member_given_twice_is_refused(
