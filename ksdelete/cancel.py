@@ -227,12 +227,30 @@ def _after_the_brake(undo: Undo, brake: _Brake, snap: Snapshot | None, *, enable
         if result.run_in_progress is not None:  # its confirmation, if any, is void
             journal.decision("CancelPlan", store_id=store.id, store_name=store.name,
                              key_ids=[], matched_by=undo.matched_by)
+        _mark_the_rest(undo, snap)
         reporter.phase(Phase.CANCEL, PhaseState.DONE, "nothing to cancel")
         return
 
     if not looked_again:
         _more_passes(undo, snap)
     _finish(undo, soaking, had_scan=snap is not None, enable=enable, connect=connect)
+
+
+def _mark_the_rest(undo: Undo, snap: Snapshot | None) -> None:
+    """A cancel before anything was scheduled still sticks: each key of the store gets the
+    cancel mark, so no unattended run (on any machine) schedules it until a person confirms
+    it again at a terminal (planner.not_cancelled)."""
+    if snap is None or not snap.keys:
+        return
+    keys = [k for k in snap.keys if not k.pending and not (k.marks and k.marks.cancelled)]
+    _leave_evidence(undo.executor, undo.result,
+                    [Candidate(k.id, k.arn, None, prior(k, undo.scheduled), outcome=RECOVERED,
+                               state=k.state)
+                     for k in keys], {k.id: k for k in keys})
+    if keys:
+        undo.result.warnings.append(
+            f"{len(keys)} key(s) marked cancelled: no unattended run schedules them; a person "
+            "confirms them again at a terminal")
 
 
 def _more_passes(undo: Undo, snap: Snapshot | None) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from ksdelete.emulator import Emulator
 
 from .helpers import DAY, keys_by_id, ksdelete, mutations, said, seed_one
@@ -141,3 +143,21 @@ def test_cancel_plan_in_json_names_the_cancel_step(emulator: Emulator) -> None:
     assert run.store()["plan"] == [
         {"step": "CancelKeyDeletion", "keys": 2, "detail": ""},
         {"step": "MarkCancelled", "keys": 2, "detail": "no unattended run schedules them again"}]
+
+
+def test_a_cancel_before_anything_was_scheduled_sticks(emulator: Emulator,
+                                                        tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cancel with nothing pending yet (the first run has not scheduled anything) still
+    keeps every unattended run off the store, on any machine: each key carries the cancel
+    mark, and a `delete --yes` from another state directory is refused."""
+    seeded = seed_one(emulator, keys=2)
+    run = ksdelete(emulator, "cancel", "target", "--yes", "--output", "json")
+    assert run.exit_code == 0, run.stderr
+    assert run.store()["status"] == "cancelled"
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "another-machine"))
+    again = ksdelete(emulator, "target", "--yes", "--unused-for", "0", "--output", "json")
+    assert again.exit_code == 4, again.stderr
+    assert again.store()["error"]["key_ids"] == sorted(seeded["stores"][0]["key_ids"]) or \
+        set(again.store()["error"]["key_ids"]) == set(seeded["stores"][0]["key_ids"])
+    assert [c for c in emulator.calls() if c["operation"] == "ScheduleKeyDeletion"] == []

@@ -232,3 +232,15 @@ def test_bad_input_is_one_line_and_one_json_object(emulator: Emulator, profiles:
     code, doc, err = fleet(emulator, "fleet", "apply", str(path))  # no --yes
     assert code == 2 and "--yes" in err and doc["error"]["code"] == "usage"
     assert kms_calls(emulator) == []
+
+
+def test_a_fleet_cancel_before_anything_was_scheduled_sticks(
+        emulator: Emulator, profiles: None, tmp_path: Path) -> None:
+    made = seed(emulator)
+    path = fleet_file(tmp_path / "fleet.yml", made,
+                      rollout="rollout: {max_accounts: 3, canary: 0, failure_tolerance: 7}")
+    code, doc, err = fleet(emulator, "fleet", "cancel", str(path))
+    assert code == 0 and by_status(doc) == {"cancelled": 7}, err
+    code, doc, err = fleet(emulator, "fleet", "apply", str(path), "--yes")
+    assert code == 4 and by_status(doc) == {"refused": 7}, err
+    assert [c for c in emulator.calls() if c["operation"] == "ScheduleKeyDeletion"] == []
