@@ -200,6 +200,12 @@ def show_plan(plan_file: Path, output: str) -> None:
     Example:
       ksdelete show-plan plan.json
     """
+    from ksdelete.fleet.plans import is_fleet_plan
+
+    if is_fleet_plan(plan_file):  # a saved fleet plan: every target of it
+        from ksdelete.cli.fleet_run import show_fleet_plan
+
+        show_fleet_plan(plan_file, output=output)
     inv = Invocation("show-plan", output=output, quiet=False, debug=False, dry_run=True)
 
     def body(inv: Invocation) -> None:

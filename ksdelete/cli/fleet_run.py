@@ -280,3 +280,45 @@ def apply_fleet_plan(plan_file: Path, *, endpoint_url: str | None, output: str, 
              saved=saved)
 
     inv.go(body)
+
+
+def show_fleet_plan(plan_file: Path, *, output: str) -> None:
+    """`ksdelete show-plan PLAN` of a saved fleet plan: every target's plan as the dry run
+    showed it, per account and Region; no AWS call."""
+    inv = FleetInvocation("show-plan", output=output, quiet=True, debug=False)
+
+    def body(inv: FleetInvocation) -> None:
+        from ksdelete import planfile
+        from ksdelete.fleet import plans
+        from ksdelete.fleet.model import FleetRun, TargetResult
+        from ksdelete.models import Snapshot, Status
+        from ksdelete.options import option_words
+        from ksdelete.output import exit_status
+        from ksdelete.reporting import plan_lines, where
+
+        saved = plans.read(plan_file)
+        spec = saved.spec
+        inv.run = out = FleetRun(spec, "show-plan", "", dry_run=True, plan_id=saved.plan_id)
+        lines = [f"fleet plan {saved.plan_id} ({plan_file}) of {spec.name} "
+                 f"(sha256 {spec.sha256[:12]}): {len(saved.targets)} target(s)"]
+        by_store = {}
+        for (account, region), sub in saved.plans.items():
+            restored = {r.store.id: r for r in planfile.restore(sub) if r.store is not None}
+            by_store.update({(account, region, k): r for k, r in restored.items()})
+            lines += ["", f"{where(planfile.identity_of(sub))} ({spec.account(account).name}); "
+                      f"plan made {sub.document.get('created_at')}",
+                      "options: " + " ".join(option_words(sub.options))]
+            for result in restored.values():
+                assert result.plan is not None and result.store is not None
+                lines += plan_lines(Snapshot(result.store, result.keys,
+                                             scanned=result.scanned), result.plan)
+        for t in saved.targets:
+            result = by_store[t.key]
+            out.targets.append(TargetResult(t, spec.account(t.account_id).name,
+                                            Status.PLANNED, exit_status(result), result))
+        inv.after = [f"Apply exactly this plan with: ksdelete apply {plan_file}"]
+        if output != "json":
+            for line in lines:
+                click.echo(printable(line))
+
+    inv.go(body)

@@ -113,6 +113,19 @@ def test_a_saved_fleet_plan_applied_from_another_state_directory(
     assert code == 0, err
     assert by_status(doc) == {"planned": 7} and doc["plan_id"]
     assert [c for c in emulator.calls() if c["operation"] in MUTATING] == []
+    calls = len(emulator.calls())
+    shown = CliRunner().invoke(cli, ["show-plan", str(plan)], catch_exceptions=False)
+    assert shown.exit_code == 0, shown.stderr
+    for stores in made.values():
+        for store in stores:
+            assert store["id"] in shown.stdout
+    assert f"ksdelete apply {plan}" in shown.stdout
+    shown = CliRunner().invoke(cli, ["show-plan", str(plan), "--output", "json"],
+                               catch_exceptions=False)
+    listed = validated(shown.stdout)
+    assert shown.exit_code == 0 and by_status(listed) == {"planned": 7}
+    assert listed["plan_id"] == doc["plan_id"]
+    assert len(emulator.calls()) == calls  # no AWS call
     path.unlink()  # the plan carries the file it was made from
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "elsewhere"))
     code, doc, err = fleet(emulator, "apply", str(plan))
