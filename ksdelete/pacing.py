@@ -37,11 +37,16 @@ PACE: dict[str, float] = {
     "FilterLogEvents": 4.65,  # CloudWatch Logs: 5 per second per account and Region
 }
 
+# A bucket's burst, as a share of its rate: a full bucket and then one second at the pace
+# must stay within the quota in any one second (0.93 x 1.05 < 1); at least one request.
+BURST = 0.05
+
 # HTTP connections kept open to KMS: as many as discovery may have DescribeKey calls in flight.
 MAX_CONNECTIONS = 64
 
 class TokenBucket:
-    """Thread-safe pacing: at most `rate` acquisitions per second, bursts up to `burst`.
+    """Thread-safe pacing: at most `rate` acquisitions per second, bursts up to `burst`
+    (by default BURST of the rate, so that no one second passes the quota).
 
     The rate adapts to throttling (AIMD, as TCP does): `throttled()` halves it (at most once a
     second, however many calls were in flight when the quota ran out; never below 2 % of the
@@ -55,7 +60,7 @@ class TokenBucket:
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.ceiling = rate
         self.rate = rate
-        self.capacity = burst if burst is not None else max(1.0, rate / 4)
+        self.capacity = burst if burst is not None else max(1.0, rate * BURST)
         self.throttles = 0  # ThrottlingException answers seen
         self._tokens = self.capacity
         self._clock = clock

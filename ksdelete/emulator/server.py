@@ -170,6 +170,7 @@ class EmulatorApp:
     def _lookup_events(
         self, environ: dict[str, Any], start_response: StartResponse
     ) -> Iterable[bytes]:
+        arrived = round(time.time(), 4)
         body = _read_body(environ)
         match = _REGION_RE.search(environ.get("HTTP_AUTHORIZATION", ""))
         region = match.group(1) if match else "us-east-1"
@@ -184,8 +185,11 @@ class EmulatorApp:
             "service": "cloudtrail",
             "operation": "LookupEvents",
             "region": region,
+            "account": _account(environ),
             "status": status,
             "error": _error_code(status, payload),
+            "arrived": arrived,
+            "wall": round(time.time(), 4),
         }
         with RUNTIME.lock:
             RUNTIME.calls.append(call)
@@ -197,6 +201,7 @@ class EmulatorApp:
     def _filter_log_events(
         self, environ: dict[str, Any], start_response: StartResponse
     ) -> Iterable[bytes]:
+        arrived = round(time.time(), 4)
         body = _read_body(environ)
         match = _REGION_RE.search(environ.get("HTTP_AUTHORIZATION", ""))
         region = match.group(1) if match else "us-east-1"
@@ -230,8 +235,9 @@ class EmulatorApp:
             found = shapes.validate_response_body("FilterLogEvents", status, payload, "logs")
         with RUNTIME.lock:
             RUNTIME.calls.append({"service": "logs", "operation": "FilterLogEvents",
-                                  "region": region, "status": status,
-                                  "error": _error_code(status, payload)})
+                                  "region": region, "account": _account(environ),
+                                  "status": status, "error": _error_code(status, payload),
+                                  "arrived": arrived, "wall": round(time.time(), 4)})
             RUNTIME.problems.extend(f"logs {p}" for p in found)
         return _respond(start_response, status, payload, "application/x-amz-json-1.1",
                         cloudtrail.new_uuid())
@@ -267,6 +273,7 @@ class EmulatorApp:
     def _kms(
         self, environ: dict[str, Any], start_response: StartResponse, operation: str
     ) -> Iterable[bytes]:
+        arrived = round(time.time(), 4)
         body = _read_body(environ)
         match = _REGION_RE.search(environ.get("HTTP_AUTHORIZATION", ""))
         region = match.group(1) if match else "us-east-1"
@@ -296,6 +303,7 @@ class EmulatorApp:
             "account": _account(environ),
             "status": status,
             "error": error,
+            "arrived": arrived,  # when it came in: where a quota counts it
             "wall": round(time.time(), 4),  # when it was answered (benchmarks split runs by it)
         }
         if isinstance(params, dict):
