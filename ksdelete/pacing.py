@@ -71,16 +71,24 @@ class TokenBucket:
         self._lock = threading.Lock()
 
     def acquire(self) -> float:
-        """Take one token, sleeping as needed; returns the seconds slept."""
-        with self._lock:
-            now = self._clock()
-            self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
-            self._last = now
-            self._tokens -= 1
-            wait = -self._tokens / self.rate if self._tokens < 0 else 0.0
-        if wait > 0:
+        """Take one token, sleeping until there is one; returns the seconds slept.
+
+        The token is taken when it is there, not promised ahead for a later moment: a caller
+        that wakes late (a starved thread) does not go out together with the next one."""
+        slept = 0.0
+        need = min(1.0, self.capacity)
+        while True:
+            with self._lock:
+                now = self._clock()
+                self._tokens = min(self.capacity,
+                                   self._tokens + (now - self._last) * self.rate)
+                self._last = now
+                if self._tokens >= need - 1e-9:
+                    self._tokens -= 1
+                    return slept
+                wait = (need - self._tokens) / self.rate
             self._sleep(wait)
-        return wait
+            slept += wait
 
     def throttled(self) -> None:
         """AWS answered ThrottlingException: slow down."""
