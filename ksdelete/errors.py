@@ -1,4 +1,5 @@
-"""Error classes that carry their exit status, and the exit status table itself."""
+"""Error classes that carry their exit status, the exit status table itself, and what AWS's
+error codes mean to ksdelete (which error class, whether to try again)."""
 
 from __future__ import annotations
 
@@ -220,3 +221,50 @@ def disk_full_hint(path: object) -> str:
     """What to do about a full disk under `path`."""
     return (f"Free space on the file system that holds {path} (see df -h), or pass --journal "
             "PATH on another one (the locks and the cache live beside it); then run again")
+
+
+# ---- what AWS's error codes mean to ksdelete ------------------------------------------------
+
+THROTTLING_CODES = frozenset(
+    {
+        "ThrottlingException",
+        "Throttling",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "LimitExceededException",
+    }
+)
+SERVER_ERROR_CODES = frozenset(
+    {"KMSInternalException", "DependencyTimeoutException", "KeyUnavailableException",
+     "InternalFailure", "ServiceUnavailable"}
+)
+
+# AWS error codes -> the typed errors the rest of ksdelete sees.
+ERROR_TYPES: dict[str, type[AwsError]] = {
+    "NotFoundException": KeyNotFound,
+    "UnknownOperationException": OperationUnsupported,
+    "KMSInvalidStateException": KeyInvalidState,
+    "CustomKeyStoreInvalidStateException": StoreInvalidState,
+    "CustomKeyStoreHasCMKsException": StoreHasKeys,
+    "AccessDeniedException": AccessDenied,
+    **dict.fromkeys(THROTTLING_CODES, Throttled),
+}
+
+
+def typed(operation: str, code: str, message: str) -> type[AwsError]:
+    """The error class an AWS error code (of this operation, with this message) raises."""
+    error = ERROR_TYPES.get(code, AwsError)
+    if error is KeyInvalidState and operation == "ScheduleKeyDeletion" \
+            and "pending deletion" in message:
+        return KeyAlreadyPendingDeletion
+    return error
+
+
+def retryable(exc: BaseException) -> bool:
+    """Whether a call that failed this way is worth trying again (throttling, AWS's own
+    failures, a connection that could not be made)."""
+    if isinstance(exc, AwsError):
+        return exc.aws_code in THROTTLING_CODES or exc.aws_code in SERVER_ERROR_CODES or (
+            exc.aws_code == "ConnectionError"
+        )
+    return False

@@ -26,19 +26,15 @@ import botocore.exceptions
 
 from ksdelete import __version__
 from ksdelete.errors import (
-    AccessDenied,
+    THROTTLING_CODES,
     AwsError,
     CredentialsError,
     IncompleteListingError,
-    KeyAlreadyPendingDeletion,
-    KeyInvalidState,
-    KeyNotFound,
     KsdeleteError,
     OperationUnsupported,
-    StoreHasKeys,
-    StoreInvalidState,
-    Throttled,
     UsageError,
+    retryable,
+    typed,
 )
 from ksdelete.models import Grant, Identity, Key, KeyStore, Usage, WitnessedKey
 from ksdelete.pacing import MAX_CONNECTIONS, Pacer
@@ -52,33 +48,8 @@ log = logging.getLogger("ksdelete.gateway")
 # quotas are off unless asked for) drops the pacing and the backoff between retries of a call.
 UNPACED_ENV = "KSDELETE_TEST_UNPACED"
 
-THROTTLING_CODES = frozenset(
-    {
-        "ThrottlingException",
-        "Throttling",
-        "TooManyRequestsException",
-        "RequestLimitExceeded",
-        "LimitExceededException",
-    }
-)
-SERVER_ERROR_CODES = frozenset(
-    {"KMSInternalException", "DependencyTimeoutException", "KeyUnavailableException",
-     "InternalFailure", "ServiceUnavailable"}
-)
-
 # The first boto3 (and botocore, same version) whose model has the operation.
 FIRST_BOTO3: dict[str, str] = {"GetKeyLastUsage": "1.42.97"}
-
-# AWS error codes -> the typed errors the rest of ksdelete sees.
-ERROR_TYPES: dict[str, type[AwsError]] = {
-    "NotFoundException": KeyNotFound,
-    "UnknownOperationException": OperationUnsupported,
-    "KMSInvalidStateException": KeyInvalidState,
-    "CustomKeyStoreInvalidStateException": StoreInvalidState,
-    "CustomKeyStoreHasCMKsException": StoreHasKeys,
-    "AccessDeniedException": AccessDenied,
-    **dict.fromkeys(THROTTLING_CODES, Throttled),
-}
 
 # The IAM actions each gateway method needs; `ksdelete iam-policy` is built from this table.
 PERMISSIONS: dict[str, str] = {
@@ -127,14 +98,6 @@ def _error_code(exc: BaseException) -> str | None:
     if isinstance(exc, botocore.exceptions.ClientError):
         return str(exc.response.get("Error", {}).get("Code", "")) or None
     return None
-
-
-def _retryable(exc: BaseException) -> bool:
-    if isinstance(exc, AwsError):
-        return exc.aws_code in THROTTLING_CODES or exc.aws_code in SERVER_ERROR_CODES or (
-            exc.aws_code == "ConnectionError"
-        )
-    return False
 
 
 class Gateway:
@@ -242,7 +205,7 @@ class Gateway:
                                f"needs a KMS that has it, such as AWS's, and {needs}")
                 if bucket is not None and code in THROTTLING_CODES:
                     bucket.throttled()
-                raise _typed(operation, code, message)(
+                raise typed(operation, code, message)(
                     message,
                     operation=operation, aws_code=code, request_id=meta.get("RequestId"),
                     where=operation,
@@ -274,7 +237,7 @@ class Gateway:
             return Called(response, meta.get("RequestId"))
 
         return call_with_retries(
-            once, call=operation, retryable=_retryable, policy=self._call_policy,
+            once, call=operation, retryable=retryable, policy=self._call_policy,
             on_retry=self.on_retry,
             unreachable=lambda exc: getattr(exc, "aws_code", "") == "ConnectionError",
         )
@@ -594,14 +557,6 @@ class Gateway:
 
 def _no_wait(seconds: float) -> None:
     return None
-
-
-def _typed(operation: str, code: str, message: str) -> type[AwsError]:
-    error = ERROR_TYPES.get(code, AwsError)
-    if error is KeyInvalidState and operation == "ScheduleKeyDeletion" \
-            and "pending deletion" in message:
-        return KeyAlreadyPendingDeletion
-    return error
 
 
 def _sts_endpoint(kms_endpoint: str | None) -> str | None:

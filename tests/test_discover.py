@@ -23,13 +23,13 @@ from hypothesis import strategies as st
 from ksdelete import discover
 from ksdelete.discover import MembershipCache, snapshot
 from ksdelete.errors import (
+    ERROR_TYPES,
     AwsError,
     CredentialsError,
     ExitStatus,
     IncompleteDiscoveryError,
     IncompleteListingError,
 )
-from ksdelete.gateway import ERROR_TYPES
 from ksdelete.models import ConnectionState, KeyStore, Snapshot, StoreType
 
 STORE = KeyStore("cks-1234567890abcdefg", "target", StoreType.CLOUDHSM,
