@@ -37,13 +37,12 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ksdelete.emulator import Emulator, EmulatorConfig
-from ksdelete.emulator.realism import AWS_QUOTAS, OTHER_QUOTA
+from ksdelete.emulator.calllog import arrival, counted, peak, quota
 
 REGION = "us-east-1"
 ACCOUNTS = {"111111111111": "dev", "222222222222": "stage"}
@@ -72,23 +71,6 @@ def say(text: str = "") -> None:
 def load() -> str:
     one, five, _ = os.getloadavg()
     return f"load average {one:.1f} (5 min {five:.1f})"
-
-
-def quota(operation: str) -> float:
-    """AWS's default quota for the operation, per account and Region (requests per second)."""
-    name = f"cloudtrail:{operation}" if operation == "LookupEvents" else operation
-    return AWS_QUOTAS.get(name, OTHER_QUOTA)
-
-
-def peak(times: Iterable[float], window: float = 1.0) -> int:
-    """The most of `times` inside any half-open interval [t, t + window)."""
-    ordered = sorted(times)
-    best, first = 0, 0
-    for last, t in enumerate(ordered):
-        while ordered[first] <= t - window:
-            first += 1
-        best = max(best, last - first + 1)
-    return best
 
 
 def key_of(account: str) -> str:
@@ -142,9 +124,8 @@ def report(case: Case, calls: list[dict[str, Any]], *, pages: int, first: bool) 
     say(f"    throttled requests: {len(throttled)} of {len(calls)}")
     ok &= not throttled
     times: dict[tuple[str, str], list[float]] = defaultdict(list)
-    for c in calls:
-        if c.get("service", "kms") in ("kms", "cloudtrail", "logs"):  # not STS's, Config's
-            times[(c["account"], c["operation"])].append(float(c.get("arrived", c["wall"])))
+    for c in counted(calls):  # not STS's, Config's
+        times[(c["account"], c["operation"])].append(arrival(c))
     for account in case.accounts:
         chains = len(times[(account, "ListKeys")]) / pages
         expected = 1 + case.stores if first else 1

@@ -64,6 +64,13 @@ CRYPTO_QUOTA = 100_000.0
 OTHER_QUOTA = 5.0  # anything not listed: the most common management quota
 
 
+def quota_of(name: str) -> float:
+    """AWS's default quota (requests per second, per account and Region) for a quota name as
+    the emulator counts it: a KMS operation (the cryptographic ones share one quota), or
+    `service:Operation` for CloudTrail and CloudWatch Logs."""
+    return CRYPTO_QUOTA if name in CRYPTO_OPERATIONS else AWS_QUOTAS.get(name, OTHER_QUOTA)
+
+
 class _Bucket:
     __slots__ = ("rate", "tokens", "stamp")
 
@@ -147,10 +154,8 @@ class Runtime:
         """Whether the call exceeds its quota (per account, Region and operation)."""
         if self.config.quotas != "aws":
             return False
-        if operation in CRYPTO_OPERATIONS:
-            rate, name = CRYPTO_QUOTA, "<crypto>"
-        else:
-            rate, name = AWS_QUOTAS.get(operation, OTHER_QUOTA), operation
+        rate = quota_of(operation)
+        name = "<crypto>" if operation in CRYPTO_OPERATIONS else operation
         with self.lock:
             bucket = self._buckets.get((account, region, name))
             if bucket is None:

@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ksdelete.emulator import Emulator
-from ksdelete.emulator.realism import AWS_QUOTAS, OTHER_QUOTA
+from ksdelete.emulator.calllog import arrival, counted, peak, quota
 from ksdelete.pacing import PACE, TokenBucket
 
 from .accounts import use_profiles
@@ -44,38 +43,11 @@ PAGE = 1000  # ListKeys entries per page (gateway.list_keys)
 JITTER = 1
 
 
-def quota(operation: str) -> float:
-    """AWS's default quota for the operation, per account and Region (requests per second)."""
-    name = f"cloudtrail:{operation}" if operation == "LookupEvents" else operation
-    return AWS_QUOTAS.get(name, OTHER_QUOTA)
-
-
-def peak(times: Iterable[float], window: float = 1.0) -> int:
-    """The most of `times` inside any half-open interval [t, t + window)."""
-    ordered = sorted(times)
-    best, first = 0, 0
-    for last, t in enumerate(ordered):
-        while ordered[first] <= t - window:
-            first += 1
-        best = max(best, last - first + 1)
-    return best
-
-
-def stamp(call: dict[str, Any]) -> float:
-    """When the call reached the emulator (where a quota counts it)."""
-    return float(call.get("arrived", call["wall"]))
-
-
-def quota_counted(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The calls a KMS, CloudTrail or Logs quota counts (not STS's or Config's)."""
-    return [c for c in calls if c.get("service", "kms") in ("kms", "cloudtrail", "logs")]
-
-
 def peaks(calls: list[dict[str, Any]]) -> dict[tuple[str, str, str], int]:
     """(account, Region, operation) -> the most requests in any one second."""
     times: dict[tuple[str, str, str], list[float]] = defaultdict(list)
-    for c in quota_counted(calls):
-        times[(c["account"], c["region"], c["operation"])].append(stamp(c))
+    for c in counted(calls):
+        times[(c["account"], c["region"], c["operation"])].append(arrival(c))
     return {k: peak(v) for k, v in times.items()}
 
 
@@ -130,7 +102,7 @@ def test_a_fleet_stays_under_every_quota_with_one_listing_per_scope(
         assert listings(calls, account) == pages * (1 + STORES)
     # Each account has a pacer of its own, and both ran at once: together, in one second,
     # more than one account's quota.
-    tags = [stamp(c) for c in quota_counted(calls) if c["operation"] == "TagResource"]
+    tags = [arrival(c) for c in counted(calls) if c["operation"] == "TagResource"]
     assert peak(tags) > quota("TagResource"), peak(tags)
 
     # The next cron run (the keys wait out their window): one listing per scope, and the
