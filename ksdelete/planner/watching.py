@@ -84,6 +84,18 @@ def _blind_details(why: str, hints: list[str], ctx: Context) -> tuple[str, ...]:
             *new_plan_lines(ctx, "--on-use ignore"))
 
 
+def _blind_refusal(blind: list[Key], since: str, ctx: Context, summary: str, stop: str
+                   ) -> Refusal:
+    """The watch cannot see these keys (since they were `since`: scheduled, or disabled):
+    the refusal, with why, every way to go on, and what the run does about it (`stop`)."""
+    why, hints = _blindness(blind, since, ctx)
+    return Refusal(
+        RefusalReason.WATCH_BLIND, summary, f"To go on: {hints[0]}",
+        (*_blind_details(why, hints, ctx), stop, *key_lines([k.id for k in blind])),
+        tuple(k.id for k in blind),
+    )
+
+
 def no_use_while_pending(snap: Snapshot, options: PlanOptions, ctx: Context
                          ) -> Refusal | Verdict:
     """The watch: nobody tried to use a key while it waits out its window (CloudTrail, since
@@ -118,16 +130,10 @@ def no_use_while_pending(snap: Snapshot, options: PlanOptions, ctx: Context
         )
     blind = _blind(pending)
     if blind:
-        why, hints = _blindness(blind, "scheduled", ctx)
-        return Refusal(
-            RefusalReason.WATCH_BLIND,
+        return _blind_refusal(
+            blind, "scheduled", ctx,
             f"the watch cannot see {len(blind)} pending key(s) of {snap.store.id}",
-            f"To go on: {hints[0]}",
-            (*_blind_details(why, hints, ctx),
-             "whether they are still used is unknown, so this run stops here",
-             *key_lines([k.id for k in blind])),
-            tuple(k.id for k in blind),
-        )
+            "whether they are still used is unknown, so this run stops here")
     late = _late(pending)
     detail = f"no use attempted on {len(pending) - len(late)} pending key(s) since scheduled"
     if late:
@@ -174,16 +180,10 @@ def no_use_while_disabled(snap: Snapshot, options: PlanOptions, ctx: Context
         )
     blind = _blind(soaking)
     if blind:
-        why, hints = _blindness(blind, "disabled", ctx)
-        return Refusal(
-            RefusalReason.WATCH_BLIND,
+        return _blind_refusal(
+            blind, "disabled", ctx,
             f"the watch cannot see {len(blind)} key(s) ksdelete disabled to soak in "
-            f"{snap.store.id}", f"To go on: {hints[0]}",
-            (*_blind_details(why, hints, ctx),
-             "a soak that cannot see proves nothing, so nothing is scheduled",
-             *key_lines([k.id for k in blind])),
-            tuple(k.id for k in blind),
-        )
+            f"{snap.store.id}", "a soak that cannot see proves nothing, so nothing is scheduled")
     return Verdict("no_use_while_disabled", "pass",
                    f"no use attempted on {len(soaking)} disabled key(s) since the soak began")
 
