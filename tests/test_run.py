@@ -117,11 +117,8 @@ def test_the_run_converges_until_the_window_then_is_pending(emulator: Emulator,
     assert run.context.planned == snap.key_ids()
 
 
-def test_a_key_cancelled_while_waiting_is_refused(emulator: Emulator, build: Any,
-                                                 kms: Any) -> None:
-    """--wait: a key that settles as no longer pending (someone cancelled it) ends the run,
-    refused, saying what the run had done (the planner's refusal)."""
-    seed_one(emulator, keys=2)
+def scheduled_and_waiting(build: Any) -> tuple[StoreRun, Snapshot]:
+    """A --wait run of 'target' that has just scheduled its keys (7-day window)."""
     executor = build(RunOptions(plan=PlanOptions(unused_for_days=0, pending_window_days=7),
                                 wait=True, max_wait=3600.0))
     run = start(executor, "target", Clock())
@@ -129,6 +126,15 @@ def test_a_key_cancelled_while_waiting_is_refused(emulator: Emulator, build: Any
     step = plan.step(StepKind.SCHEDULE_KEY_DELETION)
     assert step is not None
     HANDLERS[StepKind.SCHEDULE_KEY_DELETION](run, step, snap)
+    return run, snap
+
+
+def test_a_key_cancelled_while_waiting_is_refused(emulator: Emulator, build: Any,
+                                                 kms: Any) -> None:
+    """--wait: a key that settles as no longer pending (someone cancelled it) ends the run,
+    refused, saying what the run had done (the planner's refusal)."""
+    seed_one(emulator, keys=2)
+    run, snap = scheduled_and_waiting(build)
     # The wait re-reads the key AWS deletes first (discover.recheck_keys): cancel that one.
     cancelled = min(run.result.keys, key=lambda k: (k.deletion_date, k.id))
     kms.cancel_key_deletion(KeyId=cancelled.id)
@@ -150,13 +156,7 @@ def test_a_key_due_last_cancelled_while_waiting_is_seen_at_the_first_check(
     """--wait sweeps every pending key at its first check (and every SWEEP_EVERY after), so
     a cancel of the key AWS would delete last is not left unseen until the others are gone."""
     seed_one(emulator, keys=3)
-    executor = build(RunOptions(plan=PlanOptions(unused_for_days=0, pending_window_days=7),
-                                wait=True, max_wait=3600.0))
-    run = start(executor, "target", Clock())
-    snap, plan = converge.decide(run)
-    step = plan.step(StepKind.SCHEDULE_KEY_DELETION)
-    assert step is not None
-    HANDLERS[StepKind.SCHEDULE_KEY_DELETION](run, step, snap)
+    run, snap = scheduled_and_waiting(build)
     cancelled = max(run.result.keys, key=lambda k: (k.deletion_date, k.id))
     kms.cancel_key_deletion(KeyId=cancelled.id)
     run.deadline = run.clock() + 5.0
