@@ -19,7 +19,6 @@ steps) defer a target to the next run (pending, nothing changed) rather than ref
 from __future__ import annotations
 
 import os
-import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -58,14 +57,11 @@ from ksdelete.reporting import Reporter
 from ksdelete.retry import RetryPolicy
 from ksdelete.scope import ScopeRequest
 from ksdelete.service import each, run_targets
-from ksdelete.sessions import SessionFactory
+from ksdelete.sessions import SessionFactory, clean_session_name
 from ksdelete.status import status as read_status
 
 HALTED = "halted"
 FIX_IN_FILE = "Fix its ID and Region in the fleet file, or remove it, and run again"
-SESSION_NAME = re.compile(r"[^\w+=,.@-]")
-# What a run does at each (account, Region): change, plan (dry run), read or cancel.
-MODES = ("apply", "plan", "status", "cancel")
 
 ReporterFor = Callable[[AccountSpec, str], Reporter]
 
@@ -100,7 +96,7 @@ class Witness:
 def session_name(run_id: str) -> str:
     """`ksdelete-<run_id>`, as STS allows (2-64 of [\\w+=,.@-]): seen in every target's
     CloudTrail."""
-    return SESSION_NAME.sub("-", f"ksdelete-{run_id}")[:64]
+    return clean_session_name(f"ksdelete-{run_id}")
 
 
 def external_ids(spec: FleetSpec, environ: dict[str, str] | None = None) -> dict[str, str]:
@@ -321,7 +317,7 @@ class FleetRunner:
         policy = RetryPolicy(poll_initial=min(1.0, poll), poll_max=max(poll, 0.01),
                              sleep=self.interruptible.sleep)
         saved = self.saved.get((account.account_id, region)) if self.saved else None
-        base = replace(self.spec.options, max_keys=self.spec.guards.max_keys_per_target)
+        base = plan_options(self.spec)
         options = RunOptions(
             plan=saved.options if saved else base,
             dry_run=self.mode == "plan", wait=self.settings.wait and self.mode == "apply",
@@ -504,4 +500,6 @@ def groups_of(spec: FleetSpec, targets: Sequence[StoreTarget]
 
 
 def plan_options(spec: FleetSpec) -> PlanOptions:
+    """Every target's plan options: the file's `defaults:`, with max_keys_per_target as the
+    key_cap gate's --max-keys."""
     return replace(spec.options, max_keys=spec.guards.max_keys_per_target)
