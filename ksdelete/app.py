@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TextIO
 
 from ksdelete.discover import MembershipCache
-from ksdelete.errors import AccountRefused, RefusedError, UsageError
+from ksdelete.errors import AccountRefused, RefusedError
 from ksdelete.executor import Confirm, Executor, RunOptions
 from ksdelete.gateway import Gateway
 from ksdelete.journal import Journal, default_path
@@ -21,7 +21,7 @@ from ksdelete.pacing import Pacer
 from ksdelete.planner import account_refusal, endpoint_refusal, service_endpoint
 from ksdelete.reporting import PlainReporter, QuietReporter, Reporter
 from ksdelete.retry import RetryPolicy
-from ksdelete.scope import Scope, ScopeRequest, is_local
+from ksdelete.scope import Scope, ScopeRequest, check_poll_interval, is_local
 from ksdelete.sessions import SessionFactory
 from ksdelete.workspace import Workspace, open_workspace
 
@@ -139,10 +139,7 @@ def build(settings: Settings, options: RunOptions, reporter: Reporter, confirm: 
         # no endpoint configured: the plan's. Never a remote one: the requests it would be
         # sent are signed with the operator's credentials.
         gateway = workspaces.gateway(replace(request, endpoint_url=planned))
-    if poll < 1.0 and not is_local(gateway.endpoint_url):
-        raise UsageError(
-            f"a poll interval of {poll:g}s would spend AWS's request quotas",
-            where="--poll-interval", hint="Use 1s or more against AWS")
+    check_poll_interval(poll, gateway.endpoint_url)
     if options.plan_id is not None:  # `apply`: only against the KMS the plan was made for
         refusal = endpoint_refusal(options.plan_endpoint, gateway.endpoint_url)
         if refusal:

@@ -91,6 +91,14 @@ def check_endpoint_url(url: str | None) -> None:
                               "http://127.0.0.1:4566")
 
 
+def check_poll_interval(poll: float, endpoint_url: str | None) -> None:
+    """Under a second between checks only against an endpoint on this machine (the
+    emulator): against AWS it would spend the request quotas. A usage error otherwise."""
+    if poll < 1.0 and not is_local(endpoint_url):
+        raise UsageError(f"a poll interval of {poll:g}s would spend AWS's request quotas",
+                         where="--poll-interval", hint="Use 1s or more against AWS")
+
+
 def is_local(url: str | None) -> bool:
     """Whether an endpoint is on this machine (the emulator)."""
     host = urlsplit(url).hostname or "" if url else ""

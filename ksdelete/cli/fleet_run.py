@@ -120,14 +120,10 @@ def _settings(endpoint_url: str | None, journal: Path | None, poll_interval: flo
               wait: bool = False, max_wait: float = 31 * 86400.0, enable: bool = False,
               connect: bool = False) -> FleetSettings:
     from ksdelete.fleet.runner import FleetSettings
-    from ksdelete.scope import check_endpoint_url, is_local
+    from ksdelete.scope import check_endpoint_url, check_poll_interval
 
     check_endpoint_url(endpoint_url)
-    if poll_interval < 1.0 and not is_local(endpoint_url):
-        from ksdelete.errors import UsageError
-
-        raise UsageError(f"a poll interval of {poll_interval:g}s would spend AWS's request "
-                         "quotas", where="--poll-interval", hint="Use 1s or more against AWS")
+    check_poll_interval(poll_interval, endpoint_url)
     return FleetSettings(endpoint_url=endpoint_url, journal=journal,
                          poll_interval=poll_interval, wait=wait, max_wait=max_wait,
                          enable=enable, connect=connect)
